@@ -1,0 +1,19 @@
+"""nasflops: analytic FLOPs/MACs, params and memory of neural architectures.
+
+Architectures are arrays of layer records (:data:`LAYER_DTYPE`); a batch is a
+:class:`SpecBatch`.  :func:`score` evaluates them in a compiled core under a
+named counting convention (:data:`CONVENTIONS`), without building a model.
+"""
+from .spec import LAYER_DTYPE, MAX_INPUTS, Act, Flag, Net, Op, SpecBatch
+from .conventions import CONVENTIONS, Convention, get_convention, register_convention
+from .scoring import (DTYPE_SIZES, METRICS, RESULT_DTYPE, STATUS_NAMES, Device, Scores,
+                      SpecError, layer_table, score)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LAYER_DTYPE", "MAX_INPUTS", "Act", "Flag", "Net", "Op", "SpecBatch",
+    "CONVENTIONS", "Convention", "get_convention", "register_convention",
+    "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "Scores",
+    "SpecError", "layer_table", "score", "__version__",
+]

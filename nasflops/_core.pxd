@@ -1,0 +1,109 @@
+# cython: language_level=3
+"""C declarations of the layer record and the codes the core speaks.
+
+``Layer`` is the single source of truth for the record layout: the numpy
+dtype ``nasflops.LAYER_DTYPE`` is taken from it (see ``_core.pyx``), so the
+two cannot drift.  Every field is a fixed-size integer so that a batch of
+millions of layers is one flat, memory-mappable buffer.
+"""
+from libc.stdint cimport int8_t, uint8_t, int16_t, int32_t, int64_t
+
+# Maximum number of inputs one record can name (fields input0..input3).
+# Wider joins (DenseNet's concatenation of 25 tensors) chain records:
+# concat(concat(a, b, c, d), e).
+cdef enum:
+    MAX_INPUTS = 4
+
+cdef packed struct Layer:
+    int16_t op            # OpCode
+    int8_t act            # ActKind, read only by OP_ACT
+    uint8_t flags         # FLAG_* bits (bias, affine, ceil_mode, ...)
+    int32_t out_channels  # conv/linear: output channels or features;
+                          # input: C; slice: number of channels kept
+    int32_t groups        # conv: groups; channel shuffle: groups
+    int32_t start         # slice: first channel kept
+    int32_t size_h        # input: height; adaptive avg pool: output height
+    int32_t size_w        # input: width; adaptive avg pool: output width
+    int16_t kernel_h      # conv/pool kernel
+    int16_t kernel_w
+    int16_t stride_h      # conv/pool stride (>= 1)
+    int16_t stride_w
+    int16_t pad_h         # conv/pool zero padding on each side
+    int16_t pad_w
+    int16_t dilation_h    # conv/max-pool dilation (>= 1)
+    int16_t dilation_w
+    int32_t input0        # indices of the layers feeding this one, within
+    int32_t input1        # the same architecture, in slot order; -1 marks an
+    int32_t input2        # unused slot, and used slots come first
+    int32_t input3
+
+# Operation codes.  Append only: codes are stored in Parquet files.
+cdef enum OpCode:
+    OP_INPUT = 0
+    OP_CONV2D = 1
+    OP_LINEAR = 2
+    OP_BATCHNORM = 3
+    OP_LAYERNORM = 4
+    OP_ACT = 5
+    OP_MAXPOOL = 6
+    OP_AVGPOOL = 7
+    OP_ADAPTIVE_AVGPOOL = 8
+    OP_ADD = 9
+    OP_MUL = 10
+    OP_CONCAT = 11
+    OP_FLATTEN = 12
+    OP_IDENTITY = 13
+    OP_ZERO = 14
+    OP_CHANNEL_SHUFFLE = 15
+    OP_DROPOUT = 16
+    OP_SOFTMAX = 17
+    OP_SLICE = 18
+    OP_SCALE = 19
+    N_OPS = 20
+
+# Activation kinds for OP_ACT.
+cdef enum ActKind:
+    ACT_RELU = 0
+    ACT_RELU6 = 1
+    ACT_HARDSWISH = 2
+    ACT_HARDSIGMOID = 3
+    ACT_SIGMOID = 4
+    ACT_SILU = 5
+    ACT_GELU = 6
+    ACT_TANH = 7
+    N_ACTS = 8
+
+cdef enum Flag:
+    FLAG_BIAS = 1              # conv/linear/scale carry a bias
+    FLAG_AFFINE = 2            # batch/layer norm carry weight and bias
+    FLAG_CEIL_MODE = 4         # pooling output size rounds up
+    FLAG_EXCLUDE_PAD = 8       # avg pool: count_include_pad=False
+    FLAG_INPLACE = 16          # activation overwrites its input
+
+# Per-layer quantities a counting convention weighs (all already x batch).
+cdef enum:  # Term
+    T_MAC = 0        # multiply-accumulates of conv/linear
+    T_OUT = 1        # output elements
+    T_IN = 2         # elements of the first input
+    T_BIAS = 3       # output elements if the layer has a bias, else 0
+    T_AFFINE = 4     # output elements if the norm is affine, else 0
+    T_WINDOW = 5     # pooling: input elements summed over all windows
+    T_EXTRA_IN = 6   # elements of all inputs but the first
+    T_ROWS = 7       # spatial positions x batch (N*H*W of the output)
+    T_OUT_CH = 8     # output channels x batch
+    N_TERMS = 9
+
+# Status codes; 0 is a valid architecture.  Messages live in scoring.py.
+cdef enum Status:
+    ST_OK = 0
+    ST_EMPTY = 1            # architecture has no layers
+    ST_NO_INPUT = 2         # first layer is not an input / input elsewhere
+    ST_BAD_OP = 3           # unknown op code or activation kind
+    ST_BAD_VALUE = 4        # channels, kernel, stride, ... out of range
+    ST_BAD_GROUPS = 5       # groups do not divide the channels
+    ST_BAD_INPUT_REF = 6    # input index forward, self, out of range or missing
+    ST_SHAPE_MISMATCH = 7   # add/mul/concat inputs disagree
+    ST_KERNEL_TOO_LARGE = 8 # kernel larger than the padded input
+    ST_OVERFLOW = 9         # a count does not fit in int64
+    ST_BAD_PADDING = 10     # pool padding larger than half the kernel
+    ST_BAD_SHAPE = 11       # input shape not accepted (linear on HxW > 1)

@@ -1,0 +1,584 @@
+# cython: language_level=3
+"""Compiled scoring core.
+
+The core reads layer records and writes integers; it knows nothing of search
+spaces, files or torch.  One pass per architecture infers every layer's
+output shape from its inputs, computes the convention-independent *terms* of
+each layer (MACs, output elements, ...), weighs them by the convention's
+row of the rules table, and accumulates params and memory; a second pass over
+the same architecture sweeps tensor lifetimes to find the peak of live
+activations.
+
+Everything below ``score_arch`` runs without the GIL.  Errors are status
+codes (``Status`` in ``_core.pxd``) with the index of the offending layer;
+``nasflops.scoring`` turns them into messages.  All arithmetic on counts is
+checked for int64 overflow.
+"""
+import numpy as np
+
+from libc.stdint cimport int8_t, uint8_t, int16_t, int32_t, int64_t
+from libc.stdlib cimport malloc, free
+
+cdef extern from *:
+    """
+    static inline int nf_mul_ovf(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_mul_overflow(a, b, r);
+    }
+    static inline int nf_add_ovf(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    """
+    bint nf_mul_ovf(int64_t a, int64_t b, int64_t *r) noexcept nogil
+    bint nf_add_ovf(int64_t a, int64_t b, int64_t *r) noexcept nogil
+
+
+cdef Layer _dummy_layer
+LAYER_DTYPE = np.asarray(<Layer[:1]>(&_dummy_layer)).dtype
+
+# Public mirrors of the C enums (nasflops.spec builds Python enums on them).
+OPS = {
+    "input": OP_INPUT, "conv2d": OP_CONV2D, "linear": OP_LINEAR,
+    "batchnorm": OP_BATCHNORM, "layernorm": OP_LAYERNORM, "act": OP_ACT,
+    "maxpool": OP_MAXPOOL, "avgpool": OP_AVGPOOL,
+    "adaptive_avgpool": OP_ADAPTIVE_AVGPOOL, "add": OP_ADD, "mul": OP_MUL,
+    "concat": OP_CONCAT, "flatten": OP_FLATTEN, "identity": OP_IDENTITY,
+    "zero": OP_ZERO, "channel_shuffle": OP_CHANNEL_SHUFFLE,
+    "dropout": OP_DROPOUT, "softmax": OP_SOFTMAX, "slice": OP_SLICE,
+    "scale": OP_SCALE,
+}
+ACTS = {
+    "relu": ACT_RELU, "relu6": ACT_RELU6, "hardswish": ACT_HARDSWISH,
+    "hardsigmoid": ACT_HARDSIGMOID, "sigmoid": ACT_SIGMOID, "silu": ACT_SILU,
+    "gelu": ACT_GELU, "tanh": ACT_TANH,
+}
+FLAGS = {
+    "bias": FLAG_BIAS, "affine": FLAG_AFFINE, "ceil_mode": FLAG_CEIL_MODE,
+    "exclude_pad": FLAG_EXCLUDE_PAD, "inplace": FLAG_INPLACE,
+}
+TERMS = ("mac", "out", "in", "bias", "affine", "window", "extra_in", "rows",
+         "out_ch")
+STATUS = {
+    "ok": ST_OK, "empty": ST_EMPTY, "no_input": ST_NO_INPUT,
+    "bad_op": ST_BAD_OP, "bad_value": ST_BAD_VALUE,
+    "bad_groups": ST_BAD_GROUPS, "bad_input_ref": ST_BAD_INPUT_REF,
+    "shape_mismatch": ST_SHAPE_MISMATCH,
+    "kernel_too_large": ST_KERNEL_TOO_LARGE, "overflow": ST_OVERFLOW,
+    "bad_padding": ST_BAD_PADDING, "bad_shape": ST_BAD_SHAPE,
+}
+N_RULES = N_OPS + N_ACTS
+MAX_LAYER_INPUTS = MAX_INPUTS
+
+# Columns of the per-architecture metrics written by score_range.
+cdef enum:  # Metric
+    M_OPS = 0
+    M_MACS = 1
+    M_PARAMS = 2
+    M_WEIGHT_BYTES = 3
+    M_ACT_BYTES = 4
+    M_PEAK_ACT_BYTES = 5
+    M_READ_BYTES = 6
+    M_WRITE_BYTES = 7
+    N_METRICS = 8
+
+METRICS = ("ops", "macs", "params", "weight_bytes", "act_bytes",
+           "peak_act_bytes", "read_bytes", "write_bytes")
+
+# Columns of the per-layer table written by layer_metrics.
+cdef enum:  # LayerCol
+    L_C = 0
+    L_H = 1
+    L_W = 2
+    L_OPS = 3
+    L_MACS = 4
+    L_PARAMS = 5
+    L_ACT_BYTES = 6
+    L_READ_BYTES = 7
+    L_WRITE_BYTES = 8
+    L_LIVE_BYTES = 9
+    N_LAYER_COLS = 10
+
+LAYER_COLUMNS = ("channels", "height", "width", "ops", "macs", "params",
+                 "act_bytes", "read_bytes", "write_bytes", "live_bytes")
+
+
+cdef struct Scratch:
+    int64_t* c          # output channels per layer
+    int64_t* h          # output height
+    int64_t* w          # output width
+    int64_t* elems      # output elements per sample
+    int64_t* freed      # bytes released after each step
+    int32_t* owner      # layer whose buffer this layer's output lives in
+    int32_t* last_use   # last layer reading a buffer (indexed by owner)
+
+
+cdef int scratch_alloc(Scratch* s, Py_ssize_t n) noexcept nogil:
+    if n < 1:
+        n = 1
+    s.c = <int64_t*>malloc(5 * n * sizeof(int64_t))
+    s.owner = <int32_t*>malloc(2 * n * sizeof(int32_t))
+    if s.c == NULL or s.owner == NULL:
+        free(s.c)
+        free(s.owner)
+        return -1
+    s.h = s.c + n
+    s.w = s.c + 2 * n
+    s.elems = s.c + 3 * n
+    s.freed = s.c + 4 * n
+    s.last_use = s.owner + n
+    return 0
+
+
+cdef void scratch_free(Scratch* s) noexcept nogil:
+    free(s.c)
+    free(s.owner)
+
+
+cdef inline int64_t mul3(int64_t a, int64_t b, int64_t c, bint* ovf) noexcept nogil:
+    cdef int64_t r
+    ovf[0] |= nf_mul_ovf(a, b, &r)
+    ovf[0] |= nf_mul_ovf(r, c, &r)
+    return r
+
+
+cdef inline int64_t add2(int64_t a, int64_t b, bint* ovf) noexcept nogil:
+    cdef int64_t r
+    ovf[0] |= nf_add_ovf(a, b, &r)
+    return r
+
+
+cdef inline int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t p,
+                                int64_t d, bint ceil_mode) noexcept nogil:
+    """Output length of a sliding window, as torch computes it.
+
+    The caller guarantees ``size + 2p >= d(k-1) + 1`` and ``s >= 1``.
+    """
+    cdef int64_t span = size + 2 * p - d * (k - 1) - 1
+    cdef int64_t o
+    if ceil_mode:
+        o = (span + s - 1) // s + 1
+        # torch: the last window must start inside the input or left padding
+        if (o - 1) * s >= size + p:
+            o -= 1
+    else:
+        o = span // s + 1
+    return o
+
+
+cdef inline int64_t adaptive_window_sum(int64_t size, int64_t out) noexcept nogil:
+    """Sum of adaptive pooling window lengths along one axis (torch's rule:
+    window i spans floor(i*size/out) .. ceil((i+1)*size/out))."""
+    cdef int64_t i, total = 0
+    for i in range(out):
+        total += ((i + 1) * size + out - 1) // out - (i * size) // out
+    return total
+
+
+cdef inline int32_t input_of(const Layer* L, int k) noexcept nogil:
+    # the four slots are consecutive int32 fields
+    return (&L.input0)[k]
+
+
+cdef inline int n_inputs_of(const Layer* L) noexcept nogil:
+    cdef int k = 0
+    while k < MAX_INPUTS and input_of(L, k) >= 0:
+        k += 1
+    return k
+
+
+cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
+                    int64_t batch, int64_t wsize, int64_t asize,
+                    double peak_ops, double bytes_per_s,
+                    Scratch* s, int64_t* metrics, double* latency,
+                    int64_t* bad_layer, int64_t* per_layer) noexcept nogil:
+    """Score one architecture; return a Status and set ``bad_layer``.
+
+    ``metrics`` receives N_METRICS values; ``latency`` (may be NULL) the
+    roofline estimate; ``per_layer`` (may be NULL) N_LAYER_COLS per layer.
+    """
+    cdef Py_ssize_t i, j
+    cdef int k, nin, lo, hi
+    cdef const Layer* L
+    cdef const int64_t* rule
+    cdef int64_t terms[N_TERMS]
+    cdef int64_t cin, hin, win, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, g
+    cdef int64_t e, e_in, macs, params, ops, act, rd, wr, t, other
+    cdef int64_t tot_ops = 0, tot_macs = 0, tot_params = 0, tot_act = 0
+    cdef int64_t tot_rd = 0, tot_wr = 0, live = 0, peak = 0
+    cdef double lat = 0.0, t_compute, t_memory
+    cdef bint ovf = False, view
+    cdef int op
+
+    bad_layer[0] = -1
+    if n == 0:
+        return ST_EMPTY
+
+    for i in range(n):
+        L = layers + i
+        op = L.op
+        bad_layer[0] = i
+        if op < 0 or op >= N_OPS:
+            return ST_BAD_OP
+        if (op == OP_INPUT) != (i == 0):
+            return ST_NO_INPUT
+
+        # ---- inputs: contiguous slots, each naming an earlier layer
+        nin = n_inputs_of(L)
+        for k in range(nin, MAX_INPUTS):
+            if input_of(L, k) != -1:
+                return ST_BAD_INPUT_REF
+        for k in range(nin):
+            if input_of(L, k) >= i:
+                return ST_BAD_INPUT_REF
+        if op == OP_INPUT:
+            lo = 0
+            hi = 0
+        elif op == OP_ADD:
+            lo = 2
+            hi = MAX_INPUTS
+        elif op == OP_MUL:
+            lo = 2
+            hi = 2
+        elif op == OP_CONCAT:
+            lo = 1
+            hi = MAX_INPUTS
+        else:
+            lo = 1
+            hi = 1
+        if nin < lo or nin > hi:
+            return ST_BAD_INPUT_REF
+
+        if op == OP_INPUT:
+            cin = 0
+            hin = 0
+            win = 0
+            e_in = 0
+        else:
+            j = input_of(L, 0)
+            cin = s.c[j]
+            hin = s.h[j]
+            win = s.w[j]
+            e_in = s.elems[j]
+
+        # ---- shape inference and per-op terms
+        c = cin
+        h = hin
+        w = win
+        macs = 0
+        params = 0
+        other = 0
+        for k in range(N_TERMS):
+            terms[k] = 0
+        view = False
+
+        if op == OP_INPUT:
+            if L.out_channels < 1 or L.size_h < 1 or L.size_w < 1:
+                return ST_BAD_VALUE
+            c = L.out_channels
+            h = L.size_h
+            w = L.size_w
+        elif op == OP_CONV2D or op == OP_MAXPOOL or op == OP_AVGPOOL:
+            kh = L.kernel_h
+            kw = L.kernel_w
+            sh = L.stride_h
+            sw = L.stride_w
+            ph = L.pad_h
+            pw = L.pad_w
+            dh = L.dilation_h
+            dw = L.dilation_w
+            if (kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0
+                    or dh < 1 or dw < 1):
+                return ST_BAD_VALUE
+            if op == OP_AVGPOOL and (dh != 1 or dw != 1):
+                return ST_BAD_VALUE
+            if hin + 2 * ph < dh * (kh - 1) + 1 or win + 2 * pw < dw * (kw - 1) + 1:
+                return ST_KERNEL_TOO_LARGE
+            if op == OP_CONV2D:
+                g = L.groups
+                if L.out_channels < 1 or g < 1:
+                    return ST_BAD_VALUE
+                if cin % g != 0 or L.out_channels % g != 0:
+                    return ST_BAD_GROUPS
+                c = L.out_channels
+                h = pooled_size(hin, kh, sh, ph, dh, False)
+                w = pooled_size(win, kw, sw, pw, dw, False)
+                # params: c * (cin/g) * kh * kw (+ c)
+                params = mul3(c, cin // g, kh * kw, &ovf)
+                if L.flags & FLAG_BIAS:
+                    params = add2(params, c, &ovf)
+                    terms[T_BIAS] = 1
+                macs = mul3(mul3(h, w, c, &ovf), cin // g, kh * kw, &ovf)
+            else:
+                # torch: padding at most half the (effective) kernel
+                if op == OP_MAXPOOL:
+                    if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:
+                        return ST_BAD_PADDING
+                elif 2 * ph > kh or 2 * pw > kw:
+                    return ST_BAD_PADDING
+                h = pooled_size(hin, kh, sh, ph, dh, L.flags & FLAG_CEIL_MODE)
+                w = pooled_size(win, kw, sw, pw, dw, L.flags & FLAG_CEIL_MODE)
+                terms[T_WINDOW] = kh * kw   # x output elements below
+        elif op == OP_ADAPTIVE_AVGPOOL:
+            if L.size_h < 1 or L.size_w < 1:
+                return ST_BAD_VALUE
+            h = L.size_h
+            w = L.size_w
+        elif op == OP_LINEAR:
+            if L.out_channels < 1:
+                return ST_BAD_VALUE
+            if hin != 1 or win != 1:
+                return ST_BAD_SHAPE
+            c = L.out_channels
+            params = mul3(c, cin, 1, &ovf)
+            if L.flags & FLAG_BIAS:
+                params = add2(params, c, &ovf)
+                terms[T_BIAS] = 1
+            macs = mul3(c, cin, 1, &ovf)
+        elif op == OP_BATCHNORM or op == OP_LAYERNORM:
+            if L.flags & FLAG_AFFINE:
+                params = 2 * c
+                terms[T_AFFINE] = 1
+        elif op == OP_SCALE:
+            params = c
+            if L.flags & FLAG_BIAS:
+                params = 2 * c
+                terms[T_BIAS] = 1
+        elif op == OP_ACT:
+            if L.act < 0 or L.act >= N_ACTS:
+                return ST_BAD_OP
+            view = (L.flags & FLAG_INPLACE) != 0
+        elif op == OP_ADD:
+            for k in range(1, nin):
+                j = input_of(L, k)
+                if s.c[j] != cin or s.h[j] != hin or s.w[j] != win:
+                    return ST_SHAPE_MISMATCH
+                other += s.elems[j]
+        elif op == OP_MUL:
+            # the second input broadcasts: each dim equal or 1 (SE gate C x 1 x 1)
+            j = input_of(L, 1)
+            if ((s.c[j] != cin and s.c[j] != 1) or (s.h[j] != hin and s.h[j] != 1)
+                    or (s.w[j] != win and s.w[j] != 1)):
+                return ST_SHAPE_MISMATCH
+            other = s.elems[j]
+        elif op == OP_CONCAT:
+            for k in range(1, nin):
+                j = input_of(L, k)
+                if s.h[j] != hin or s.w[j] != win:
+                    return ST_SHAPE_MISMATCH
+                c += s.c[j]
+                other += s.elems[j]
+        elif op == OP_FLATTEN:
+            c = mul3(cin, hin, win, &ovf)
+            h = 1
+            w = 1
+            view = True
+        elif op == OP_IDENTITY or op == OP_DROPOUT:
+            view = True
+        elif op == OP_SLICE:
+            if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > cin:
+                return ST_BAD_VALUE
+            c = L.out_channels
+            view = True
+        elif op == OP_CHANNEL_SHUFFLE:
+            if L.groups < 1:
+                return ST_BAD_VALUE
+            if cin % L.groups != 0:
+                return ST_BAD_GROUPS
+        # OP_ZERO, OP_SOFTMAX: same shape, nothing else to infer
+
+        s.c[i] = c
+        s.h[i] = h
+        s.w[i] = w
+        e = mul3(c, h, w, &ovf)
+        s.elems[i] = e
+        if ovf:
+            return ST_OVERFLOW
+
+        # ---- terms (x batch) weighed by the convention's rule row
+        if op == OP_ADAPTIVE_AVGPOOL:
+            terms[T_WINDOW] = mul3(c, adaptive_window_sum(hin, h),
+                                   adaptive_window_sum(win, w), &ovf)
+        elif terms[T_WINDOW]:
+            terms[T_WINDOW] = mul3(terms[T_WINDOW], e, 1, &ovf)
+        terms[T_WINDOW] = mul3(terms[T_WINDOW], batch, 1, &ovf)
+        terms[T_MAC] = mul3(macs, batch, 1, &ovf)
+        terms[T_OUT] = mul3(e, batch, 1, &ovf)
+        terms[T_IN] = mul3(e_in, batch, 1, &ovf)
+        terms[T_BIAS] = terms[T_BIAS] * terms[T_OUT]
+        terms[T_AFFINE] = terms[T_AFFINE] * terms[T_OUT]
+        terms[T_EXTRA_IN] = mul3(other, batch, 1, &ovf)
+        terms[T_ROWS] = mul3(h, w, batch, &ovf)
+        terms[T_OUT_CH] = mul3(c, batch, 1, &ovf)
+        if op == OP_ACT:
+            rule = rules + (N_OPS + L.act) * N_TERMS
+        else:
+            rule = rules + op * N_TERMS
+        ops = 0
+        for k in range(N_TERMS):
+            if rule[k]:
+                ops = add2(ops, mul3(rule[k], terms[k], 1, &ovf), &ovf)
+
+        # ---- memory: views and the network input move no bytes
+        if op == OP_INPUT or (view and op != OP_ACT):
+            act = 0
+            rd = 0
+            wr = 0
+        else:
+            act = mul3(e, batch, asize, &ovf)
+            wr = act
+            rd = mul3(params, wsize, 1, &ovf)
+            for k in range(nin):
+                rd = add2(rd, mul3(s.elems[input_of(L, k)], batch, asize, &ovf), &ovf)
+        if ovf:
+            return ST_OVERFLOW
+
+        tot_ops = add2(tot_ops, ops, &ovf)
+        tot_macs = add2(tot_macs, terms[T_MAC], &ovf)
+        tot_params = add2(tot_params, params, &ovf)
+        tot_act = add2(tot_act, act, &ovf)
+        tot_rd = add2(tot_rd, rd, &ovf)
+        tot_wr = add2(tot_wr, wr, &ovf)
+        if ovf:
+            return ST_OVERFLOW
+        if latency != NULL and (peak_ops > 0 or bytes_per_s > 0):
+            t_compute = ops / peak_ops if peak_ops > 0 else 0.0
+            t_memory = (<double>rd + <double>wr) / bytes_per_s if bytes_per_s > 0 else 0.0
+            lat += t_compute if t_compute > t_memory else t_memory
+
+        # ---- lifetimes: a view or in-place op aliases its input's buffer
+        if view:
+            s.owner[i] = s.owner[input_of(L, 0)]
+        else:
+            s.owner[i] = <int32_t>i
+        s.last_use[i] = <int32_t>i
+        for k in range(nin):
+            s.last_use[s.owner[input_of(L, k)]] = <int32_t>i
+        s.last_use[s.owner[i]] = <int32_t>i
+
+        if per_layer != NULL:
+            per_layer[i * N_LAYER_COLS + L_C] = c
+            per_layer[i * N_LAYER_COLS + L_H] = h
+            per_layer[i * N_LAYER_COLS + L_W] = w
+            per_layer[i * N_LAYER_COLS + L_OPS] = ops
+            per_layer[i * N_LAYER_COLS + L_MACS] = terms[T_MAC]
+            per_layer[i * N_LAYER_COLS + L_PARAMS] = params
+            per_layer[i * N_LAYER_COLS + L_ACT_BYTES] = act
+            per_layer[i * N_LAYER_COLS + L_READ_BYTES] = rd
+            per_layer[i * N_LAYER_COLS + L_WRITE_BYTES] = wr
+
+    # ---- peak of live activations, layers run in spec order
+    for i in range(n):
+        s.freed[i] = 0
+    for i in range(n):
+        if s.owner[i] == i:
+            # bytes were checked above: elems * batch * asize fits
+            s.freed[s.last_use[i]] += s.elems[i] * batch * asize
+    for i in range(n):
+        if s.owner[i] == i:
+            live += s.elems[i] * batch * asize
+        if live > peak:
+            peak = live
+        if per_layer != NULL:
+            per_layer[i * N_LAYER_COLS + L_LIVE_BYTES] = live
+        live -= s.freed[i]
+        if live < 0:  # cannot happen; guards the sums above
+            bad_layer[0] = i
+            return ST_OVERFLOW
+
+    bad_layer[0] = -1
+    metrics[M_OPS] = tot_ops
+    metrics[M_MACS] = tot_macs
+    metrics[M_PARAMS] = tot_params
+    metrics[M_WEIGHT_BYTES] = mul3(tot_params, wsize, 1, &ovf)
+    metrics[M_ACT_BYTES] = tot_act
+    metrics[M_PEAK_ACT_BYTES] = peak
+    metrics[M_READ_BYTES] = tot_rd
+    metrics[M_WRITE_BYTES] = tot_wr
+    if latency != NULL:
+        latency[0] = lat
+    if ovf:
+        return ST_OVERFLOW
+    return ST_OK
+
+
+def score_range(const Layer[::1] records, const int64_t[::1] offsets,
+                Py_ssize_t start, Py_ssize_t stop,
+                const int64_t[:, ::1] rules, int64_t batch,
+                int64_t weight_size, int64_t act_size,
+                int64_t[:, ::1] metrics, int64_t[::1] status,
+                int64_t[::1] bad_layer,
+                double peak_ops=0.0, double bytes_per_s=0.0,
+                double[::1] latency=None):
+    """Score architectures ``start <= i < stop`` of a batch, GIL released.
+
+    Writes row ``i`` of ``metrics`` (``METRICS`` columns), ``status``,
+    ``bad_layer`` and, if given, ``latency``.  Rows of invalid architectures
+    hold -1.  Offsets must have been validated by the caller.
+    """
+    if rules.shape[0] != N_RULES or rules.shape[1] != N_TERMS:
+        raise ValueError("rules table must have shape (%d, %d)" % (N_RULES, N_TERMS))
+    if metrics.shape[1] != N_METRICS:
+        raise ValueError("metrics must have %d columns" % N_METRICS)
+    if stop > offsets.shape[0] - 1 or start < 0 or metrics.shape[0] < stop:
+        raise IndexError("architecture range out of bounds")
+    cdef Py_ssize_t i, k, longest = 0
+    cdef Scratch s
+    cdef int st, rc = 0
+    cdef double* lat = NULL
+    cdef bint with_latency = latency is not None
+    if with_latency and latency.shape[0] < stop:
+        raise IndexError("latency output too short")
+    with nogil:
+        for i in range(start, stop):
+            if offsets[i + 1] - offsets[i] > longest:
+                longest = offsets[i + 1] - offsets[i]
+        rc = scratch_alloc(&s, longest)
+        if rc == 0:
+            for i in range(start, stop):
+                if with_latency:
+                    lat = &latency[i]
+                st = score_arch(&records[offsets[i]], offsets[i + 1] - offsets[i],
+                                &rules[0, 0], batch, weight_size, act_size,
+                                peak_ops, bytes_per_s, &s, &metrics[i, 0], lat,
+                                &bad_layer[i], NULL)
+                status[i] = st
+                if st != ST_OK:
+                    for k in range(N_METRICS):
+                        metrics[i, k] = -1
+                    if with_latency:
+                        latency[i] = -1.0
+            scratch_free(&s)
+    if rc != 0:
+        raise MemoryError()
+
+
+def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] rules,
+                  int64_t batch, int64_t weight_size, int64_t act_size):
+    """Per-layer shapes and counts of one architecture.
+
+    Returns ``(status, bad_layer, table)`` where ``table`` is an int64 array
+    of shape ``(n_layers, len(LAYER_COLUMNS))``.  On error, rows from
+    ``bad_layer`` on are unspecified.
+    """
+    if rules.shape[0] != N_RULES or rules.shape[1] != N_TERMS:
+        raise ValueError("rules table must have shape (%d, %d)" % (N_RULES, N_TERMS))
+    cdef Py_ssize_t n = records.shape[0]
+    table = np.zeros((n, N_LAYER_COLS), dtype=np.int64)
+    cdef int64_t[:, ::1] tv = table
+    cdef int64_t metrics[N_METRICS]
+    cdef int64_t bad = -1
+    cdef Scratch s
+    cdef int st = ST_OK, rc
+    cdef const Layer* first = NULL
+    cdef int64_t* out = NULL
+    if n > 0:
+        first = &records[0]
+        out = &tv[0, 0]
+    with nogil:
+        rc = scratch_alloc(&s, n)
+        if rc == 0:
+            st = score_arch(first, n, &rules[0, 0], batch, weight_size,
+                            act_size, 0.0, 0.0, &s, metrics, NULL, &bad, out)
+            scratch_free(&s)
+    if rc != 0:
+        raise MemoryError()
+    return st, bad, table

@@ -1,0 +1,148 @@
+"""Counting conventions: what "FLOPs" means, as data.
+
+The core computes, for every layer, a few convention-independent *terms*
+(all multiplied by the batch size N):
+
+==========  ==================================================================
+``mac``     multiply-accumulates of conv/linear: N*Ho*Wo*Cout*(Cin/g)*Kh*Kw, N*I*O
+``out``     output elements
+``in``      elements of the first input
+``bias``    output elements if the layer has a bias, else 0
+``affine``  output elements if the norm is affine, else 0
+``window``  pooling: sum over outputs of the window size (K*K per output;
+            adaptive/global pools: the exact windows, Hin*Win per channel for
+            global)
+``extra_in`` elements of every input but the first (add of k tensors: (k-1)*out)
+``rows``    output positions, N*Ho*Wo
+``out_ch``  output channels times N
+==========  ==================================================================
+
+A convention is a table with one row per op (activations have one row per
+kind) giving an integer coefficient per term; a layer's count is the dot
+product of its row with its terms.  Adding a convention is adding a table,
+never a code path.  Ops a convention does not mention count zero *by that
+convention's definition* (``macs`` counts only multiply-accumulates), never
+because an op was unknown: unknown ops are errors in the core.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from . import _core
+from .spec import Act, Op
+
+__all__ = ["Convention", "CONVENTIONS", "get_convention", "register_convention", "TERMS"]
+
+TERMS: tuple[str, ...] = _core.TERMS
+_ALL_ACTS = "act:*"
+
+
+def _rule_row(key: str) -> list[int]:
+    """Rows of the table a rule key addresses: an op name, ``act:<kind>`` or ``act:*``."""
+    if key == _ALL_ACTS:
+        return [len(Op) + a for a in Act]
+    if key.startswith("act:"):
+        return [len(Op) + Act[key[4:].upper()]]
+    return [Op[key.upper()]]
+
+
+@dataclass(frozen=True)
+class Convention:
+    """A named counting convention.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``"macs"``, ``"flops"``, ...), stored with every result.
+    unit : str
+        What one count is, for printing: ``"MACs"`` or ``"FLOPs"``.
+    description : str
+        One line: what it counts and where it comes from.
+    rules : mapping
+        ``{op_or_act_key: {term: coefficient}}``, the human-readable source.
+    table : ndarray
+        ``(N_RULES, N_TERMS)`` int64, the compiled form the core reads.
+    """
+
+    name: str
+    unit: str
+    description: str
+    rules: Mapping[str, Mapping[str, int]]
+    table: np.ndarray = field(repr=False, compare=False)
+
+    @classmethod
+    def build(cls, name: str, unit: str, description: str,
+              rules: Mapping[str, Mapping[str, int]]) -> "Convention":
+        table = np.zeros((_core.N_RULES, len(TERMS)), dtype=np.int64)
+        for key, terms in rules.items():
+            for term, coef in terms.items():
+                if term not in TERMS:
+                    raise ValueError(f"convention {name!r}: unknown term {term!r} in rule {key!r}")
+                for row in _rule_row(key):
+                    table[row, TERMS.index(term)] = int(coef)
+        table.setflags(write=False)
+        return cls(name, unit, description, rules, table)
+
+
+CONVENTIONS: dict[str, Convention] = {}
+
+
+def register_convention(name: str, unit: str, description: str,
+                        rules: Mapping[str, Mapping[str, int]]) -> Convention:
+    """Add a convention to the registry (and return it).
+
+    ``rules`` maps an op name (``"conv2d"``), an activation (``"act:relu"``)
+    or every activation (``"act:*"``) to ``{term: integer coefficient}``.
+    """
+    conv = Convention.build(name, unit, description, rules)
+    CONVENTIONS[name] = conv
+    return conv
+
+
+def get_convention(name: str | Convention) -> Convention:
+    """Look a convention up by name, with an error listing the known ones."""
+    if isinstance(name, Convention):
+        return name
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown convention {name!r}; known: {', '.join(sorted(CONVENTIONS))}") from None
+
+
+_MAC = {"mac": 1}
+
+register_convention(
+    "macs", "MACs",
+    "multiply-accumulates of conv and linear layers only (torchvision's 'GFLOPS' column)",
+    {"conv2d": _MAC, "linear": _MAC})
+
+register_convention(
+    "flops", "FLOPs",
+    "every floating-point operation, multiplies and adds counted apart: "
+    "conv/linear 2*MAC - out (+ out with bias), BN 4/elem, LN 6/elem (+2 affine), "
+    "activation 1/elem, pool K*K/out, add (k-1)/elem, mul 1/elem, softmax 2/elem",
+    {
+        "conv2d": {"mac": 2, "out": -1, "bias": 1},
+        "linear": {"mac": 2, "out": -1, "bias": 1},
+        "batchnorm": {"out": 4},
+        # statistics at run time: mean 1, variance 3 (sub, square, add), then
+        # normalise 2 (sub, div) and, if affine, scale and shift 2
+        "layernorm": {"out": 6, "affine": 2},
+        "scale": {"out": 1, "bias": 1},
+        _ALL_ACTS: {"out": 1},
+        "maxpool": {"window": 1},
+        "avgpool": {"window": 1},
+        "adaptive_avgpool": {"window": 1},
+        "add": {"extra_in": 1},
+        "mul": {"out": 1},
+        "softmax": {"out": 2},
+    })
+
+register_convention(
+    "fma2", "FLOPs",
+    "2 x MACs of conv and linear, one fused multiply-add counted as two "
+    "(torch.utils.flop_counter.FlopCounterMode)",
+    {"conv2d": {"mac": 2}, "linear": {"mac": 2}})

@@ -1,0 +1,387 @@
+"""Scoring front: validates arguments, maps names to the compiled core.
+
+``score`` returns one row per architecture; ``layer_table`` the per-layer
+breakdown of one architecture.  Both name their counting convention.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+
+from . import _core
+from .conventions import Convention, get_convention
+from .spec import INPUT_FIELDS, LAYER_DTYPE, Flag, Op, SpecBatch, act_name, op_name
+
+__all__ = ["score", "layer_table", "SpecError", "Device", "Scores", "DTYPE_SIZES",
+           "METRICS", "RESULT_DTYPE", "STATUS_NAMES"]
+
+#: bytes per element of the element types accepted for weights and activations
+DTYPE_SIZES = {"fp64": 8, "float64": 8, "fp32": 4, "float32": 4, "fp16": 2,
+               "float16": 2, "bf16": 2, "bfloat16": 2, "int8": 1, "uint8": 1,
+               "fp8": 1, "int4": None}
+DTYPE_SIZES.pop("int4")
+
+#: integer metric columns, in the order of ``RESULT_DTYPE``
+METRICS: tuple[str, ...] = _core.METRICS
+#: row dtype of :func:`score` results
+RESULT_DTYPE = np.dtype([(m, np.int64) for m in METRICS]
+                        + [("status", np.int8), ("bad_layer", np.int32)])
+#: status code -> short name (0 is ``ok``)
+STATUS_NAMES = {v: k for k, v in _core.STATUS.items()}
+_ST = _core.STATUS
+
+
+class SpecError(ValueError):
+    """An architecture the core cannot score, with where and why.
+
+    Attributes
+    ----------
+    arch : int or None
+        Index of the architecture in its batch.
+    layer : int or None
+        Index of the offending layer within the architecture.
+    status : int
+        The core's status code (see ``nasflops.STATUS_NAMES``).
+    reason : str
+        Human-readable cause.
+    """
+
+    def __init__(self, arch: Optional[int], layer: Optional[int], status: int, reason: str):
+        self.arch, self.layer, self.status, self.reason = arch, layer, status, reason
+        where = []
+        if arch is not None:
+            where.append(f"architecture {arch}")
+        if layer is not None and layer >= 0:
+            where.append(f"layer {layer}")
+        super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A roofline device profile: latency per layer is
+    ``max(ops / peak_ops_per_s, (read_bytes + write_bytes) / bytes_per_s)``.
+
+    ``peak_ops_per_s`` is in the unit of the convention scored with (MAC/s
+    for ``macs``, FLOP/s for ``flops``): FLOPS belong to hardware, FLOPs to
+    models, and this is where they meet.
+    """
+
+    name: str
+    peak_ops_per_s: float
+    bytes_per_s: float
+
+
+class Scores(np.ndarray):
+    """Structured array of per-architecture results that knows its convention.
+
+    Columns: ``ops`` (total under ``convention``), ``macs``, ``params``,
+    ``weight_bytes``, ``act_bytes``, ``peak_act_bytes``, ``read_bytes``,
+    ``write_bytes`` (int64, exact), ``status`` (0 = valid), ``bad_layer``
+    (-1 when valid) and, with a device, ``latency_s`` (float64).  Metric
+    columns of invalid rows hold -1.
+    """
+
+    convention: str = ""
+    unit: str = ""
+    batch_size: int = 1
+    weight_dtype: str = "fp32"
+    act_dtype: str = "fp32"
+
+    def __array_finalize__(self, obj):
+        if obj is None:
+            return
+        for a in ("convention", "unit", "batch_size", "weight_dtype", "act_dtype"):
+            setattr(self, a, getattr(obj, a, getattr(Scores, a)))
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask of valid architectures."""
+        return np.asarray(self["status"]) == 0
+
+
+def _dtype_size(name: str, what: str) -> int:
+    try:
+        return DTYPE_SIZES[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(DTYPE_SIZES)}") from None
+
+
+def _as_batch(specs) -> SpecBatch:
+    if isinstance(specs, SpecBatch):
+        return specs
+    from .spec import Net
+    if isinstance(specs, Net):
+        specs = specs.records
+    if isinstance(specs, np.ndarray) and specs.dtype == LAYER_DTYPE:
+        if specs.ndim != 1:
+            raise ValueError(f"records must be 1-D, got shape {specs.shape}")
+        return SpecBatch(specs, np.array([0, len(specs)], dtype=np.int64))
+    if isinstance(specs, (list, tuple)):
+        return SpecBatch.from_list(specs)
+    raise TypeError("specs must be a SpecBatch, one architecture's records "
+                    f"(LAYER_DTYPE), a Net or a list of those; got {type(specs).__name__}")
+
+
+def _effective_jobs(n_jobs: Optional[int]) -> int:
+    import joblib
+    return max(1, joblib.effective_n_jobs(n_jobs))
+
+
+def _chunks(n: int, n_jobs: int, chunk_size: Optional[int]) -> list[tuple[int, int]]:
+    if chunk_size is None:
+        # a few chunks per worker for balance, not so many that dispatch shows
+        chunk_size = max(1024, -(-n // (4 * n_jobs)))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
+
+
+def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 1,
+          weight_dtype: str = "fp32", act_dtype: str = "fp32", n_jobs: Optional[int] = 1,
+          errors: str = "raise", device: Optional[Device] = None,
+          chunk_size: Optional[int] = None) -> Scores:
+    """Score architectures: FLOPs/MACs, params and memory, exactly.
+
+    Parameters
+    ----------
+    specs : SpecBatch, ndarray of LAYER_DTYPE, Net, or list of those
+        The architectures.  One record array is one architecture.
+    convention : str or Convention
+        What ``ops`` counts: ``"macs"``, ``"flops"``, ``"fma2"`` or any
+        registered convention (see ``nasflops.CONVENTIONS``).
+    batch_size : int
+        Samples per forward pass (N); multiplies every count but params.
+    weight_dtype, act_dtype : str
+        Element types of weights and activations (``fp32``, ``fp16``,
+        ``bf16``, ``int8``, ...) for the byte metrics.
+    n_jobs : int or None
+        Parallel workers, joblib's convention (``None`` = 1 unless inside
+        ``joblib.parallel_config``, ``-1`` = all cores).  Threads by
+        default (the core releases the GIL); the user's
+        ``joblib.parallel_config(backend=...)`` is respected.  Results never
+        depend on ``n_jobs``, the backend or ``chunk_size``.
+    errors : {"raise", "status"}
+        ``"raise"``: raise :class:`SpecError` naming the first invalid
+        architecture and layer.  ``"status"``: return every row, invalid
+        ones with a non-zero ``status``, their ``bad_layer``, and -1 metrics.
+    device : Device, optional
+        Adds a ``latency_s`` roofline column.
+    chunk_size : int, optional
+        Architectures per parallel task.
+
+    Returns
+    -------
+    Scores
+        One row per architecture (a numpy structured array); its
+        ``convention`` and ``unit`` attributes name what ``ops`` counts.
+
+    Examples
+    --------
+    >>> import nasflops
+    >>> net = nasflops.Net(16, 32, 32)
+    >>> _ = net.conv(net.input, 32, 3, padding=1, bias=True)
+    >>> r = nasflops.score(net, convention="flops")
+    >>> int(r["ops"][0]), int(r["macs"][0]), int(r["params"][0]), r.convention
+    (9437184, 4718592, 4640, 'flops')
+    """
+    batch = _as_batch(specs)
+    conv = get_convention(convention)
+    if errors not in ("raise", "status"):
+        raise ValueError(f"errors must be 'raise' or 'status', got {errors!r}")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    wsize = _dtype_size(weight_dtype, "weight_dtype")
+    asize = _dtype_size(act_dtype, "act_dtype")
+
+    n = len(batch)
+    metrics = np.empty((n, len(METRICS)), dtype=np.int64)
+    status = np.empty(n, dtype=np.int64)
+    bad = np.empty(n, dtype=np.int64)
+    latency = np.empty(n, dtype=np.float64) if device is not None else None
+    peak, bw = (float(device.peak_ops_per_s), float(device.bytes_per_s)) if device else (0.0, 0.0)
+
+    def run(lo, hi):
+        _core.score_range(batch.records, batch.offsets, lo, hi, conv.table, batch_size,
+                          wsize, asize, metrics, status, bad, peak, bw, latency)
+
+    jobs = _effective_jobs(n_jobs)
+    chunks = _chunks(n, jobs, chunk_size)
+    if jobs == 1 or len(chunks) <= 1:
+        for lo, hi in chunks:
+            run(lo, hi)
+    else:
+        from joblib import Parallel, delayed
+        Parallel(n_jobs=n_jobs, prefer="threads", require="sharedmem")(
+            delayed(run)(lo, hi) for lo, hi in chunks)
+
+    if errors == "raise" and n and np.any(status):
+        i = int(np.flatnonzero(status)[0])
+        raise SpecError(i, int(bad[i]), int(status[i]), explain(batch[i], int(bad[i]), int(status[i])))
+
+    fields = list(RESULT_DTYPE.descr) + ([("latency_s", "<f8")] if device is not None else [])
+    out = np.empty(n, dtype=fields)
+    for k, m in enumerate(METRICS):
+        out[m] = metrics[:, k]
+    out["status"] = status
+    out["bad_layer"] = bad
+    if latency is not None:
+        out["latency_s"] = latency
+    res = out.view(Scores)
+    res.convention, res.unit = conv.name, conv.unit
+    res.batch_size, res.weight_dtype, res.act_dtype = batch_size, weight_dtype, act_dtype
+    return res
+
+
+#: dtype of :func:`layer_table` rows
+LAYER_TABLE_DTYPE = np.dtype([("layer", np.int32), ("op", "U16"), ("inputs", "U24")]
+                             + [(c, np.int64) for c in _core.LAYER_COLUMNS])
+
+
+def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: int = 1,
+                weight_dtype: str = "fp32", act_dtype: str = "fp32",
+                device: Optional[Device] = None) -> np.ndarray:
+    """Per-layer breakdown of one architecture.
+
+    Returns a structured array with, per layer: ``layer``, ``op`` (name),
+    ``inputs`` (comma-separated indices), output ``channels``/``height``/
+    ``width``, ``ops`` (under ``convention``), ``macs``, ``params``,
+    ``act_bytes`` (output), ``read_bytes``, ``write_bytes``, ``live_bytes``
+    (live activations while the layer runs; their maximum is
+    ``peak_act_bytes``) and, with a device, ``latency_s``.
+
+    Raises :class:`SpecError` for an invalid architecture.
+
+    Examples
+    --------
+    >>> import nasflops
+    >>> net = nasflops.Net(3, 8, 8); _ = net.conv(net.input, 4, 3, padding=1)
+    >>> t = nasflops.layer_table(net)
+    >>> t["op"].tolist(), t["macs"].tolist()
+    (['input', 'conv2d'], [0, 6912])
+    """
+    records = _as_batch(spec)
+    if len(records) != 1:
+        raise ValueError(f"layer_table takes one architecture, got {len(records)}")
+    records = records[0]
+    conv = get_convention(convention)
+    wsize = _dtype_size(weight_dtype, "weight_dtype")
+    asize = _dtype_size(act_dtype, "act_dtype")
+    st, bad, table = _core.layer_metrics(records, conv.table, int(batch_size), wsize, asize)
+    if st:
+        raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st)))
+    fields = list(LAYER_TABLE_DTYPE.descr) + ([("latency_s", "<f8")] if device else [])
+    out = np.zeros(len(records), dtype=fields)
+    out["layer"] = np.arange(len(records))
+    out["op"] = [_layer_label(r) for r in records]
+    ins = np.stack([records[f] for f in INPUT_FIELDS], axis=1)
+    out["inputs"] = [",".join(str(v) for v in row if v >= 0) for row in ins]
+    for k, c in enumerate(_core.LAYER_COLUMNS):
+        out[c] = table[:, k]
+    if device is not None:
+        t_c = out["ops"] / device.peak_ops_per_s if device.peak_ops_per_s > 0 else 0.0
+        t_m = (out["read_bytes"] + out["write_bytes"]) / device.bytes_per_s if device.bytes_per_s > 0 else 0.0
+        out["latency_s"] = np.maximum(t_c, t_m)
+    return out
+
+
+def _layer_label(rec) -> str:
+    if rec["op"] == Op.ACT:
+        return act_name(rec["act"])
+    return op_name(rec["op"])
+
+
+# ---------------------------------------------------------------- messages
+def explain(records: np.ndarray, layer: int, status: int) -> str:
+    """Turn a core status into a sentence about ``records[layer]``.
+
+    The layers before ``layer`` are valid (the core stops at the first
+    fault), so their shapes are inferred again here to name what disagreed.
+    """
+    if status == _ST["empty"]:
+        return "the architecture has no layers"
+    rec = records[layer]
+    name = _layer_label(rec) if 0 <= rec["op"] < len(Op) else op_name(rec["op"])
+    prefix = f"({name}) "
+    ins = [int(rec[f]) for f in INPUT_FIELDS if rec[f] >= 0]
+    shapes = {}
+    if layer > 0 and status not in (_ST["bad_input_ref"], _ST["no_input"]):
+        st, _, t = _core.layer_metrics(records[:layer], get_convention("macs").table, 1, 4, 4)
+        if st == 0:
+            shapes = {j: tuple(int(v) for v in t[j, :3]) for j in range(layer)}
+
+    def shp(j):
+        s = shapes.get(j)
+        return f"{s[0]}x{s[1]}x{s[2]}" if s else "?"
+
+    op = int(rec["op"])
+    if status == _ST["no_input"]:
+        if layer == 0:
+            return f"{prefix}layer 0 must be the network input (op 'input'), got '{name}'"
+        return f"{prefix}only layer 0 may be the network input"
+    if status == _ST["bad_op"]:
+        if op == Op.ACT:
+            return f"{prefix}unknown activation kind {int(rec['act'])}"
+        return f"unknown op code {op}; known: 0..{len(Op) - 1}"
+    if status == _ST["bad_input_ref"]:
+        raw = [int(rec[f]) for f in INPUT_FIELDS]
+        want = {Op.INPUT: "no inputs", Op.ADD: "2 to 4 inputs", Op.MUL: "2 inputs",
+                Op.CONCAT: "1 to 4 inputs"}.get(op, "1 input")
+        return (f"{prefix}inputs {raw} are invalid: it takes {want}, each naming an earlier "
+                f"layer (0..{layer - 1}), used slots first and -1 for unused ones")
+    if status == _ST["bad_groups"]:
+        g = int(rec["groups"])
+        cin = shapes.get(ins[0], (None,))[0] if ins else None
+        if op == Op.CHANNEL_SHUFFLE:
+            return f"{prefix}groups={g} does not divide the {cin} input channels"
+        return (f"{prefix}groups={g} must divide in_channels={cin} and "
+                f"out_channels={int(rec['out_channels'])}")
+    if status == _ST["shape_mismatch"]:
+        parts = ", ".join(f"{shp(j)} from layer {j}" for j in ins)
+        need = {Op.ADD: "identical shapes", Op.CONCAT: "equal height and width",
+                Op.MUL: "the second to broadcast to the first (each dim equal or 1)"}.get(op, "")
+        return f"{prefix}input shapes disagree ({parts}); it needs {need}"
+    if status == _ST["kernel_too_large"]:
+        return (f"{prefix}kernel {rec['kernel_h']}x{rec['kernel_w']} (dilation "
+                f"{rec['dilation_h']}x{rec['dilation_w']}) is larger than its padded input: "
+                f"input {shp(ins[0])} (CxHxW), padding {rec['pad_h']}x{rec['pad_w']}")
+    if status == _ST["bad_padding"]:
+        return (f"{prefix}padding {rec['pad_h']}x{rec['pad_w']} is more than half the kernel "
+                f"{rec['kernel_h']}x{rec['kernel_w']} (torch rejects it)")
+    if status == _ST["bad_shape"]:
+        return (f"{prefix}linear needs a 1x1 input (flatten or pool first); "
+                f"got {shp(ins[0])} (CxHxW)")
+    if status == _ST["overflow"]:
+        return f"{prefix}a count overflows int64 (output or counts too large)"
+    if status == _ST["bad_value"]:
+        return f"{prefix}{_bad_fields(rec, shapes.get(ins[0]) if ins else None)}"
+    return f"{prefix}invalid (status {status})"
+
+
+def _bad_fields(rec, in_shape) -> str:
+    op = int(rec["op"])
+    checks = []
+    if op == Op.INPUT:
+        checks = [("out_channels", 1), ("size_h", 1), ("size_w", 1)]
+    elif op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
+        checks = [("kernel_h", 1), ("kernel_w", 1), ("stride_h", 1), ("stride_w", 1),
+                  ("pad_h", 0), ("pad_w", 0), ("dilation_h", 1), ("dilation_w", 1)]
+        if op == Op.CONV2D:
+            checks += [("out_channels", 1), ("groups", 1)]
+    elif op in (Op.LINEAR,):
+        checks = [("out_channels", 1)]
+    elif op == Op.ADAPTIVE_AVGPOOL:
+        checks = [("size_h", 1), ("size_w", 1)]
+    elif op == Op.CHANNEL_SHUFFLE:
+        checks = [("groups", 1)]
+    elif op == Op.SLICE:
+        checks = [("out_channels", 1), ("start", 0)]
+    bad = [f"{f}={int(rec[f])} (must be >= {lo})" for f, lo in checks if rec[f] < lo]
+    if op == Op.AVGPOOL and (rec["dilation_h"] != 1 or rec["dilation_w"] != 1):
+        bad.append("avgpool has no dilation (dilation must be 1)")
+    if op == Op.SLICE and in_shape and not bad:
+        bad.append(f"channels {int(rec['start'])}..{int(rec['start']) + int(rec['out_channels'])} "
+                   f"exceed the {in_shape[0]} input channels")
+    return "; ".join(bad) if bad else "a field is out of range"
