@@ -146,3 +146,8 @@ register_convention(
     "2 x MACs of conv and linear, one fused multiply-add counted as two "
     "(torch.utils.flop_counter.FlopCounterMode)",
     {"conv2d": {"mac": 2}, "linear": {"mac": 2}})
+
+# ---- compatibility conventions: one block per reference tool, each a table.
+# [nb201 conventions go here]
+# [ofa conventions go here]
+# [thop/ptflops/fvcore conventions go here]

@@ -1,0 +1,165 @@
+"""The contract every search space follows.
+
+A space has a *native encoding* (what its paper and benchmark call an
+architecture: a NAS-Bench-201 string, OFA's ``ks/e/d/r`` dict, ...).  Inside
+nasflops natives travel as **columns**: a ``dict`` of numpy arrays, one row per
+candidate, so that sampling, encoding and storage never loop in Python per
+candidate.
+
+A subclass implements:
+
+``native_columns``
+    ``{column_name: description}`` of its columnar native form.
+``_sample_block(rng, n) -> columns``
+    ``n`` random candidates drawn with ``rng`` (a ``numpy.random.Generator``),
+    vectorised.
+``encode_columns(columns) -> SpecBatch``
+    vectorised encoder.
+``to_columns(natives) -> columns`` / ``from_columns(columns) -> list``
+    between Python native objects and columns (validating, with errors that
+    name the candidate and the field).
+``arrow_columns(columns) -> dict[str, pyarrow.Array]``
+    the native columns as stored in Parquet, under the native field names.
+
+and, for finite spaces small enough to list, ``size`` and
+``_enumerate_block(start, stop) -> columns``.
+
+Sampling is reproducible whatever the chunking: candidates are drawn in fixed
+blocks of :data:`SAMPLE_BLOCK`, block ``b`` from its own generator seeded by
+``(seed, b)``, so ``sample(n, seed, start=k)`` returns candidates ``k ..
+k + n - 1`` of one infinite seeded stream.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..spec import SpecBatch
+
+__all__ = ["SearchSpace", "SAMPLE_BLOCK", "concat_columns", "take_columns", "NativeError"]
+
+#: candidates per independently seeded sampling block
+SAMPLE_BLOCK = 1 << 16
+
+
+class NativeError(ValueError):
+    """A native encoding that is not in the space, naming candidate and field."""
+
+    def __init__(self, space: str, candidate: Optional[int], field: str, reason: str):
+        self.space, self.candidate, self.field, self.reason = space, candidate, field, reason
+        where = f"candidate {candidate}, " if candidate is not None else ""
+        super().__init__(f"{space}: {where}field {field!r}: {reason}")
+
+
+def concat_columns(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate columnar natives row-wise."""
+    parts = list(parts)
+    if len(parts) == 1:
+        return dict(parts[0])
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def take_columns(cols: Mapping[str, np.ndarray], idx) -> dict[str, np.ndarray]:
+    """Rows ``idx`` (a slice, indices or a mask) of columnar natives."""
+    return {k: v[idx] for k, v in cols.items()}
+
+
+def n_rows(cols: Mapping[str, np.ndarray]) -> int:
+    """Number of candidates in columnar natives."""
+    return len(next(iter(cols.values())))
+
+
+class SearchSpace(abc.ABC):
+    """A NAS search space: natives in, :class:`~nasflops.SpecBatch` out."""
+
+    #: registry name (``get_space(name)``)
+    name: str = ""
+    #: paper the space comes from, and the figures it must reproduce
+    reference: str = ""
+    #: ``{column: description}`` of the columnar native encoding
+    native_columns: Mapping[str, str] = {}
+    #: one-line description of the native form shown to users
+    native_example: str = ""
+
+    # -- to implement ---------------------------------------------------------
+    @abc.abstractmethod
+    def _sample_block(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """``n`` random candidates as columns."""
+
+    @abc.abstractmethod
+    def encode_columns(self, cols: Mapping[str, np.ndarray]) -> SpecBatch:
+        """Vectorised encoding of columnar natives into layer records."""
+
+    @abc.abstractmethod
+    def to_columns(self, natives: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Validate Python natives and turn them into columns."""
+
+    @abc.abstractmethod
+    def from_columns(self, cols: Mapping[str, np.ndarray]) -> list:
+        """Columns back to Python natives."""
+
+    @abc.abstractmethod
+    def arrow_columns(self, cols: Mapping[str, np.ndarray]) -> dict:
+        """Native columns as pyarrow arrays, under the native field names."""
+
+    @property
+    def size(self) -> Optional[int]:
+        """Number of distinct candidates (``None`` when unbounded)."""
+        return None
+
+    def _enumerate_block(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{self.name} cannot be enumerated")
+
+    @property
+    def params(self) -> dict:
+        """Parameters the space was built with (stored in result metadata)."""
+        return {}
+
+    # -- provided -------------------------------------------------------------
+    @property
+    def enumerable(self) -> bool:
+        """True when :meth:`enumerate` lists the whole space."""
+        return type(self)._enumerate_block is not SearchSpace._enumerate_block
+
+    def encode(self, natives: Sequence[Any]) -> SpecBatch:
+        """Encode Python natives (e.g. NB201 strings) into a batch."""
+        return self.encode_columns(self.to_columns(natives))
+
+    def sample_columns(self, n: int, seed: int = 0, start: int = 0) -> dict[str, np.ndarray]:
+        """Candidates ``start .. start + n - 1`` of the seeded stream, as columns."""
+        if n < 0 or start < 0:
+            raise ValueError("n and start must be >= 0")
+        first, last = start // SAMPLE_BLOCK, (start + max(n, 1) - 1) // SAMPLE_BLOCK
+        parts = []
+        for b in range(first, last + 1):
+            rng = np.random.default_rng([int(seed), b])
+            parts.append(self._sample_block(rng, SAMPLE_BLOCK))
+        cols = concat_columns(parts)
+        lo = start - first * SAMPLE_BLOCK
+        return take_columns(cols, slice(lo, lo + n))
+
+    def sample(self, n: int, seed: int = 0, start: int = 0) -> SpecBatch:
+        """``n`` random candidates (vectorised; same seed, same candidates)."""
+        return self.encode_columns(self.sample_columns(n, seed, start))
+
+    def enumerate_columns(self, start: int = 0, stop: Optional[int] = None) -> dict[str, np.ndarray]:
+        """Candidates ``start .. stop - 1`` of the space's fixed enumeration order."""
+        size = self.size
+        stop = size if stop is None else min(stop, size)
+        return self._enumerate_block(start, stop)
+
+    def enumerate(self, start: int = 0, stop: Optional[int] = None) -> SpecBatch:
+        """Every candidate (or a range of them), in a fixed order."""
+        return self.encode_columns(self.enumerate_columns(start, stop))
+
+    def describe(self) -> dict:
+        """Name, size, native encoding and reference, for listings."""
+        return {"name": self.name, "size": self.size, "native": self.native_example,
+                "columns": dict(self.native_columns), "reference": self.reference,
+                "params": self.params}
+
+    def __repr__(self) -> str:
+        p = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({p})"
