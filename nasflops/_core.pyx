@@ -34,6 +34,7 @@ cdef extern from *:
 
 cdef Layer _dummy_layer
 LAYER_DTYPE = np.asarray(<Layer[:1]>(&_dummy_layer)).dtype
+LAYER_SIZE = sizeof(Layer)
 
 # Public mirrors of the C enums (nasflops.spec builds Python enums on them).
 OPS = {
@@ -165,12 +166,19 @@ cdef inline int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t p,
 
 
 cdef inline int64_t adaptive_window_sum(int64_t size, int64_t out) noexcept nogil:
-    """Sum of adaptive pooling window lengths along one axis (torch's rule:
-    window i spans floor(i*size/out) .. ceil((i+1)*size/out))."""
-    cdef int64_t i, total = 0
-    for i in range(out):
-        total += ((i + 1) * size + out - 1) // out - (i * size) // out
-    return total
+    """Sum of adaptive pooling window lengths along one axis.
+
+    torch's window i spans floor(i*size/out) .. ceil((i+1)*size/out); the
+    lengths add up to size + out - gcd(size, out) (the windows overlap by one
+    wherever a boundary falls inside an input cell), in O(log) time whatever
+    the sizes.
+    """
+    cdef int64_t a = size, b = out, t
+    while b:
+        t = a % b
+        a = b
+        b = t
+    return size + out - a
 
 
 cdef inline int32_t input_of(const Layer* L, int k) noexcept nogil:

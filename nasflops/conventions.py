@@ -42,11 +42,15 @@ _ALL_ACTS = "act:*"
 
 def _rule_row(key: str) -> list[int]:
     """Rows of the table a rule key addresses: an op name, ``act:<kind>`` or ``act:*``."""
-    if key == _ALL_ACTS:
-        return [len(Op) + a for a in Act]
-    if key.startswith("act:"):
-        return [len(Op) + Act[key[4:].upper()]]
-    return [Op[key.upper()]]
+    try:
+        if key == _ALL_ACTS:
+            return [len(Op) + a for a in Act]
+        if key.startswith("act:"):
+            return [len(Op) + Act[key[4:].upper()]]
+        return [Op[key.upper()]]
+    except KeyError:
+        raise ValueError(f"unknown rule key {key!r}: use an op name ({', '.join(o.name.lower() for o in Op)}), "
+                         f"'act:<kind>' or 'act:*'") from None
 
 
 @dataclass(frozen=True)

@@ -197,25 +197,26 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     asize = _dtype_size(act_dtype, "act_dtype")
 
     n = len(batch)
-    metrics = np.empty((n, len(METRICS)), dtype=np.int64)
-    status = np.empty(n, dtype=np.int64)
-    bad = np.empty(n, dtype=np.int64)
-    latency = np.empty(n, dtype=np.float64) if device is not None else None
     peak, bw = (float(device.peak_ops_per_s), float(device.bytes_per_s)) if device else (0.0, 0.0)
-
-    def run(lo, hi):
-        _core.score_range(batch.records, batch.offsets, lo, hi, conv.table, batch_size,
-                          wsize, asize, metrics, status, bad, peak, bw, latency)
-
     jobs = _effective_jobs(n_jobs)
     chunks = _chunks(n, jobs, chunk_size)
+    args = (conv.table, batch_size, wsize, asize, peak, bw, device is not None)
     if jobs == 1 or len(chunks) <= 1:
-        for lo, hi in chunks:
-            run(lo, hi)
+        parts = [score_chunk(*_slice(batch, lo, hi), *args) for lo, hi in chunks]
     else:
+        # a soft hint: a user's joblib.parallel_config(backend="loky"/"dask")
+        # wins, so chunks travel as arrays and return arrays
         from joblib import Parallel, delayed
-        Parallel(n_jobs=n_jobs, prefer="threads", require="sharedmem")(
-            delayed(run)(lo, hi) for lo, hi in chunks)
+        parts = Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(score_chunk)(*_slice(batch, lo, hi), *args) for lo, hi in chunks)
+    if parts:
+        metrics, status, bad, latency = (np.concatenate(p) if p[0] is not None else None
+                                         for p in zip(*parts))
+    else:
+        metrics = np.empty((0, len(METRICS)), dtype=np.int64)
+        status = np.empty(0, dtype=np.int64)
+        bad = np.empty(0, dtype=np.int64)
+        latency = np.empty(0) if device is not None else None
 
     if errors == "raise" and n and np.any(status):
         i = int(np.flatnonzero(status)[0])
@@ -233,6 +234,31 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     res.convention, res.unit = conv.name, conv.unit
     res.batch_size, res.weight_dtype, res.act_dtype = batch_size, weight_dtype, act_dtype
     return res
+
+
+def _slice(batch: SpecBatch, lo: int, hi: int):
+    """Records and rebased offsets of architectures ``lo .. hi - 1`` (views)."""
+    a, b = batch.offsets[lo], batch.offsets[hi]
+    return batch.records[a:b], batch.offsets[lo:hi + 1] - a
+
+
+def score_chunk(records: np.ndarray, offsets: np.ndarray, table: np.ndarray, batch_size: int,
+                wsize: int, asize: int, peak_ops: float = 0.0, bytes_per_s: float = 0.0,
+                with_latency: bool = False):
+    """Score one contiguous chunk in the compiled core (GIL released).
+
+    A pure function of its arguments, so it runs the same in a thread, a
+    process or on a dask worker.  Returns ``(metrics, status, bad_layer,
+    latency_or_None)`` for the chunk's architectures.
+    """
+    n = len(offsets) - 1
+    metrics = np.empty((n, len(METRICS)), dtype=np.int64)
+    status = np.empty(n, dtype=np.int64)
+    bad = np.empty(n, dtype=np.int64)
+    latency = np.empty(n, dtype=np.float64) if with_latency else None
+    _core.score_range(records, offsets, 0, n, table, batch_size, wsize, asize,
+                      metrics, status, bad, peak_ops, bytes_per_s, latency)
+    return metrics, status, bad, latency
 
 
 #: dtype of :func:`layer_table` rows
