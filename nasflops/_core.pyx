@@ -107,6 +107,7 @@ cdef struct Scratch:
     int64_t* h          # output height
     int64_t* w          # output width
     int64_t* elems      # output elements per sample
+    int64_t* bytes      # output bytes (x batch x element size)
     int64_t* freed      # bytes released after each step
     int32_t* owner      # layer whose buffer this layer's output lives in
     int32_t* last_use   # last layer reading a buffer (indexed by owner)
@@ -115,7 +116,7 @@ cdef struct Scratch:
 cdef int scratch_alloc(Scratch* s, Py_ssize_t n) noexcept nogil:
     if n < 1:
         n = 1
-    s.c = <int64_t*>malloc(5 * n * sizeof(int64_t))
+    s.c = <int64_t*>malloc(6 * n * sizeof(int64_t))
     s.owner = <int32_t*>malloc(2 * n * sizeof(int32_t))
     if s.c == NULL or s.owner == NULL:
         free(s.c)
@@ -125,6 +126,7 @@ cdef int scratch_alloc(Scratch* s, Py_ssize_t n) noexcept nogil:
     s.w = s.c + 2 * n
     s.elems = s.c + 3 * n
     s.freed = s.c + 4 * n
+    s.bytes = s.c + 5 * n
     s.last_use = s.owner + n
     return 0
 
@@ -155,6 +157,8 @@ cdef inline int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t p,
     """
     cdef int64_t span = size + 2 * p - d * (k - 1) - 1
     cdef int64_t o
+    if s == 1:  # the common case needs no (slow, 64-bit) division
+        return span + 1
     if ceil_mode:
         o = (span + s - 1) // s + 1
         # torch: the last window must start inside the input or left padding
@@ -208,7 +212,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
     cdef const Layer* L
     cdef const int64_t* rule
     cdef int64_t terms[N_TERMS]
-    cdef int64_t cin, hin, win, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, g
+    cdef int64_t cin, hin, win, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, g, cpg
     cdef int64_t e, e_in, macs, params, ops, act, rd, wr, t, other
     cdef int64_t tot_ops = 0, tot_macs = 0, tot_params = 0, tot_act = 0
     cdef int64_t tot_rd = 0, tot_wr = 0, live = 0, peak = 0
@@ -304,17 +308,21 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
                 g = L.groups
                 if L.out_channels < 1 or g < 1:
                     return ST_BAD_VALUE
-                if cin % g != 0 or L.out_channels % g != 0:
-                    return ST_BAD_GROUPS
+                if g == 1:
+                    cpg = cin
+                else:
+                    if cin % g != 0 or L.out_channels % g != 0:
+                        return ST_BAD_GROUPS
+                    cpg = cin // g
                 c = L.out_channels
                 h = pooled_size(hin, kh, sh, ph, dh, False)
                 w = pooled_size(win, kw, sw, pw, dw, False)
                 # params: c * (cin/g) * kh * kw (+ c)
-                params = mul3(c, cin // g, kh * kw, &ovf)
+                params = mul3(c, cpg, kh * kw, &ovf)
                 if L.flags & FLAG_BIAS:
                     params = add2(params, c, &ovf)
                     terms[T_BIAS] = 1
-                macs = mul3(mul3(h, w, c, &ovf), cin // g, kh * kw, &ovf)
+                macs = mul3(mul3(h, w, c, &ovf), cpg, kh * kw, &ovf)
             else:
                 # torch: padding at most half the (effective) kernel
                 if op == OP_MAXPOOL:
@@ -398,6 +406,8 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
         s.w[i] = w
         e = mul3(c, h, w, &ovf)
         s.elems[i] = e
+        s.bytes[i] = mul3(e, batch, asize, &ovf)
+        s.freed[i] = 0
         if ovf:
             return ST_OVERFLOW
 
@@ -431,11 +441,11 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             rd = 0
             wr = 0
         else:
-            act = mul3(e, batch, asize, &ovf)
+            act = s.bytes[i]
             wr = act
             rd = mul3(params, wsize, 1, &ovf)
             for k in range(nin):
-                rd = add2(rd, mul3(s.elems[input_of(L, k)], batch, asize, &ovf), &ovf)
+                rd = add2(rd, s.bytes[input_of(L, k)], &ovf)
         if ovf:
             return ST_OVERFLOW
 
@@ -475,14 +485,11 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
 
     # ---- peak of live activations, layers run in spec order
     for i in range(n):
-        s.freed[i] = 0
+        if s.owner[i] == i:
+            s.freed[s.last_use[i]] += s.bytes[i]
     for i in range(n):
         if s.owner[i] == i:
-            # bytes were checked above: elems * batch * asize fits
-            s.freed[s.last_use[i]] += s.elems[i] * batch * asize
-    for i in range(n):
-        if s.owner[i] == i:
-            live += s.elems[i] * batch * asize
+            live += s.bytes[i]
         if live > peak:
             peak = live
         if per_layer != NULL:
