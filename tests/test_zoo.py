@@ -1,0 +1,268 @@
+"""The torchvision model zoo: published MACs and parameter counts, topology.
+
+Published figures are torchvision's (``weights.meta["_ops"]`` and
+``["num_params"]``, the "GFLOPS" and "Params" columns of its model docs),
+held in ``zoo.PUBLISHED``; everything else here is derived by hand in the
+test that uses it.
+"""
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import pytest
+
+import nasflops as nf
+from nasflops import Act, Flag, Op
+from nasflops.search_spaces import NativeError, get_space, zoo
+
+
+def giga(count: int, decimals: int) -> str:
+    """``count / 1e9`` with ``decimals`` digits, from the exact integer."""
+    q = Decimal(1).scaleb(-decimals)
+    return str((Decimal(count) / Decimal(10 ** 9)).quantize(q, rounding=ROUND_HALF_EVEN))
+
+
+@pytest.fixture(scope="module")
+def scores():
+    """Every zoo model at 224 x 224, scored once under ``macs``."""
+    batch = get_space("zoo").enumerate()
+    r = nf.score(batch, convention="macs")
+    return {name: r[i] for i, name in enumerate(zoo.MODEL_NAMES)}
+
+
+def count(rec, op, flags=0, act=None):
+    """Records of ``op`` (with all ``flags`` bits set and activation ``act``)."""
+    m = (rec["op"] == op) & ((rec["flags"] & flags) == flags)
+    if act is not None:
+        m &= rec["act"] == act
+    return int(m.sum())
+
+
+# -- published figures ---------------------------------------------------------
+def test_zoo_lists_the_issue_models():
+    assert zoo.MODEL_NAMES == (
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg16",
+        "vgg19", "alexnet", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+        "efficientnet_b0", "densenet121", "shufflenet_v2_x1_0", "squeezenet1_0",
+        "googlenet", "regnet_y_400mf", "convnext_tiny")
+    assert set(zoo.PUBLISHED) == set(zoo.MODELS)
+
+
+@pytest.mark.parametrize("name", zoo.MODEL_NAMES)
+def test_params_match_torchvision_exactly(name, scores):
+    assert int(scores[name]["status"]) == 0
+    assert int(scores[name]["params"]) == zoo.PUBLISHED[name][1]
+
+
+@pytest.mark.parametrize("name", zoo.MODEL_NAMES)
+def test_macs_match_torchvision_gflops_column(name, scores):
+    assert giga(int(scores[name]["macs"]), 3) == zoo.PUBLISHED[name][0]
+    # ``macs`` counts only conv/linear multiply-accumulates, as torchvision does
+    assert int(scores[name]["ops"]) == int(scores[name]["macs"])
+
+
+@pytest.mark.parametrize("name, gmacs, decimals, params", [
+    # issue 2's figures, as written there
+    ("resnet50", "4.089", 3, 25_557_032),
+    ("vgg16", "15.47", 2, 138_357_544),
+    ("mobilenet_v2", "0.301", 3, 3_504_872),
+])
+def test_issue2_published_figures(name, gmacs, decimals, params):
+    r = nf.score(zoo.MODELS[name](), convention="macs")
+    assert giga(int(r["macs"][0]), decimals) == gmacs
+    assert int(r["params"][0]) == params
+
+
+# -- hand-checkable structure ----------------------------------------------------
+def test_resnet50_layer_counts():
+    rec = zoo.resnet50()
+    blocks = 3 + 4 + 6 + 3
+    # stem conv + 3 convs per bottleneck + one projection per stage
+    assert count(rec, Op.CONV2D) == 1 + 3 * blocks + 4
+    assert count(rec, Op.LINEAR) == 1
+    assert count(rec, Op.BATCHNORM) == count(rec, Op.CONV2D)
+    # every ReLU is nn.ReLU(inplace=True): stem + 3 per block
+    assert count(rec, Op.ACT, act=Act.RELU) == 1 + 3 * blocks
+    assert count(rec, Op.ACT, Flag.INPLACE, Act.RELU) == 1 + 3 * blocks
+    # ``out += identity`` once per block
+    assert count(rec, Op.ADD, Flag.INPLACE) == blocks == count(rec, Op.ADD)
+    assert count(rec, Op.CONV2D, Flag.BIAS) == 0
+
+
+def test_resnet50_classifier_and_shapes():
+    t = nf.layer_table(zoo.resnet50())
+    fc = t[-1]
+    assert fc["op"] == "linear"
+    assert (fc["macs"], fc["params"]) == (2048 * 1000, 2048 * 1000 + 1000)
+    pool = t[t["op"] == "adaptive_avgpool"][0]
+    assert (pool["channels"], pool["height"], pool["width"]) == (2048, 1, 1)
+    # the last stage runs at 224 / 32 = 7
+    assert t[t["op"] == "conv2d"][-1]["height"] == 7
+
+
+def test_vgg16_by_hand():
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+           512, 512, 512, "M"]
+    macs = params = 0
+    side, cin = 224, 3
+    for v in cfg:
+        if v == "M":
+            side //= 2
+        else:
+            macs += side * side * v * cin * 9
+            params += v * cin * 9 + v
+            cin = v
+    for i, o in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)):
+        macs += i * o
+        params += i * o + o
+    r = nf.score(zoo.vgg16())
+    assert (int(r["macs"][0]), int(r["params"][0])) == (macs, params)
+    # the two 64 x 224 x 224 fp32 maps around conv1_2 are the largest live set
+    assert int(r["peak_act_bytes"][0]) == 2 * 64 * 224 * 224 * 4
+
+
+def test_alexnet_shapes():
+    t = nf.layer_table(zoo.alexnet())
+    conv1 = t[t["op"] == "conv2d"][0]
+    assert conv1["height"] == (224 + 2 * 2 - 11) // 4 + 1 == 55
+    pool = t[t["op"] == "adaptive_avgpool"][0]
+    assert (pool["channels"], pool["height"], pool["width"]) == (256, 6, 6)
+    assert count(zoo.alexnet(), Op.DROPOUT) == 2
+
+
+def test_squeezenet_ceil_mode_pooling():
+    t = nf.layer_table(zoo.squeezenet1_0())
+    pools = t[t["op"] == "maxpool"]
+    conv1 = (224 - 7) // 2 + 1          # 109
+    p1 = -(-(conv1 - 3) // 2) + 1        # ceil: 54
+    p2 = -(-(p1 - 3) // 2) + 1           # ceil: 27 (floor would give 26)
+    p3 = -(-(p2 - 3) // 2) + 1           # ceil: 13
+    assert pools["height"].tolist() == [p1, p2, p3]
+    assert t[-1]["channels"] == 1000 and t[-1]["op"] == "flatten"
+
+
+def test_googlenet_structure():
+    rec = zoo.googlenet()
+    t = nf.layer_table(rec)
+    # maxpool1 with ceil_mode: ceil((112 - 3) / 2) + 1 = 56, not 55
+    assert t[t["op"] == "maxpool"][0]["height"] == 56
+    # 3 stem convs + 6 per inception x 9, no auxiliary heads, one classifier
+    assert count(rec, Op.CONV2D) == 3 + 6 * 9
+    assert count(rec, Op.LINEAR) == 1
+    assert count(rec, Op.MAXPOOL, Flag.CEIL_MODE) == count(rec, Op.MAXPOOL) == 4 + 9
+
+
+def test_densenet121_structure():
+    rec = zoo.densenet121()
+    layers = 6 + 12 + 24 + 16
+    assert count(rec, Op.CONV2D) == 1 + 2 * layers + 3
+    # head: norm5 -> F.relu(inplace=True) -> pool -> linear on 1024 features
+    t = nf.layer_table(rec)
+    assert t[-1]["op"] == "linear" and t[-1]["params"] == 1024 * 1000 + 1000
+    # every dense layer reads the concatenation of all earlier features
+    assert t[t["op"] == "concat"]["channels"].max() == 1024
+
+
+def test_shufflenet_split_and_shuffle():
+    rec = zoo.shufflenet_v2_x1_0()
+    units = 4 + 8 + 4
+    assert count(rec, Op.CHANNEL_SHUFFLE) == units
+    assert (rec["groups"][rec["op"] == Op.CHANNEL_SHUFFLE] == 2).all()
+    # chunk(2) in every stride-1 unit: two views
+    assert count(rec, Op.SLICE) == 2 * (units - 3)
+    # depthwise convs: two per stride-2 unit, one per stride-1 unit
+    dw = (rec["op"] == Op.CONV2D) & (rec["groups"] > 1)
+    assert int(dw.sum()) == 2 * 3 + (units - 3)
+
+
+def test_squeeze_excitation_blocks():
+    large = zoo.mobilenet_v3_large()
+    # use_se is True in 8 of the 15 bneck rows of MobileNetV3-Large
+    assert count(large, Op.MUL) == 8
+    # the SE gate is nn.Hardsigmoid() (not in place); the SE ReLU is nn.ReLU()
+    assert count(large, Op.ACT, act=Act.HARDSIGMOID) == 8
+    assert count(large, Op.ACT, Flag.INPLACE, Act.HARDSIGMOID) == 0
+    eff = zoo.efficientnet_b0()
+    blocks = 1 + 2 + 2 + 3 + 3 + 4 + 1
+    assert count(eff, Op.MUL) == count(eff, Op.ACT, act=Act.SIGMOID) == blocks
+    # SE gate convs are 1x1 with bias; every other conv is bias-free (BN follows)
+    assert count(eff, Op.CONV2D, Flag.BIAS) == 2 * blocks
+    regnet = zoo.regnet_y_400mf()
+    assert count(regnet, Op.MUL) == 1 + 3 + 6 + 6
+
+
+def test_convnext_tiny_mappings():
+    rec = zoo.convnext_tiny()
+    blocks = 3 + 3 + 9 + 3
+    # stem LN + one LN per block + one per downsample + head LN
+    assert count(rec, Op.LAYERNORM, Flag.AFFINE) == 1 + blocks + 3 + 1
+    assert count(rec, Op.SCALE) == blocks
+    assert count(rec, Op.ACT, act=Act.GELU) == blocks
+    assert count(rec, Op.ADD, Flag.INPLACE) == blocks
+    t = nf.layer_table(rec)
+    # Linear(96, 384) on 56 x 56 channels-last rows == a 1x1 conv
+    first_pw = t[(t["op"] == "conv2d") & (t["channels"] == 384)][0]
+    assert first_pw["macs"] == 56 * 56 * 96 * 384
+    assert first_pw["params"] == 96 * 384 + 384
+
+
+def test_num_classes_and_resolution():
+    base = nf.score(zoo.resnet50())
+    ten = nf.score(zoo.resnet50(num_classes=10))
+    assert int(base["params"][0]) - int(ten["params"][0]) == 2049 * (1000 - 10)
+    big = nf.score(zoo.resnet50(resolution=448))
+    # every conv map doubles in each side (224 and 448 are multiples of 32)
+    fc = 2048 * 1000
+    assert int(big["macs"][0]) == 4 * (int(base["macs"][0]) - fc) + fc
+    with pytest.raises(ValueError, match="resolution"):
+        zoo.resnet50(resolution=0)
+
+
+def test_build_returns_independent_copies():
+    a = zoo.build("alexnet")
+    a["out_channels"][:] = 0
+    assert int(nf.score(zoo.build("alexnet"))["params"][0]) == zoo.PUBLISHED["alexnet"][1]
+    with pytest.raises(ValueError, match="unknown zoo model 'resnet9'"):
+        zoo.build("resnet9")
+
+
+# -- the zoo as a search space ---------------------------------------------------------
+def test_space_enumerates_in_fixed_order(scores):
+    space = get_space("zoo")
+    assert space.size == len(zoo.MODELS) == 19
+    assert space.enumerable
+    cols = space.enumerate_columns()
+    assert space.from_columns(cols) == list(zoo.MODEL_NAMES)
+    assert space.params == {"resolution": 224, "num_classes": 1000}
+    part = space.enumerate(3, 5)
+    r = nf.score(part)
+    assert r["params"].tolist() == [zoo.PUBLISHED[n][1] for n in zoo.MODEL_NAMES[3:5]]
+
+
+def test_space_sampling_is_seeded_and_uniform_support():
+    space = get_space("zoo")
+    a = space.sample_columns(500, seed=7)["model"]
+    b = space.sample_columns(500, seed=7)["model"]
+    assert (a == b).all()
+    assert set(a.tolist()) == set(zoo.MODEL_NAMES)
+    # a chunk of the stream equals the same rows drawn at once
+    assert (space.sample_columns(10, seed=7, start=20)["model"] == a[20:30]).all()
+    batch = space.sample(50, seed=1)
+    names = space.sample_columns(50, seed=1)["model"]
+    r = nf.score(batch)
+    assert r["params"].tolist() == [zoo.PUBLISHED[n][1] for n in names]
+
+
+def test_space_encode_validates_and_round_trips():
+    space = get_space("zoo", resolution=160)
+    cols = space.to_columns(["vgg11", "googlenet", "vgg11"])
+    assert space.from_columns(cols) == ["vgg11", "googlenet", "vgg11"]
+    batch = space.encode(["vgg11", "googlenet"])
+    assert len(batch) == 2 and batch[0]["size_h"][0] == 160
+    with pytest.raises(NativeError, match="candidate 1, field 'model': unknown model 'resnet9'"):
+        space.encode(["resnet18", "resnet9"])
+    with pytest.raises(NativeError, match="candidate 0"):
+        space.encode([50])
+    pa = pytest.importorskip("pyarrow")
+    arr = space.arrow_columns(cols)["model"]
+    assert arr.type == pa.string() and arr.to_pylist() == ["vgg11", "googlenet", "vgg11"]
+    with pytest.raises(ValueError, match="resolution"):
+        get_space("zoo", resolution=0)
