@@ -11,7 +11,7 @@ import pytest
 
 import nasflops as nf
 from nasflops import Act, Flag, Op
-from nasflops.search_spaces import NativeError, get_space, zoo
+from nasflops.search_spaces import SPACES, NativeError, zoo
 
 
 def giga(count: int, decimals: int) -> str:
@@ -23,7 +23,7 @@ def giga(count: int, decimals: int) -> str:
 @pytest.fixture(scope="module")
 def scores():
     """Every zoo model at 224 x 224, scored once under ``macs``."""
-    batch = get_space("zoo").enumerate()
+    batch = zoo.ZooSpace().enumerate()
     r = nf.score(batch, convention="macs")
     return {name: r[i] for i, name in enumerate(zoo.MODEL_NAMES)}
 
@@ -225,8 +225,15 @@ def test_build_returns_independent_copies():
 
 
 # -- the zoo as a search space ---------------------------------------------------------
+def test_space_is_registered():
+    # get_space("zoo") builds SPACES["zoo"]; checked here without importing
+    # the other space modules
+    assert SPACES["zoo"] is zoo.ZooSpace
+    assert SPACES["zoo"](resolution=160).params == {"resolution": 160, "num_classes": 1000}
+
+
 def test_space_enumerates_in_fixed_order(scores):
-    space = get_space("zoo")
+    space = zoo.ZooSpace()
     assert space.size == len(zoo.MODELS) == 19
     assert space.enumerable
     cols = space.enumerate_columns()
@@ -238,7 +245,7 @@ def test_space_enumerates_in_fixed_order(scores):
 
 
 def test_space_sampling_is_seeded_and_uniform_support():
-    space = get_space("zoo")
+    space = zoo.ZooSpace()
     a = space.sample_columns(500, seed=7)["model"]
     b = space.sample_columns(500, seed=7)["model"]
     assert (a == b).all()
@@ -252,7 +259,7 @@ def test_space_sampling_is_seeded_and_uniform_support():
 
 
 def test_space_encode_validates_and_round_trips():
-    space = get_space("zoo", resolution=160)
+    space = zoo.ZooSpace(resolution=160)
     cols = space.to_columns(["vgg11", "googlenet", "vgg11"])
     assert space.from_columns(cols) == ["vgg11", "googlenet", "vgg11"]
     batch = space.encode(["vgg11", "googlenet"])
@@ -265,4 +272,4 @@ def test_space_encode_validates_and_round_trips():
     arr = space.arrow_columns(cols)["model"]
     assert arr.type == pa.string() and arr.to_pylist() == ["vgg11", "googlenet", "vgg11"]
     with pytest.raises(ValueError, match="resolution"):
-        get_space("zoo", resolution=0)
+        zoo.ZooSpace(resolution=0)

@@ -708,10 +708,13 @@ class ZooSpace(SearchSpace):
     num_classes : int
         Classifier outputs.
 
+    Registered as ``"zoo"``: ``nasflops.search_spaces.get_space("zoo",
+    resolution=224)`` builds one.
+
     Examples
     --------
     >>> import nasflops
-    >>> space = nasflops.search_spaces.get_space("zoo")
+    >>> space = ZooSpace(resolution=224)
     >>> space.size
     19
     >>> int(nasflops.score(space.encode(["mobilenet_v2"]))["macs"][0])
