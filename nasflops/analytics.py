@@ -395,7 +395,10 @@ def sql(data, query: str, table: str = "results"):
         else:
             arrow = _dataset(data).to_table()
             con.register(table, arrow)
-        rel = con.execute(query)
+        # the relational API hands Arrow over without the DB-API's extra copy
+        rel = con.sql(query) if hasattr(con, "sql") else con.execute(query)
+        if rel is None:
+            raise ValueError("the query returned no rows (use a SELECT)")
         for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
             fetch = getattr(rel, name, None)
             if fetch is not None:
