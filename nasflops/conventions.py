@@ -152,6 +152,19 @@ register_convention(
     {"conv2d": {"mac": 2}, "linear": {"mac": 2}})
 
 # ---- compatibility conventions: one block per reference tool, each a table.
-# [nb201 conventions go here]
+# -- nb201: NAS-Bench-201's published "FLOPs" (xautodl.utils.flop_benchmark.
+# get_model_infos).  Its hooks record conv and pool counts, but
+# compute_average_flops_cost sums only Conv2d/Conv1d/Linear modules:
+# conv Ho*Wo*Cout*(Cin/g)*Kh*Kw (+ Ho*Wo*Cout with bias), linear I*O (+ O
+# with bias); pools, BN, activations, adds and zeros count nothing.  The
+# benchmark reports this per image in millions (flops / 1e6), what it calls
+# MFLOPs; here the count is exact and x batch like every convention.  Each
+# count is a multiply-accumulate (bias adds aside), hence the unit.
+register_convention(
+    "nb201", "MACs",
+    "NAS-Bench-201's published 'FLOPs' (xautodl get_model_infos): conv and linear "
+    "MACs plus one per output element with a bias; everything else free",
+    {"conv2d": {"mac": 1, "bias": 1}, "linear": {"mac": 1, "bias": 1}})
+# -- end nb201
 # [ofa conventions go here]
 # [thop/ptflops/fvcore conventions go here]
