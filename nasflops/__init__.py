@@ -8,6 +8,7 @@ from .spec import LAYER_DTYPE, MAX_INPUTS, Act, Flag, Net, Op, SpecBatch
 from .conventions import CONVENTIONS, Convention, get_convention, register_convention
 from .scoring import (DTYPE_SIZES, METRICS, RESULT_DTYPE, STATUS_NAMES, Device, Scores,
                       SpecError, layer_table, score)
+from .search_spaces import get_space, list_spaces
 
 __version__ = "0.1.0"
 
@@ -15,5 +16,5 @@ __all__ = [
     "LAYER_DTYPE", "MAX_INPUTS", "Act", "Flag", "Net", "Op", "SpecBatch",
     "CONVENTIONS", "Convention", "get_convention", "register_convention",
     "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "Scores",
-    "SpecError", "layer_table", "score", "__version__",
+    "SpecError", "layer_table", "score", "get_space", "list_spaces", "__version__",
 ]

@@ -78,7 +78,8 @@ cdef enum Flag:
     FLAG_AFFINE = 2            # batch/layer norm carry weight and bias
     FLAG_CEIL_MODE = 4         # pooling output size rounds up
     FLAG_EXCLUDE_PAD = 8       # avg pool: count_include_pad=False
-    FLAG_INPLACE = 16          # activation overwrites its input
+    FLAG_INPLACE = 16          # act/add: overwrites its first input; concat:
+                               # grows its first input's buffer (a chain continuation)
 
 # Per-layer quantities a counting convention weighs (all already x batch).
 cdef enum:  # Term

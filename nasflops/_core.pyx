@@ -108,6 +108,7 @@ cdef struct Scratch:
     int64_t* w          # output width
     int64_t* elems      # output elements per sample
     int64_t* bytes      # output bytes (x batch x element size)
+    int64_t* alloc      # bytes this layer allocates (0 for views and in-place ops)
     int64_t* freed      # bytes released after each step
     int32_t* owner      # layer whose buffer this layer's output lives in
     int32_t* last_use   # last layer reading a buffer (indexed by owner)
@@ -116,7 +117,7 @@ cdef struct Scratch:
 cdef int scratch_alloc(Scratch* s, Py_ssize_t n) noexcept nogil:
     if n < 1:
         n = 1
-    s.c = <int64_t*>malloc(6 * n * sizeof(int64_t))
+    s.c = <int64_t*>malloc(7 * n * sizeof(int64_t))
     s.owner = <int32_t*>malloc(2 * n * sizeof(int32_t))
     if s.c == NULL or s.owner == NULL:
         free(s.c)
@@ -127,6 +128,7 @@ cdef int scratch_alloc(Scratch* s, Py_ssize_t n) noexcept nogil:
     s.elems = s.c + 3 * n
     s.freed = s.c + 4 * n
     s.bytes = s.c + 5 * n
+    s.alloc = s.c + 6 * n
     s.last_use = s.owner + n
     return 0
 
@@ -217,7 +219,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
     cdef int64_t tot_ops = 0, tot_macs = 0, tot_params = 0, tot_act = 0
     cdef int64_t tot_rd = 0, tot_wr = 0, live = 0, peak = 0
     cdef double lat = 0.0, t_compute, t_memory
-    cdef bint ovf = False, view
+    cdef bint ovf = False, view, extend
     cdef int op
 
     bad_layer[0] = -1
@@ -281,6 +283,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
         for k in range(N_TERMS):
             terms[k] = 0
         view = False
+        extend = False
 
         if op == OP_INPUT:
             if L.out_channels < 1 or L.size_h < 1 or L.size_w < 1:
@@ -363,6 +366,8 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
                 return ST_BAD_OP
             view = (L.flags & FLAG_INPLACE) != 0
         elif op == OP_ADD:
+            # torch's `out += identity` writes into its first input
+            view = (L.flags & FLAG_INPLACE) != 0
             for k in range(1, nin):
                 j = input_of(L, k)
                 if s.c[j] != cin or s.h[j] != hin or s.w[j] != win:
@@ -376,6 +381,9 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
                 return ST_SHAPE_MISMATCH
             other = s.elems[j]
         elif op == OP_CONCAT:
+            # a continuation grows its first input's buffer (one torch.cat
+            # of more than MAX_INPUTS tensors written as a chain of records)
+            extend = (L.flags & FLAG_INPLACE) != 0
             for k in range(1, nin):
                 j = input_of(L, k)
                 if s.h[j] != hin or s.w[j] != win:
@@ -435,11 +443,18 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             if rule[k]:
                 ops = add2(ops, mul3(rule[k], terms[k], 1, &ovf), &ovf)
 
-        # ---- memory: views and the network input move no bytes
-        if op == OP_INPUT or (view and op != OP_ACT):
+        # ---- memory: views and the network input move no bytes; in-place
+        # ops (act, add) allocate nothing but still read and write
+        if op == OP_INPUT or (view and op != OP_ACT and op != OP_ADD):
             act = 0
             rd = 0
             wr = 0
+        elif extend:
+            act = s.bytes[i] - s.bytes[input_of(L, 0)]
+            wr = act
+            rd = 0
+            for k in range(1, nin):
+                rd = add2(rd, s.bytes[input_of(L, k)], &ovf)
         else:
             act = s.bytes[i]
             wr = act
@@ -463,13 +478,24 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             lat += t_compute if t_compute > t_memory else t_memory
 
         # ---- lifetimes: a view or in-place op aliases its input's buffer
-        if view:
+        if view or extend:
             s.owner[i] = s.owner[input_of(L, 0)]
+            s.alloc[i] = act if extend else 0
         else:
             s.owner[i] = <int32_t>i
+            s.alloc[i] = s.bytes[i]
         s.last_use[i] = <int32_t>i
         for k in range(nin):
             s.last_use[s.owner[input_of(L, k)]] = <int32_t>i
+        if extend:
+            # one cat: every input of the chain lives until its last record
+            j = input_of(L, 0)
+            while True:
+                for k in range(n_inputs_of(layers + j)):
+                    s.last_use[s.owner[input_of(layers + j, k)]] = <int32_t>i
+                if layers[j].op != OP_CONCAT or not (layers[j].flags & FLAG_INPLACE):
+                    break
+                j = input_of(layers + j, 0)
         s.last_use[s.owner[i]] = <int32_t>i
 
         if per_layer != NULL:
@@ -485,11 +511,9 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
 
     # ---- peak of live activations, layers run in spec order
     for i in range(n):
-        if s.owner[i] == i:
-            s.freed[s.last_use[i]] += s.bytes[i]
+        s.freed[s.last_use[s.owner[i]]] += s.alloc[i]
     for i in range(n):
-        if s.owner[i] == i:
-            live += s.bytes[i]
+        live += s.alloc[i]
         if live > peak:
             peak = live
         if per_layer != NULL:

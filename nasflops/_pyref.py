@@ -42,7 +42,7 @@ def score_one(records, rules: np.ndarray, batch: int = 1, wsize: int = 4, asize:
     layers = [{k: int(r[k]) for k in r.dtype.names} for r in records]
     if not layers:
         raise RefError(-1, "empty")
-    shapes, owner, last_use = [], [], {}
+    shapes, owner, last_use, alloc = [], [], {}, []
     tot = dict(ops=0, macs=0, params=0, act_bytes=0, read_bytes=0, write_bytes=0)
     for i, L in enumerate(layers):
         op = L["op"]
@@ -63,7 +63,7 @@ def score_one(records, rules: np.ndarray, batch: int = 1, wsize: int = 4, asize:
         c, h, w = shapes[ins[0]] if ins else (0, 0, 0)
         cin, hin, win = c, h, w
         macs = params = window = extra = 0
-        bias = affine = view = False
+        bias = affine = view = extend = False
         if op == Op.INPUT:
             if min(L["out_channels"], L["size_h"], L["size_w"]) < 1:
                 raise RefError(i, "bad_value")
@@ -126,6 +126,7 @@ def score_one(records, rules: np.ndarray, batch: int = 1, wsize: int = 4, asize:
                 raise RefError(i, "bad_op")
             view = bool(L["flags"] & Flag.INPLACE)
         elif op == Op.ADD:
+            view = bool(L["flags"] & Flag.INPLACE)
             for j in ins[1:]:
                 if shapes[j] != (cin, hin, win):
                     raise RefError(i, "shape_mismatch")
@@ -136,6 +137,7 @@ def score_one(records, rules: np.ndarray, batch: int = 1, wsize: int = 4, asize:
                 raise RefError(i, "shape_mismatch")
             extra = _numel(g)
         elif op == Op.CONCAT:
+            extend = bool(L["flags"] & Flag.INPLACE)
             for j in ins[1:]:
                 if shapes[j][1:] != (hin, win):
                     raise RefError(i, "shape_mismatch")
@@ -161,26 +163,36 @@ def score_one(records, rules: np.ndarray, batch: int = 1, wsize: int = 4, asize:
                  extra * batch, h * w * batch, c * batch]
         row = rules[n_ops + L["act"]] if op == Op.ACT else rules[op]
         ops = sum(a * t for a, t in zip(row, terms))
-        if op == Op.INPUT or (view and op != Op.ACT):
+        if op == Op.INPUT or (view and op not in (Op.ACT, Op.ADD)):
             act = rd = wr = 0
+        elif extend:  # grows input 0's buffer: writes and reads only the new part
+            act = wr = (out - _numel(shapes[ins[0]])) * batch * asize
+            rd = sum(_numel(shapes[j]) for j in ins[1:]) * batch * asize
         else:
             act = wr = out * batch * asize
             rd = params * wsize + sum(_numel(shapes[j]) for j in ins) * batch * asize
         for k, v in (("ops", ops), ("macs", macs * batch), ("params", params),
                      ("act_bytes", act), ("read_bytes", rd), ("write_bytes", wr)):
             tot[k] += v
-        owner.append(owner[ins[0]] if view else i)
+        owner.append(owner[ins[0]] if view or extend else i)
+        alloc.append(act if extend else 0 if view else out * batch * asize)
         for j in ins:
             last_use[owner[j]] = i
+        j = ins[0] if extend else None
+        while j is not None:  # one cat: every input of the chain lives until here
+            head = layers[j]
+            for f in INPUT_FIELDS:
+                if head[f] >= 0:
+                    last_use[owner[head[f]]] = i
+            extends = head["op"] == Op.CONCAT and head["flags"] & Flag.INPLACE
+            j = head["input0"] if extends else None
         last_use[owner[i]] = max(last_use.get(owner[i], i), i)
     freed = [0] * len(layers)
-    for b in range(len(layers)):
-        if owner[b] == b:
-            freed[last_use[b]] += _numel(shapes[b]) * batch * asize
+    for i in range(len(layers)):
+        freed[last_use[owner[i]]] += alloc[i]
     live = peak = 0
     for i in range(len(layers)):
-        if owner[i] == i:
-            live += _numel(shapes[i]) * batch * asize
+        live += alloc[i]
         peak = max(peak, live)
         live -= freed[i]
     tot["weight_bytes"] = tot["params"] * wsize

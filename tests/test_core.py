@@ -146,6 +146,35 @@ def test_views_allocate_nothing():
     assert int(r["act_bytes"]) == 3 * 4
 
 
+def test_inplace_add_allocates_nothing():
+    net = nf.Net(2, 4, 4)
+    a = net.conv(net.input, 2, 1)
+    net.add(a, net.input, inplace=True)
+    t = 32 * 4
+    r = nf.score(net)[0]
+    assert nf.layer_table(net)["live_bytes"].tolist() == [t, 2 * t, 2 * t]
+    assert int(r["peak_act_bytes"]) == 2 * t
+    assert int(r["act_bytes"]) == 2 * t and int(r["read_bytes"]) == t + 4 * 4 + 2 * t
+
+
+def test_chained_concat_costs_one_concat():
+    # concat of 6 tensors = 2 records; the chain allocates, reads and writes
+    # what one torch.cat of the 6 does
+    net = nf.Net(1, 2, 2)
+    xs = [net.conv(net.input, 1, 1) for _ in range(6)]
+    net.concat(*xs)
+    assert len(net) == 1 + 6 + 2
+    t = 4 * 4  # one 1x2x2 fp32 tensor
+    r = nf.score(net)[0]
+    tab = nf.layer_table(net)
+    assert int(tab["act_bytes"][-2:].sum()) == 6 * t and int(tab["write_bytes"][-2:].sum()) == 6 * t
+    assert int(tab["read_bytes"][-2:].sum()) == 6 * t
+    # the input dies after the last branch; then 6 branches + the 6-wide result
+    # are alive together, as around one torch.cat
+    assert int(r["peak_act_bytes"]) == 6 * t + 6 * t
+    assert nf.layer_table(net)["live_bytes"].tolist()[-2:] == [6 * t + 4 * t, 6 * t + 6 * t]
+
+
 def test_dead_branch_freed_after_itself():
     net = nf.Net(1, 2, 2)
     net.conv(net.input, 4, 1)          # a dead end

@@ -60,7 +60,7 @@ def valid_nets(draw):
                     if (s == shapes[x] if kind == "add" else s[1:] == (h, w))]
             others = draw(st.lists(st.sampled_from(same), min_size=1, max_size=6))
             if kind == "add":
-                net.add(x, *others)
+                net.add(x, *others, inplace=draw(st.booleans()))
                 shapes.append((c, h, w))
             else:
                 net.concat(x, *others)
@@ -130,7 +130,8 @@ def test_corrupted_specs_fail_like_definitions(rec, data):
     layer = data.draw(st.integers(0, len(rec) - 1))
     field = data.draw(st.sampled_from(FIELDS))
     info = np.iinfo(nf.LAYER_DTYPE[field])
-    value = data.draw(st.one_of(st.integers(-3, 40), st.integers(int(info.min), int(info.max))))
+    value = data.draw(st.one_of(st.integers(max(-3, int(info.min)), 40),
+                                st.integers(int(info.min), int(info.max))))
     rec[layer][field] = value
     try:
         ref = reference(rec, "flops", 1, 4, 4)

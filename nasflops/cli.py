@@ -1,0 +1,502 @@
+"""The ``nasflops`` command line (also ``python -m nasflops``).
+
+Every subcommand prints what it counts under a named convention, takes
+human units (``300M``, ``4.1G``, ``2MiB``) and reports user mistakes as one
+line on stderr with a non-zero exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+from . import __version__
+
+EXIT_USER_ERROR = 2
+EXIT_MISMATCH = 1
+
+MAIN_EPILOG = """\
+examples:
+  nasflops spaces                                    list search spaces and their sizes
+  nasflops count resnet50                            per-layer table of a zoo model
+  nasflops count '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'
+  nasflops score nb201 --all -o nb201.parquet        score all 15,625 NAS-Bench-201 cells
+  nasflops score ofa-mbv3 -n 1M --seed 0 -o ofa.parquet -j 2
+  nasflops stats ofa.parquet --by r --plot ofa.png   distributions, per-resolution medians, a plot
+  nasflops filter ofa.parquet --max-macs 300M --max-params 5M -o small.parquet
+  nasflops validate nb201 -n 20                      check the core against PyTorch hooks
+
+Counting conventions (--convention): macs (default), flops, fma2, and the
+tool-compatible ones; see 'nasflops count MODEL --all-conventions'.
+"""
+
+
+class UserError(Exception):
+    """A mistake on the command line: printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------- helpers
+def _console():
+    from rich.console import Console
+    return Console(highlight=False, soft_wrap=False, width=max(100, _terminal_width()))
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 140
+
+
+def _space_params(pairs: Sequence[str]) -> dict:
+    params = {}
+    for p in pairs or ():
+        if "=" not in p:
+            raise UserError(f"space parameter {p!r} must look like key=value (e.g. dataset=cifar100)")
+        k, v = p.split("=", 1)
+        try:
+            params[k] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k] = v
+    return params
+
+
+def _get_space(name: str, params: dict):
+    from .search_spaces import get_space
+    try:
+        return get_space(name, **params)
+    except TypeError as e:
+        raise UserError(f"space {name!r}: {e}") from None
+
+
+def _count_arg(text: str) -> int:
+    from .units import parse_count
+    try:
+        return parse_count(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _bytes_arg(text: str) -> int:
+    from .units import parse_bytes
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_scoring_options(p: argparse.ArgumentParser) -> None:
+    from .conventions import CONVENTIONS
+    p.add_argument("--convention", "-c", default="macs",
+                   help=f"what 'ops' counts: {', '.join(CONVENTIONS)} (default: macs)")
+    p.add_argument("--batch-size", "-b", type=int, default=1, metavar="B",
+                   help="samples per forward pass; multiplies every count but params (default: 1)")
+    p.add_argument("--dtype", default=None, metavar="D",
+                   help="element type of weights and activations: fp32, fp16, bf16, int8 (default: fp32)")
+    p.add_argument("--weight-dtype", default=None, metavar="D", help="weights only (overrides --dtype)")
+    p.add_argument("--act-dtype", default=None, metavar="D", help="activations only (overrides --dtype)")
+
+
+def _dtypes(args) -> tuple[str, str]:
+    base = args.dtype or "fp32"
+    return args.weight_dtype or base, args.act_dtype or base
+
+
+# ----------------------------------------------------------------- spaces
+def cmd_spaces(args) -> int:
+    from rich.table import Table
+
+    from .search_spaces import list_spaces
+    spaces = list_spaces()
+    if args.json:
+        print(json.dumps(spaces, indent=2, default=str))
+        return 0
+    t = Table(title="nasflops search spaces", show_lines=True)
+    for col in ("name", "size", "native encoding", "reference"):
+        t.add_column(col, overflow="fold")
+    for s in spaces:
+        size = s["size"]
+        t.add_row(s["name"], f"{size:,}" if isinstance(size, int) else "unbounded",
+                  s["native"], s["reference"])
+    _console().print(t)
+    return 0
+
+
+# ----------------------------------------------------------------- score
+def cmd_score(args) -> int:
+    from .pipeline import score_space
+
+    space = _get_space(args.space, _space_params(args.param))
+    if args.all == (args.n is not None):
+        raise UserError("give either -n N (sample N candidates) or --all (enumerate the space)")
+    if args.all and not space.enumerable:
+        raise UserError(f"space {space.name!r} is too large to enumerate; sample it with -n N")
+    wdt, adt = _dtypes(args)
+    run = score_space(space, n="all" if args.all else args.n, seed=args.seed, out=args.out,
+                      convention=args.convention, batch_size=args.batch_size,
+                      weight_dtype=wdt, act_dtype=adt, chunk_size=args.chunk_size,
+                      n_jobs=args.jobs, progress=not args.no_progress, resume=args.resume,
+                      overwrite=args.overwrite)
+    con = _console()
+    con.print(f"[bold]{run.n:,}[/] candidates of [bold]{space.name}[/] in {run.path} "
+              f"({run.parts_written} part(s) written, {run.parts_resumed} resumed, "
+              f"{run.seconds:.1f} s, {run.rate:,.0f} candidates/s)")
+    if run.n_invalid:
+        con.print(f"[yellow]{run.n_invalid:,} invalid candidates (status != 0)[/]")
+    _print_summary(con, run.path)
+    return 0
+
+
+def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes", "read_bytes")):
+    from rich.table import Table
+
+    from .analytics import quantiles
+    from .storage import read_metadata
+    from .units import format_bytes, format_count
+    meta = read_metadata(path)
+    conv, unit = meta.get("convention", "?"), meta.get("unit", "")
+    q = quantiles(path, metrics, q=[0.0, 0.5, 1.0])
+    n_valid = _count_valid(path)
+    t = Table(title=f"{n_valid:,} valid candidates; ops under convention '{conv}' ({unit})")
+    t.add_column("metric")
+    for c in ("min", "median", "max"):
+        t.add_column(c, justify="right")
+    for m in metrics:
+        vals = q[m].to_pylist()
+        fmt = format_bytes if m.endswith("_bytes") else (lambda v, u=(unit if m == "ops" else
+                                                                       "MACs" if m == "macs" else ""):
+                                                          format_count(v, u))
+        label = f"ops ({conv})" if m == "ops" else m
+        t.add_row(label, *("-" if v != v else fmt(round(v)) for v in vals))
+    con.print(t)
+
+
+def _count_valid(path) -> int:
+    import pyarrow.dataset as ds
+
+    from .storage import open_dataset
+    return open_dataset(path).count_rows(filter=ds.field("status") == 0)
+
+
+# ----------------------------------------------------------------- count
+def _resolve_target(args):
+    """Records of one network, and a label, from a zoo name, a native encoding or a .py file."""
+    target = args.target
+    params = _space_params(args.param)
+    if target.endswith(".py"):
+        if not os.path.exists(target):
+            raise UserError(f"no such file: {target}")
+        return _records_from_python(target, args.input_shape), os.path.basename(target)
+    if args.space:
+        space = _get_space(args.space, params)
+    elif target.startswith("|"):
+        space = _get_space("nb201", params)
+    elif target.lstrip().startswith("{"):
+        space = _get_space("ofa-mbv3", params)
+    else:
+        space = _get_space("zoo", params)
+        from .search_spaces import zoo
+        if target not in zoo.MODELS:
+            raise UserError(f"unknown model {target!r}: give a zoo model ({', '.join(zoo.MODELS)}), "
+                            "a native encoding (NB201 string, OFA JSON), or a .py file with a torch model")
+    native = target
+    if target.lstrip().startswith("{"):
+        try:
+            native = json.loads(target)
+        except json.JSONDecodeError as e:
+            raise UserError(f"not valid JSON: {e}") from None
+    batch = space.encode([native])
+    return batch[0], f"{space.name} {target if len(target) < 60 else target[:57] + '...'}"
+
+
+def _records_from_python(path: str, input_shape: Optional[str]):
+    import importlib.util
+
+    try:
+        from .torch_bridge import from_torch
+    except ImportError as e:
+        raise UserError(f"counting a torch model needs torch: pip install 'nasflops[torch]' ({e})") from None
+    spec = importlib.util.spec_from_file_location("_nasflops_user_model", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if hasattr(mod, "model"):
+        model = mod.model
+    elif hasattr(mod, "build_model"):
+        model = mod.build_model()
+    else:
+        raise UserError(f"{path} must define `model` (an nn.Module) or `build_model()`")
+    shape = input_shape or getattr(mod, "INPUT_SHAPE", None)
+    if shape is None:
+        raise UserError(f"give --input-shape C,H,W (or define INPUT_SHAPE in {path})")
+    if isinstance(shape, str):
+        try:
+            shape = tuple(int(v) for v in shape.replace("x", ",").split(","))
+        except ValueError:
+            raise UserError(f"--input-shape must look like 3,224,224, got {shape!r}") from None
+    return from_torch(model.eval(), tuple(shape))
+
+
+def cmd_count(args) -> int:
+    from rich.table import Table
+
+    from .conventions import CONVENTIONS, get_convention
+    from .scoring import layer_table, score
+    from .units import format_bytes, format_count
+
+    records, label = _resolve_target(args)
+    wdt, adt = _dtypes(args)
+    conv = get_convention(args.convention)
+    con = _console()
+    if args.all_conventions:
+        t = Table(title=f"{label}: totals under every convention (batch {args.batch_size})")
+        t.add_column("convention")
+        t.add_column("total", justify="right")
+        t.add_column("what it counts (why totals differ)", overflow="fold")
+        for name, c in CONVENTIONS.items():
+            r = score(records, convention=c, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt)
+            t.add_row(name, format_count(r["ops"][0], c.unit), c.description)
+        con.print(t)
+        return 0
+    tab = layer_table(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt)
+    tot = score(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt)[0]
+    total_ops = int(tot["ops"])
+    t = Table(title=f"{label} - ops under convention '{conv.name}' ({conv.unit}), batch {args.batch_size}, "
+                    f"weights {wdt}, activations {adt}")
+    for col, just in (("#", "right"), ("layer", "left"), ("inputs", "left"), ("output CxHxW", "right"),
+                      (conv.unit, "right"), ("share", "right"), ("params", "right"),
+                      ("act", "right"), ("read", "right"), ("write", "right"), ("live", "right")):
+        t.add_column(col, justify=just)
+    rows = tab if not args.top else tab[sorted(range(len(tab)), key=lambda i: -int(tab["ops"][i]))[: args.top]]
+    for r in rows:
+        share = f"{100 * int(r['ops']) / total_ops:.1f}%" if total_ops else "-"
+        t.add_row(str(r["layer"]), str(r["op"]), str(r["inputs"]),
+                  f"{r['channels']}x{r['height']}x{r['width']}", format_count(r["ops"]), share,
+                  format_count(r["params"]), format_bytes(r["act_bytes"]), format_bytes(r["read_bytes"]),
+                  format_bytes(r["write_bytes"]), format_bytes(r["live_bytes"]))
+    t.add_section()
+    t.add_row("", "[bold]total[/]", "", "", f"[bold]{format_count(total_ops)}[/]", "100%",
+              f"[bold]{format_count(tot['params'])}[/]", format_bytes(tot["act_bytes"]),
+              format_bytes(tot["read_bytes"]), format_bytes(tot["write_bytes"]),
+              f"peak {format_bytes(tot['peak_act_bytes'])}")
+    con.print(t)
+    con.print(f"[bold]{label}[/]: {format_count(total_ops, conv.unit)} ({conv.name}), "
+              f"{format_count(tot['macs'], 'MACs')}, {int(tot['params']):,} params "
+              f"({format_bytes(tot['weight_bytes'])} of {wdt} weights), "
+              f"peak activations {format_bytes(tot['peak_act_bytes'])}, "
+              f"memory traffic {format_bytes(int(tot['read_bytes']) + int(tot['write_bytes']))}")
+    return 0
+
+
+# ----------------------------------------------------------------- validate
+def cmd_validate(args) -> int:
+    try:
+        from .torch_bridge import validate
+    except ImportError as e:
+        raise UserError(f"validate needs torch: pip install 'nasflops[torch]' ({e})") from None
+    space = _get_space(args.space, _space_params(args.param))
+    report = validate(space, samples=args.n, convention=args.convention, seed=args.seed)
+    print(report)
+    return 0 if report.ok else EXIT_MISMATCH
+
+
+# ----------------------------------------------------------------- stats
+def cmd_stats(args) -> int:
+    from rich.table import Table
+
+    from .analytics import group_by, histogram
+    from .units import format_bytes, format_count
+
+    _need_results(args.results)
+    con = _console()
+    _print_summary(con, args.results, metrics=tuple(args.metrics))
+    for m in args.metrics:
+        counts, edges = histogram(args.results, m, bins=args.bins)[:2] if isinstance(
+            histogram(args.results, m, bins=args.bins), tuple) else _hist_arrays(args.results, m, args.bins)
+        _print_histogram(con, m, counts, edges, format_bytes if m.endswith("_bytes") else format_count)
+    if args.by:
+        g = group_by(args.results, args.by, metric=args.metric)
+        t = Table(title=f"{args.metric} by {args.by}")
+        for c in g.column_names:
+            t.add_column(c, justify="right")
+        for row in g.to_pylist():
+            t.add_row(*(_cell(v) for v in row.values()))
+        con.print(t)
+    if args.plot:
+        from .plots import plot_distributions
+        out = plot_distributions(args.results, args.plot, title=os.path.basename(os.path.normpath(args.results)))
+        con.print(f"plot written to {out}")
+    return 0
+
+
+def _hist_arrays(path, metric, bins):
+    from .analytics import histogram
+    h = histogram(path, metric, bins=bins)
+    return h["count"].to_numpy(), h["edges"] if "edges" in h else None
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.1f}" if v == v else "-"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _print_histogram(con, metric, counts, edges, fmt, width: int = 50):
+    import numpy as np
+    counts = np.asarray(counts)
+    if counts.size == 0 or counts.sum() == 0:
+        return
+    blocks = " ▁▂▃▄▅▆▇█"
+    top = counts.max()
+    spark = "".join(blocks[int(round(8 * c / top))] if c else " " for c in counts)
+    con.print(f"{metric:>16} {fmt(edges[0]):>12} {spark} {fmt(edges[-1])}")
+
+
+def _need_results(path):
+    if not os.path.exists(path):
+        raise UserError(f"no such results dataset: {path}")
+
+
+# ----------------------------------------------------------------- filter
+def cmd_filter(args) -> int:
+    from .analytics import filter_results
+    from .budget import Budget
+    from .storage import write_table
+
+    _need_results(args.results)
+    budget = Budget(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
+                    max_peak_act_bytes=args.max_peak_act_bytes, max_latency=args.max_latency)
+    table = filter_results(args.results, budget=budget)
+    out = write_table(args.out, table, overwrite=args.overwrite)
+    _console().print(f"{table.num_rows:,} candidates within {budget} written to {out}")
+    return 0
+
+
+# ----------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="nasflops", formatter_class=fmt, epilog=MAIN_EPILOG,
+        description="Analytic FLOPs/MACs, params and memory of neural architectures and whole NAS "
+                    "search spaces, without building them.")
+    p.add_argument("--version", action="version", version=f"nasflops {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("spaces", help="list the search spaces", formatter_class=fmt,
+                       description="List the available search spaces: size, native encoding, reference.",
+                       epilog="example:\n  nasflops spaces\n  nasflops spaces --json")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_spaces)
+
+    s = sub.add_parser("score", help="score a search space into a Parquet dataset", formatter_class=fmt,
+                       description="Sample (-n) or enumerate (--all) a search space, score every candidate "
+                                   "and stream the results into a Parquet dataset (a directory of part files), "
+                                   "with a progress bar and a summary table.",
+                       epilog="examples:\n"
+                              "  nasflops score nb201 --all -o nb201.parquet\n"
+                              "  nasflops score nb201 --all -p dataset=ImageNet16-120 -o nb201-in16.parquet\n"
+                              "  nasflops score ofa-mbv3 -n 10M --seed 1 -o ofa.parquet -j 2 --convention flops\n"
+                              "  nasflops score ofa-mbv3 -n 10M --seed 1 -o ofa.parquet -j 2 --resume   # after a crash")
+    s.add_argument("space", help="search space name (see 'nasflops spaces')")
+    s.add_argument("-n", type=_count_arg, default=None, metavar="N", help="candidates to sample (e.g. 1M)")
+    s.add_argument("--all", action="store_true", help="enumerate the whole space")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    s.add_argument("-o", "--out", required=True, help="output dataset directory")
+    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                   help="space parameter, e.g. -p dataset=cifar100 (repeatable)")
+    _add_scoring_options(s)
+    s.add_argument("-j", "--jobs", type=int, default=1, help="parallel chunks (joblib; -1 = all cores)")
+    s.add_argument("--chunk-size", type=_count_arg, default=None, metavar="K",
+                   help="candidates per part file")
+    s.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("count", help="per-layer table of one network", formatter_class=fmt,
+                       description="Per-layer shapes, ops, params and memory of one network: a zoo model, "
+                                   "a search-space candidate in its native encoding, or a Python file "
+                                   "defining a torch model (`model` or `build_model()`, and INPUT_SHAPE).",
+                       epilog="examples:\n"
+                              "  nasflops count resnet50\n"
+                              "  nasflops count mobilenet_v2 --convention flops --batch-size 8 --dtype fp16\n"
+                              "  nasflops count resnet50 --all-conventions\n"
+                              "  nasflops count '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'\n"
+                              "  nasflops count '{\"ks\": [3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5], \"e\": [3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4], \"d\": [2,3,4,2,3], \"r\": 176}'\n"
+                              "  nasflops count my_model.py --input-shape 3,224,224")
+    s.add_argument("target", metavar="MODEL_OR_ARCH", help="zoo model, native encoding, or file.py")
+    s.add_argument("--space", default=None, help="space the native encoding belongs to (default: guessed)")
+    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
+    s.add_argument("--input-shape", default=None, metavar="C,H,W", help="input of a torch model")
+    s.add_argument("--all-conventions", action="store_true",
+                   help="every convention's total side by side, with what each counts")
+    s.add_argument("--top", type=int, default=0, metavar="K", help="only the K most expensive layers")
+    _add_scoring_options(s)
+    s.set_defaults(func=cmd_count)
+
+    s = sub.add_parser("validate", help="check the core against PyTorch hook counts", formatter_class=fmt,
+                       description="Build N sampled candidates as torch modules, count them with forward "
+                                   "hooks and with the core, and report per-metric agreement. Exits 1 on "
+                                   "any mismatch. Needs torch.",
+                       epilog="examples:\n  nasflops validate nb201 -n 20\n"
+                              "  nasflops validate ofa-mbv3 -n 5 --convention flops\n  nasflops validate zoo -n 3")
+    s.add_argument("space")
+    s.add_argument("-n", type=int, default=10, help="candidates to check (default: 10)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--convention", "-c", default="macs")
+    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("stats", help="distributions of a results dataset", formatter_class=fmt,
+                       description="Quantiles and histograms per metric of a results dataset; group-by over "
+                                   "a native field; a PNG of the distributions with the Pareto front.",
+                       epilog="examples:\n  nasflops stats nb201.parquet\n"
+                              "  nasflops stats ofa.parquet --by r --metric macs --plot ofa.png")
+    s.add_argument("results")
+    s.add_argument("--metrics", nargs="+", default=["ops", "macs", "params", "peak_act_bytes"],
+                   help="metrics to summarise")
+    s.add_argument("--by", default=None, metavar="FIELD", help="group by a native field (e.g. r)")
+    s.add_argument("--metric", default="macs", help="metric summarised per group (default: macs)")
+    s.add_argument("--bins", type=int, default=40, help="histogram bins")
+    s.add_argument("--plot", default=None, metavar="OUT.png", help="write a PNG (needs matplotlib)")
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("filter", help="write the candidates within a budget", formatter_class=fmt,
+                       description="Write the valid candidates within a budget (bounds inclusive) to a new "
+                                   "dataset; the filter is pushed down to the Parquet reader.",
+                       epilog="example:\n  nasflops filter ofa.parquet --max-macs 300M --max-params 5M -o small.parquet")
+    s.add_argument("results")
+    s.add_argument("-o", "--out", required=True)
+    s.add_argument("--max-macs", type=_count_arg, metavar="N")
+    s.add_argument("--max-flops", type=_count_arg, metavar="N", help="bound on 'ops' under the dataset's convention")
+    s.add_argument("--max-params", type=_count_arg, metavar="N")
+    s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES", help="e.g. 512KiB")
+    s.add_argument("--max-latency", type=float, metavar="SECONDS")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_filter)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .scoring import SpecError
+    from .search_spaces.base import NativeError
+    try:
+        return args.func(args)
+    except (UserError, SpecError, NativeError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"nasflops {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
