@@ -63,7 +63,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..spec import Flag, Net, Op, SpecBatch
+from ..spec import Net, Op, SpecBatch
 from . import register_space
 from .base import NativeError, SearchSpace
 
@@ -87,10 +87,6 @@ class _Net(Net):
         self._width: dict[int, int] = {}
         super().__init__(channels, height, width)
         self._width[0] = int(channels)
-
-    def iadd(self, x: int, other: int) -> int:
-        """``x += other``: the sum overwrites ``x`` (torch's in-place add)."""
-        return self._append(Op.ADD, [x, other], flags=Flag.INPLACE)
 
     def conv_norm_act(self, x: int, out: int, kernel: int, stride: int = 1,
                       padding: int | None = None, groups: int = 1, dilation: int = 1,
@@ -172,7 +168,7 @@ def _basic_block(net: _Net, x: int, planes: int, stride: int, downsample: bool) 
     identity = x
     if downsample:  # runs after the main branch in forward()
         identity = net.bn(net.conv(x, planes, 1, stride=stride))
-    out = net.iadd(out, identity)
+    out = net.add(out, identity, inplace=True)
     return net.act(out, "relu", inplace=True)
 
 
@@ -185,7 +181,7 @@ def _bottleneck(net: _Net, x: int, planes: int, stride: int, downsample: bool) -
     identity = x
     if downsample:
         identity = net.bn(net.conv(x, planes * 4, 1, stride=stride))
-    out = net.iadd(out, identity)
+    out = net.add(out, identity, inplace=True)
     return net.act(out, "relu", inplace=True)
 
 
@@ -361,7 +357,7 @@ def _mobilenet_v3(setting, last_channel: int, num_classes: int, resolution: int)
             y = net.squeeze_excitation(y, _make_divisible(exp // 4, 8), act="relu",
                                        gate="hardsigmoid")
         y = net.conv_norm_act(y, cout, 1, act=None)
-        x = net.iadd(y, x) if stride == 1 and cin == cout else y
+        x = net.add(y, x, inplace=True) if stride == 1 and cin == cout else y
     x = net.conv_norm_act(x, 6 * _adjust(setting[-1][3]), 1, act="hardswish")
     x = net.flatten(net.global_avgpool(x))
     x = net.act(net.linear(x, _adjust(last_channel)), "hardswish", inplace=True)
@@ -403,7 +399,7 @@ def efficientnet_b0(num_classes: int = 1000, resolution: int = 224) -> np.ndarra
             y = net.squeeze_excitation(y, max(1, cin // 4), act="silu", act_inplace=True,
                                        gate="sigmoid")
             y = net.conv_norm_act(y, cout, 1, act=None)
-            x = net.iadd(y, x) if stride == 1 and cin == cout else y
+            x = net.add(y, x, inplace=True) if stride == 1 and cin == cout else y
     x = net.conv_norm_act(x, 4 * _adjust(setting[-1][4]), 1, act="silu")
     x = net.flatten(net.global_avgpool(x))
     net.linear(net.dropout(x), num_classes)
@@ -618,7 +614,7 @@ def convnext_tiny(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
             y = net.act(y, "gelu")
             y = net.conv(y, dim, 1, bias=True)           # Linear(4 dim, dim)
             y = net.scale(y)                             # layer_scale * ...
-            x = net.iadd(y, x)                           # result += input
+            x = net.add(y, x, inplace=True)                           # result += input
         if out is not None:
             x = net.conv(net.layernorm(x), out, 2, stride=2, bias=True)
     x = net.global_avgpool(x)
