@@ -1,0 +1,40 @@
+# Type stub for the compiled core (nasflops/_core.pyx); C types in comments.
+import numpy as np
+from numpy.typing import NDArray
+
+LAYER_DTYPE: np.dtype            # from the C struct Layer (packed, 56 bytes)
+LAYER_SIZE: int                  # sizeof(Layer)
+MAX_LAYER_INPUTS: int            # MAX_INPUTS
+N_RULES: int                     # N_OPS + N_ACTS: rows of a convention table
+OPS: dict[str, int]              # enum OpCode
+ACTS: dict[str, int]             # enum ActKind
+FLAGS: dict[str, int]            # enum Flag
+TERMS: tuple[str, ...]           # Term: columns of a convention table
+STATUS: dict[str, int]           # enum Status
+METRICS: tuple[str, ...]         # columns of score_range's metrics
+LAYER_COLUMNS: tuple[str, ...]   # columns of layer_metrics' table
+
+def score_range(
+    records: NDArray[np.void],           # const Layer[::1]
+    offsets: NDArray[np.int64],          # const int64_t[::1], n + 1
+    start: int,                          # Py_ssize_t
+    stop: int,                           # Py_ssize_t
+    rules: NDArray[np.int64],            # const int64_t[:, ::1], (N_RULES, N_TERMS)
+    batch: int,                          # int64_t
+    weight_size: int,                    # int64_t, bytes per weight
+    act_size: int,                       # int64_t, bytes per activation
+    metrics: NDArray[np.int64],          # int64_t[:, ::1], (n, len(METRICS)), written
+    status: NDArray[np.int64],           # int64_t[::1], written
+    bad_layer: NDArray[np.int64],        # int64_t[::1], written
+    peak_ops: float = ...,               # double, ops/s; 0 = no roofline
+    bytes_per_s: float = ...,            # double
+    latency: NDArray[np.float64] | None = ...,  # double[::1], written
+) -> None: ...
+
+def layer_metrics(
+    records: NDArray[np.void],           # const Layer[::1], one architecture
+    rules: NDArray[np.int64],            # const int64_t[:, ::1]
+    batch: int,
+    weight_size: int,
+    act_size: int,
+) -> tuple[int, int, NDArray[np.int64]]: ...  # (status, bad_layer, (n, len(LAYER_COLUMNS)))
