@@ -1,0 +1,65 @@
+"""Search-space throughput: sample+encode, sample+encode+score, and the core alone.
+
+Usage::
+
+    python benchmarks/bench_spaces.py                 # 200,000 candidates per space
+    python benchmarks/bench_spaces.py -n 20000        # quick look
+    python benchmarks/bench_spaces.py --spaces nb201
+
+For each space, in one run and on one thread: candidates/s to sample and
+encode (``space.sample``), to sample, encode and score, and to score the
+already-encoded batch (core only), in chunks of ``--chunk`` candidates.  The
+last line is a JSON object (keys in benchmarks/README.md).
+"""
+import argparse
+import json
+import time
+
+import nasflops as nf
+
+
+def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -> dict:
+    space = nf.get_space(name)
+    t_enc = t_core = 0.0
+    layers = 0
+    done = 0
+    while done < n:
+        m = min(chunk, n - done)
+        t0 = time.perf_counter()
+        batch = space.sample(m, seed=seed, start=done)
+        t1 = time.perf_counter()
+        nf.score(batch, convention=convention)
+        t2 = time.perf_counter()
+        t_enc += t1 - t0
+        t_core += t2 - t1
+        layers += batch.n_layers
+        done += m
+    return {
+        "space": name,
+        "candidates": n,
+        "layers_per_candidate": round(layers / n, 1),
+        "encode_per_s": round(n / t_enc),
+        "encode_score_per_s": round(n / (t_enc + t_core)),
+        "core_per_s": round(n / t_core),
+        "encode_over_core": round(t_core / t_enc, 3),  # > 1: encoding is faster than scoring
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=200_000, help="candidates per space")
+    ap.add_argument("--chunk", type=int, default=65_536, help="candidates per sample() call")
+    ap.add_argument("--spaces", nargs="+", default=None, help="spaces (default: all but the zoo)")
+    ap.add_argument("--convention", default="macs")
+    args = ap.parse_args(argv)
+    names = args.spaces or [s["name"] for s in nf.list_spaces() if s["name"] != "zoo"]
+    rows = [bench_space(name, args.n, args.chunk, args.convention) for name in names]
+    print(f"{'space':<22}{'layers/cand':>12}{'encode/s':>12}{'enc+score/s':>13}{'core/s':>11}{'enc speed / core':>18}")
+    for r in rows:
+        print(f"{r['space']:<22}{r['layers_per_candidate']:>12}{r['encode_per_s']:>12,}"
+              f"{r['encode_score_per_s']:>13,}{r['core_per_s']:>11,}{r['encode_over_core']:>18}")
+    print(json.dumps({"convention": args.convention, "spaces": rows}))
+
+
+if __name__ == "__main__":
+    main()
