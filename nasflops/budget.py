@@ -289,7 +289,7 @@ class BudgetSample:
     columns : dict of arrays
         Their native encoding, columnar.
     batch : SpecBatch
-        Their layer records.
+        Their layer records (encoded on first access, then kept).
     scores : Scores
         Their results (convention: the budget's).
     draws : int
@@ -298,10 +298,21 @@ class BudgetSample:
 
     arch_id: np.ndarray
     columns: dict
-    batch: Any
     scores: Any
     draws: int
     space: Any = field(repr=False, default=None)
+    _batch: Any = field(repr=False, default=None)
+
+    @property
+    def batch(self):
+        """The candidates' layer records (a :class:`~nasflops.SpecBatch`)."""
+        # encoded again on demand: keeping every accepted candidate's records
+        # while sampling would cost hundreds of bytes per layer
+        if self._batch is None:
+            from .spec import SpecBatch
+            self._batch = (self.space.encode_columns(self.columns) if len(self.arch_id)
+                           else SpecBatch.from_list([]))
+        return self._batch
 
     def __len__(self) -> int:
         return len(self.arch_id)
@@ -317,6 +328,11 @@ class BudgetSample:
         return self.space.from_columns(self.columns)
 
 
+def _encode_score(space, cols, opts):
+    from .scoring import score
+    return cols, score(space.encode_columns(cols), **opts)
+
+
 def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: int = 1,
                   weight_dtype: str = "fp32", act_dtype: str = "fp32", device=None,
                   max_draws: Optional[int] = None, n_jobs: Optional[int] = 1) -> BudgetSample:
@@ -325,7 +341,7 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
     The result is the first ``n`` fitting candidates of the space's seeded
     sample stream, so it depends only on ``(space, budget, n, seed)`` and the
     scoring options.  Candidates are encoded and scored in vectorised blocks
-    growing from a few hundred to 16384, so small ``n`` stays cheap and large
+    growing from a few hundred to 4096, so small ``n`` stays cheap and large
     ``n`` runs at core speed.
 
     Parameters
@@ -381,41 +397,57 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
     if max_draws < 1:
         raise ValueError(f"max_draws must be >= 1, got {max_draws}")
 
-    ids, col_parts, batches, score_parts = [], [], [], []
+    ids, col_parts, score_parts = [], [], []
     found = draws = 0
     smallest: dict[str, Any] = {}
-    step = min(SAMPLE_BLOCK, max(256, 4 * n))
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    from .pipeline import ENCODE_BLOCK
+    jobs = max(1, effective_n_jobs(n_jobs))
+    opts = dict(convention=budget.convention, batch_size=batch_size, weight_dtype=weight_dtype,
+                act_dtype=act_dtype, device=device, errors="status", n_jobs=1)
+    # encoding is fastest in blocks of a few thousand (cache-sized records)
+    step = min(ENCODE_BLOCK, max(256, 4 * n))
     block = 0
-    while found < n and draws < max_draws:
-        # natives are drawn a whole block at a time (that is how the seeded
-        # stream is defined); encoding and scoring, the costly part, go in
-        # growing steps so that n=1 does not score 65536 candidates
-        block_cols = space.sample_columns(SAMPLE_BLOCK, seed, block * SAMPLE_BLOCK)
-        pos = 0
-        while pos < SAMPLE_BLOCK and found < n and draws < max_draws:
-            m = min(step, SAMPLE_BLOCK - pos, max_draws - draws)
-            cols = take_columns(block_cols, slice(pos, pos + m))
-            batch = space.encode_columns(cols)
-            res = score(batch, convention=budget.convention, batch_size=batch_size,
-                        weight_dtype=weight_dtype, act_dtype=act_dtype, device=device,
-                        errors="status", n_jobs=n_jobs)
-            ok = budget.mask(res)
-            valid = res["status"] == 0
-            for _, col, _v in budget._limits:
-                if valid.any():
-                    lo = res[col][valid].min()
-                    smallest[col] = lo if col not in smallest else min(smallest[col], lo)
-            idx = np.flatnonzero(ok)[: n - found]
-            if idx.size:
-                ids.append(block * SAMPLE_BLOCK + pos + idx)
-                col_parts.append(take_columns(cols, idx))
-                batches.append(batch.take(idx))
-                score_parts.append(np.asarray(res)[idx])
-                found += idx.size
-            pos += m
-            draws += m
-            step = min(step * 4, 1 << 14)
-        block += 1
+    with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
+        while found < n and draws < max_draws:
+            # natives are drawn a whole block at a time (that is how the seeded
+            # stream is defined); encoding and scoring, the costly part, go in
+            # growing steps so that n=1 does not score 65536 candidates
+            block_cols = space.sample_columns(SAMPLE_BLOCK, seed, block * SAMPLE_BLOCK)
+            pos = 0
+            while pos < SAMPLE_BLOCK and found < n and draws < max_draws:
+                # up to `jobs` consecutive steps at once; they are consumed in
+                # stream order and the ones past the n-th fit are discarded, so
+                # the answer (and `draws`) does not depend on n_jobs
+                steps, p = [], pos
+                while len(steps) < jobs and p < SAMPLE_BLOCK and draws + (p - pos) < max_draws:
+                    m = min(step, SAMPLE_BLOCK - p, max_draws - draws - (p - pos))
+                    steps.append((p, p + m))
+                    p += m
+                    step = min(step * 4, ENCODE_BLOCK)
+                work = [delayed(_encode_score)(space, take_columns(block_cols, slice(lo, hi)), opts)
+                        for lo, hi in steps]
+                results = [_encode_score(space, take_columns(block_cols, slice(*steps[0])), opts)] \
+                    if len(steps) == 1 else parallel(work)
+                for (lo, hi), (cols, res) in zip(steps, results):
+                    if found >= n:
+                        break
+                    ok = budget.mask(res)
+                    valid = res["status"] == 0
+                    if valid.any():
+                        for _, col, _v in budget._limits:
+                            low = res[col][valid].min()
+                            smallest[col] = low if col not in smallest else min(smallest[col], low)
+                    idx = np.flatnonzero(ok)[: n - found]
+                    if idx.size:
+                        ids.append(block * SAMPLE_BLOCK + lo + idx)
+                        col_parts.append(take_columns(cols, idx))
+                        score_parts.append(np.asarray(res)[idx])
+                        found += idx.size
+                    draws += hi - lo
+                pos = p
+            block += 1
 
     if found < n:
         seen = ", ".join(f"{c}={int(v):,}" if c != "latency_s" else f"{c}={float(v):.3g}"
@@ -432,13 +464,11 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
     if found:
         arch_id = np.concatenate(ids).astype(np.int64)
         columns = concat_columns(col_parts)
-        batch = SpecBatch.concat(batches)
         rows = np.concatenate(score_parts)
     else:
         from .scoring import RESULT_DTYPE
         arch_id = np.zeros(0, dtype=np.int64)
         columns = take_columns(space.sample_columns(1, seed), slice(0, 0))
-        batch = SpecBatch.from_list([])
         fields = list(RESULT_DTYPE.descr) + ([("latency_s", "<f8")] if device is not None else [])
         rows = np.empty(0, dtype=fields)
     scores = rows.view(Scores)
@@ -446,5 +476,4 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
     from .conventions import get_convention
     scores.unit = get_convention(budget.convention).unit
     scores.batch_size, scores.weight_dtype, scores.act_dtype = int(batch_size), weight_dtype, act_dtype
-    return BudgetSample(arch_id=arch_id, columns=columns, batch=batch, scores=scores,
-                        draws=draws, space=space)
+    return BudgetSample(arch_id=arch_id, columns=columns, scores=scores, draws=draws, space=space)

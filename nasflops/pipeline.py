@@ -45,7 +45,7 @@ __all__ = ["score_chunks", "score_space", "ScoreRun", "DEFAULT_CHUNK_SIZE", "ENC
 DEFAULT_CHUNK_SIZE = 1 << 17
 #: candidates encoded and scored at a time inside a chunk; bounds the layer
 #: records held at once (~ ENCODE_BLOCK x layers x 56 bytes)
-ENCODE_BLOCK = 1 << 13
+ENCODE_BLOCK = 1 << 12
 
 _N_METRICS = len(_core.METRICS)
 
