@@ -379,9 +379,8 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
     >>> bool((s.scores["macs"] <= 300_000_000).all())            # doctest: +SKIP
     True
     """
-    from .scoring import Scores, score
+    from .scoring import Scores
     from .search_spaces.base import SAMPLE_BLOCK, take_columns
-    from .spec import SpecBatch
 
     if isinstance(space, str):
         from .search_spaces import get_space
@@ -426,10 +425,11 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
                     steps.append((p, p + m))
                     p += m
                     step = min(step * 4, ENCODE_BLOCK)
-                work = [delayed(_encode_score)(space, take_columns(block_cols, slice(lo, hi)), opts)
-                        for lo, hi in steps]
-                results = [_encode_score(space, take_columns(block_cols, slice(*steps[0])), opts)] \
-                    if len(steps) == 1 else parallel(work)
+                if len(steps) == 1:
+                    results = [_encode_score(space, take_columns(block_cols, slice(*steps[0])), opts)]
+                else:
+                    results = parallel(delayed(_encode_score)(
+                        space, take_columns(block_cols, slice(lo, hi)), opts) for lo, hi in steps)
                 for (lo, hi), (cols, res) in zip(steps, results):
                     if found >= n:
                         break

@@ -354,6 +354,18 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     ...                            out="ofa.parquet", n_jobs=2)  # doctest: +SKIP
     >>> nasflops.read_results("ofa.parquet").num_rows         # doctest: +SKIP
     1000000
+
+    On an existing dask cluster, through joblib's dask backend.  Each worker
+    samples, encodes, scores and writes its own parts, so ``out`` must be a
+    directory every worker sees (a shared filesystem) and nasflops must be
+    installed on the workers; only a row count per chunk travels back:
+
+    >>> import joblib                                         # doctest: +SKIP
+    >>> from dask.distributed import Client                   # doctest: +SKIP
+    >>> client = Client("tcp://scheduler-host:8786")          # doctest: +SKIP
+    >>> with joblib.parallel_config(backend="dask"):          # doctest: +SKIP
+    ...     nasflops.score_space("ofa-mbv3", n=100_000_000, seed=0,
+    ...                          out="/shared/ofa.parquet", n_jobs=-1)
     """
     import uuid
 

@@ -166,6 +166,8 @@ def test_sample_within_crosses_sampling_blocks():
     assert np.all(s.columns["r"] == 16) and np.all(s.columns["k"] == 1)
     ids, _, _ = _brute_force(space, budget, 1, int(s.arch_id[-1]) + 1, 45)
     assert s.arch_id.tolist() == ids.tolist()
+    serial = sample_within(space, budget, 45, seed=1, n_jobs=1)
+    assert serial.arch_id.tolist() == ids.tolist() and serial.draws == s.draws
 
 
 def test_unreachable_budget_has_clear_error():

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 import nasflops as nf
+import nasflops.search_spaces  # noqa: F401  (get_space for the real spaces)
 from nasflops import _core
 from nasflops.pipeline import ScoreRun, score_chunks, score_space
 from nasflops.search_spaces.base import SearchSpace, NativeError
@@ -373,3 +374,19 @@ def test_space_by_name_is_looked_up(tmp_path, monkeypatch):
     monkeypatch.setitem(search_spaces.SPACES, "chain-test", ChainSpace)
     run = score_space("chain-test", n=10, out=tmp_path / "n", progress=False)
     assert run.metadata["space"] == {"name": "chain", "params": {"invalid": 0.0}}
+
+
+@pytest.mark.parametrize("name,native", [("ofa-mbv3", ["ks", "e", "d", "r"]), ("nb201", ["arch"])])
+def test_real_spaces_native_columns(tmp_path, name, native):
+    try:
+        space = nf.search_spaces.get_space(name)
+    except ValueError:
+        pytest.skip(f"space {name} not available")
+    run = score_space(space, n=3000, seed=1, out=tmp_path / name, chunk_size=1000, n_jobs=2,
+                      progress=False)
+    t = run.read()
+    assert t.column_names[:1 + len(native)] == ["arch_id"] + native
+    direct = nf.score(space.sample(3000, seed=1), errors="status")
+    for m in nf.METRICS:
+        assert np.array_equal(t[m].to_numpy(), direct[m]), m
+    assert read_metadata(run.path)["space"]["name"] == space.name
