@@ -289,9 +289,9 @@ def group_by(data, by: Union[str, Sequence[str]], metric: str = "macs",
     Parameters
     ----------
     by : str or list of str
-        Scalar column(s) to group on, e.g. ``"r"`` (OFA resolution) or
-        ``"arch"``.  (List columns such as OFA's ``ks`` cannot be keys: derive
-        a scalar column first, or use :func:`sql`.)
+        Column(s) to group on, e.g. ``"r"`` (OFA resolution) or ``"arch"``
+        (NB201).  A list column (OFA's ``d``) groups by its whole value,
+        returned as a string key such as ``"2,3,4,4,2"`` (sorted as text).
     metric : str
         The metric summarised.
     stats : sequence of str
@@ -321,11 +321,7 @@ def group_by(data, by: Union[str, Sequence[str]], metric: str = "macs",
     keys = [by] if isinstance(by, str) else list(by)
     dataset = _dataset(data)
     _need(dataset, keys + [metric])
-    for k in keys:
-        t = dataset.schema.field(k).type
-        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-            raise TypeError(f"cannot group by the list column {k!r}; group by a scalar column "
-                            "(derive one, e.g. its sum or one element) or use nasflops.analytics.sql")
+    list_keys = [k for k in keys if _is_list(dataset.schema.field(k).type)]
     quants = {}
     for s in stats:
         if s == "median":
@@ -337,6 +333,11 @@ def group_by(data, by: Union[str, Sequence[str]], metric: str = "macs",
         elif s not in _ARROW_STATS:
             raise ValueError(f"unknown statistic {s!r}; known: {', '.join(_ARROW_STATS)}, median, q<p>")
     table = dataset.to_table(columns=keys + [metric], filter=_filter(dataset, budget, where))
+    for k in list_keys:
+        # a list value (OFA's d = [2, 3, 4, 4, 2]) becomes the key "2,3,4,4,2"
+        i = table.schema.get_field_index(k)
+        joined = pc.binary_join(pc.cast(table.column(k), pa.list_(pa.string())), ",")
+        table = table.set_column(i, k, joined)
 
     # counts are always computed: quantiles need each group's size
     wanted = ["count"] + [s for s in stats if s in _ARROW_STATS and s != "count"]
@@ -362,6 +363,11 @@ def group_by(data, by: Union[str, Sequence[str]], metric: str = "macs",
             frac = pos - lo
             result[f"{metric}_{s}"] = pa.array(vals[lo] + (vals[hi] - vals[lo]) * frac)
     return pa.table({k: result[k] for k in keys + [f"{metric}_{s}" for s in stats]})
+
+
+def _is_list(t) -> bool:
+    import pyarrow as pa
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def sql(data, query: str, table: str = "results"):

@@ -166,9 +166,17 @@ def test_sql_without_duckdb_says_how_to_install(stored, monkeypatch):
         A.sql(stored[0], "SELECT 1")
 
 
-def test_group_by_list_column_is_refused(stored):
-    with pytest.raises(TypeError, match="list column 'w'"):
-        A.group_by(stored[0], "w", "macs")
+def test_group_by_list_column(stored):
+    path, full = stored
+    g = A.group_by(path, ["w", "r"], "macs", stats=("count", "median"))
+    ok = full["status"].to_numpy() == 0
+    w = np.stack(full["w"].to_numpy(zero_copy_only=False))[ok]
+    r, macs = full["r"].to_numpy()[ok], full["macs"].to_numpy()[ok]
+    assert g.num_rows == len({(tuple(a), b) for a, b in zip(w.tolist(), r.tolist())}) == 27 * 3
+    assert g["w"].type == pa.string()
+    for key, rr, cnt, med in zip(*(g[c].to_pylist() for c in ("w", "r", "macs_count", "macs_median"))):
+        sel = np.all(w == np.array([int(v) for v in key.split(",")]), axis=1) & (r == rr)
+        assert cnt == int(sel.sum()) and med == float(np.median(macs[sel]))
 
 
 def test_scores_input():
