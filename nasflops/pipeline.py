@@ -181,6 +181,8 @@ class ScoreRun:
         Part files (chunks) of the dataset.
     parts_written, parts_resumed : int
         Parts written by this call, and parts found complete and kept.
+    rows_written : int
+        Candidates scored and written by this call.
     n_invalid : int
         Rows written by this call whose ``status`` is not 0.
     seconds : float
@@ -194,16 +196,10 @@ class ScoreRun:
     n_parts: int
     parts_written: int
     parts_resumed: int
+    rows_written: int
     n_invalid: int
     seconds: float
     metadata: dict = field(repr=False)
-
-    @property
-    def rows_written(self) -> int:
-        """Candidates scored and written by this call."""
-        cs = self.metadata["chunk_size"]
-        full = self.parts_written * cs
-        return min(full, self.n - self.parts_resumed * cs) if self.parts_written else 0
 
     @property
     def rate(self) -> float:
@@ -485,7 +481,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
             bar.stop()
         clean_temporaries(out, token)
     return ScoreRun(path=out, n=total, n_parts=n_parts, parts_written=written,
-                    parts_resumed=len(done), n_invalid=invalid,
+                    parts_resumed=len(done), rows_written=rows, n_invalid=invalid,
                     seconds=time.perf_counter() - t0, metadata=meta)
 
 

@@ -354,6 +354,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     space = ChainSpace(invalid=0.01)
     run = score_space(space, n=6000, seed=3, out=out, chunk_size=200, progress=False, resume=True)
     assert run.parts_resumed == n_done and run.parts_written == 30 - n_done
+    assert run.rows_written == 6000 - 200 * n_done and run.rate > 0
     assert not [f for f in os.listdir(out) if f.endswith(".incomplete")]
     whole = score_space(space, n=6000, seed=3, out=tmp_path / "whole", chunk_size=200,
                         progress=False).read()
