@@ -166,5 +166,21 @@ register_convention(
     "MACs plus one per output element with a bias; everything else free",
     {"conv2d": {"mac": 1, "bias": 1}, "linear": {"mac": 1, "bias": 1}})
 # -- end nb201
-# [ofa conventions go here]
+# -- ofa: Once-for-All's counter (ofa.utils.flops_counter.profile, which
+# count_net_flops calls at data_shape (1, 3, r, r)).  It hooks leaf modules:
+# Conv1d/2d/3d and MyConv2d count in_channels * y.nelement() * kh * kw //
+# groups (the MACs, batch included, bias not), Linear counts in_features *
+# out_features (bias not, and *not* times the batch); BN, dropout, pools,
+# activations and the functional ops (SE mean, mul, residual add) count 0.
+# At batch 1, the only batch OFA counts at, that is MACs of conv and linear;
+# for batch N > 1 nasflops scales linear by N where OFA's hook would not
+# (no per-sample term exists to express that quirk).  OFA accumulates in
+# float32 buffers, so its printed totals above 2**24 are rounded (843101056.0
+# for the largest OFA-MBv3 w1.2 subnet at 224 whose exact count, given here,
+# is 843101040); run in float64 it agrees exactly (tests/test_ofa.py).
+register_convention(
+    "ofa", "MACs",
+    "Once-for-All's flops_counter.profile: conv and linear MACs, no bias, nothing else "
+    "(OFA's 'MFLOPs'; its linear hook ignores the batch, equal at batch 1)",
+    {"conv2d": _MAC, "linear": _MAC})
 # [thop/ptflops/fvcore conventions go here]
