@@ -183,4 +183,57 @@ register_convention(
     "Once-for-All's flops_counter.profile: conv and linear MACs, no bias, nothing else "
     "(OFA's 'MFLOPs'; its linear hook ignores the batch, equal at batch 1)",
     {"conv2d": _MAC, "linear": _MAC})
-# [thop/ptflops/fvcore conventions go here]
+# -- thop / ptflops / fvcore: the totals those tools print for the models
+# nasflops.torch_bridge.to_torch builds (standard nn modules, `x + y`, `x * g`,
+# torch.cat); tests/test_compat.py runs the real tools and compares exactly.
+# docs/conventions.md explains every row and each tool's quirks.
+register_convention(
+    "thop", "MACs",
+    "thop 0.1.1 profile(): conv/linear MACs without bias, BN/LN 2/elem (4 affine), "
+    "avg pool 1/out, adaptive pool in+out, softmax 3C-1 per position; activations, "
+    "max pool, add, mul, concat zero",
+    {
+        "conv2d": _MAC,
+        "linear": _MAC,
+        # count_normalization: 2 * x.numel(), doubled when affine
+        "batchnorm": {"out": 2, "affine": 2},
+        "layernorm": {"out": 2, "affine": 2},
+        # count_avgpool: y.numel(); count_adap_avgpool: (Hin*Win/(Ho*Wo) + 1) * y.numel()
+        "avgpool": {"out": 1},
+        "adaptive_avgpool": {"in": 1, "out": 1},
+        # count_softmax: per position, C exp + (C - 1) add + C div
+        "softmax": {"out": 3, "rows": -1},
+    })
+
+register_convention(
+    "ptflops", "MACs",
+    "ptflops 0.7.5 pytorch backend (its default): conv/linear MACs plus bias, BN 1/elem "
+    "(2 affine), LN 1/elem, ReLU and GELU 2/elem (module hook + patched functional), "
+    "ReLU6 and SiLU 1/elem, pools 2 per input element, softmax 1/elem",
+    {
+        "conv2d": {"mac": 1, "bias": 1},
+        "linear": {"mac": 1, "bias": 1},
+        "batchnorm": {"out": 1, "affine": 1},
+        "layernorm": {"out": 1},
+        "act:relu": {"out": 2},
+        "act:gelu": {"out": 2},
+        "act:relu6": {"out": 1},
+        "act:silu": {"out": 1},
+        "maxpool": {"in": 2},
+        "avgpool": {"in": 2},
+        "adaptive_avgpool": {"in": 2},
+        "softmax": {"out": 1},
+    })
+
+register_convention(
+    "fvcore", "MACs",
+    "fvcore 0.1.5 FlopCountAnalysis, eval mode: conv/linear MACs without bias, "
+    "BN 1/elem (2 affine), LN 4/elem (5 affine), adaptive avg pool 1 per input element; "
+    "every other op zero",
+    {
+        "conv2d": _MAC,
+        "linear": _MAC,
+        "batchnorm": {"out": 1, "affine": 1},
+        "layernorm": {"out": 4, "affine": 1},
+        "adaptive_avgpool": {"in": 1},
+    })

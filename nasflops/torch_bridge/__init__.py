@@ -1,0 +1,27 @@
+"""The torch bridge: translate between layer specs and ``torch.nn`` models, and
+check every number the core prints against an independent hook-based count.
+
+Requires torch (``pip install nasflops[torch]``); nothing else in nasflops
+imports it.
+
+* :func:`to_torch` -- a real ``nn.Module`` from one architecture's records;
+* :func:`from_torch` -- a spec from a real model (``torch.fx`` tracing);
+* :func:`count_with_hooks` -- FLOPs/MACs, params and memory measured by
+  running the model, without the core;
+* :func:`validate` -- core vs hooks on sampled architectures, with a report.
+"""
+try:
+    import torch  # noqa: F401  (a clear error before anything else fails)
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("nasflops.torch_bridge needs torch: pip install 'nasflops[torch]'") from exc
+
+from .build import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul,
+                    Scale, Slice, SpecModule, Zero, to_torch)
+from .hooks import HOOK_CONVENTIONS, HookCounts, UnsupportedOpsError, count_with_hooks
+from .trace import from_torch
+from .validate import ValidationReport, cli_validate, op_specs, random_specs, validate
+
+__all__ = ["to_torch", "from_torch", "validate", "ValidationReport", "cli_validate",
+           "random_specs", "op_specs", "count_with_hooks", "HookCounts", "HOOK_CONVENTIONS",
+           "UnsupportedOpsError", "SpecModule", "Add", "InplaceAdd", "Mul", "Concat", "Slice",
+           "Zero", "Scale", "LayerNorm2d", "InplaceAct", "BRIDGE_MODULES"]

@@ -1,0 +1,411 @@
+"""``validate``: every number the core prints, checked against torch.
+
+Sampled architectures are built with :func:`to_torch`, counted by the
+hook-based reference (:func:`count_with_hooks`, which never calls the core)
+and by the core (:func:`nasflops.score`); integer counts must agree exactly.
+
+``random_specs`` draws random valid architectures that use every op the core
+knows -- the ``"random"`` space of ``validate`` and the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..scoring import METRICS, score
+from ..spec import Net, SpecBatch
+from .build import to_torch
+from .hooks import HOOK_CONVENTIONS, count_with_hooks
+
+__all__ = ["validate", "ValidationReport", "random_specs", "op_specs", "cli_validate"]
+
+
+# ------------------------------------------------------------ random specs
+_ACTS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "tanh")
+
+
+def _random_net(rng: np.random.Generator) -> Net:
+    """One random valid architecture (adaptive pools only to divisible sizes,
+    where thop's floating-point window size is exact)."""
+    c = int(rng.choice([3, 4, 8, 16]))
+    h = int(rng.integers(6, 25))
+    w = int(h if rng.random() < 0.7 else rng.integers(6, 25))
+    net = Net(c, h, w)
+    x = net.input
+    shape = [c, h, w]
+
+    def act(x):
+        kind = str(rng.choice(_ACTS))
+        inplace = bool(rng.random() < 0.5)
+        return net.act(x, kind, inplace=inplace)
+
+    def conv(x, cout, k=None, stride=1, groups=1, dilation=1):
+        k = int(rng.choice([1, 3, 5])) if k is None else k
+        pad = dilation * (k // 2)
+        y = net.conv(x, cout, k, stride=stride, padding=pad, dilation=dilation, groups=groups,
+                     bias=bool(rng.random() < 0.4))
+        shape[0] = cout
+        shape[1] = (shape[1] + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+        shape[2] = (shape[2] + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+        return y
+
+    for _ in range(int(rng.integers(2, 7))):
+        kind = rng.choice(["conv", "res", "se", "cat", "pool", "norm", "misc"])
+        C = shape[0]
+        small = min(shape[1], shape[2]) < 4
+        if kind == "conv":
+            cout = int(rng.choice([4, 8, 12, 16]))
+            g = 1
+            r = rng.random()
+            if r < 0.3:
+                cout, g = C, C                      # depthwise
+            elif r < 0.5 and C % 2 == 0 and cout % 2 == 0:
+                g = 2
+            stride = 2 if (not small and rng.random() < 0.3) else 1
+            dil = 2 if (min(shape[1], shape[2]) >= 5 and rng.random() < 0.15) else 1
+            x = conv(x, cout, stride=stride, groups=g, dilation=dil)
+            x = net.bn(x, affine=bool(rng.random() < 0.8))
+            x = act(x)
+        elif kind == "res":
+            y = conv(x, C, k=3)
+            y = net.bn(y)
+            y = act(y)
+            y = conv(y, C, k=3)
+            r = rng.random()
+            if r < 0.4:
+                x = net.add(x, y)
+            elif r < 0.7:
+                x = net.add(y, x, inplace=True)      # torch's `out += identity`
+            else:
+                x = net.add(x, y, net.identity(x))
+        elif kind == "se":
+            s = net.global_avgpool(x)
+            s = net.conv(s, max(1, C // 2), 1, bias=True)
+            s = net.act(s, "relu", inplace=True)
+            s = net.conv(s, C, 1, bias=True)
+            s = net.act(s, str(rng.choice(["hardsigmoid", "sigmoid"])))
+            x = net.mul(x, s)
+        elif kind == "cat":
+            a = conv(x, int(rng.choice([4, 8])), k=1)
+            ca = shape[0]
+            b = net.maxpool(x, 3, 1, 1)
+            # 2, 3 or 6 tensors (past four, a chain of records: one torch.cat)
+            k = int(rng.choice([2, 3, 6]))
+            x = net.concat(a, b, *([x] * (k - 2)))
+            shape[0] = ca + C * (k - 1)
+            if shape[0] % 2 == 0 and rng.random() < 0.5:
+                x = net.channel_shuffle(x, 2)
+            if rng.random() < 0.4:
+                half = shape[0] // 2
+                x = net.slice(x, int(rng.integers(0, shape[0] - half + 1)), half)
+                shape[0] = half
+        elif kind == "pool" and not small:
+            k = int(rng.choice([2, 3]))
+            s = int(rng.choice([1, 2]))
+            p = int(rng.integers(0, k // 2 + 1))
+            ceil = bool(rng.random() < 0.3)
+            if rng.random() < 0.5:
+                x = net.maxpool(x, k, s, p, ceil_mode=ceil)
+            else:
+                x = net.avgpool(x, k, s, p, ceil_mode=ceil,
+                                count_include_pad=bool(rng.random() < 0.5))
+            for d in (1, 2):
+                span = shape[d] + 2 * p - k
+                o = (-(-span // s) if ceil else span // s) + 1
+                if ceil and (o - 1) * s >= shape[d] + p:
+                    o -= 1
+                shape[d] = o
+        elif kind == "norm":
+            x = net.layernorm(x, affine=bool(rng.random() < 0.7))
+            if rng.random() < 0.5:
+                x = net.scale(x, bias=bool(rng.random() < 0.5))
+        else:
+            r = rng.random()
+            if r < 0.3:
+                x = net.dropout(x)
+            elif r < 0.6:
+                x = net.add(x, net.zero(x))
+            else:
+                x = net.softmax(x) if rng.random() < 0.5 else net.identity(x)
+    # head
+    if rng.random() < 0.3 and shape[1] % 2 == 0 and shape[2] % 2 == 0:
+        x = net.adaptive_avgpool(x, (shape[1] // 2, shape[2] // 2))
+        x = net.flatten(x)
+    else:
+        x = net.global_avgpool(x)
+        if rng.random() < 0.7:
+            x = net.flatten(x)
+    x = net.linear(x, int(rng.choice([5, 10])), bias=bool(rng.random() < 0.7))
+    if rng.random() < 0.3:
+        x = net.bn(x)
+    if rng.random() < 0.3:
+        x = net.softmax(x)
+    return net
+
+
+def random_specs(n: int, seed: int = 0) -> SpecBatch:
+    """``n`` random valid architectures covering every op (seeded).
+
+    Small (inputs up to 24 x 24) so that building and running them in torch is
+    quick.
+
+    Examples
+    --------
+    >>> from nasflops.torch_bridge import random_specs
+    >>> len(random_specs(3, seed=1))
+    3
+    """
+    rng = np.random.default_rng(seed)
+    return SpecBatch.from_list([_random_net(rng).records for _ in range(int(n))])
+
+
+def op_specs(channels: int = 8, size: int = 10) -> dict[str, np.ndarray]:
+    """One small architecture per op and flag the core knows: ``{name: records}``.
+
+    Each is the network input (``channels x size x size``) plus the op under
+    test (and what it needs: a flatten before a linear, a gate for a mul).
+    Used by the tests to check every op against torch and the reference tools.
+
+    Examples
+    --------
+    >>> from nasflops.torch_bridge import op_specs
+    >>> specs = op_specs()
+    >>> "conv_depthwise" in specs and "concat6" in specs
+    True
+    """
+    C = channels
+    cases = {
+        "conv": lambda n, x: n.conv(x, 16, 3, padding=1),
+        "conv_bias": lambda n, x: n.conv(x, 16, 3, padding=1, bias=True),
+        "conv_stride2": lambda n, x: n.conv(x, 12, 3, stride=2, padding=1),
+        "conv_groups2": lambda n, x: n.conv(x, 4, 1, groups=2, bias=True),
+        "conv_depthwise": lambda n, x: n.conv(x, C, 5, padding=2, groups=C),
+        "conv_dilated": lambda n, x: n.conv(x, 8, 3, padding=2, dilation=2),
+        "conv_asym": lambda n, x: n.conv(x, 8, (3, 1), stride=(2, 1), padding=(1, 0)),
+        "linear": lambda n, x: n.linear(n.flatten(x), 10),
+        "linear_nobias": lambda n, x: n.linear(n.flatten(x), 10, bias=False),
+        "linear_after_pool": lambda n, x: n.linear(n.global_avgpool(x), 7),
+        "bn": lambda n, x: n.bn(x),
+        "bn_noaffine": lambda n, x: n.bn(x, affine=False),
+        "bn_1d": lambda n, x: n.bn(n.linear(n.flatten(x), 6)),
+        "layernorm": lambda n, x: n.layernorm(x),
+        "layernorm_noaffine": lambda n, x: n.layernorm(x, affine=False),
+        "layernorm_1d": lambda n, x: n.layernorm(n.linear(n.flatten(x), 6)),
+        "scale": lambda n, x: n.scale(x),
+        "scale_bias": lambda n, x: n.scale(x, bias=True),
+        "maxpool": lambda n, x: n.maxpool(x, 3, 2, 1),
+        "maxpool_ceil": lambda n, x: n.maxpool(x, 3, 2, 0, ceil_mode=True),
+        "maxpool_dilated": lambda n, x: n.maxpool(x, 3, 1, 1, dilation=2),
+        "avgpool": lambda n, x: n.avgpool(x, 3, 2, 1),
+        "avgpool_exclude_pad": lambda n, x: n.avgpool(x, 3, 2, 1, count_include_pad=False),
+        "avgpool_ceil": lambda n, x: n.avgpool(x, 2, 3, 0, ceil_mode=True),
+        "global_pool": lambda n, x: n.global_avgpool(x),
+        "adaptive_pool": lambda n, x: n.adaptive_avgpool(x, (5, 2)),
+        "adaptive_pool_uneven": lambda n, x: n.adaptive_avgpool(x, (3, 4)),
+        "add": lambda n, x: n.add(x, n.conv(x, C, 1)),
+        "add3": lambda n, x: n.add(x, n.conv(x, C, 1), n.identity(x)),
+        "add_inplace": lambda n, x: n.add(n.conv(x, C, 1), x, inplace=True),
+        "mul_gate": lambda n, x: n.mul(x, n.act(n.conv(n.global_avgpool(x), C, 1), "sigmoid")),
+        "mul": lambda n, x: n.mul(x, n.conv(x, C, 3, padding=1)),
+        "concat": lambda n, x: n.concat(x, n.conv(x, 4, 1)),
+        "concat6": lambda n, x: n.concat(*([x] * 5 + [n.conv(x, 4, 1)])),
+        "flatten": lambda n, x: n.flatten(x),
+        "identity": lambda n, x: n.identity(x),
+        "zero": lambda n, x: n.zero(x),
+        "channel_shuffle": lambda n, x: n.channel_shuffle(x, 2),
+        "dropout": lambda n, x: n.dropout(x),
+        "softmax": lambda n, x: n.softmax(x),
+        "softmax_1d": lambda n, x: n.softmax(n.linear(n.flatten(x), 10)),
+        "slice": lambda n, x: n.slice(x, 2, 4),
+    }
+    for a in _ACTS:
+        cases[f"act_{a}"] = (lambda kind: lambda n, x: n.act(x, kind))(a)
+        cases[f"act_{a}_inplace"] = (lambda kind: lambda n, x: n.act(n.conv(x, C, 1), kind,
+                                                                      inplace=True))(a)
+    out = {}
+    for name, build in cases.items():
+        net = Net(C, size, size)
+        build(net, net.input)
+        out[name] = net.records
+    return out
+
+
+# ------------------------------------------------------------------ report
+@dataclass
+class ValidationReport:
+    """Core vs hook-based counts on the same architectures.
+
+    Attributes
+    ----------
+    source, convention : str
+        What was validated and under which convention.
+    n : int
+        Architectures compared.
+    agree : dict
+        ``{metric: number of architectures where core == hooks}``.
+    worst : dict or None
+        The largest relative mismatch: ``arch``, ``metric``, ``core``, ``hooks``.
+    mismatches : list of dict
+        Every mismatch (architecture, metric, both values).
+    seconds : dict
+        Wall time of ``build`` (to_torch), ``hooks`` and ``core``.
+    """
+
+    source: str
+    convention: str
+    n: int
+    batch_size: int
+    agree: dict
+    worst: Optional[dict]
+    mismatches: list = field(default_factory=list, repr=False)
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every metric of every architecture agrees exactly."""
+        return not self.mismatches
+
+    def __str__(self) -> str:
+        lines = [f"nasflops validate: {self.source}, {self.n} architectures, "
+                 f"convention={self.convention}, batch_size={self.batch_size}",
+                 f"{'metric':<16}{'agree':>10}{'of':>6}",
+                 "-" * 32]
+        for m, k in self.agree.items():
+            lines.append(f"{m:<16}{k:>10}{self.n:>6}")
+        lines.append("-" * 32)
+        if self.worst is None:
+            lines.append("all counts agree exactly")
+        else:
+            w = self.worst
+            lines.append(f"{len(self.mismatches)} mismatch(es); worst: architecture {w['arch']}, "
+                         f"{w['metric']}: core {w['core']} vs hooks {w['hooks']}")
+        t = self.seconds
+        def rate(s):
+            return f"{self.n / s:,.1f} arch/s" if s > 0 else "-"
+        build, hooks, core = (t.get(k, 0.0) for k in ("build", "hooks", "core"))
+        lines.append(f"time: to_torch {build:.3f}s, hooks {hooks:.3f}s ({rate(build + hooks)}), "
+                     f"core {core:.4f}s ({rate(core)})")
+        return "\n".join(lines)
+
+
+def _batch_from(specs_or_space, samples: Optional[int], seed: int, space_params: dict):
+    if isinstance(specs_or_space, str):
+        if specs_or_space == "random":
+            return random_specs(samples or 20, seed), "random"
+        from ..search_spaces import get_space
+        space = get_space(specs_or_space, **space_params)
+        return space.sample(samples or 20, seed=seed), specs_or_space
+    if isinstance(specs_or_space, dict):   # {name: records}, as op_specs() returns
+        specs_or_space = list(specs_or_space.values())
+    if isinstance(specs_or_space, SpecBatch):
+        batch = specs_or_space
+    elif hasattr(specs_or_space, "sample"):
+        name = getattr(specs_or_space, "name", "space")
+        return specs_or_space.sample(samples or 20, seed=seed), name
+    elif isinstance(specs_or_space, np.ndarray):
+        batch = SpecBatch(specs_or_space, np.array([0, len(specs_or_space)]))
+    else:
+        batch = SpecBatch.from_list(specs_or_space)
+    if samples is not None and samples < len(batch):
+        batch = batch.take(np.random.default_rng(seed).choice(len(batch), samples, replace=False))
+    return batch, f"{len(batch)} given specs"
+
+
+def validate(specs_or_space, samples: Optional[int] = None, convention: str = "macs",
+             seed: int = 0, batch_size: int = 1, device: str = "cpu",
+             space_params: Optional[dict] = None) -> ValidationReport:
+    """Count sampled architectures with the core and with torch hooks; compare.
+
+    Parameters
+    ----------
+    specs_or_space : str, SearchSpace, SpecBatch, list or dict of record arrays
+        A space name (``nasflops.get_space``; ``"random"`` draws
+        :func:`random_specs`), a space object, or the architectures.
+    samples : int, optional
+        How many to draw from a space (default 20), or to pick from given specs.
+    convention : str
+        Any convention :func:`count_with_hooks` implements.
+    seed : int
+        Sampling seed.
+    batch_size : int
+        N for every count.
+    device : str
+        Where to build the torch models (``"meta"`` is fastest: counting
+        needs shapes only).
+    space_params : dict, optional
+        Parameters of the space.
+
+    Returns
+    -------
+    ValidationReport
+        ``report.ok`` is True when every metric agrees exactly;
+        ``print(report)`` shows the table.
+
+    Examples
+    --------
+    >>> from nasflops.torch_bridge import validate
+    >>> r = validate("random", samples=3, convention="flops", seed=0)
+    >>> r.ok, r.agree["ops"]
+    (True, 3)
+    """
+    if convention not in HOOK_CONVENTIONS:
+        raise ValueError(f"validate compares against count_with_hooks, which implements "
+                         f"{', '.join(HOOK_CONVENTIONS)}; got {convention!r}")
+    batch, source = _batch_from(specs_or_space, samples, seed, space_params or {})
+    n = len(batch)
+    t0 = time.perf_counter()
+    core = score(batch, convention=convention, batch_size=batch_size, errors="raise")
+    t_core = time.perf_counter() - t0
+
+    agree = dict.fromkeys(METRICS, 0)
+    mismatches = []
+    t_build = t_hooks = 0.0
+    for i in range(n):
+        recs = batch[i]
+        t0 = time.perf_counter()
+        model = to_torch(recs, device=device, init=False)
+        t1 = time.perf_counter()
+        c, hh, ww = (int(recs[0][f]) for f in ("out_channels", "size_h", "size_w"))
+        hooks = count_with_hooks(model, (c, hh, ww), convention, batch_size=batch_size).as_dict()
+        t2 = time.perf_counter()
+        t_build += t1 - t0
+        t_hooks += t2 - t1
+        for m in METRICS:
+            a, b = int(core[m][i]), int(hooks[m])
+            if a == b:
+                agree[m] += 1
+            else:
+                mismatches.append({"arch": i, "metric": m, "core": a, "hooks": b,
+                                   "rel": abs(a - b) / max(1, abs(b))})
+    worst = max(mismatches, key=lambda d: d["rel"]) if mismatches else None
+    return ValidationReport(source, convention, n, batch_size, agree, worst, mismatches,
+                            {"build": t_build, "hooks": t_hooks, "core": t_core})
+
+
+def cli_validate(argv: Optional[Sequence[str]] = None) -> int:
+    """``nasflops validate SPACE -n N``: print the report; exit status 1 on any mismatch.
+
+    Also runnable as ``python -m nasflops.torch_bridge.validate SPACE -n N``.
+    """
+    p = argparse.ArgumentParser(prog="nasflops validate",
+                                description="count sampled architectures with the core and "
+                                            "with torch forward hooks; compare exactly")
+    p.add_argument("space", help="search space name (or 'random')")
+    p.add_argument("-n", "--samples", type=int, default=20)
+    p.add_argument("-c", "--convention", default="macs", choices=sorted(HOOK_CONVENTIONS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-b", "--batch-size", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu (default) or meta (shapes only, fastest)")
+    args = p.parse_args(argv)
+    report = validate(args.space, samples=args.samples, convention=args.convention,
+                      seed=args.seed, batch_size=args.batch_size, device=args.device)
+    print(report)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(cli_validate())

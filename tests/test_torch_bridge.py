@@ -1,0 +1,293 @@
+"""The torch bridge: to_torch, from_torch, the hook counter and validate.
+
+Every comparison is exact.  The hook counter never calls the core, so core ==
+hooks on the same architecture checks both against the definitions; the
+hand-computed figures below check the hook counter on its own.
+"""
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+import nasflops as nf  # noqa: E402
+from nasflops.torch_bridge import (HOOK_CONVENTIONS, UnsupportedOpsError,  # noqa: E402
+                                   cli_validate, count_with_hooks, from_torch, op_specs,
+                                   random_specs, to_torch, validate)
+from nasflops.torch_bridge import hooks as hooks_mod  # noqa: E402
+
+CONVENTIONS = sorted(HOOK_CONVENTIONS)
+OPS = op_specs()
+
+
+def core(spec, convention, batch_size=1, **kw):
+    r = nf.score(spec, convention=convention, batch_size=batch_size, **kw)
+    return {m: int(r[m][0]) for m in nf.METRICS}
+
+
+def shape_of(recs):
+    return int(recs[0]["out_channels"]), int(recs[0]["size_h"]), int(recs[0]["size_w"])
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------ to_torch
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_core_equals_hooks(name):
+    """One layer of each op: params, every convention and every memory metric."""
+    recs = OPS[name]
+    model = to_torch(recs)
+    assert n_params(model) == core(recs, "macs")["params"]
+    out = model(torch.randn(2, *shape_of(recs)))
+    table = nf.layer_table(recs)
+    assert out[0].numel() == int(table["channels"][-1] * table["height"][-1] * table["width"][-1])
+    for conv in CONVENTIONS:
+        for n in (1, 3):
+            got = count_with_hooks(model, shape_of(recs), conv, batch_size=n).as_dict()
+            assert got == core(recs, conv, n), (name, conv, n)
+    got = count_with_hooks(model, shape_of(recs), "flops", 2, weight_dtype="int8", act_dtype="fp16")
+    assert got.as_dict() == core(recs, "flops", 2, weight_dtype="int8", act_dtype="fp16")
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_round_trip(name):
+    recs = OPS[name]
+    spec = from_torch(to_torch(recs), shape_of(recs))
+    for conv in ("flops", "thop", "ptflops"):
+        assert core(spec, conv, 2) == core(recs, conv, 2), (name, conv)
+
+
+def test_random_architectures_core_equals_hooks():
+    batch = random_specs(24, seed=7)
+    for i in range(len(batch)):
+        recs = batch[i]
+        model = to_torch(recs, init=False)
+        assert n_params(model) == core(recs, "macs")["params"]
+        # real tensors for some conventions, shapes-only (meta) for the rest
+        for conv in CONVENTIONS:
+            m = model if conv in ("flops", "ptflops") else to_torch(recs, device="meta")
+            assert count_with_hooks(m, shape_of(recs), conv, batch_size=2).as_dict() == \
+                core(recs, conv, 2), (i, conv)
+
+
+def test_random_architectures_round_trip():
+    batch = random_specs(24, seed=11)
+    for i in range(len(batch)):
+        recs = batch[i]
+        spec = from_torch(to_torch(recs, device="meta"), shape_of(recs))
+        for conv in ("flops", "fvcore"):
+            assert core(spec, conv, 3) == core(recs, conv, 3), i
+
+
+def test_hooks_by_hand():
+    # conv 3->8, 3x3, padding 1, on 8x8, bias: MACs 8*8*8*27; flops 2*MAC - out + out
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    c = count_with_hooks(m, (3, 8, 8), "flops")
+    out = 8 * 8 * 8
+    assert c.macs == out * 27 == 13824
+    assert c.ops == 2 * out * 27 + out == 28160
+    assert c.params == 8 * 27 + 8
+    # bytes: conv writes out, relu (not in place) writes out again
+    assert c.act_bytes == 2 * out * 4
+    assert c.read_bytes == (3 * 64 + 224) * 4 + out * 4
+    # peak: input + conv output, then conv output + relu output
+    assert c.peak_act_bytes == max(3 * 64 + out, 2 * out) * 4
+    # in place: the relu allocates nothing
+    c = count_with_hooks(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True)),
+                         (3, 8, 8), "macs")
+    assert c.peak_act_bytes == (3 * 64 + out) * 4 and c.act_bytes == 2 * out * 4
+
+
+def test_to_torch_is_runnable_and_named_errors():
+    net = nf.Net(3, 16, 16)
+    x = net.conv(net.input, 8, 3, padding=1)
+    net.linear(x, 10)  # linear on 16x16: invalid
+    with pytest.raises(nf.SpecError, match="layer 2"):
+        to_torch(net)
+    with pytest.raises(ValueError, match="one architecture"):
+        to_torch(random_specs(2))
+    model = to_torch(random_specs(1, seed=3)[0], init=False)
+    assert not model.training
+
+
+# --------------------------------------------------------------- zoo, spaces
+def _space(name, **kw):
+    import nasflops.search_spaces as spaces
+    try:
+        return spaces.get_space(name, **kw)
+    except (ValueError, ImportError, AttributeError) as exc:
+        pytest.skip(f"space {name} not available: {exc}")
+
+
+def test_zoo_round_trip_and_hooks():
+    zoo = _space("zoo")
+    batch = zoo.enumerate()
+    for i in range(len(batch)):
+        recs = batch[i]
+        model = to_torch(recs, device="meta")
+        spec = from_torch(model, shape_of(recs))
+        assert core(spec, "flops") == core(recs, "flops"), i
+        assert count_with_hooks(model, shape_of(recs), "flops").as_dict() == core(recs, "flops"), i
+
+
+@pytest.mark.parametrize("space", ["nb201", "ofa-mbv3"])
+def test_space_round_trip_and_hooks(space):
+    sp = _space(space)
+    batch = sp.sample(6, seed=1)
+    for i in range(len(batch)):
+        recs = batch[i]
+        model = to_torch(recs, device="meta")
+        spec = from_torch(model, shape_of(recs))
+        for conv in ("flops", "ptflops"):
+            assert core(spec, conv, 2) == core(recs, conv, 2), (space, i, conv)
+            assert count_with_hooks(model, shape_of(recs), conv, 2).as_dict() == core(recs, conv, 2)
+
+
+# ----------------------------------------------------------------- from_torch
+class Functional(nn.Module):
+    """Functional calls of every kind from_torch maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.se1 = nn.Conv2d(16, 4, 1)
+        self.se2 = nn.Conv2d(4, 16, 1)
+        self.gamma = nn.Parameter(torch.ones(16))
+        self.beta = nn.Parameter(torch.zeros(16))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x)), inplace=True)
+        a, b = x.chunk(2, dim=1)
+        b = torch.relu(self.dw(b))
+        x = torch.cat([a, b], dim=1)
+        n, c, h, w = x.size()
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        s = x.mean((2, 3), keepdim=True)
+        s = torch.sigmoid(self.se2(F.silu(self.se1(s))))
+        y = x * s
+        y = y * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
+        y += x
+        y = F.max_pool2d(y, 3, 2, 1)
+        y = y[:, 4:12] + y[:, 0:8]
+        y = F.adaptive_avg_pool2d(torch.cat((y, y), 1), 1)
+        y = torch.flatten(y, 1)
+        return F.softmax(self.fc(y), dim=1)
+
+
+def test_from_torch_functional_model():
+    model = Functional().eval()
+    spec = from_torch(model, (3, 32, 32))
+    ops = [nf.spec.op_name(o) for o in spec["op"]]
+    assert ops == ["input", "conv2d", "batchnorm", "act", "slice", "slice", "conv2d", "act",
+                   "concat", "channel_shuffle", "adaptive_avgpool", "conv2d", "act", "conv2d",
+                   "act", "mul", "scale", "add", "maxpool", "slice", "slice", "add", "concat",
+                   "adaptive_avgpool", "flatten", "linear", "softmax"]
+    assert spec["flags"][3] & nf.Flag.INPLACE and spec["flags"][17] & nf.Flag.INPLACE
+    assert spec["flags"][16] & nf.Flag.BIAS
+    assert core(spec, "macs")["params"] == n_params(model)
+    # from_torch + core against the independent hook count of the same model
+    for conv in CONVENTIONS:
+        assert core(spec, conv, 2) == count_with_hooks(model, (3, 32, 32), conv, 2).as_dict(), conv
+
+
+class Offenders(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.leaky = nn.LeakyReLU()
+        self.up = nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        x = self.leaky(self.conv(x))
+        x = torch.sin(x)
+        x = x.transpose(2, 3)
+        x = self.up(x)
+        return x.sum(1)
+
+
+def test_unsupported_ops_listed_together():
+    with pytest.raises(UnsupportedOpsError) as err:
+        from_torch(Offenders(), (3, 16, 16))
+    # fx node names, in graph order (fx numbers `sum` apart from the builtin)
+    names = [o[0].rstrip("_1") for o in err.value.offenders]
+    assert names == ["leaky", "sin", "transpose", "up", "sum"]
+    msg = str(err.value)
+    assert "5 unsupported" in msg and "LeakyReLU" in msg and "sin" in msg and "Upsample" in msg
+    with pytest.raises(UnsupportedOpsError) as err:
+        count_with_hooks(Offenders(), (3, 16, 16))
+    assert {"leaky", "sin", "up", "sum"} <= {o[0].rstrip("_1") for o in err.value.offenders}
+
+
+class Untraceable(nn.Module):
+    def __init__(self, functional_between=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.functional_between = functional_between
+
+    def forward(self, x):
+        if x.sum() > -1e30:  # data-dependent: torch.fx cannot trace this
+            x = self.act(self.conv(x))
+        if self.functional_between:
+            x = x * 2
+        return self.pool(x)
+
+
+def test_from_torch_falls_back_to_hooks():
+    spec = from_torch(Untraceable(), (3, 8, 8))
+    ops = [nf.spec.op_name(o) for o in spec["op"]]
+    assert ops == ["input", "conv2d", "act", "adaptive_avgpool"]
+    with pytest.raises(UnsupportedOpsError, match="pool.*could not trace"):
+        from_torch(Untraceable(functional_between=True), (3, 8, 8))
+
+
+# ------------------------------------------------------------------ validate
+def test_validate_report_and_cli(capsys):
+    r = validate("random", samples=4, convention="flops", seed=2, batch_size=2)
+    assert r.ok and r.n == 4 and r.worst is None
+    assert all(v == 4 for v in r.agree.values())
+    text = str(r)
+    assert "all counts agree exactly" in text and "peak_act_bytes" in text
+    assert cli_validate(["random", "-n", "3", "-c", "thop", "--device", "meta"]) == 0
+    assert "convention=thop" in capsys.readouterr().out
+    r = validate(random_specs(5, seed=1), samples=2, convention="macs")
+    assert r.n == 2 and r.ok
+
+
+def test_validate_reports_a_mismatch(monkeypatch, capsys):
+    # a deliberately wrong hook rule must be caught and named
+    wrong = dict(HOOK_CONVENTIONS["macs"], conv=lambda f: f.mac + 1)
+    monkeypatch.setitem(hooks_mod.HOOK_CONVENTIONS, "macs", wrong)
+    r = validate(op_specs(), samples=None, convention="macs")
+    assert not r.ok and r.worst["metric"] == "ops"
+    assert r.worst["hooks"] == r.worst["core"] + 1
+    assert "mismatch" in str(r)
+    assert cli_validate(["random", "-n", "2"]) == 1
+
+
+def test_validate_rejects_unknown_convention():
+    with pytest.raises(ValueError, match="count_with_hooks"):
+        validate("random", samples=1, convention="nb201-unknown")
+
+
+def test_nothing_else_imports_torch():
+    import ast
+    from pathlib import Path
+    root = Path(nf.__file__).parent
+    for path in root.rglob("*.py"):
+        if "torch_bridge" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), path
