@@ -50,11 +50,14 @@ def child(args) -> None:
     from nasflops.search_spaces import get_space
     from nasflops.storage import read_results
 
+    import joblib
+
     space = get_space(args.space)
     rss0 = peak_rss_mb()
     t0 = time.perf_counter()
-    run = score_space(space, n=args.n, seed=0, out=args.out, n_jobs=args.jobs,
-                      chunk_size=args.chunk_size, progress=False, overwrite=True)
+    with joblib.parallel_config(backend=args.backend):
+        run = score_space(space, n=args.n, seed=0, out=args.out, n_jobs=args.jobs,
+                          chunk_size=args.chunk_size, progress=False, overwrite=True)
     dt = time.perf_counter() - t0
     rows = read_results(args.out, columns=["arch_id"]).num_rows
     assert rows == args.n, (rows, args.n)
@@ -136,6 +139,9 @@ def main(argv=None):
     ap.add_argument("--core-n", type=int, default=100_000, help="candidates for the core-only rate")
     ap.add_argument("--chunk-size", type=int, default=None, help="candidates per part (default: pipeline's)")
     ap.add_argument("--dir", default=None, help="where datasets are written (default: a temp dir, removed)")
+    ap.add_argument("--backend", default="threading",
+                    help="joblib backend of the end-to-end runs (threading, loky; peak RSS is then "
+                         "the parent's only)")
     ap.add_argument("--no-budget", action="store_true", help="skip the budget overhead section")
     # internal: one end-to-end run in a child process
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
@@ -152,7 +158,8 @@ def main(argv=None):
 
     jobs_list = [int(j) for j in args.jobs.split(",")]
     base = args.dir or tempfile.mkdtemp(prefix="nasflops-bench-")
-    result = {"version": nf.__version__, "cpus": os.cpu_count(), "jobs": jobs_list, "spaces": {}}
+    result = {"version": nf.__version__, "cpus": os.cpu_count(), "jobs": jobs_list,
+              "backend": args.backend, "spaces": {}}
     try:
         for name, n in (("ofa-mbv3", args.n_ofa), ("nb201", args.n_nb201)):
             if n <= 0:
@@ -167,7 +174,7 @@ def main(argv=None):
                 enc, core = core_rate(space, min(args.core_n, n), jobs)
                 out = os.path.join(base, f"{name}-j{jobs}.parquet")
                 cmd = [sys.executable, os.path.abspath(__file__), "--_child", "--space", name,
-                       "--n", str(n), "--jobs", str(jobs), "--out", out]
+                       "--n", str(n), "--jobs", str(jobs), "--out", out, "--backend", args.backend]
                 if args.chunk_size:
                     cmd += ["--chunk-size", str(args.chunk_size)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
