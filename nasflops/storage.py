@@ -37,7 +37,7 @@ from typing import Mapping, Optional, Union
 import numpy as np
 
 __all__ = ["META_KEY", "RUN_FILE", "read_results", "read_metadata", "open_dataset",
-           "scores_table", "write_results", "part_name", "list_parts"]
+           "scores_table", "write_results", "write_table", "part_name", "list_parts"]
 
 #: schema-metadata key holding the run's JSON metadata
 META_KEY = "nasflops"
@@ -226,22 +226,41 @@ def _is_metric(name: str) -> bool:
     return name in METRICS or name in ("arch_id", "latency_s")
 
 
-def write_results(path: Union[str, os.PathLike], scores, *, arch_id=None, native=None,
-                  metadata=None, compression: Optional[str] = "zstd") -> str:
-    """Write in-memory results (e.g. from :func:`nasflops.score`) as a one-part dataset.
+def write_table(path: Union[str, os.PathLike], table, overwrite: bool = False,
+                compression: Optional[str] = "zstd") -> str:
+    """Write a results Table (e.g. a filtered one) as a one-part dataset; return its directory.
 
-    Returns the directory, readable with :func:`read_results`.
+    The table's ``nasflops`` schema metadata, if any, is kept and also
+    written to ``_nasflops.json``.  Readable with :func:`read_results`.
+
+    Examples
+    --------
+    >>> import nasflops                                         # doctest: +SKIP
+    >>> t = nasflops.analytics.filter_results("ofa.parquet", nasflops.Budget(max_macs=200_000_000))  # doctest: +SKIP
+    >>> write_table("ofa-small.parquet", t)                     # doctest: +SKIP
+    'ofa-small.parquet'
     """
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
     if list_parts(path) or os.path.exists(os.path.join(path, RUN_FILE)):
-        raise FileExistsError(f"{path} already holds results")
-    table = scores_table(scores, arch_id=arch_id, native=native, metadata=metadata)
-    meta = table.schema.metadata or {}
-    if META_KEY.encode() in meta:
-        write_run_file(path, json.loads(meta[META_KEY.encode()]))
+        if not overwrite:
+            raise FileExistsError(f"{path} already holds results; pass overwrite=True to replace them")
+        remove_run(path)
+    meta = (table.schema.metadata or {}).get(META_KEY.encode())
+    if meta is not None:
+        write_run_file(path, json.loads(meta))
     write_part(path, 0, table, compression=compression)
     return path
+
+
+def write_results(path: Union[str, os.PathLike], scores, *, arch_id=None, native=None,
+                  metadata=None, compression: Optional[str] = "zstd", overwrite: bool = False) -> str:
+    """Write in-memory results (e.g. from :func:`nasflops.score`) as a one-part dataset.
+
+    Returns the directory, readable with :func:`read_results`.
+    """
+    table = scores_table(scores, arch_id=arch_id, native=native, metadata=metadata)
+    return write_table(path, table, overwrite=overwrite, compression=compression)
 
 
 # ------------------------------------------------------------------ reading

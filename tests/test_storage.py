@@ -128,6 +128,18 @@ def test_scores_table_from_scores_and_round_trip(tmp_path):
         scores_table(r, native={"x": np.zeros(3)})
 
 
+def test_write_table_keeps_metadata(run, tmp_path):
+    from nasflops.storage import write_table
+    t = read_results(run.path, filter=pc.field("r") == 16)
+    out = write_table(tmp_path / "small", t)
+    back = read_results(out)
+    assert back.equals(t) and read_metadata(out) == run.metadata
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_table(out, t)
+    write_table(out, t.slice(0, 3), overwrite=True)
+    assert read_results(out).num_rows == 3
+
+
 def test_read_results_projection_filter_zero_copy(run):
     t = read_results(run.path, columns=["arch_id", "macs"], filter=pc.field("r") == 32)
     full = read_results(run.path)
