@@ -391,3 +391,20 @@ def test_real_spaces_native_columns(tmp_path, name, native):
     for m in nf.METRICS:
         assert np.array_equal(t[m].to_numpy(), direct[m]), m
     assert read_metadata(run.path)["space"]["name"] == space.name
+
+
+def test_memory_does_not_grow_with_n(tmp_path):
+    """Peak numpy memory (tracemalloc sees numpy's allocations) is set by the
+    chunk size, not by n; Arrow memory is all released after the run."""
+    import tracemalloc
+    space = ChainSpace()
+    peaks = []
+    for n in (40_000, 200_000):
+        before = pa.total_allocated_bytes()
+        tracemalloc.start()
+        score_space(space, n=n, seed=0, out=tmp_path / f"m{n}", chunk_size=10_000, n_jobs=1,
+                    progress=False)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert pa.total_allocated_bytes() <= before
+    assert peaks[0] > 1_000_000 and peaks[1] < 1.3 * peaks[0], peaks
