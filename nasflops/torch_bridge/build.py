@@ -240,8 +240,8 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
         Where to create parameters; ``"meta"`` builds shapes only, which is
         enough for counting and costs no memory.
     init : bool
-        ``False`` skips torch's random weight initialisation (values are then
-        arbitrary); counts do not depend on values.
+        ``False`` skips torch's random weight initialisation (weights are
+        then zeros): much faster to build, and counts do not depend on values.
 
     Returns
     -------
@@ -318,7 +318,11 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
                        tuple(int(recs[0][f]) for f in ("out_channels", "size_h", "size_w")), n - 1)
     if not init:
         model = model.to_empty(device=ctx if ctx is not None else "cpu")
-        # running statistics must stay sane for a forward pass
+        # uninitialised memory may hold NaNs and denormals, which make CPU
+        # kernels many times slower: zeros cost nothing to compute with
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.reset_running_stats()
