@@ -58,6 +58,14 @@ def ofa():
     return supernet, profile
 
 
+@pytest.fixture(scope="module")
+def ofa_w10(ofa):
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+    supernet = OFAMobileNetV3(width_mult=1.0, ks_list=[3, 5, 7],
+                              expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    return supernet.eval(), ofa[1]
+
+
 def _ofa_counts(ofa, cfg):
     """(ops, params) of OFA's subnet for one native, by OFA's own code."""
     import torch
@@ -90,6 +98,15 @@ def test_seeded_sample_matches_ofa(space, ofa):
     for i, cfg in enumerate(natives):
         ops, params = _ofa_counts(ofa, cfg)
         assert (int(res["ops"][i]), int(res["params"][i])) == (ops, params), (i, cfg)
+
+
+def test_width_1_0_matches_ofa(ofa_w10):
+    # the other released width (ofa_mbv3_d234_e346_k357_w1.0)
+    space = get_space("ofa-mbv3", width_mult=1.0)
+    natives = space.from_columns(space.sample_columns(10, seed=10))
+    res = nf.score(space.encode(natives), convention="ofa")
+    for i, cfg in enumerate(natives):
+        assert (int(res["ops"][i]), int(res["params"][i])) == _ofa_counts(ofa_w10, cfg), (i, cfg)
 
 
 def test_largest_subnet_float32_print(space, ofa):

@@ -43,7 +43,7 @@ Top level (``name`` and ``stages`` required)::
     stages:
       - width: 32                   # output channels: an int or a list of choices
         depth: [2, 3, 4]            # blocks: an int or a list of choices
-        stride: 2                   # stride of the stage's first block
+        stride: 2                   # stride of the stage's first block (fixed)
         block:                      # any field may be a list of choices where noted
           type: mbconv              # conv | mbconv | resnet_basic | resnet_bottleneck | skip
                                     #   (list of choices allowed; skip = identity,
@@ -77,6 +77,14 @@ Block topologies (what the records are, in forward order):
 * ``resnet_bottleneck`` (torchvision ``Bottleneck``, stride on the kxk): 1x1
   -> BN -> act -> kxk/stride -> BN -> act -> 1x1 -> BN, shortcut as above,
   add, act.
+
+Limits, by design of the compiled form: strides are fixed per stage (every
+spatial size is then a function of the resolution alone, so resolution-
+dependent fields are filled from per-resolution tables); kernels are odd
+with same padding; SE exists in MBConv only; ResNet shortcuts are the
+torchvision 1x1/stride conv (no avg-pool "ResNet-D" downsampling).  Each
+block position holds one template per combination of its choices (type x
+kernel x expand x in-width x out-width), built once at compile time.
 
 Native encoding
 ---------------
@@ -290,12 +298,14 @@ class TemplatePool:
         # source row of every output record: template start + rank in segment
         src = np.repeat(self.starts[tids].reshape(-1) - seg_start, flat_lens)
         src += np.arange(total, dtype=np.int64)
-        rows = np.take(self._rows, src, axis=0)
+        # mode="clip" skips numpy's per-index error path (5x faster); the
+        # indices are in range by construction
+        rows = np.take(self._rows, src, axis=0, mode="clip")
         if self._deltas.shape[1]:
             # inputs: gathered again as a small contiguous block, shifted by
             # each record's position in its architecture (unused slots stay
             # negative and clip to -1), then written back in one pass
-            ins = np.take(self._deltas, src, axis=0)
+            ins = np.take(self._deltas, src, axis=0, mode="clip")
             pos_t = np.int32 if total < (1 << 31) else np.int64
             pos = np.arange(total, dtype=pos_t)
             pos -= np.repeat(offsets[:-1].astype(pos_t), arch_len)
@@ -424,7 +434,8 @@ def _fixed_layer(where: str, spec, opts: dict) -> dict:
         raise SchemaError(where, "a layer is a mapping with a 'type'")
     t = spec["type"]
     if t not in _LAYER_FIELDS:
-        raise SchemaError(where + ".type", f"unknown layer type {t!r}; known: {', '.join(_LAYER_FIELDS)}")
+        raise SchemaError(where + ".type",
+                          f"unknown layer type {t!r}; known: {', '.join(_LAYER_FIELDS)}")
     extra = set(spec) - _LAYER_FIELDS[t] - {"type"}
     if extra:
         raise SchemaError(where, f"unknown fields {sorted(extra)} for {t}")
@@ -479,7 +490,8 @@ def _stage(where: str, spec, opts: dict) -> dict:
     types = list(types) if isinstance(types, (list, tuple)) else [types]
     for t in types:
         if t not in BLOCK_TYPES:
-            raise SchemaError(where + ".block.type", f"unknown block type {t!r}; known: {', '.join(BLOCK_TYPES)}")
+            raise SchemaError(where + ".block.type",
+                              f"unknown block type {t!r}; known: {', '.join(BLOCK_TYPES)}")
     if len(set(types)) != len(types):
         raise SchemaError(where + ".block.type", "duplicate block types")
     if types == ["skip"]:
@@ -724,7 +736,14 @@ class DeclarativeSpace(SearchSpace):
 
     @property
     def params(self) -> dict:
-        return {"source": self.source} if self.source else {}
+        # shipped spaces are rebuilt from their name alone; others from a path
+        if self.source is None or self.source in map(os.fspath, SHIPPED.values()):
+            return {}
+        return {"path": self.source}
+
+    def __repr__(self) -> str:
+        src = f", path={self.params['path']!r}" if self.params else ""
+        return f"DeclarativeSpace({self.name!r}{src})"
 
     # -- compilation ------------------------------------------------------------
     def _compile(self) -> None:
@@ -895,7 +914,8 @@ class DeclarativeSpace(SearchSpace):
         fields = set(self.columns)
         for i, nat in enumerate(natives):    # reading Python objects: one pass
             if not isinstance(nat, Mapping):
-                self._fail(i, "<native>", f"expected a dict with {sorted(fields)}, got {type(nat).__name__}")
+                self._fail(i, "<native>",
+                           f"expected a dict with {sorted(fields)}, got {type(nat).__name__}")
             extra = set(nat) - fields
             if extra:
                 self._fail(i, sorted(extra)[0], f"unknown field (fields are {', '.join(self.columns)})")

@@ -6,9 +6,10 @@ One Network and Specialize it for Efficient Deployment", ICLR 2020; code: the
 OFAMobileNetV3``).  The space is the published ``ofa_mbv3_d234_e346_k357_w1.2``
 supernet: width multiplier 1.2, kernel {3, 5, 7} and expand ratio {3, 4, 6}
 per block, depth {2, 3, 4} per stage over 5 stages, input resolution 128 to
-224 in steps of 4 -- 3^20 * 3^20 * 3^5 * 25 ~ 2.2e23 candidates with
-resolution (OFA's own count, ~1e19, is of the sub-networks at one resolution
-that use distinct blocks).  Under the ``ofa`` convention nasflops reproduces
+224 in steps of 4.  That is (9^2 + 9^3 + 9^4)^5 ~ 2.2e19 distinct sub-networks
+(OFA's "more than 10^19") times 25 resolutions; the native encoding has
+3^45 * 25 ~ 7.4e22 values because entries beyond a stage's depth are unused.
+Under the ``ofa`` convention nasflops reproduces
 ``ofa.utils.flops_counter.profile`` (what ``count_net_flops`` reports) on
 ``get_active_subnet()``, and params equal ``sum(p.numel())`` of that subnet,
 exactly; ``tests/test_ofa.py`` checks it on a seeded sample.  The largest
@@ -45,6 +46,12 @@ tensor, so they are not in place.  OFA pools (``MyGlobalAvgPool2d`` and the SE
 squeeze) as ``x.mean(3, keepdim=True).mean(2, keepdim=True)``: two reductions,
 written as an adaptive average pool to (H, 1) then to (1, 1), so the C x H
 intermediate is counted.  Dropout (eval) and flatten are views.
+
+Encoding is a gather from a pool of record templates, one per (block
+position, kernel, expand) plus stem and head (:class:`~nasflops.search_spaces.
+declarative.TemplatePool`), with no Python loop over candidates: about 1e5
+candidates (2e7 records) per second and core on a shared 2-core machine;
+sampling 1e6 candidates' natives takes ~0.2 s.
 
 Examples
 --------
