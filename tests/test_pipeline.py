@@ -398,8 +398,10 @@ def test_memory_does_not_grow_with_n(tmp_path):
     chunk size, not by n; Arrow memory is all released after the run."""
     import tracemalloc
     space = ChainSpace()
+    # warm-up: lazy imports and caches allocate once
+    score_space(space, n=20_000, seed=0, out=tmp_path / "warm", chunk_size=10_000, progress=False)
     peaks = []
-    for n in (40_000, 200_000):
+    for n in (40_000, 400_000):
         before = pa.total_allocated_bytes()
         tracemalloc.start()
         score_space(space, n=n, seed=0, out=tmp_path / f"m{n}", chunk_size=10_000, n_jobs=1,
@@ -407,4 +409,5 @@ def test_memory_does_not_grow_with_n(tmp_path):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert pa.total_allocated_bytes() <= before
-    assert peaks[0] > 1_000_000 and peaks[1] < 1.3 * peaks[0], peaks
+    # memory growing with n would be 10x here
+    assert peaks[0] > 1_000_000 and peaks[1] < 1.5 * peaks[0], peaks
