@@ -254,6 +254,12 @@ def test_from_torch_falls_back_to_hooks():
     assert ops == ["input", "conv2d", "act", "adaptive_avgpool"]
     with pytest.raises(UnsupportedOpsError, match="pool.*could not trace"):
         from_torch(Untraceable(functional_between=True), (3, 8, 8))
+    # the hook counter falls back the same way, and agrees with the core
+    for conv in CONVENTIONS:
+        got = count_with_hooks(Untraceable(), (3, 8, 8), conv, batch_size=2).as_dict()
+        assert got == core(spec, conv, 2), conv
+    with pytest.raises(UnsupportedOpsError, match="pool"):
+        count_with_hooks(Untraceable(functional_between=True), (3, 8, 8))
 
 
 # ------------------------------------------------------------------ validate

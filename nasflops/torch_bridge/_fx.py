@@ -151,3 +151,67 @@ def same_buffer(a: torch.Tensor, b: torch.Tensor) -> bool:
         bb = b._base if b._base is not None else b
         return ba is bb
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+class HookNode:
+    """Stand-in for an ``fx.Node`` when a model is run with hooks only.
+
+    Carries what the counters read from a node: ``op``, ``name``,
+    ``target``, ``args``, ``kwargs``, ``all_input_nodes`` and ``users``.
+    """
+
+    def __init__(self, op: str, name: str, target, inputs: list):
+        self.op, self.name, self.target = op, name, target
+        self.args, self.kwargs = tuple(inputs), {}
+        self.all_input_nodes = list(inputs)
+        self.users: dict = {}
+        for i in inputs:
+            i.users[self] = None
+
+    def __repr__(self):
+        return f"HookNode({self.name})"
+
+
+def run_hooked(model: nn.Module, x: torch.Tensor, leaf_types: tuple = ()
+               ) -> tuple[list[NodeRun], list[tuple[str, str, str]]]:
+    """Run ``model`` eagerly with forward hooks on its leaf modules.
+
+    For models ``torch.fx`` cannot trace.  Each leaf-module call becomes a
+    :class:`NodeRun` whose inputs are the calls that produced its input
+    tensors (matched by identity).  A module fed by a tensor no module made --
+    code between modules, invisible to hooks -- is returned as an offender
+    ``(module name, type, reason)``.
+    """
+    names = {}
+    for name, m in model.named_modules():
+        if isinstance(m, leaf_types) or not list(m.children()):
+            names[m] = name or type(m).__name__
+    inner = {c for m in names if isinstance(m, leaf_types) for c in m.modules() if c is not m}
+    calls = []
+    handles = [m.register_forward_hook(lambda m, i, o: calls.append((m, i, o)))
+               for m in names if m not in inner]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    root = HookNode("placeholder", "x", "x", [])
+    runs = [NodeRun(root, (), {}, x)]
+    made = {id(x): root}
+    offenders = []
+    seen: dict = {}
+    for m, inputs, out in calls:
+        ins = [t for t in inputs if isinstance(t, torch.Tensor)]
+        srcs = [made.get(id(t)) for t in ins]
+        name = names[m]
+        k = seen[name] = seen.get(name, -1) + 1
+        if any(s is None for s in srcs):
+            offenders.append((name, type(m).__name__, "its input comes from code between modules, "
+                              "which forward hooks cannot see (torch.fx could not trace the model)"))
+            srcs = [s for s in srcs if s is not None] or [root]
+        node = HookNode("call_module", name if k == 0 else f"{name}#{k}", name, srcs)
+        runs.append(NodeRun(node, tuple(inputs), {}, out, m, tuple(inputs), out))
+        if isinstance(out, torch.Tensor):
+            made[id(out)] = node
+    return runs, offenders

@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import _fx
-from .build import Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Scale, Slice, Zero
+from .build import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Scale,
+                    Slice, Zero)
 
 __all__ = ["count_with_hooks", "HookCounts", "HOOK_CONVENTIONS", "UnsupportedOpsError"]
 
@@ -437,8 +438,10 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
     Parameters
     ----------
     model : nn.Module
-        Any model ``torch.fx`` can trace whose ops are listed in the README
-        (every op nasflops knows, as modules or functional calls).
+        A model whose ops are in docs/conventions.md (every op nasflops
+        knows, as modules or functional calls).  It is traced with
+        ``torch.fx``; a model fx cannot trace is counted from forward hooks
+        on its leaf modules alone, and code between modules is then reported.
     input_shape : tuple
         ``(C, H, W)`` (batch ``batch_size``) or ``(N, C, H, W)``.
     convention : str
@@ -479,9 +482,14 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
     was_training = model.training
     model.eval()
     try:
-        gm = _fx.trace(model)
         x = _fx.input_tensor(model, input_shape, batch_size)
-        runs = _fx.run_recorded(gm, x)
+        try:
+            runs = _fx.run_recorded(_fx.trace(model), x)
+        except _fx.TraceFailed:
+            # hooks where tracing cannot go: module by module
+            runs, missing = _fx.run_hooked(model, x, BRIDGE_MODULES)
+            if missing:
+                raise UnsupportedOpsError(f"cannot count {type(model).__name__}", missing) from None
     finally:
         model.train(was_training)
 

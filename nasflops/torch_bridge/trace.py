@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from ..scoring import layer_table
 from ..spec import Flag, Net, Op
 from . import _fx
-from .build import Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Scale, Slice, Zero
+from .build import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Scale,
+                    Slice, Zero)
 from .hooks import UnsupportedOpsError
 
 __all__ = ["from_torch"]
@@ -581,47 +582,20 @@ def _from_hooks(model: nn.Module, x: torch.Tensor, why: str) -> np.ndarray:
     A module's input must be the model input or another module's output;
     tensors made by code between modules cannot be seen and are reported.
     """
-    calls = []
-
-    def hook(m, inputs, output):
-        calls.append((m, inputs, output))
-
-    names = {}
-    handles = []
-    for name, m in model.named_modules():
-        if len(list(m.children())) == 0 or isinstance(m, (LayerNorm2d,)):
-            names[m] = name
-            handles.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    runs, offenders = _fx.run_hooked(model, x, BRIDGE_MODULES)
+    offenders = [(name, typ, f"{reason} ({why})") for name, typ, reason in offenders]
     b = _Builder(x)
-    produced = {id(x): 0}
-    offenders = []
-    inner = set()
-    for m in names:
-        if isinstance(m, LayerNorm2d):
-            inner.add(m.norm)
-    for m, inputs, out in calls:
-        if m in inner:
-            continue
-        where = names[m] or type(m).__name__
-        ins = [t for t in inputs if isinstance(t, torch.Tensor)]
-        srcs = [produced.get(id(t)) for t in ins]
-        if any(s is None for s in srcs) or not isinstance(out, torch.Tensor):
-            offenders.append((where, type(m).__name__,
-                              "its input comes from code between modules that torch.fx could "
-                              f"not trace ({why})"))
+    rec_of = {runs[0].node: 0}
+    for run in runs[1:]:
+        n = run.node
+        srcs = [rec_of.get(a) for a in n.all_input_nodes]
+        if any(s is None for s in srcs) or not isinstance(run.result, torch.Tensor):
             continue
         try:
-            r = b.module(m, srcs, ins, out, where)
+            rec_of[n] = b.module(run.module, srcs, list(run.hook_inputs), run.result, n.name)
         except _Unsupported as exc:
-            offenders.append((where, type(m).__name__, str(exc)))
-            continue
-        produced[id(out)] = r
+            offenders.append((n.name, type(run.module).__name__, str(exc)))
+            rec_of[n] = srcs[0] if srcs else 0
     if offenders:
         raise UnsupportedOpsError(f"cannot translate {type(model).__name__}", offenders)
     return _checked(b)
