@@ -9,6 +9,10 @@ from .conventions import CONVENTIONS, Convention, get_convention, register_conve
 from .scoring import (DTYPE_SIZES, METRICS, RESULT_DTYPE, STATUS_NAMES, Device, Scores,
                       SpecError, layer_table, score)
 from .search_spaces import get_space, list_spaces
+from .budget import Budget
+from .pipeline import score_space
+from .storage import read_metadata, read_results
+from . import analytics, units
 
 __version__ = "0.1.0"
 
@@ -16,5 +20,6 @@ __all__ = [
     "LAYER_DTYPE", "MAX_INPUTS", "Act", "Flag", "Net", "Op", "SpecBatch",
     "CONVENTIONS", "Convention", "get_convention", "register_convention",
     "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "Scores",
-    "SpecError", "layer_table", "score", "get_space", "list_spaces", "__version__",
+    "SpecError", "layer_table", "score", "get_space", "list_spaces",
+    "Budget", "score_space", "read_results", "read_metadata", "analytics", "units", "__version__",
 ]

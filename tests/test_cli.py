@@ -1,0 +1,166 @@
+"""Every subcommand through its real entry point (``python -m nasflops``)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import nasflops as nf
+from nasflops.units import format_count
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def run(*args, check=True, cwd=None):
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    p = subprocess.run([sys.executable, "-m", "nasflops", *map(str, args)], capture_output=True,
+                       text=True, env=env, cwd=cwd, timeout=600)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+def assert_user_error(p, *fragments):
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_help_teaches_by_example():
+    out = run("--help").stdout
+    for cmd in ("spaces", "score", "count", "validate", "stats", "filter", "examples:"):
+        assert cmd in out
+    for cmd in ("spaces", "score", "count", "validate", "stats", "filter"):
+        sub = run(cmd, "--help").stdout
+        assert "example" in sub and f"nasflops {cmd}" in sub
+
+
+def test_spaces_lists_sizes():
+    p = run("spaces", "--json")
+    spaces = {s["name"]: s for s in json.loads(p.stdout)}
+    assert spaces["nb201"]["size"] == 15625
+    assert spaces["zoo"]["size"] == 19
+    assert "ofa-mbv3" in spaces
+    table = run("spaces").stdout
+    assert "15,625" in table and "nb201" in table
+
+
+def test_count_zoo_model_names_convention_and_totals():
+    out = run("count", "resnet50").stdout
+    r = nf.score(nf.get_space("zoo").encode(["resnet50"]))[0]
+    assert "convention 'macs'" in out and "4.089 GMACs" in out
+    assert f"{int(r['params']):,} params" in out          # 25,557,032
+    assert "conv2d" in out and "total" in out
+    flops = run("count", "resnet50", "--convention", "flops", "--batch-size", "2", "--dtype", "fp16").stdout
+    rf = nf.score(nf.get_space("zoo").encode(["resnet50"]), convention="flops", batch_size=2)[0]
+    assert f"{int(rf['ops']) / 1e9:.3f} GFLOPs (flops)" in flops and "fp16" in flops
+
+
+def test_count_all_conventions_side_by_side():
+    out = run("count", "mobilenet_v2", "--all-conventions").stdout
+    for name, c in nf.CONVENTIONS.items():
+        total = int(nf.score(nf.get_space("zoo").encode(["mobilenet_v2"]), convention=c)["ops"][0])
+        row = next(ln for ln in out.splitlines() if f" {name} " in ln)
+        assert format_count(total, c.unit) in row, (name, row)
+
+
+def test_count_native_encodings():
+    out = run("count", ARCH).stdout
+    assert "nb201" in out and "802,426 params" in out
+    ofa = nf.get_space("ofa-mbv3")
+    native = ofa.from_columns(ofa.sample_columns(1, seed=3))[0]
+    out = run("count", json.dumps(native)).stdout
+    r = nf.score(ofa.encode([native]))[0]
+    assert f"{int(r['params']):,} params" in out
+
+
+def test_count_torch_file(tmp_path):
+    pytest.importorskip("torch")
+    f = tmp_path / "tiny.py"
+    f.write_text(
+        "import torch.nn as nn\n"
+        "INPUT_SHAPE = (3, 16, 16)\n"
+        "model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
+        "                      nn.Flatten(), nn.Linear(8, 10))\n")
+    out = run("count", f).stdout
+    params = 3 * 8 * 9 + 8 + 8 * 10 + 10
+    assert f"{params:,} params" in out
+
+
+def test_user_errors_are_one_line():
+    assert_user_error(run("count", "resnet5000", check=False), "unknown model 'resnet5000'")
+    assert_user_error(run("count", "|nor_conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|", check=False),
+                      "nor_conv_9x9")
+    assert_user_error(run("score", "nasbench9000", "-n", "10", "-o", "x", check=False), "unknown search space")
+    assert_user_error(run("stats", "/nonexistent/results", check=False), "no such results dataset")
+    p = run("filter", "/nonexistent", "--max-macs", "three hundred", "-o", "y", check=False)
+    assert p.returncode == 2 and "not a count" in p.stderr
+    assert_user_error(run("count", "resnet50", "--convention", "gflops", check=False), "unknown convention")
+    assert_user_error(run("score", "nb201", "-o", "x", check=False), "either -n N")
+
+
+@pytest.fixture(scope="module")
+def nb201_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "nb201.parquet"
+    p = run("score", "nb201", "-n", "3000", "--seed", "7", "-o", out, "--convention", "flops",
+            "--chunk-size", "1000", "-j", "2", "--no-progress")
+    return out, p
+
+
+def test_score_writes_dataset_and_summary(nb201_run):
+    out, p = nb201_run
+    t = nf.read_results(out)
+    assert t.num_rows == 3000 and sorted(t["arch_id"].to_pylist()) == list(range(3000))
+    space = nf.get_space("nb201")
+    expect = nf.score(space.sample(3000, seed=7), convention="flops")
+    got = t.sort_by("arch_id")
+    assert got["ops"].to_pylist() == expect["ops"].tolist()
+    assert got["arch"].to_pylist() == space.from_columns(space.sample_columns(3000, seed=7))
+    assert "3,000 valid candidates" in p.stdout and "convention 'flops'" in p.stdout
+    assert str(out) in p.stdout.replace("\n", "")
+    assert "median" in p.stdout
+
+
+def test_score_resume_and_refuse_overwrite(nb201_run):
+    out, _ = nb201_run
+    p = run("score", "nb201", "-n", "3000", "--seed", "7", "-o", out, "--convention", "flops",
+            "--chunk-size", "1000", "--no-progress", check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    p = run("score", "nb201", "-n", "3000", "--seed", "7", "-o", out, "--convention", "flops",
+            "--chunk-size", "1000", "--no-progress", "--resume")
+    assert "0 part(s) written, 3 resumed" in p.stdout
+
+
+def test_stats_quantiles_groupby_and_plot(nb201_run, tmp_path):
+    out, _ = nb201_run
+    png = tmp_path / "dist.png"
+    p = run("stats", out, "--by", "arch", "--plot", png)
+    t = nf.read_results(out)
+    import numpy as np
+    params = t["params"].to_numpy()
+    assert format_count(int(np.median(params))) in p.stdout
+    assert "macs by arch" in p.stdout
+    assert png.exists() and png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_filter_budget(nb201_run, tmp_path):
+    out, _ = nb201_run
+    small = tmp_path / "small.parquet"
+    run("filter", out, "--max-macs", "50M", "--max-params", "0.5M", "-o", small)
+    t = nf.read_results(out)
+    keep = [m <= 50_000_000 and p <= 500_000 for m, p in zip(t["macs"].to_pylist(), t["params"].to_pylist())]
+    f = nf.read_results(small)
+    assert f.num_rows == sum(keep) > 0
+    assert max(f["macs"].to_pylist()) <= 50_000_000 and max(f["params"].to_pylist()) <= 500_000
+    assert nf.read_metadata(small)["convention"] == "flops"
+
+
+def test_validate_cli():
+    pytest.importorskip("torch")
+    p = run("validate", "nb201", "-n", "3", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "mismatch" in p.stdout.lower() or "agree" in p.stdout.lower()
