@@ -301,3 +301,23 @@ def test_arrow_columns():
     assert arrow["op"].to_pylist() == [n["op"] for n in space.from_columns(cols)]
     assert arrow["d"].to_pylist() == cols["d"].tolist()
     assert pa.types.is_int16(arrow["r"].type)
+
+
+def test_fractional_expansions_round_trip():
+    schema = dict(TINY, stages=[TINY["stages"][0], {
+        "width": 32, "depth": 2, "stride": 1,
+        "block": {"type": "resnet_bottleneck", "expand": [0.2, 0.25, 0.35]}}])
+    space = compile_space(schema)
+    cols = space.sample_columns(50, seed=SEED)
+    assert cols["e"].dtype == np.float32
+    nat = space.from_columns(cols)
+    assert {x for n in nat for x in n["e"][2:]} <= {0.2, 0.25, 0.35}
+    assert np.array_equal(space.encode(nat).records, space.encode_columns(cols).records)
+    assert (nf.score(space.encode(nat), errors="status")["status"] == 0).all()
+
+
+def test_too_many_templates_is_a_schema_error():
+    wide = {"width": list(range(8, 8 * 41, 8)), "depth": 4, "stride": 1,
+            "block": {"type": "mbconv", "kernel": [3, 5, 7], "expand": [1, 2, 3, 4, 6, 8]}}
+    with pytest.raises(SchemaError, match="templates"):
+        compile_space({"name": "huge", "stages": [wide] * 12})

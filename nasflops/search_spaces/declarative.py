@@ -688,6 +688,8 @@ _COLUMN_DOC = {
     "e": "int8 or float32 (n, positions): expansion of each position",
 }
 _ORDER = ("op", "ks", "e", "d", "w", "r")
+#: compile-time bound on block templates (each a few records, built once)
+MAX_TEMPLATES = 200_000
 
 
 class DeclarativeSpace(SearchSpace):
@@ -763,6 +765,13 @@ class DeclarativeSpace(SearchSpace):
         self._radix = []          # per position (nt, nk, ne, nwin, nw)
         self._allowed_op = []     # per position: allowed local type indices
         prev_widths = [c]
+        n_templates = sum(len(sd["types"]) * len(sd["kernels"]) * len(sd["expands"])
+                          * len(sd["widths"]) * (max(sd["depths"]) - 1 + len(prev))
+                          for sd, prev in zip(st, [prev_widths] + [x["widths"] for x in st]))
+        if n_templates > MAX_TEMPLATES:
+            raise SchemaError("stages", f"{n_templates} block templates (one per position and "
+                                        f"combination of choices) exceed {MAX_TEMPLATES}; "
+                                        "split the space or use fewer choices per stage")
         for s, sd in enumerate(st):
             h_out = (h - 1) // sd["stride"] + 1    # odd kernels, same padding
             self._check_size(h_out, f"stages[{s}]")
@@ -951,6 +960,13 @@ class DeclarativeSpace(SearchSpace):
 
     def from_columns(self, cols: Mapping[str, np.ndarray]) -> list:
         lists = {c: np.asarray(cols[c]).tolist() for c in self.columns}
+        if "e" in lists and self._e_float:
+            # the schema's own values (0.35), not their float32 images
+            ei = self._indices(cols)["e"]
+            vals = np.empty(ei.shape, dtype=object)
+            for sl, choices in self._choice_sets("e"):
+                vals[:, sl] = np.asarray(choices, dtype=object)[ei[:, sl]]
+            lists["e"] = vals.tolist()
         if "op" in lists:
             lists["op"] = [[self.block_types[v] for v in row] for row in lists["op"]]
         n = n_rows(cols)
