@@ -321,3 +321,47 @@ def test_too_many_templates_is_a_schema_error():
             "block": {"type": "mbconv", "kernel": [3, 5, 7], "expand": [1, 2, 3, 4, 6, 8]}}
     with pytest.raises(SchemaError, match="templates"):
         compile_space({"name": "huge", "stages": [wide] * 12})
+
+
+def _random_schema(rng):
+    """A random small space mixing every block type, option and choice kind."""
+    pick = lambda xs, k=None: (list(rng.choice(xs, size=k, replace=False)) if k  # noqa: E731
+                               else xs[rng.integers(len(xs))])
+    stages = []
+    for s in range(int(rng.integers(1, 4))):
+        types = pick(["conv", "mbconv", "resnet_basic", "resnet_bottleneck"],
+                     int(rng.integers(1, 3)))
+        if s and rng.random() < 0.5:
+            types.append("skip")
+        block = {"type": [str(t) for t in types], "kernel": [int(k) for k in pick([1, 3, 5, 7], 2)],
+                 "act": pick(["relu", "relu6", "hardswish", "silu"]),
+                 "se": bool(rng.random() < 0.5)}
+        block["expand"] = ([0.25, 0.5] if "resnet_bottleneck" in types else
+                           [int(e) for e in pick([1, 3, 4, 6], 2)])
+        stages.append({"width": [int(w) for w in pick([8, 16, 24, 32], int(rng.integers(1, 3)))],
+                       "depth": [int(d) for d in pick([1, 2, 3], int(rng.integers(1, 3)))],
+                       "stride": int(pick([1, 2])), "block": block})
+    return {
+        "name": "random",
+        "input": {"channels": int(pick([1, 3])), "resolution": [int(r) for r in pick([24, 32, 40], 2)]},
+        "options": {"global_pool": pick(["adaptive", "mean_wh"]), "divisor": pick([None, 8])},
+        "stem": [{"type": "conv", "out": 16, "kernel": 3, "stride": 2, "act": "relu"},
+                 {"type": "maxpool", "kernel": 3, "stride": 1, "padding": 1}],
+        "stages": stages,
+        "head": [{"type": "conv", "out": 32, "kernel": 1, "act": "hardswish"},
+                 {"type": "global_pool"}, {"type": "flatten"}, {"type": "dropout"},
+                 {"type": "linear", "out": 10}],
+    }
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_schemas_compile_to_valid_networks(seed):
+    rng = np.random.default_rng(seed)
+    space = compile_space(_random_schema(rng))
+    cols = space.sample_columns(300, seed=seed)
+    batch = space.encode_columns(cols)
+    r = nf.score(batch, convention="flops", errors="status")
+    assert (r["status"] == 0).all(), nf.score(batch, errors="raise")
+    # natives survive the round trip and re-encode identically
+    back = space.to_columns(space.from_columns(cols))
+    assert np.array_equal(space.encode_columns(back).records, batch.records)
