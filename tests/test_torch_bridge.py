@@ -306,3 +306,24 @@ def test_nothing_else_imports_torch():
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
             assert not any(n == "torch" or n.startswith("torch.") for n in names), path
+
+
+@pytest.mark.parametrize("arch", [
+    "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|",
+    "|skip_connect~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|nor_conv_1x1~0|skip_connect~1|none~2|",
+])
+def test_from_torch_on_xautodl_nb201(arch):
+    """NAS-Bench-201's own network (xautodl's TinyNetwork: `sum()` of edges,
+    `x.mul(0.)` for none) translated by from_torch scores exactly as the nb201
+    space's encoding of the same string, and as the hook counter measures it."""
+    pytest.importorskip("xautodl")
+    from xautodl.models.cell_infers.tiny_network import TinyNetwork
+    from xautodl.models.cell_searchs.genotypes import Structure
+    space = _space("nb201")
+    net = TinyNetwork(16, 5, Structure.str2structure(arch), 10).eval()
+    spec = from_torch(net, (3, 32, 32))
+    ref = space.encode([arch])[0]
+    assert core(spec, "macs")["params"] == n_params(net)
+    for conv in CONVENTIONS:
+        assert core(spec, conv) == core(ref, conv), conv
+        assert count_with_hooks(net, (3, 32, 32), conv).as_dict() == core(ref, conv), conv

@@ -207,8 +207,9 @@ def run_hooked(model: nn.Module, x: torch.Tensor, leaf_types: tuple = ()
         name = names[m]
         k = seen[name] = seen.get(name, -1) + 1
         if any(s is None for s in srcs):
-            offenders.append((name, type(m).__name__, "its input comes from code between modules, "
-                              "which forward hooks cannot see (torch.fx could not trace the model)"))
+            offenders.append((name, type(m).__name__,
+                              "its input comes from code between modules, which forward hooks "
+                              "cannot see (torch.fx could not trace the model)"))
             srcs = [s for s in srcs if s is not None] or [root]
         node = HookNode("call_module", name if k == 0 else f"{name}#{k}", name, srcs)
         runs.append(NodeRun(node, tuple(inputs), {}, out, m, tuple(inputs), out))

@@ -239,7 +239,12 @@ def _facts(run: _fx.NodeRun, param_nodes: set) -> tuple[Optional[OpFacts], Optio
         if len(acts) == 2 and not prms:
             f.kind = "add"
             return f, None
-        return None, "add needs two activation tensors (no scalars or parameters)"
+        if len(acts) == 1 and not prms and scalars == [0]:
+            # `0 + x`, the start of Python's sum(): the identity
+            f.kind = "view"
+            return f, None
+        return None, ("add needs two activation tensors (or 0 + x; no other constants, "
+                      "no parameters)")
     if (is_f and target in _MUL_FUNCS) or (is_m and target in _MUL_METHODS):
         if len(acts) == 2 and not prms:
             f.kind = "mul"
@@ -399,6 +404,13 @@ HOOK_CONVENTIONS: dict[str, dict[str, Rule]] = {
     "macs": {"conv": lambda f: f.mac, "linear": lambda f: f.mac},
     "fma2": {"conv": lambda f: 2 * f.mac, "linear": lambda f: 2 * f.mac},
     "flops": _flops_rules(),
+    # NAS-Bench-201's published counts: conv/linear MACs plus one per output
+    # element with a bias
+    "nb201": {"conv": lambda f: f.mac + (f.out_numel if f.bias else 0),
+              "linear": lambda f: f.mac + (f.out_numel if f.bias else 0)},
+    # Once-for-All's counter: conv/linear MACs, no bias (at batch 1, where OFA
+    # counts; nasflops' row scales linear by N like everything else)
+    "ofa": {"conv": lambda f: f.mac, "linear": lambda f: f.mac},
     "thop": _thop_rules(),
     "ptflops": _ptflops_rules(),
     "fvcore": _fvcore_rules(),
@@ -445,8 +457,8 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
     input_shape : tuple
         ``(C, H, W)`` (batch ``batch_size``) or ``(N, C, H, W)``.
     convention : str
-        ``"macs"``, ``"flops"``, ``"fma2"``, ``"thop"``, ``"ptflops"`` or
-        ``"fvcore"`` (see :data:`HOOK_CONVENTIONS`).
+        ``"macs"``, ``"flops"``, ``"fma2"``, ``"nb201"``, ``"ofa"``,
+        ``"thop"``, ``"ptflops"`` or ``"fvcore"`` (see :data:`HOOK_CONVENTIONS`).
     batch_size : int
         N when ``input_shape`` has three entries.
     weight_dtype, act_dtype : str

@@ -14,8 +14,8 @@ node's tensors are known.  Each node becomes zero or more records:
 * functions and methods: ``F.relu``/``torch.relu``/``x.relu_()`` and the other
   activations, ``x + y`` / ``+=`` / ``torch.add``, ``x * gate`` / ``torch.mul``,
   ``x * param`` (a per-channel scale, ``+ param`` adds its bias), ``x * 0``
-  (NAS "none"), ``torch.cat(dim=1)``, ``torch.flatten``, ``x.view/reshape(N, -1)``,
-  ``x.mean((2, 3))`` (global pool), ``F.adaptive_avg_pool2d``, ``F.max_pool2d``,
+  (NAS "none"), ``0 + x`` (``sum()``'s start: no record), ``torch.cat(dim=1)``,
+  ``torch.flatten``, ``x.view/reshape(N, -1)``, ``x.mean((2, 3))`` (global pool), ``F.adaptive_avg_pool2d``, ``F.max_pool2d``,
   ``F.avg_pool2d``, ``F.softmax(dim=1)``, ``F.dropout``, ``torch.chunk``/``split``
   along channels and channel slicing (``x[:, a:b]``, ``narrow``), the
   ``view -> transpose(1, 2) -> view`` channel-shuffle pattern,
@@ -472,7 +472,13 @@ def _add(b, params, n, vals, args, kwargs, res):
             return src
         raise _Unsupported("adding a parameter that is not the bias of a per-channel scale "
                            "(x * w + b)")
-    raise _Unsupported("add of a tensor and a constant")
+    consts = [a for a in args[:2] if isinstance(a, (int, float))]
+    acts = [v for v in vals[:2] if isinstance(v, int)]
+    if consts == [0] and len(acts) == 1:
+        # `0 + x`: Python's sum() starting value (NAS-Bench-201's cells); the
+        # identity, no record
+        return acts[0]
+    raise _Unsupported("add of a tensor and a constant other than 0")
 
 
 def _mul(b, params, n, vals, args, res):
