@@ -9,9 +9,9 @@ from .conventions import CONVENTIONS, Convention, get_convention, register_conve
 from .scoring import (DTYPE_SIZES, METRICS, RESULT_DTYPE, STATUS_NAMES, Device, Scores,
                       SpecError, layer_table, score)
 from .search_spaces import get_space, list_spaces
-from .budget import Budget
+from .budget import Budget, sample_within
 from .pipeline import score_space
-from .storage import read_metadata, read_results
+from .storage import open_dataset, read_metadata, read_results, write_results, write_table
 from . import analytics, units
 
 __version__ = "0.1.0"
@@ -21,5 +21,6 @@ __all__ = [
     "CONVENTIONS", "Convention", "get_convention", "register_convention",
     "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "Scores",
     "SpecError", "layer_table", "score", "get_space", "list_spaces",
-    "Budget", "score_space", "read_results", "read_metadata", "analytics", "units", "__version__",
+    "Budget", "sample_within", "score_space", "read_results", "read_metadata", "open_dataset",
+    "write_results", "write_table", "analytics", "units", "__version__",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from .conventions import Convention, get_convention
-from .spec import INPUT_FIELDS, LAYER_DTYPE, Flag, Op, SpecBatch, act_name, op_name
+from .spec import INPUT_FIELDS, LAYER_DTYPE, Op, SpecBatch, act_name, op_name
 
 __all__ = ["score", "layer_table", "SpecError", "Device", "Scores", "DTYPE_SIZES",
            "METRICS", "RESULT_DTYPE", "STATUS_NAMES"]
@@ -124,20 +124,6 @@ def _as_batch(specs) -> SpecBatch:
                     f"(LAYER_DTYPE), a Net or a list of those; got {type(specs).__name__}")
 
 
-def _effective_jobs(n_jobs: Optional[int]) -> int:
-    import joblib
-    return max(1, joblib.effective_n_jobs(n_jobs))
-
-
-def _chunks(n: int, n_jobs: int, chunk_size: Optional[int]) -> list[tuple[int, int]]:
-    if chunk_size is None:
-        # a few chunks per worker for balance, not so many that dispatch shows
-        chunk_size = max(1024, -(-n // (4 * n_jobs)))
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
-
-
 def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 1,
           weight_dtype: str = "fp32", act_dtype: str = "fp32", n_jobs: Optional[int] = 1,
           errors: str = "raise", device: Optional[Device] = None,
@@ -196,27 +182,10 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     wsize = _dtype_size(weight_dtype, "weight_dtype")
     asize = _dtype_size(act_dtype, "act_dtype")
 
+    from .pipeline import score_chunks
     n = len(batch)
-    peak, bw = (float(device.peak_ops_per_s), float(device.bytes_per_s)) if device else (0.0, 0.0)
-    jobs = _effective_jobs(n_jobs)
-    chunks = _chunks(n, jobs, chunk_size)
-    args = (conv.table, batch_size, wsize, asize, peak, bw, device is not None)
-    if jobs == 1 or len(chunks) <= 1:
-        parts = [score_chunk(*_slice(batch, lo, hi), *args) for lo, hi in chunks]
-    else:
-        # a soft hint: a user's joblib.parallel_config(backend="loky"/"dask")
-        # wins, so chunks travel as arrays and return arrays
-        from joblib import Parallel, delayed
-        parts = Parallel(n_jobs=n_jobs, prefer="threads")(
-            delayed(score_chunk)(*_slice(batch, lo, hi), *args) for lo, hi in chunks)
-    if parts:
-        metrics, status, bad, latency = (np.concatenate(p) if p[0] is not None else None
-                                         for p in zip(*parts))
-    else:
-        metrics = np.empty((0, len(METRICS)), dtype=np.int64)
-        status = np.empty(0, dtype=np.int64)
-        bad = np.empty(0, dtype=np.int64)
-        latency = np.empty(0) if device is not None else None
+    metrics, status, bad, latency = score_chunks(batch, conv.table, batch_size, wsize, asize,
+                                                 device=device, n_jobs=n_jobs, chunk_size=chunk_size)
 
     if errors == "raise" and n and np.any(status):
         i = int(np.flatnonzero(status)[0])
@@ -234,31 +203,6 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     res.convention, res.unit = conv.name, conv.unit
     res.batch_size, res.weight_dtype, res.act_dtype = batch_size, weight_dtype, act_dtype
     return res
-
-
-def _slice(batch: SpecBatch, lo: int, hi: int):
-    """Records and rebased offsets of architectures ``lo .. hi - 1`` (views)."""
-    a, b = batch.offsets[lo], batch.offsets[hi]
-    return batch.records[a:b], batch.offsets[lo:hi + 1] - a
-
-
-def score_chunk(records: np.ndarray, offsets: np.ndarray, table: np.ndarray, batch_size: int,
-                wsize: int, asize: int, peak_ops: float = 0.0, bytes_per_s: float = 0.0,
-                with_latency: bool = False):
-    """Score one contiguous chunk in the compiled core (GIL released).
-
-    A pure function of its arguments, so it runs the same in a thread, a
-    process or on a dask worker.  Returns ``(metrics, status, bad_layer,
-    latency_or_None)`` for the chunk's architectures.
-    """
-    n = len(offsets) - 1
-    metrics = np.empty((n, len(METRICS)), dtype=np.int64)
-    status = np.empty(n, dtype=np.int64)
-    bad = np.empty(n, dtype=np.int64)
-    latency = np.empty(n, dtype=np.float64) if with_latency else None
-    _core.score_range(records, offsets, 0, n, table, batch_size, wsize, asize,
-                      metrics, status, bad, peak_ops, bytes_per_s, latency)
-    return metrics, status, bad, latency
 
 
 #: dtype of :func:`layer_table` rows

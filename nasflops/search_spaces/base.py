@@ -154,6 +154,16 @@ class SearchSpace(abc.ABC):
         """Every candidate (or a range of them), in a fixed order."""
         return self.encode_columns(self.enumerate_columns(start, stop))
 
+    def sample_within(self, budget, n: int, seed: int = 0, **kwargs):
+        """The first ``n`` candidates of the seeded stream that fit ``budget``.
+
+        Rejection sampling at core speed; see :func:`nasflops.budget.sample_within`
+        (keyword arguments: convention, batch size, dtypes, ``n_jobs``, ...).
+        Raises ``ValueError`` when the budget looks unreachable.
+        """
+        from ..budget import sample_within
+        return sample_within(self, budget, n, seed, **kwargs)
+
     def describe(self) -> dict:
         """Name, size, native encoding and reference, for listings."""
         return {"name": self.name, "size": self.size, "native": self.native_example,
