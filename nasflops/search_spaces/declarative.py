@@ -735,6 +735,7 @@ class DeclarativeSpace(SearchSpace):
         self.native_columns = {c: _COLUMN_DOC[c] for c in self.columns}
         self.native_example = "{" + ", ".join(f'"{c}": ...' for c in self.columns) + "}"
         self._compile()
+        self._build_lookups()
 
     @property
     def params(self) -> dict:
@@ -804,6 +805,39 @@ class DeclarativeSpace(SearchSpace):
                 self._check_size(hh, f"head[{i}]")
             pool.add_net(hnet, patches=patches)
         pool.freeze()
+
+    def _build_lookups(self) -> None:
+        """Value -> choice index tables of the integer columns, and the
+        per-position radices that turn choice indices into template ids."""
+        self._luts = {}
+        for col in self.columns:
+            if col == "r" or (col == "e" and self._e_float):
+                continue
+            sets = self._choice_sets(col)
+            lo = min(min(c) for _, c in sets)
+            hi = max(max(c) for _, c in sets)
+            table = np.full((self._width(col), int(hi - lo + 1)), -1, dtype=np.int64)
+            for sl, choices in sets:
+                for j, v in enumerate(choices):
+                    table[sl, int(v - lo)] = j
+            if col == "op":       # a stage's first block is never skipped
+                for s in range(self.n_stages):
+                    p = int(self._stage_pos[s])
+                    allowed = set(self._allowed_op[p].tolist())
+                    for j, v in enumerate(sets[s][1]):
+                        if j not in allowed:
+                            table[p, int(v - lo)] = -1
+            self._luts[col] = (lo, table)
+        P = self.n_positions
+        rad = np.asarray(self._radix, dtype=np.int64).reshape(P, 5)
+        self._nk, self._ne, self._nwin, self._nw = rad[:, 1], rad[:, 2], rad[:, 3], rad[:, 4]
+        self._pos_stage = np.repeat(np.arange(self.n_stages),
+                                    np.diff(self._stage_pos)).astype(np.int64)
+        self._pos_in_stage = np.arange(P) - self._stage_pos[self._pos_stage]
+        # the width choice a position's input width follows (previous stage)
+        self._pos_prev = np.maximum(self._pos_stage - 1, 0)
+        self._pos_takes_prev = (self._pos_in_stage == 0) & (self._pos_stage > 0)
+        self._depths = [np.asarray(sd["depths"]) for sd in self.spec["stages"]]
 
     def _check_size(self, h: np.ndarray, where: str) -> None:
         if (h < 1).any():
@@ -884,16 +918,24 @@ class DeclarativeSpace(SearchSpace):
             width = self._width(col)
             if a.ndim != 2 or a.shape != (n, width):
                 self._fail(None, col, f"expected shape ({n}, {width}), got {a.shape}")
-            ci = np.full(a.shape, -1, dtype=np.int64)
-            for sl, choices in self._choice_sets(col):
-                sub = a[:, sl]
-                for j, v in enumerate(choices):
-                    ci[:, sl][sub == np.asarray(v, dtype=self._dtype(col))] = j
-            if col == "op":
-                for s in range(self.n_stages):
-                    p = int(self._stage_pos[s])
-                    ok = np.isin(ci[:, p], self._allowed_op[p])
-                    ci[~ok, p] = -1
+            lut = self._luts.get(col)
+            if lut is not None and a.dtype.kind in "iu":
+                # one table lookup: lut[position, value - lo] = choice index or -1
+                lo, table = lut
+                v = a.astype(np.int64) - lo
+                inside = (v >= 0) & (v < table.shape[1])
+                ci = np.where(inside, table[np.arange(width), np.where(inside, v, 0)], -1)
+            else:     # fractional expansions (or float input): compare per choice
+                ci = np.full(a.shape, -1, dtype=np.int64)
+                for sl, choices in self._choice_sets(col):
+                    sub = a[:, sl]
+                    for j, val in enumerate(choices):
+                        ci[:, sl][sub == np.asarray(val, dtype=self._dtype(col))] = j
+                if col == "op":
+                    for s in range(self.n_stages):
+                        p = int(self._stage_pos[s])
+                        ok = np.isin(ci[:, p], self._allowed_op[p])
+                        ci[~ok, p] = -1
             if (ci < 0).any():
                 i, j = np.argwhere(ci < 0)[0]
                 if col in ("d", "w"):
@@ -998,16 +1040,17 @@ class DeclarativeSpace(SearchSpace):
         zeros_s = np.zeros((n, self.n_stages), dtype=np.int64)
         t_i, k_i, e_i = (idx.get(c, zeros_p) for c in ("op", "ks", "e"))
         d_i, w_i = idx.get("d", zeros_s), idx.get("w", zeros_s)
+        depth = np.empty((n, self.n_stages), dtype=np.int64)
+        for s, ds in enumerate(self._depths):
+            depth[:, s] = ds[d_i[:, s]]
+        # all positions at once: mixed-radix index of the position's choices
+        win = np.where(self._pos_takes_prev, w_i[:, self._pos_prev], 0)
+        local = (((t_i * self._nk + k_i) * self._ne + e_i) * self._nwin + win) * self._nw \
+            + w_i[:, self._pos_stage]
+        active = self._pos_in_stage < depth[:, self._pos_stage]
         tids = np.empty((n, self.n_positions + 2), dtype=np.int64)
         tids[:, 0] = self._stem_tid
-        for s, sd in enumerate(self.spec["stages"]):
-            depth = np.asarray(sd["depths"])[d_i[:, s]]
-            for i in range(max(sd["depths"])):
-                p = int(self._stage_pos[s]) + i
-                nt, nk, ne, nwin, nw = self._radix[p]
-                win = w_i[:, s - 1] if (i == 0 and s > 0) else 0
-                local = (((t_i[:, p] * nk + k_i[:, p]) * ne + e_i[:, p]) * nwin + win) * nw + w_i[:, s]
-                tids[:, p + 1] = np.where(i < depth, self._base[p] + local, self._empty_tid)
+        tids[:, 1:-1] = np.where(active, self._base + local, self._empty_tid)
         tids[:, -1] = self._head_base + w_i[:, -1]
         r_idx = idx.get("r", np.zeros(n, dtype=np.int64))
         return tids, r_idx
