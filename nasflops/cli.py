@@ -149,7 +149,12 @@ def cmd_score(args) -> int:
     return 0
 
 
-def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes", "read_bytes")):
+_SUMMARY_Q = {"min": 0.0, "median": 0.5, "max": 1.0}
+_STATS_Q = {"min": 0.0, "5%": 0.05, "25%": 0.25, "median": 0.5, "75%": 0.75, "95%": 0.95, "max": 1.0}
+
+
+def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes", "read_bytes"),
+                   qs=_SUMMARY_Q):
     from rich.table import Table
 
     from .analytics import quantiles
@@ -157,11 +162,11 @@ def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes"
     from .units import format_bytes, format_count
     meta = read_metadata(path)
     conv, unit = meta.get("convention", "?"), meta.get("unit", "")
-    q = quantiles(path, metrics, q=[0.0, 0.5, 1.0])
+    q = quantiles(path, metrics, q=list(qs.values()))
     n_valid = _count_valid(path)
     t = Table(title=f"{n_valid:,} valid candidates; ops under convention '{conv}' ({unit})")
     t.add_column("metric")
-    for c in ("min", "median", "max"):
+    for c in qs:
         t.add_column(c, justify="right")
     for m in metrics:
         vals = q[m].to_pylist()
@@ -310,17 +315,20 @@ def cmd_stats(args) -> int:
 
     _need_results(args.results)
     con = _console()
-    _print_summary(con, args.results, metrics=tuple(args.metrics))
+    _print_summary(con, args.results, metrics=tuple(args.metrics), qs=_STATS_Q)
+    con.print(f"histograms ({args.bins} bins, valid candidates):")
     for m in args.metrics:
-        counts, edges = histogram(args.results, m, bins=args.bins)[:2] if isinstance(
-            histogram(args.results, m, bins=args.bins), tuple) else _hist_arrays(args.results, m, args.bins)
+        counts, edges = histogram(args.results, m, bins=args.bins)
         _print_histogram(con, m, counts, edges, format_bytes if m.endswith("_bytes") else format_count)
     if args.by:
         g = group_by(args.results, args.by, metric=args.metric)
-        t = Table(title=f"{args.metric} by {args.by}")
+        shown = g.slice(0, args.limit)
+        more = g.num_rows - shown.num_rows
+        t = Table(title=f"{args.metric} by {args.by} ({g.num_rows:,} groups)",
+                  caption=f"... {more:,} more groups (--limit)" if more > 0 else None)
         for c in g.column_names:
             t.add_column(c, justify="right")
-        for row in g.to_pylist():
+        for row in shown.to_pylist():
             t.add_row(*(_cell(v) for v in row.values()))
         con.print(t)
     if args.plot:
@@ -328,12 +336,6 @@ def cmd_stats(args) -> int:
         out = plot_distributions(args.results, args.plot, title=os.path.basename(os.path.normpath(args.results)))
         con.print(f"plot written to {out}")
     return 0
-
-
-def _hist_arrays(path, metric, bins):
-    from .analytics import histogram
-    h = histogram(path, metric, bins=bins)
-    return h["count"].to_numpy(), h["edges"] if "edges" in h else None
 
 
 def _cell(v) -> str:
@@ -461,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics to summarise")
     s.add_argument("--by", default=None, metavar="FIELD", help="group by a native field (e.g. r)")
     s.add_argument("--metric", default="macs", help="metric summarised per group (default: macs)")
+    s.add_argument("--limit", type=int, default=30, metavar="K", help="groups shown (default: 30)")
     s.add_argument("--bins", type=int, default=40, help="histogram bins")
     s.add_argument("--plot", default=None, metavar="OUT.png", help="write a PNG (needs matplotlib)")
     s.set_defaults(func=cmd_stats)

@@ -41,13 +41,26 @@ def plot_distributions(data, out: str | os.PathLike, metrics: Sequence[str] = ("
     expr = _filter(dataset)
     names = set(dataset.schema.names)
     metrics = [m for m in metrics if m in names]
-    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(4.2 * (len(metrics) + 1), 3.8))
+    from matplotlib.ticker import EngFormatter
+
+    n_plots = len(metrics) + 1
+    cols = 2 if n_plots > 2 else n_plots
+    rows = -(-n_plots // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[n_plots:]:
+        ax.set_visible(False)
+
+    def fmt(ax_axis, metric):
+        ax_axis.set_major_formatter(EngFormatter(unit="B" if metric.endswith("_bytes") else "", sep=""))
+
     for ax, m in zip(axes, metrics):
         v = _column(dataset, m, expr)
         ax.hist(v, bins=bins, color="#4878a8")
         ax.set_xlabel(_label(m, dataset))
         ax.set_ylabel("candidates")
-    ax = axes[-1]
+        fmt(ax.xaxis, m)
+    ax = axes[n_plots - 1]
     xs, ys = _column(dataset, x, expr), _column(dataset, y, expr)
     if xs.size > 200_000:  # a scatter of millions is ink, not information
         pick = np.random.default_rng(0).choice(xs.size, 200_000, replace=False)
@@ -57,6 +70,8 @@ def plot_distributions(data, out: str | os.PathLike, metrics: Sequence[str] = ("
     ax.plot(front[x].to_numpy(), front[y].to_numpy(), "o-", color="#c44e52", ms=3, label="Pareto front")
     ax.set_xlabel(_label(x, dataset))
     ax.set_ylabel(_label(y, dataset))
+    fmt(ax.xaxis, x)
+    fmt(ax.yaxis, y)
     ax.legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)
@@ -79,6 +94,4 @@ def _label(metric: str, dataset) -> str:
     meta = _meta_of_schema(dataset.schema)
     if metric == "ops":
         return f"ops ({meta.get('convention', '?')})"
-    if metric.endswith("_bytes"):
-        return f"{metric} (bytes)"
     return metric
