@@ -219,6 +219,23 @@ class Offenders(nn.Module):
         return x.sum(1)
 
 
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU()   # reused without weights: fine
+
+    def forward(self, x):
+        return self.relu(self.conv(self.relu(self.conv(x))))
+
+
+def test_shared_weights_are_reported():
+    with pytest.raises(UnsupportedOpsError, match="called 2 times with shared weights"):
+        from_torch(Shared(), (4, 8, 8))
+    # the hook counter follows torch: shared parameters count once
+    assert count_with_hooks(Shared(), (4, 8, 8)).params == 4 * 4 * 9 + 4
+
+
 def test_unsupported_ops_listed_together():
     with pytest.raises(UnsupportedOpsError) as err:
         from_torch(Offenders(), (3, 16, 16))
@@ -327,3 +344,30 @@ def test_from_torch_on_xautodl_nb201(arch):
     for conv in CONVENTIONS:
         assert core(spec, conv) == core(ref, conv), conv
         assert count_with_hooks(net, (3, 32, 32), conv).as_dict() == core(ref, conv), conv
+
+
+class ConvNeXtNorm(nn.Module):
+    """torchvision's ConvNeXt style: LayerNorm2d as permute -> F.layer_norm ->
+    permute, then a layer scale as a broadcast (C, 1, 1) parameter."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.weight, self.bias = nn.Parameter(torch.ones(c)), nn.Parameter(torch.zeros(c))
+        self.gamma = nn.Parameter(torch.full((c, 1, 1), 1e-6))
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = F.layer_norm(y, (y.shape[-1],), self.weight, self.bias, 1e-6)
+        return x + y.permute(0, 3, 1, 2) * self.gamma
+
+
+def test_functional_layer_norm_channels_last():
+    model = ConvNeXtNorm().eval()
+    spec = from_torch(model, (8, 14, 14))
+    assert [nf.spec.op_name(o) for o in spec["op"]] == ["input", "conv2d", "layernorm", "scale",
+                                                       "add"]
+    assert spec["flags"][2] & nf.Flag.AFFINE
+    assert core(spec, "macs")["params"] == n_params(model)
+    for conv in CONVENTIONS:
+        assert count_with_hooks(model, (8, 14, 14), conv, 2).as_dict() == core(spec, conv, 2), conv

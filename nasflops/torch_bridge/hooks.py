@@ -269,6 +269,13 @@ def _facts(run: _fx.NodeRun, param_nodes: set) -> tuple[Optional[OpFacts], Optio
             f.kind, f.window = "adaptive", int(acts[0].numel())
             return f, None
         return None, "mean over other dims than (2, 3)"
+    if is_f and target is F.layer_norm:
+        shape = tuple(run.kwargs.get("normalized_shape", run.args[1] if len(run.args) > 1 else ()))
+        if shape != (int(acts[0].shape[-1]),):
+            return None, f"layer_norm over {shape} (only the channels)"
+        weight = run.kwargs.get("weight", run.args[2] if len(run.args) > 2 else None)
+        f.kind, f.affine = "ln", weight is not None
+        return f, None
     if is_f and target is F.adaptive_avg_pool2d:
         f.kind, f.window = "adaptive", _adaptive_window(acts[0], out)
         return f, None

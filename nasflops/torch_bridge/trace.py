@@ -15,8 +15,9 @@ node's tensors are known.  Each node becomes zero or more records:
   activations, ``x + y`` / ``+=`` / ``torch.add``, ``x * gate`` / ``torch.mul``,
   ``x * param`` (a per-channel scale, ``+ param`` adds its bias), ``x * 0``
   (NAS "none"), ``0 + x`` (``sum()``'s start: no record), ``torch.cat(dim=1)``,
-  ``torch.flatten``, ``x.view/reshape(N, -1)``, ``x.mean((2, 3))`` (global pool), ``F.adaptive_avg_pool2d``, ``F.max_pool2d``,
-  ``F.avg_pool2d``, ``F.softmax(dim=1)``, ``F.dropout``, ``torch.chunk``/``split``
+  ``torch.flatten``, ``x.view/reshape(N, -1)``, ``x.mean((2, 3))`` (global
+  pool), ``F.layer_norm`` (as ``LayerNorm``), ``F.adaptive_avg_pool2d``,
+  ``F.max_pool2d``, ``F.avg_pool2d``, ``F.softmax(dim=1)``, ``F.dropout``, ``torch.chunk``/``split``
   along channels and channel slicing (``x[:, a:b]``, ``narrow``), the
   ``view -> transpose(1, 2) -> view`` channel-shuffle pattern,
   ``torch.channel_shuffle``, ``torch.zeros_like``;
@@ -281,6 +282,18 @@ def _from_runs(runs: list, model_name: str) -> np.ndarray:
             out = srcs[0] if srcs else 0
         if out is not None:
             env[n] = out
+    # a module with weights called twice shares them; a spec has one record
+    # per call and would count its parameters twice
+    calls: dict = {}
+    for run in runs:
+        if run.node.op == "call_module" and any(True for _ in run.module.parameters()):
+            calls.setdefault(run.node.target, []).append(run.node.name)
+    for target, names in calls.items():
+        if len(names) > 1:
+            offenders.append((names[1], f"call_module {target}",
+                              f"called {len(names)} times with shared weights (nodes "
+                              f"{', '.join(names)}); a spec has one record, with its own "
+                              "parameters, per call"))
     if offenders:
         raise UnsupportedOpsError(f"cannot translate {model_name}", offenders)
     return _checked(b)
@@ -341,6 +354,22 @@ def _node(b: _Builder, env: dict, params: dict, run) -> Any:
     x0 = args[0] if args else None
     v0 = vals[0] if vals else None
     net = b.net
+
+    if is_f and tgt is F.layer_norm:
+        shape = tuple(_arg(args, kwargs, 1, "normalized_shape"))
+        if shape != (int(x0.shape[-1]),):
+            raise _Unsupported(f"layer_norm over {shape} (only the channels)")
+        affine = _arg(args, kwargs, 2, "weight") is not None
+        if _arg(args, kwargs, 3, "bias") is not None and not affine:
+            raise _Unsupported("layer_norm with a bias but no weight")
+        if isinstance(v0, tuple) and v0[0] == "perm":   # channels-last (ConvNeXt)
+            r = net.layernorm(v0[1], affine)
+            b.add(r, None, where)
+            return ("perm", r)
+        if x0.dim() != 2:
+            raise _Unsupported("layer_norm on a rank-4 tensor not between permute(0, 2, 3, 1) "
+                               "and permute(0, 3, 1, 2)")
+        return b.add(net.layernorm(_src(v0), affine), res, where)
 
     # markers: channels-last (permute) and grouped (shuffle) views
     if isinstance(v0, tuple):
