@@ -12,15 +12,40 @@ from nasflops.search_spaces.declarative import SchemaError, compile_space, load_
 
 SEED = 7
 
-# ProxylessNAS-Mobile, the published network, in the proxylessnas-mobile
-# space's native encoding.  Source of the architecture: the per-layer kernel,
-# expand and zero/MBConv lists of osmr/imgclsmob pytorchcv/models/
-# proxylessnas.py (get_proxylessnas("mobile"), transcribed from the official
-# proxyless_mobile.config), 21 searched layers after the fixed first block.
-PROXYLESS_MOBILE = {
-    "op": ["mbconv", "mbconv", "skip", "skip"] + ["mbconv"] * 17,
-    "ks": [5, 3, 3, 3, 7, 3, 5, 5, 7, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7],
-    "e": [3, 3, 3, 3, 3, 3, 3, 3, 6, 3, 3, 3, 6, 3, 3, 3, 6, 6, 3, 3, 6],
+# The published ProxylessNAS networks in the proxylessnas-* spaces' native
+# encoding.  Source of the architectures: the per-layer kernel, expand and
+# zero/MBConv lists of osmr/imgclsmob pytorchcv/models/proxylessnas.py
+# (get_proxylessnas(version), transcribed from the official proxyless_*.config
+# files), 21 searched layers after the fixed first block.
+def _native(residual, ks, e):
+    return {"op": ["mbconv" if r else "skip" for r in residual], "ks": ks, "e": e}
+
+
+PROXYLESS = {
+    "mobile": _native([1, 1, 0, 0] + [1] * 17,
+                      [5, 3, 3, 3, 7, 3, 5, 5, 7, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7],
+                      [3, 3, 3, 3, 3, 3, 3, 3, 6, 3, 3, 3, 6, 3, 3, 3, 6, 6, 3, 3, 6]),
+    "gpu": _native([1, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1],
+                   [5, 3, 3, 3, 7, 3, 3, 3, 7, 5, 5, 5, 5, 3, 3, 5, 7, 7, 7, 5, 7],
+                   [3, 3, 3, 3, 3, 3, 3, 3, 6, 3, 3, 3, 6, 3, 3, 3, 6, 6, 6, 6, 6]),
+    "cpu": _native([1] * 9 + [0, 0] + [1] * 10,
+                   [3, 3, 3, 3, 3, 3, 3, 5, 3, 3, 3, 3, 5, 3, 3, 3, 5, 5, 5, 3, 5],
+                   [6, 3, 3, 3, 6, 3, 3, 3, 6, 3, 3, 3, 6, 3, 3, 3, 6, 3, 3, 3, 6]),
+}
+PROXYLESS_MOBILE = PROXYLESS["mobile"]
+# published figures: mit-han-lab/proxylessnas logs/imagenet_<version>_log.txt
+# ("Total training params: 4.08M", "Total FLOPs: 320.4M", ...; their counter
+# is conv + linear MACs) and the exact params osmr/imgclsmob's test asserts
+PUBLISHED = {  # version: (params, params in M as printed, MACs in M as printed)
+    "mobile": (4080512, 4.08, 320.4),
+    "gpu": (7119848, 7.12, 465.3),
+    "cpu": (4361648, 4.36, 439.2),
+}
+# stem, first block, stage widths and feature-mix width of each network
+WIDTHS = {
+    "mobile": (32, 16, [32, 40, 80, 96, 192, 320], 1280),
+    "gpu": (40, 24, [32, 56, 112, 128, 256, 432], 1728),
+    "cpu": (40, 24, [32, 48, 88, 104, 216, 360], 1432),
 }
 
 
@@ -59,36 +84,36 @@ def test_ofa_yaml_encodes_like_ofa_mbv3():
 
 
 # -------------------------------------------------------------- ProxylessNAS
-def test_proxylessnas_mobile_published_figures():
-    space = get_space("proxylessnas-mobile")
+@pytest.mark.parametrize("version", ["mobile", "gpu", "cpu"])
+def test_proxylessnas_published_figures(version):
+    space = get_space(f"proxylessnas-{version}")
     assert space.columns == ("op", "ks", "e") and space.block_types == ("mbconv", "skip")
-    r = nf.score(space.encode([PROXYLESS_MOBILE]), convention="ofa")
+    r = nf.score(space.encode([PROXYLESS[version]]), convention="ofa")
     macs, params = int(r["ops"][0]), int(r["params"][0])
-    # mit-han-lab/proxylessnas logs/imagenet_mobile_log.txt: "Total training
-    # params: 4.08M", "Total FLOPs: 320.4M" (their counter: conv + linear
-    # MACs); osmr/imgclsmob's test asserts 4080512 params for this network
-    assert params == 4080512
-    assert round(params / 1e6, 2) == 4.08
-    assert round(macs / 1e6, 1) == 320.4
-    assert macs == 320427584     # = the ofa package's count, next test
+    exact, params_m, macs_m = PUBLISHED[version]
+    assert params == exact
+    assert round(params / 1e6, 2) == params_m
+    assert round(macs / 1e6, 1) == macs_m
 
 
-def test_proxylessnas_mobile_matches_ofa_package():
+@pytest.mark.parametrize("version", ["mobile", "gpu", "cpu"])
+def test_proxylessnas_matches_ofa_package(version):
     torch = pytest.importorskip("torch")
     _stub_ofa_imports()
     networks = pytest.importorskip("ofa.imagenet_classification.networks")
     from ofa.utils.flops_counter import profile
     # the published network as an ofa ProxylessNASNets config (the format of
-    # the official proxyless_mobile.config), built from the native
+    # the official proxyless_*.config files), built from the native
+    stem, first, widths, mix = WIDTHS[version]
+    native = PROXYLESS[version]
     blocks = [{"name": "ResidualBlock", "shortcut": None,
-               "conv": {"name": "MBConvLayer", "in_channels": 32, "out_channels": 16,
+               "conv": {"name": "MBConvLayer", "in_channels": stem, "out_channels": first,
                         "kernel_size": 3, "stride": 1, "expand_ratio": 1, "act_func": "relu6"}}]
-    widths, strides = [32, 40, 80, 96, 192, 320], [2, 2, 2, 1, 2, 1]
-    depths = [4, 4, 4, 4, 4, 1]
-    cin, p = 16, 0
+    strides, depths = [2, 2, 2, 1, 2, 1], [4, 4, 4, 4, 4, 1]
+    cin, p = first, 0
     for w, s, d in zip(widths, strides, depths):
         for i in range(d):
-            op, k, e = (PROXYLESS_MOBILE[c][p] for c in ("op", "ks", "e"))
+            op, k, e = (native[c][p] for c in ("op", "ks", "e"))
             stride = s if i == 0 else 1
             shortcut = ({"name": "IdentityLayer", "in_channels": cin, "out_channels": w}
                         if stride == 1 and cin == w else None)
@@ -99,12 +124,12 @@ def test_proxylessnas_mobile_matches_ofa_package():
             cin, p = w, p + 1
     config = {
         "name": "ProxylessNASNets",
-        "first_conv": {"name": "ConvLayer", "in_channels": 3, "out_channels": 32, "kernel_size": 3,
-                       "stride": 2, "act_func": "relu6"},
+        "first_conv": {"name": "ConvLayer", "in_channels": 3, "out_channels": stem,
+                       "kernel_size": 3, "stride": 2, "act_func": "relu6"},
         "blocks": blocks,
-        "feature_mix_layer": {"name": "ConvLayer", "in_channels": 320, "out_channels": 1280,
+        "feature_mix_layer": {"name": "ConvLayer", "in_channels": cin, "out_channels": mix,
                               "kernel_size": 1, "act_func": "relu6"},
-        "classifier": {"name": "LinearLayer", "in_features": 1280, "out_features": 1000},
+        "classifier": {"name": "LinearLayer", "in_features": mix, "out_features": 1000},
     }
     net = networks.ProxylessNASNets.build_from_config(config)
     params = sum(q.numel() for q in net.parameters())
@@ -114,8 +139,8 @@ def test_proxylessnas_mobile_matches_ofa_package():
         macs, _ = profile(net.to("meta", torch.float64), (1, 3, 224, 224))
     finally:
         torch.set_default_dtype(old)
-    space = get_space("proxylessnas-mobile")
-    r = nf.score(space.encode([PROXYLESS_MOBILE]), convention="ofa")
+    space = get_space(f"proxylessnas-{version}")
+    r = nf.score(space.encode([native]), convention="ofa")
     assert (int(r["ops"][0]), int(r["params"][0])) == (int(macs), params)
 
 

@@ -14,10 +14,11 @@ are registered under their file name with ``_`` read as ``-``:
 
 * ``ofa-mbv3-declarative`` (``ofa_mbv3_declarative.yaml``): the Once-for-All
   MobileNetV3 w1.2 space; encodes record for record like ``ofa-mbv3``.
-* ``proxylessnas-mobile`` (``proxylessnas_mobile.yaml``): the ProxylessNAS
-  search space (MBConv k{3,5,7} x e{3,6} or zero per layer) at the stage
-  widths of the published ProxylessNAS-Mobile network, which it reproduces
-  (320.4 M MACs, 4,080,512 params; see the file).
+* ``proxylessnas-mobile``, ``proxylessnas-gpu``, ``proxylessnas-cpu``
+  (``proxylessnas_*.yaml``): the ProxylessNAS search space (MBConv k{3,5,7}
+  x e{3,6} or zero, per layer) at the stage widths of each published
+  ProxylessNAS network, which it reproduces (Mobile: 320.4 M MACs, 4,080,512
+  params; GPU: 465.3 M, 7,119,848; CPU: 439.2 M, 4,361,648; see the files).
 
 Any other file: ``load_space("path/to/space.yaml")`` (or a dict:
 ``compile_space({...})``).
