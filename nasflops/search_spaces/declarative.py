@@ -3,7 +3,7 @@
 A *declarative space* is a dict (or a YAML file holding one) describing a
 macro/chain space -- a stem, stages of repeated blocks whose type, kernel,
 expansion, width and depth are chosen per candidate, and a head -- the shape
-of MobileNet-like (OFA, ProxylessNAS, FBNet, MnasNet) and ResNet-like spaces.
+of MobileNet-like (OFA, ProxylessNAS, MnasNet-style) and ResNet-like spaces.
 :func:`compile_space` turns it into a :class:`~nasflops.search_spaces.
 SearchSpace` whose sampling and encoding are vectorised: every block variant
 is written once as a record template, and a batch is one gather from the
