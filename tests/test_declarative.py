@@ -1,7 +1,5 @@
 """Declarative chain spaces: schema, compiled sampler/encoder, shipped spaces."""
-import sys
 import textwrap
-import types
 
 import numpy as np
 import pytest
@@ -49,27 +47,6 @@ WIDTHS = {
 }
 
 
-def _stub_ofa_imports():
-    """``ofa`` imports torchvision and gdown at import time (data loaders,
-    model zoo); the network code needs neither, stand-ins suffice."""
-    if "torchvision" not in sys.modules:
-        tv = types.ModuleType("torchvision")
-        tr = types.ModuleType("torchvision.transforms")
-        fn = types.ModuleType("torchvision.transforms.functional")
-        ds = types.ModuleType("torchvision.datasets")
-
-        class _Transform:
-            def __init__(self, *a, **k):
-                pass
-
-        tr.RandomResizedCrop = tr.RandomCrop = _Transform
-        tr.functional, tv.transforms, tv.datasets = fn, tr, ds
-        sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
-                            "torchvision.transforms.functional": fn,
-                            "torchvision.datasets": ds})
-    sys.modules.setdefault("gdown", types.ModuleType("gdown"))
-
-
 # ------------------------------------------------------------------ OFA-MBv3
 def test_ofa_yaml_encodes_like_ofa_mbv3():
     hand, decl = get_space("ofa-mbv3"), get_space("ofa-mbv3-declarative")
@@ -97,9 +74,8 @@ def test_proxylessnas_published_figures(version):
 
 
 @pytest.mark.parametrize("version", ["mobile", "gpu", "cpu"])
-def test_proxylessnas_matches_ofa_package(version):
+def test_proxylessnas_matches_ofa_package(version, ofa_importable):
     torch = pytest.importorskip("torch")
-    _stub_ofa_imports()
     networks = pytest.importorskip("ofa.imagenet_classification.networks")
     from ofa.utils.flops_counter import profile
     # the published network as an ofa ProxylessNASNets config (the format of

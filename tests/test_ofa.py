@@ -15,8 +15,6 @@ subnet is moved to torch's ``meta`` device too: the hooks read only shapes
 (``y.nelement()``, weight sizes), which meta tensors carry without computing,
 so the test stays fast.
 """
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -24,32 +22,10 @@ import pytest
 import nasflops as nf
 from nasflops.search_spaces import NativeError, get_space
 
-def _stub_ofa_imports():
-    """``ofa`` imports torchvision and gdown at import time for its data
-    loaders and model zoo, neither of which the network code uses: small
-    stand-ins with the attributes touched at import are enough."""
-    if "torchvision" not in sys.modules:
-        tv = types.ModuleType("torchvision")
-        tr = types.ModuleType("torchvision.transforms")
-        fn = types.ModuleType("torchvision.transforms.functional")
-        ds = types.ModuleType("torchvision.datasets")
-
-        class _Transform:  # base classes ofa subclasses at import
-            def __init__(self, *a, **k):
-                pass
-
-        tr.RandomResizedCrop = tr.RandomCrop = _Transform
-        tr.functional, tv.transforms, tv.datasets = fn, tr, ds
-        sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
-                            "torchvision.transforms.functional": fn,
-                            "torchvision.datasets": ds})
-    sys.modules.setdefault("gdown", types.ModuleType("gdown"))
 
 
 @pytest.fixture(scope="module")
-def ofa():
-    pytest.importorskip("torch")
-    _stub_ofa_imports()
+def ofa(ofa_importable):
     networks = pytest.importorskip("ofa.imagenet_classification.elastic_nn.networks")
     from ofa.utils.flops_counter import profile
     supernet = networks.OFAMobileNetV3(width_mult=1.2, ks_list=[3, 5, 7],

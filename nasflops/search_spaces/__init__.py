@@ -8,7 +8,6 @@ contract.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Callable
 
 from .base import NativeError, SearchSpace
@@ -33,21 +32,38 @@ def register_space(name: str):
 
 def _load_all() -> None:
     for mod in _MODULES:
-        # TODO(lead): make strict once every module has landed
-        if importlib.util.find_spec(f"{__name__}.{mod}") is not None:
-            importlib.import_module(f"{__name__}.{mod}")
+        importlib.import_module(f"{__name__}.{mod}")
 
 
 def get_space(name: str, **params) -> SearchSpace:
     """Build the search space ``name`` with its parameters.
 
+    ``name`` is a registered name (see :func:`list_spaces`) or
+    ``"yaml:path/to/space.yaml"``, a user-defined declarative space (see
+    :mod:`nasflops.search_spaces.declarative`).  A declarative space rebuilt
+    from stored metadata comes back through its ``path`` parameter.
+
     Raises ``ValueError`` listing the known spaces when ``name`` is unknown.
+
+    Examples
+    --------
+    >>> import nasflops
+    >>> nasflops.get_space("nb201", dataset="cifar100").size
+    15625
     """
     _load_all()
+    if name.startswith("yaml:") or "path" in params:
+        from .declarative import load_space
+        path = name[len("yaml:"):] if name.startswith("yaml:") else params.pop("path")
+        params.pop("path", None)
+        if params:
+            raise ValueError(f"a declarative space takes no parameters; got {sorted(params)}")
+        return load_space(path)
     try:
         factory = SPACES[name]
     except KeyError:
-        raise ValueError(f"unknown search space {name!r}; known: {', '.join(sorted(SPACES))}") from None
+        raise ValueError(f"unknown search space {name!r}; known: {', '.join(sorted(SPACES))}, "
+                         "or yaml:PATH") from None
     return factory(**params)
 
 
