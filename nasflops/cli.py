@@ -118,7 +118,8 @@ def cmd_spaces(args) -> int:
         t.add_column(col, overflow="fold")
     for s in spaces:
         size = s["size"]
-        t.add_row(s["name"], f"{size:,}" if isinstance(size, int) else "unbounded",
+        shown = "-" if size is None else f"{size:,}" if size < 10**9 else f"{size:.3g}"
+        t.add_row(s["name"], shown,
                   s["native"], s["reference"])
     _console().print(t)
     return 0

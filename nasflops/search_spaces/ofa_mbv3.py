@@ -203,6 +203,15 @@ class OFAMobileNetV3Space(SearchSpace):
     def params(self) -> dict:
         return {"width_mult": self.width_mult}
 
+    @property
+    def size(self) -> int:
+        """Distinct networks: (9^2 + 9^3 + 9^4)^5 sub-networks x 25 resolutions
+        (natives differing only in entries beyond a stage's depth are one network).
+        Too many to enumerate: sample instead."""
+        per_block = len(KS_CHOICES) * len(E_CHOICES)
+        per_stage = sum(per_block ** d for d in D_CHOICES)
+        return per_stage ** N_STAGES * len(self._layout.resolutions)
+
     # -- templates ------------------------------------------------------------
     def _build_templates(self) -> TemplatePool:
         L = self._layout
