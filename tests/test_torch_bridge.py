@@ -371,3 +371,31 @@ def test_functional_layer_norm_channels_last():
     assert core(spec, "macs")["params"] == n_params(model)
     for conv in CONVENTIONS:
         assert count_with_hooks(model, (8, 14, 14), conv, 2).as_dict() == core(spec, conv, 2), conv
+
+
+def test_from_torch_on_ofa_subnets(ofa_importable):
+    """Once-for-All's own subnets (its Hswish/Hsigmoid modules mapped, SE's
+    `x.mean(3, keepdim=True).mean(2, keepdim=True)` as two pools) translate
+    to records scoring exactly as the ofa-mbv3 space's encoding, memory
+    included, and as the hook counter measures the subnet."""
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+    from ofa.utils.pytorch_modules import Hsigmoid, Hswish
+    space = _space("ofa-mbv3")
+    supernet = OFAMobileNetV3(width_mult=1.2, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+                              depth_list=[2, 3, 4]).eval()
+    mapping = {Hswish: "hardswish", Hsigmoid: "hardsigmoid"}
+    for nat in space.from_columns(space.sample_columns(2, seed=3)):
+        supernet.set_active_subnet(ks=nat["ks"], e=nat["e"], d=nat["d"])
+        subnet = supernet.get_active_subnet(preserve_weight=False).to("meta").eval()
+        shape = (3, nat["r"], nat["r"])
+        spec = from_torch(subnet, shape, module_map=mapping)
+        ref = space.encode([nat])[0]
+        assert core(spec, "macs")["params"] == n_params(subnet)
+        for conv in ("flops", "ofa", "ptflops"):
+            assert core(spec, conv) == core(ref, conv), conv
+            assert count_with_hooks(subnet, shape, conv, module_map=mapping).as_dict() == \
+                core(ref, conv), conv
+    with pytest.raises(UnsupportedOpsError, match="add of a tensor and a constant"):
+        from_torch(subnet, shape)   # Hswish traced through: x + 3.0 has no record
+    with pytest.raises(ValueError, match="module_map"):
+        from_torch(subnet, shape, module_map={Hswish: "swish"})

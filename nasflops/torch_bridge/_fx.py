@@ -35,26 +35,49 @@ class _InplaceProxy(fx.Proxy):
 
 
 class LeafTracer(fx.Tracer):
-    """fx tracer whose leaves are torch.nn modules and nasflops' bridge modules."""
+    """fx tracer whose leaves are torch.nn modules, nasflops' bridge modules
+    and the user's mapped module types (``extra_leaves``)."""
+
+    def __init__(self, extra_leaves: tuple = ()):
+        super().__init__()
+        self.extra_leaves = tuple(extra_leaves)
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _InplaceProxy(node, self)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, BRIDGE_MODULES):
+        if isinstance(m, BRIDGE_MODULES + self.extra_leaves):
             return True
         if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             return False
         return super().is_leaf_module(m, qualname)
 
 
+#: what a user's module type may be mapped to (``module_map``)
+MAPPABLE = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "tanh",
+            "global_avgpool", "identity", "dropout", "flatten", "zero")
+
+
+def check_module_map(module_map) -> dict:
+    """Validate ``{module type: op}``; ops are :data:`MAPPABLE`."""
+    out = {}
+    for t, op in (module_map or {}).items():
+        if not isinstance(t, type) or not issubclass(t, nn.Module):
+            raise TypeError(f"module_map keys must be nn.Module subclasses, got {t!r}")
+        if op not in MAPPABLE:
+            raise ValueError(f"module_map[{t.__name__}] = {op!r}: must be one of "
+                             f"{', '.join(MAPPABLE)}")
+        out[t] = op
+    return out
+
+
 class TraceFailed(RuntimeError):
     """``torch.fx`` could not trace the model (data-dependent control flow, ...)."""
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
+def trace(model: nn.Module, extra_leaves: tuple = ()) -> fx.GraphModule:
     """Symbolically trace ``model`` with :class:`LeafTracer`."""
-    tracer = LeafTracer()
+    tracer = LeafTracer(extra_leaves)
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises many types: TraceError, TypeError, ...

@@ -142,7 +142,8 @@ def _dim_arg(run, pos: int, default=None):
     return run.args[pos] if len(run.args) > pos else default
 
 
-def _facts(run: _fx.NodeRun, param_nodes: set) -> tuple[Optional[OpFacts], Optional[str]]:
+def _facts(run: _fx.NodeRun, param_nodes: set, module_map: Optional[dict] = None
+           ) -> tuple[Optional[OpFacts], Optional[str]]:
     """Facts of an executed node, or (None, reason) when unsupported.
 
     Returns ``(None, None)`` for nodes that are not tensor ops (``size``,
@@ -158,6 +159,17 @@ def _facts(run: _fx.NodeRun, param_nodes: set) -> tuple[Optional[OpFacts], Optio
         own = list(m.parameters())
         f = OpFacts(name, "", [t for t in x if isinstance(t, torch.Tensor)], y, own)
         t = type(m)
+        mapped = (module_map or {}).get(t)
+        if mapped is not None:
+            if mapped == "global_avgpool":
+                f.kind, f.window = "adaptive", int(x[0].numel())
+            elif mapped == "zero":
+                f.kind = "zero"
+            elif mapped in ("identity", "dropout", "flatten"):
+                f.kind = "view"
+            else:
+                f.kind, f.act = "act", mapped
+            return f, None
         if t is nn.Conv2d:
             w = m.weight
             f.kind, f.bias = "conv", m.bias is not None
@@ -268,7 +280,12 @@ def _facts(run: _fx.NodeRun, param_nodes: set) -> tuple[Optional[OpFacts], Optio
         if dims == (2, 3) and d == 4:
             f.kind, f.window = "adaptive", int(acts[0].numel())
             return f, None
-        return None, "mean over other dims than (2, 3)"
+        one = _dim_arg(run, 1)
+        if isinstance(one, int) and d == 4 and one % d in (2, 3) and out.dim() == 4:
+            # a mean over one spatial dim (keepdim): an adaptive pool to H x 1
+            f.kind, f.window = "adaptive", _adaptive_window(acts[0], out)
+            return f, None
+        return None, "mean over other dims than (2, 3) or one spatial dim with keepdim=True"
     if is_f and target is F.layer_norm:
         shape = tuple(run.kwargs.get("normalized_shape", run.args[1] if len(run.args) > 1 else ()))
         if shape != (int(acts[0].shape[-1]),):
@@ -451,7 +468,7 @@ class HookCounts:
 
 def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
                      batch_size: int = 1, weight_dtype: str = "fp32",
-                     act_dtype: str = "fp32") -> HookCounts:
+                     act_dtype: str = "fp32", module_map: Optional[dict] = None) -> HookCounts:
     """Count a torch model by running it, independently of the nasflops core.
 
     Parameters
@@ -470,6 +487,9 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
         N when ``input_shape`` has three entries.
     weight_dtype, act_dtype : str
         Element types for the byte metrics (``fp32``, ``fp16``, ``int8``, ...).
+    module_map : dict, optional
+        ``{module type: op}`` for your own modules, as in
+        :func:`~nasflops.torch_bridge.from_torch`.
 
     Returns
     -------
@@ -498,15 +518,16 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
         raise ValueError(f"unknown element type {weight_dtype!r} or {act_dtype!r}; "
                          f"known: {', '.join(_DTYPE_SIZES)}") from None
     rules = HOOK_CONVENTIONS[convention]
+    mmap = _fx.check_module_map(module_map)
     was_training = model.training
     model.eval()
     try:
         x = _fx.input_tensor(model, input_shape, batch_size)
         try:
-            runs = _fx.run_recorded(_fx.trace(model), x)
+            runs = _fx.run_recorded(_fx.trace(model, tuple(mmap)), x)
         except _fx.TraceFailed:
             # hooks where tracing cannot go: module by module
-            runs, missing = _fx.run_hooked(model, x, BRIDGE_MODULES)
+            runs, missing = _fx.run_hooked(model, x, BRIDGE_MODULES + tuple(mmap))
             if missing:
                 raise UnsupportedOpsError(f"cannot count {type(model).__name__}", missing) from None
     finally:
@@ -527,7 +548,7 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
             facts[n] = OpFacts(n.name, "input", [], run.result)
             order.append(n)
             continue
-        f, why = _facts(run, param_nodes)
+        f, why = _facts(run, param_nodes, mmap)
         if f is None and why is not None:
             f = _scale_bias(run, param_nodes, facts) or f
         if f is None:

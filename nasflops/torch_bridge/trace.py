@@ -16,7 +16,8 @@ node's tensors are known.  Each node becomes zero or more records:
   ``x * param`` (a per-channel scale, ``+ param`` adds its bias), ``x * 0``
   (NAS "none"), ``0 + x`` (``sum()``'s start: no record), ``torch.cat(dim=1)``,
   ``torch.flatten``, ``x.view/reshape(N, -1)``, ``x.mean((2, 3))`` (global
-  pool), ``F.layer_norm`` (as ``LayerNorm``), ``F.adaptive_avg_pool2d``,
+  pool; ``x.mean(3, keepdim=True)`` is an adaptive pool to H x 1),
+  ``F.layer_norm`` (as ``LayerNorm``), ``F.adaptive_avg_pool2d``,
   ``F.max_pool2d``, ``F.avg_pool2d``, ``F.softmax(dim=1)``, ``F.dropout``, ``torch.chunk``/``split``
   along channels and channel slicing (``x[:, a:b]``, ``narrow``), the
   ``view -> transpose(1, 2) -> view`` channel-shuffle pattern,
@@ -95,9 +96,10 @@ def _arg(args, kwargs, pos: int, name: str, default=None):
 class _Builder:
     """Turns executed nodes into records, keeping the node -> record map."""
 
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, module_map: Optional[dict] = None):
         c, h, w = _chw(x)
         self.net = Net(c, h, w)
+        self.module_map = module_map or {}
         self.tensor_of = {0: x}     # record -> the torch tensor it stands for
         self.where = {0: "input"}   # record -> fx node name (for errors)
         self.scale_from_mul: dict[int, int] = {}   # scale record -> users left
@@ -111,6 +113,9 @@ class _Builder:
     def module(self, m: nn.Module, srcs: list[int], ins: list, out, where: str) -> int:
         net, t = self.net, type(m)
         s = srcs[0] if srcs else None
+        mapped = self.module_map.get(t)
+        if mapped is not None:
+            return self.add(_mapped(net, mapped, s, ins, out), out, where)
         if t is nn.Conv2d:
             if m.padding_mode != "zeros" or isinstance(m.padding, str):
                 raise _Unsupported(f"Conv2d padding={m.padding!r} padding_mode={m.padding_mode!r} "
@@ -189,6 +194,15 @@ class _Builder:
         return self.net.mul(srcs[0], srcs[1])
 
 
+def _mapped(net: Net, op: str, s: int, ins: list, out) -> int:
+    """Record for a module the user mapped to a nasflops op."""
+    if op == "global_avgpool":
+        return net.global_avgpool(s)
+    if op in ("identity", "dropout", "flatten", "zero"):
+        return getattr(net, op)(s)
+    return net.act(s, op, inplace=_fx.same_buffer(out, ins[0]))
+
+
 def _trace_value(env, v):
     """Record index (or marker) an fx argument maps to; None for non-tensors."""
     if isinstance(v, torch.fx.Node):
@@ -196,7 +210,8 @@ def _trace_value(env, v):
     return None
 
 
-def from_torch(model: nn.Module, input_shape, batch_size: int = 1) -> np.ndarray:
+def from_torch(model: nn.Module, input_shape, batch_size: int = 1,
+               module_map: Optional[dict] = None) -> np.ndarray:
     """Translate a torch model into one architecture's layer records.
 
     Parameters
@@ -208,6 +223,12 @@ def from_torch(model: nn.Module, input_shape, batch_size: int = 1) -> np.ndarray
         batch is a scoring option).
     batch_size : int
         N of the trial run when ``input_shape`` has three entries.
+    module_map : dict, optional
+        ``{module type: op}`` for your own modules, which are then not traced
+        into: an activation kind (``"hardswish"``, ...), ``"global_avgpool"``,
+        ``"identity"``, ``"dropout"``, ``"flatten"`` or ``"zero"``.  E.g.
+        ``{Hswish: "hardswish"}`` for a module computing
+        ``x * F.relu6(x + 3) / 6``.
 
     Returns
     -------
@@ -236,21 +257,22 @@ def from_torch(model: nn.Module, input_shape, batch_size: int = 1) -> np.ndarray
     >>> int(nf.score(spec)["macs"][0])
     147456
     """
+    mmap = _fx.check_module_map(module_map)
     was_training = model.training
     model.eval()
     try:
         x = _fx.input_tensor(model, input_shape, batch_size)
         try:
-            gm = _fx.trace(model)
+            gm = _fx.trace(model, tuple(mmap))
         except _fx.TraceFailed as exc:
-            return _from_hooks(model, x, str(exc))
+            return _from_hooks(model, x, str(exc), mmap)
         runs = _fx.run_recorded(gm, x)
     finally:
         model.train(was_training)
-    return _from_runs(runs, type(model).__name__)
+    return _from_runs(runs, type(model).__name__, mmap)
 
 
-def _from_runs(runs: list, model_name: str) -> np.ndarray:
+def _from_runs(runs: list, model_name: str, module_map: dict) -> np.ndarray:
     env: dict[Any, Any] = {}
     offenders: list[tuple[str, str, str]] = []
     b: Optional[_Builder] = None
@@ -263,7 +285,7 @@ def _from_runs(runs: list, model_name: str) -> np.ndarray:
             if n_placeholders > 1:
                 offenders.append((n.name, "placeholder", "a second model input (one input only)"))
                 continue
-            b = _Builder(run.result)
+            b = _Builder(run.result, module_map)
             env[n] = 0
             continue
         if n.op == "get_attr":
@@ -410,7 +432,13 @@ def _node(b: _Builder, env: dict, params: dict, run) -> Any:
         if isinstance(dims, (tuple, list)) and d == 4 and sorted(v % d for v in dims) == [2, 3]:
             r = net.global_avgpool(_src(v0))
             return b.add(r, res, where)
-        raise _Unsupported(f"mean over dims {dims} (only (2, 3), a global pool)")
+        if isinstance(dims, int) and d == 4 and dims % d in (2, 3) and res.dim() == 4:
+            # x.mean(3, keepdim=True).mean(2, keepdim=True) (OFA's SE): two
+            # means, two pools (H x W -> H x 1 -> 1 x 1), as torch runs them
+            r = net.adaptive_avgpool(_src(v0), (int(res.shape[2]), int(res.shape[3])))
+            return b.add(r, res, where)
+        raise _Unsupported(f"mean over dims {dims} (only over (2, 3), or one spatial dim "
+                           "with keepdim=True)")
     if is_f and tgt is F.adaptive_avg_pool2d:
         return b.add(net.adaptive_avgpool(_src(v0), (int(res.shape[-2]), int(res.shape[-1]))),
                      res, where)
@@ -611,15 +639,15 @@ def _getitem(b, v0, x0, idx, res, where):
 
 
 # ------------------------------------------------------------- hooks fallback
-def _from_hooks(model: nn.Module, x: torch.Tensor, why: str) -> np.ndarray:
+def _from_hooks(model: nn.Module, x: torch.Tensor, why: str, module_map: dict) -> np.ndarray:
     """Translate module by module from forward hooks (fx could not trace).
 
     A module's input must be the model input or another module's output;
     tensors made by code between modules cannot be seen and are reported.
     """
-    runs, offenders = _fx.run_hooked(model, x, BRIDGE_MODULES)
+    runs, offenders = _fx.run_hooked(model, x, BRIDGE_MODULES + tuple(module_map))
     offenders = [(name, typ, f"{reason} ({why})") for name, typ, reason in offenders]
-    b = _Builder(x)
+    b = _Builder(x, module_map)
     rec_of = {runs[0].node: 0}
     for run in runs[1:]:
         n = run.node
