@@ -18,8 +18,8 @@ node's tensors are known.  Each node becomes zero or more records:
   ``torch.flatten``, ``x.view/reshape(N, -1)``, ``x.mean((2, 3))`` (global
   pool; ``x.mean(3, keepdim=True)`` is an adaptive pool to H x 1),
   ``F.layer_norm`` (as ``LayerNorm``), ``F.adaptive_avg_pool2d``,
-  ``F.max_pool2d``, ``F.avg_pool2d``, ``F.softmax(dim=1)``, ``F.dropout``, ``torch.chunk``/``split``
-  along channels and channel slicing (``x[:, a:b]``, ``narrow``), the
+  ``F.max_pool2d``, ``F.avg_pool2d``, ``F.softmax(dim=1)``, ``F.dropout``,
+  ``torch.chunk``/``split`` along channels and channel slicing (``x[:, a:b]``, ``narrow``), the
   ``view -> transpose(1, 2) -> view`` channel-shuffle pattern,
   ``torch.channel_shuffle``, ``torch.zeros_like``;
 * reshapes that keep the spec's ``C x H x W`` (``N x C`` vs ``N x C x 1 x 1``)
