@@ -23,11 +23,15 @@ directives = {
 
 extensions = [
     Extension(
-        "nasflops._core",
-        ["nasflops/_core.pyx"],
+        name,
+        [source],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    )
+    for name, source in (
+        ("nasflops._core", "nasflops/_core.pyx"),                            # the scoring core
+        ("nasflops.search_spaces._gather", "nasflops/search_spaces/_gather.pyx"),  # template gather
     )
 ]
 

@@ -32,16 +32,23 @@ k + n - 1`` of one infinite seeded stream.
 from __future__ import annotations
 
 import abc
+import threading
+import weakref
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..spec import SpecBatch
 
-__all__ = ["SearchSpace", "SAMPLE_BLOCK", "concat_columns", "take_columns", "NativeError"]
+__all__ = ["SearchSpace", "SAMPLE_BLOCK", "concat_columns", "take_columns", "NativeError",
+           "gather_segments"]
 
 #: candidates per independently seeded sampling block
 SAMPLE_BLOCK = 1 << 16
+
+# recently drawn blocks per space (outside the instance: never pickled with it)
+_BLOCK_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BLOCK_LOCK = threading.Lock()
 
 
 class NativeError(ValueError):
@@ -64,6 +71,32 @@ def concat_columns(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.nd
 def take_columns(cols: Mapping[str, np.ndarray], idx) -> dict[str, np.ndarray]:
     """Rows ``idx`` (a slice, indices or a mask) of columnar natives."""
     return {k: v[idx] for k, v in cols.items()}
+
+
+def gather_segments(pool: np.ndarray, seg_src: np.ndarray, seg_len: np.ndarray,
+                    record_relative: bool = False) -> SpecBatch:
+    """Assemble candidates from template segments (compiled, GIL released).
+
+    Candidate ``i`` is the concatenation of ``pool[seg_src[i, s] : seg_src[i, s]
+    + seg_len[i, s]]`` over its ``S`` segments.  Inputs in the pool are
+    relative to their segment's start (or, with ``record_relative``, to the
+    record itself), ``< -2**29`` for unused slots; the result's are absolute.
+    """
+    from ._gather import gather_segments as _gather
+
+    seg_src = np.ascontiguousarray(seg_src, dtype=np.int64)
+    seg_len = np.ascontiguousarray(seg_len, dtype=np.int64)
+    if seg_src.shape != seg_len.shape or seg_src.ndim != 2:
+        raise ValueError("seg_src and seg_len must be (n, S) arrays of one shape")
+    if seg_src.size and (seg_src.min() < 0 or seg_len.min() < 0
+                         or (seg_src + seg_len).max() > len(pool)):
+        raise ValueError("template segment outside the pool")
+    n = seg_src.shape[0]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(seg_len.sum(axis=1), out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=pool.dtype)
+    _gather(pool, seg_src, seg_len, offsets, out, record_relative)
+    return SpecBatch(out, offsets)
 
 
 def n_rows(cols: Mapping[str, np.ndarray]) -> int:
@@ -132,13 +165,26 @@ class SearchSpace(abc.ABC):
         if n < 0 or start < 0:
             raise ValueError("n and start must be >= 0")
         first, last = start // SAMPLE_BLOCK, (start + max(n, 1) - 1) // SAMPLE_BLOCK
-        parts = []
-        for b in range(first, last + 1):
-            rng = np.random.default_rng([int(seed), b])
-            parts.append(self._sample_block(rng, SAMPLE_BLOCK))
-        cols = concat_columns(parts)
+        cols = concat_columns([self._sampled_block(int(seed), b) for b in range(first, last + 1)])
         lo = start - first * SAMPLE_BLOCK
         return take_columns(cols, slice(lo, lo + n))
+
+    def _sampled_block(self, seed: int, b: int) -> dict[str, np.ndarray]:
+        """Block ``b`` of the stream; the last few are kept, so consecutive small
+        chunks of one block draw it once."""
+        key = (seed, b)
+        with _BLOCK_LOCK:
+            cache = _BLOCK_CACHE.setdefault(self, {})
+            cols = cache.get(key)
+        if cols is None:
+            cols = self._sample_block(np.random.default_rng([seed, b]), SAMPLE_BLOCK)
+            for v in cols.values():
+                v.setflags(write=False)
+            with _BLOCK_LOCK:
+                if len(cache) >= 2:  # a chunk straddles at most two blocks
+                    cache.pop(next(iter(cache)))
+                cache[key] = cols
+        return cols
 
     def sample(self, n: int, seed: int = 0, start: int = 0) -> SpecBatch:
         """``n`` random candidates (vectorised; same seed, same candidates)."""

@@ -135,7 +135,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ..spec import INPUT_FIELDS, LAYER_DTYPE, Net, SpecBatch
-from .base import NativeError, SearchSpace, n_rows
+from .base import NativeError, SearchSpace, gather_segments, n_rows
 
 __all__ = ["TemplatePool", "make_divisible", "compile_space", "load_space",
            "DeclarativeSpace", "SchemaError", "SHIPPED"]
@@ -160,9 +160,6 @@ def make_divisible(v: float, divisor: int, min_val: Optional[int] = None) -> int
 
 # the records as rows of int32 words: the gather below copies whole rows,
 # ~10x faster than fancy-indexing the structured dtype
-_WORDS = LAYER_DTYPE.itemsize // 4
-assert _WORDS * 4 == LAYER_DTYPE.itemsize
-_INPUT_WORDS = tuple(LAYER_DTYPE.fields[f][1] // 4 for f in INPUT_FIELDS)
 assert all(LAYER_DTYPE.fields[f][1] % 4 == 0 for f in INPUT_FIELDS)
 #: template marker of an unused input slot; any position plus it stays < 0
 _UNUSED = -(1 << 30)
@@ -251,18 +248,8 @@ class TemplatePool:
         self.lengths = np.array([len(p) for p in self._parts], dtype=np.int64)
         self.starts = np.zeros(len(self._parts), dtype=np.int64)
         np.cumsum(self.lengths[:-1], out=self.starts[1:])
-        # input slots no template uses are -1 already and need no fix-up
-        self._fix_words = []
-        for f, w in zip(INPUT_FIELDS, _INPUT_WORDS):
-            if np.any(recs[f] != _UNUSED):
-                self._fix_words.append(w)
-            else:
-                recs[f] = -1
-        self._rows = recs.view(np.int32).reshape(len(recs), _WORDS)
-        w = self._fix_words
-        if w and w == list(range(w[0], w[-1] + 1)):
-            self._fix_words = slice(w[0], w[-1] + 1)   # basic indexing: faster
-        self._deltas = np.ascontiguousarray(self._rows[:, self._fix_words])
+        recs.setflags(write=False)
+        self._records = recs   # inputs relative to each record, _UNUSED when unused
         n_p = max([len(p) for p in self._patches] + [1])
         self.patch_local = np.full((len(self._parts), n_p), -1, dtype=np.int64)
         self.patch_val = np.zeros((len(self._parts), n_p, self.n_res), dtype=np.int32)
@@ -289,33 +276,12 @@ class TemplatePool:
         tids = np.asarray(tids, dtype=np.int64)
         n, S = tids.shape
         lens = self.lengths[tids]
-        arch_len = lens.sum(axis=1)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(arch_len, out=offsets[1:])
-        total = int(offsets[-1])
-        flat_lens = lens.reshape(-1)
-        seg_start = np.zeros(n * S, dtype=np.int64)
-        np.cumsum(flat_lens[:-1], out=seg_start[1:])
-        # source row of every output record: template start + rank in segment
-        src = np.repeat(self.starts[tids].reshape(-1) - seg_start, flat_lens)
-        src += np.arange(total, dtype=np.int64)
-        # mode="clip" skips numpy's per-index error path (5x faster); the
-        # indices are in range by construction
-        rows = np.take(self._rows, src, axis=0, mode="clip")
-        if self._deltas.shape[1]:
-            # inputs: gathered again as a small contiguous block, shifted by
-            # each record's position in its architecture (unused slots stay
-            # negative and clip to -1), then written back in one pass
-            ins = np.take(self._deltas, src, axis=0, mode="clip")
-            pos_t = np.int32 if total < (1 << 31) else np.int64
-            pos = np.arange(total, dtype=pos_t)
-            pos -= np.repeat(offsets[:-1].astype(pos_t), arch_len)
-            np.add(ins, pos[:, None], out=ins, casting="unsafe")
-            np.maximum(ins, -1, out=ins)
-            rows[:, self._fix_words] = ins
-            del pos, ins
-        del src
-        rec = rows.view(LAYER_DTYPE).reshape(total)
+        # one compiled pass: copy every template, make its inputs (stored
+        # relative to each record) absolute in the architecture
+        batch = gather_segments(self._records, self.starts[tids], lens, record_relative=True)
+        rec, offsets = batch.records, batch.offsets
+        arch_len = np.diff(offsets)
+        seg_start = (np.cumsum(lens, axis=1) - lens + offsets[:-1, None]).reshape(-1)
         r_idx = np.asarray(r_idx, dtype=np.int64)
         if n:
             res = np.asarray(resolutions)[r_idx]
@@ -328,7 +294,7 @@ class TemplatePool:
             if ci.size:
                 at = seg_start.reshape(n, S)[ci, sj] + loc[ci, sj]
                 rec["size_h"][at] = self.patch_val[tids[ci, sj], p, r_idx[ci]]
-        return SpecBatch(rec, offsets)
+        return batch
 
 
 # ===================================================================== schema

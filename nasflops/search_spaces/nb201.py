@@ -65,7 +65,7 @@ import numpy as np
 
 from ..spec import LAYER_DTYPE, Act, Flag, Op, SpecBatch, empty_records
 from . import register_space
-from .base import NativeError, SearchSpace
+from .base import NativeError, SearchSpace, gather_segments
 
 __all__ = ["NB201Space", "OPS", "EDGES", "DATASETS", "N_EDGES", "SIZE"]
 
@@ -250,6 +250,8 @@ class _Pool:
             parts.append(lib)
             self.cell_base.append(base + stage * len(cells))
         self.records = np.concatenate(parts)
+        for f in ("input2", "input3"):  # adds chain two inputs at a time
+            self.records[f] = _UNUSED
         self.records.setflags(write=False)
         self.cell_start, self.cell_length = start, length
         self.stem_len, self.red_len, self.head_len = 3, 9, 5
@@ -500,26 +502,9 @@ class NB201Space(SearchSpace):
                 seg_len[:, lo + N] = pool.red_len
         src[:, -1], seg_len[:, -1] = pool.head, pool.head_len
 
-        lengths = seg_len.sum(axis=1)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        local = np.cumsum(seg_len, axis=1) - seg_len      # segment start in its arch
-        seg_len, local = seg_len.ravel(), local.ravel()
-        glob = (local + np.repeat(offsets[:-1], S))       # segment start in the batch
-        total = int(offsets[-1])
-        take = np.repeat(src.ravel() - glob, seg_len)
-        take += np.arange(total, dtype=np.int64)
-        # np.take moves whole records; plain fancy indexing of a structured
-        # array is several times slower
-        records = np.take(pool.records, take)
-        del take
-        shift = np.repeat(local.astype(np.int32), seg_len)
-        # cells chain their adds two inputs at a time: slots 2 and 3 stay unused
-        for f in ("input0", "input1"):
-            col = records[f]
-            col += shift
-            np.maximum(col, -1, out=col)
-        return SpecBatch(records, offsets)
+        # one compiled pass copies the segments and shifts their inputs
+        # (stored relative to the segment start) to positions in the architecture
+        return gather_segments(pool.records, src, seg_len)
 
     def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
         """Columns back from records this space encoded (same dataset, C, N).
