@@ -67,6 +67,7 @@ STATUS = {
     "bad_padding": ST_BAD_PADDING, "bad_shape": ST_BAD_SHAPE,
 }
 N_RULES = N_OPS + N_ACTS
+assert N_RULES <= RULES_CAP
 MAX_LAYER_INPUTS = MAX_INPUTS
 
 # Columns of the per-architecture metrics written by score_range.
@@ -102,46 +103,65 @@ LAYER_COLUMNS = ("channels", "height", "width", "ops", "macs", "params",
                  "act_bytes", "read_bytes", "write_bytes", "live_bytes")
 
 
+cdef enum:
+    RULES_CAP = 64   # >= N_OPS + N_ACTS
+
+cdef struct Rules:
+    # a convention's table, row by row, keeping only the non-zero weights
+    int32_t n[RULES_CAP]                  # non-zero terms of each row
+    int32_t term[RULES_CAP * N_TERMS]     # which terms
+    int64_t coef[RULES_CAP * N_TERMS]     # their integer weights
+
+
+cdef void compile_rules(const int64_t[:, ::1] table, Rules* r) noexcept:
+    cdef Py_ssize_t row, k
+    cdef int32_t m
+    for row in range(N_OPS + N_ACTS):
+        m = 0
+        for k in range(N_TERMS):
+            if table[row, k] != 0:
+                r.term[row * N_TERMS + m] = <int32_t>k
+                r.coef[row * N_TERMS + m] = table[row, k]
+                m += 1
+        r.n[row] = m
+
+
+cdef struct Tensor:
+    # what the sweep knows of one layer's output: one 64-byte cache line
+    int64_t c           # channels
+    int64_t h           # height
+    int64_t w           # width
+    int64_t elems       # elements per sample
+    int64_t bytes       # bytes (x batch x element size)
+    int64_t alloc       # bytes this layer allocates (0 for views and in-place ops)
+    int64_t freed       # bytes released after this step
+    int32_t owner       # layer whose buffer this output lives in
+    int32_t last_use    # last layer reading the buffer (meaningful for owners)
+
+
 cdef struct Scratch:
-    int64_t* c          # output channels per layer
-    int64_t* h          # output height
-    int64_t* w          # output width
-    int64_t* elems      # output elements per sample
-    int64_t* bytes      # output bytes (x batch x element size)
-    int64_t* alloc      # bytes this layer allocates (0 for views and in-place ops)
-    int64_t* freed      # bytes released after each step
-    int32_t* owner      # layer whose buffer this layer's output lives in
-    int32_t* last_use   # last layer reading a buffer (indexed by owner)
+    Tensor* t           # one per layer of the longest architecture
 
 
 cdef int scratch_alloc(Scratch* s, Py_ssize_t n) noexcept nogil:
-    if n < 1:
-        n = 1
-    s.c = <int64_t*>malloc(7 * n * sizeof(int64_t))
-    s.owner = <int32_t*>malloc(2 * n * sizeof(int32_t))
-    if s.c == NULL or s.owner == NULL:
-        free(s.c)
-        free(s.owner)
-        return -1
-    s.h = s.c + n
-    s.w = s.c + 2 * n
-    s.elems = s.c + 3 * n
-    s.freed = s.c + 4 * n
-    s.bytes = s.c + 5 * n
-    s.alloc = s.c + 6 * n
-    s.last_use = s.owner + n
-    return 0
+    s.t = <Tensor*>malloc((n if n > 0 else 1) * sizeof(Tensor))
+    return -1 if s.t == NULL else 0
 
 
 cdef void scratch_free(Scratch* s) noexcept nogil:
-    free(s.c)
-    free(s.owner)
+    free(s.t)
 
 
 cdef inline int64_t mul3(int64_t a, int64_t b, int64_t c, bint* ovf) noexcept nogil:
     cdef int64_t r
     ovf[0] |= nf_mul_ovf(a, b, &r)
     ovf[0] |= nf_mul_ovf(r, c, &r)
+    return r
+
+
+cdef inline int64_t mul2(int64_t a, int64_t b, bint* ovf) noexcept nogil:
+    cdef int64_t r
+    ovf[0] |= nf_mul_ovf(a, b, &r)
     return r
 
 
@@ -187,6 +207,11 @@ cdef inline int64_t adaptive_window_sum(int64_t size, int64_t out) noexcept nogi
     return size + out - a
 
 
+cdef inline int fail(int64_t* bad_layer, Py_ssize_t i, int status) noexcept nogil:
+    bad_layer[0] = i
+    return status
+
+
 cdef inline int32_t input_of(const Layer* L, int k) noexcept nogil:
     # the four slots are consecutive int32 fields
     return (&L.input0)[k]
@@ -199,7 +224,7 @@ cdef inline int n_inputs_of(const Layer* L) noexcept nogil:
     return k
 
 
-cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
+cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules,
                     int64_t batch, int64_t wsize, int64_t asize,
                     double peak_ops, double bytes_per_s,
                     Scratch* s, int64_t* metrics, double* latency,
@@ -212,10 +237,11 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
     cdef Py_ssize_t i, j
     cdef int k, nin, lo, hi
     cdef const Layer* L
-    cdef const int64_t* rule
-    cdef int64_t terms[N_TERMS]
+    cdef int row, t
+    cdef int64_t v, macs_b, win_k
+    cdef bint has_bias, has_affine
     cdef int64_t cin, hin, win, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, g, cpg
-    cdef int64_t e, e_in, macs, params, ops, act, rd, wr, t, other
+    cdef int64_t e, e_in, macs, params, ops, act, rd, wr, other
     cdef int64_t tot_ops = 0, tot_macs = 0, tot_params = 0, tot_act = 0
     cdef int64_t tot_rd = 0, tot_wr = 0, live = 0, peak = 0
     cdef double lat = 0.0, t_compute, t_memory
@@ -229,20 +255,19 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
     for i in range(n):
         L = layers + i
         op = L.op
-        bad_layer[0] = i
         if op < 0 or op >= N_OPS:
-            return ST_BAD_OP
+            return fail(bad_layer, i, ST_BAD_OP)
         if (op == OP_INPUT) != (i == 0):
-            return ST_NO_INPUT
+            return fail(bad_layer, i, ST_NO_INPUT)
 
         # ---- inputs: contiguous slots, each naming an earlier layer
         nin = n_inputs_of(L)
         for k in range(nin, MAX_INPUTS):
             if input_of(L, k) != -1:
-                return ST_BAD_INPUT_REF
+                return fail(bad_layer, i, ST_BAD_INPUT_REF)
         for k in range(nin):
             if input_of(L, k) >= i:
-                return ST_BAD_INPUT_REF
+                return fail(bad_layer, i, ST_BAD_INPUT_REF)
         if op == OP_INPUT:
             lo = 0
             hi = 0
@@ -259,7 +284,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             lo = 1
             hi = 1
         if nin < lo or nin > hi:
-            return ST_BAD_INPUT_REF
+            return fail(bad_layer, i, ST_BAD_INPUT_REF)
 
         if op == OP_INPUT:
             cin = 0
@@ -268,10 +293,10 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             e_in = 0
         else:
             j = input_of(L, 0)
-            cin = s.c[j]
-            hin = s.h[j]
-            win = s.w[j]
-            e_in = s.elems[j]
+            cin = s.t[j].c
+            hin = s.t[j].h
+            win = s.t[j].w
+            e_in = s.t[j].elems
 
         # ---- shape inference and per-op terms
         c = cin
@@ -280,14 +305,15 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
         macs = 0
         params = 0
         other = 0
-        for k in range(N_TERMS):
-            terms[k] = 0
+        win_k = 0
+        has_bias = False
+        has_affine = False
         view = False
         extend = False
 
         if op == OP_INPUT:
             if L.out_channels < 1 or L.size_h < 1 or L.size_w < 1:
-                return ST_BAD_VALUE
+                return fail(bad_layer, i, ST_BAD_VALUE)
             c = L.out_channels
             h = L.size_h
             w = L.size_w
@@ -302,20 +328,20 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             dw = L.dilation_w
             if (kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0
                     or dh < 1 or dw < 1):
-                return ST_BAD_VALUE
+                return fail(bad_layer, i, ST_BAD_VALUE)
             if op == OP_AVGPOOL and (dh != 1 or dw != 1):
-                return ST_BAD_VALUE
+                return fail(bad_layer, i, ST_BAD_VALUE)
             if hin + 2 * ph < dh * (kh - 1) + 1 or win + 2 * pw < dw * (kw - 1) + 1:
-                return ST_KERNEL_TOO_LARGE
+                return fail(bad_layer, i, ST_KERNEL_TOO_LARGE)
             if op == OP_CONV2D:
                 g = L.groups
                 if L.out_channels < 1 or g < 1:
-                    return ST_BAD_VALUE
+                    return fail(bad_layer, i, ST_BAD_VALUE)
                 if g == 1:
                     cpg = cin
                 else:
                     if cin % g != 0 or L.out_channels % g != 0:
-                        return ST_BAD_GROUPS
+                        return fail(bad_layer, i, ST_BAD_GROUPS)
                     cpg = cin // g
                 c = L.out_channels
                 h = pooled_size(hin, kh, sh, ph, dh, False)
@@ -324,72 +350,72 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
                 params = mul3(c, cpg, kh * kw, &ovf)
                 if L.flags & FLAG_BIAS:
                     params = add2(params, c, &ovf)
-                    terms[T_BIAS] = 1
+                    has_bias = True
                 macs = mul3(mul3(h, w, c, &ovf), cpg, kh * kw, &ovf)
             else:
                 # torch: padding at most half the (effective) kernel
                 if op == OP_MAXPOOL:
                     if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:
-                        return ST_BAD_PADDING
+                        return fail(bad_layer, i, ST_BAD_PADDING)
                 elif 2 * ph > kh or 2 * pw > kw:
-                    return ST_BAD_PADDING
+                    return fail(bad_layer, i, ST_BAD_PADDING)
                 h = pooled_size(hin, kh, sh, ph, dh, L.flags & FLAG_CEIL_MODE)
                 w = pooled_size(win, kw, sw, pw, dw, L.flags & FLAG_CEIL_MODE)
-                terms[T_WINDOW] = kh * kw   # x output elements below
+                win_k = kh * kw   # window elements per output
         elif op == OP_ADAPTIVE_AVGPOOL:
             if L.size_h < 1 or L.size_w < 1:
-                return ST_BAD_VALUE
+                return fail(bad_layer, i, ST_BAD_VALUE)
             h = L.size_h
             w = L.size_w
         elif op == OP_LINEAR:
             if L.out_channels < 1:
-                return ST_BAD_VALUE
+                return fail(bad_layer, i, ST_BAD_VALUE)
             if hin != 1 or win != 1:
-                return ST_BAD_SHAPE
+                return fail(bad_layer, i, ST_BAD_SHAPE)
             c = L.out_channels
-            params = mul3(c, cin, 1, &ovf)
+            params = mul2(c, cin, &ovf)
             if L.flags & FLAG_BIAS:
                 params = add2(params, c, &ovf)
-                terms[T_BIAS] = 1
-            macs = mul3(c, cin, 1, &ovf)
+                has_bias = True
+            macs = mul2(c, cin, &ovf)
         elif op == OP_BATCHNORM or op == OP_LAYERNORM:
             if L.flags & FLAG_AFFINE:
                 params = 2 * c
-                terms[T_AFFINE] = 1
+                has_affine = True
         elif op == OP_SCALE:
             params = c
             if L.flags & FLAG_BIAS:
                 params = 2 * c
-                terms[T_BIAS] = 1
+                has_bias = True
         elif op == OP_ACT:
             if L.act < 0 or L.act >= N_ACTS:
-                return ST_BAD_OP
+                return fail(bad_layer, i, ST_BAD_OP)
             view = (L.flags & FLAG_INPLACE) != 0
         elif op == OP_ADD:
             # torch's `out += identity` writes into its first input
             view = (L.flags & FLAG_INPLACE) != 0
             for k in range(1, nin):
                 j = input_of(L, k)
-                if s.c[j] != cin or s.h[j] != hin or s.w[j] != win:
-                    return ST_SHAPE_MISMATCH
-                other += s.elems[j]
+                if s.t[j].c != cin or s.t[j].h != hin or s.t[j].w != win:
+                    return fail(bad_layer, i, ST_SHAPE_MISMATCH)
+                other += s.t[j].elems
         elif op == OP_MUL:
             # the second input broadcasts: each dim equal or 1 (SE gate C x 1 x 1)
             j = input_of(L, 1)
-            if ((s.c[j] != cin and s.c[j] != 1) or (s.h[j] != hin and s.h[j] != 1)
-                    or (s.w[j] != win and s.w[j] != 1)):
-                return ST_SHAPE_MISMATCH
-            other = s.elems[j]
+            if ((s.t[j].c != cin and s.t[j].c != 1) or (s.t[j].h != hin and s.t[j].h != 1)
+                    or (s.t[j].w != win and s.t[j].w != 1)):
+                return fail(bad_layer, i, ST_SHAPE_MISMATCH)
+            other = s.t[j].elems
         elif op == OP_CONCAT:
             # a continuation grows its first input's buffer (one torch.cat
             # of more than MAX_INPUTS tensors written as a chain of records)
             extend = (L.flags & FLAG_INPLACE) != 0
             for k in range(1, nin):
                 j = input_of(L, k)
-                if s.h[j] != hin or s.w[j] != win:
-                    return ST_SHAPE_MISMATCH
-                c += s.c[j]
-                other += s.elems[j]
+                if s.t[j].h != hin or s.t[j].w != win:
+                    return fail(bad_layer, i, ST_SHAPE_MISMATCH)
+                c += s.t[j].c
+                other += s.t[j].elems
         elif op == OP_FLATTEN:
             c = mul3(cin, hin, win, &ovf)
             h = 1
@@ -399,49 +425,56 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             view = True
         elif op == OP_SLICE:
             if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > cin:
-                return ST_BAD_VALUE
+                return fail(bad_layer, i, ST_BAD_VALUE)
             c = L.out_channels
             view = True
         elif op == OP_CHANNEL_SHUFFLE:
             if L.groups < 1:
-                return ST_BAD_VALUE
+                return fail(bad_layer, i, ST_BAD_VALUE)
             if cin % L.groups != 0:
-                return ST_BAD_GROUPS
+                return fail(bad_layer, i, ST_BAD_GROUPS)
         # OP_ZERO, OP_SOFTMAX: same shape, nothing else to infer
 
-        s.c[i] = c
-        s.h[i] = h
-        s.w[i] = w
+        s.t[i].c = c
+        s.t[i].h = h
+        s.t[i].w = w
         e = mul3(c, h, w, &ovf)
-        s.elems[i] = e
-        s.bytes[i] = mul3(e, batch, asize, &ovf)
-        s.freed[i] = 0
+        s.t[i].elems = e
+        s.t[i].bytes = mul3(e, batch, asize, &ovf)
+        s.t[i].freed = 0
         if ovf:
-            return ST_OVERFLOW
+            return fail(bad_layer, i, ST_OVERFLOW)
 
-        # ---- terms (x batch) weighed by the convention's rule row
-        if op == OP_ADAPTIVE_AVGPOOL:
-            terms[T_WINDOW] = mul3(c, adaptive_window_sum(hin, h),
-                                   adaptive_window_sum(win, w), &ovf)
-        elif terms[T_WINDOW]:
-            terms[T_WINDOW] = mul3(terms[T_WINDOW], e, 1, &ovf)
-        terms[T_WINDOW] = mul3(terms[T_WINDOW], batch, 1, &ovf)
-        terms[T_MAC] = mul3(macs, batch, 1, &ovf)
-        terms[T_OUT] = mul3(e, batch, 1, &ovf)
-        terms[T_IN] = mul3(e_in, batch, 1, &ovf)
-        terms[T_BIAS] = terms[T_BIAS] * terms[T_OUT]
-        terms[T_AFFINE] = terms[T_AFFINE] * terms[T_OUT]
-        terms[T_EXTRA_IN] = mul3(other, batch, 1, &ovf)
-        terms[T_ROWS] = mul3(h, w, batch, &ovf)
-        terms[T_OUT_CH] = mul3(c, batch, 1, &ovf)
-        if op == OP_ACT:
-            rule = rules + (N_OPS + L.act) * N_TERMS
-        else:
-            rule = rules + op * N_TERMS
+        # ---- the convention's row: only the terms it weighs are computed
+        # (all x batch)
+        macs_b = mul2(macs, batch, &ovf)
+        row = N_OPS + L.act if op == OP_ACT else op
         ops = 0
-        for k in range(N_TERMS):
-            if rule[k]:
-                ops = add2(ops, mul3(rule[k], terms[k], 1, &ovf), &ovf)
+        for k in range(rules.n[row]):
+            t = rules.term[row * N_TERMS + k]
+            if t == T_MAC:
+                v = macs_b
+            elif t == T_OUT:
+                v = mul2(e, batch, &ovf)
+            elif t == T_IN:
+                v = mul2(e_in, batch, &ovf)
+            elif t == T_BIAS:
+                v = mul2(e, batch, &ovf) if has_bias else 0
+            elif t == T_AFFINE:
+                v = mul2(e, batch, &ovf) if has_affine else 0
+            elif t == T_WINDOW:
+                if op == OP_ADAPTIVE_AVGPOOL:
+                    v = mul3(mul3(c, adaptive_window_sum(hin, h), adaptive_window_sum(win, w), &ovf),
+                             batch, 1, &ovf)
+                else:
+                    v = mul3(win_k, e, batch, &ovf)
+            elif t == T_EXTRA_IN:
+                v = mul2(other, batch, &ovf)
+            elif t == T_ROWS:
+                v = mul3(h, w, batch, &ovf)
+            else:  # T_OUT_CH
+                v = mul2(c, batch, &ovf)
+            ops = add2(ops, mul2(rules.coef[row * N_TERMS + k], v, &ovf), &ovf)
 
         # ---- memory: views and the network input move no bytes; in-place
         # ops (act, add) allocate nothing but still read and write
@@ -450,28 +483,28 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
             rd = 0
             wr = 0
         elif extend:
-            act = s.bytes[i] - s.bytes[input_of(L, 0)]
+            act = s.t[i].bytes - s.t[input_of(L, 0)].bytes
             wr = act
             rd = 0
             for k in range(1, nin):
-                rd = add2(rd, s.bytes[input_of(L, k)], &ovf)
+                rd = add2(rd, s.t[input_of(L, k)].bytes, &ovf)
         else:
-            act = s.bytes[i]
+            act = s.t[i].bytes
             wr = act
-            rd = mul3(params, wsize, 1, &ovf)
+            rd = mul2(params, wsize, &ovf)
             for k in range(nin):
-                rd = add2(rd, s.bytes[input_of(L, k)], &ovf)
+                rd = add2(rd, s.t[input_of(L, k)].bytes, &ovf)
         if ovf:
-            return ST_OVERFLOW
+            return fail(bad_layer, i, ST_OVERFLOW)
 
         tot_ops = add2(tot_ops, ops, &ovf)
-        tot_macs = add2(tot_macs, terms[T_MAC], &ovf)
+        tot_macs = add2(tot_macs, macs_b, &ovf)
         tot_params = add2(tot_params, params, &ovf)
         tot_act = add2(tot_act, act, &ovf)
         tot_rd = add2(tot_rd, rd, &ovf)
         tot_wr = add2(tot_wr, wr, &ovf)
         if ovf:
-            return ST_OVERFLOW
+            return fail(bad_layer, i, ST_OVERFLOW)
         if latency != NULL and (peak_ops > 0 or bytes_per_s > 0):
             t_compute = ops / peak_ops if peak_ops > 0 else 0.0
             t_memory = (<double>rd + <double>wr) / bytes_per_s if bytes_per_s > 0 else 0.0
@@ -479,31 +512,31 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
 
         # ---- lifetimes: a view or in-place op aliases its input's buffer
         if view or extend:
-            s.owner[i] = s.owner[input_of(L, 0)]
-            s.alloc[i] = act if extend else 0
+            s.t[i].owner = s.t[input_of(L, 0)].owner
+            s.t[i].alloc = act if extend else 0
         else:
-            s.owner[i] = <int32_t>i
-            s.alloc[i] = s.bytes[i]
-        s.last_use[i] = <int32_t>i
+            s.t[i].owner = <int32_t>i
+            s.t[i].alloc = s.t[i].bytes
+        s.t[i].last_use = <int32_t>i
         for k in range(nin):
-            s.last_use[s.owner[input_of(L, k)]] = <int32_t>i
+            s.t[s.t[input_of(L, k)].owner].last_use = <int32_t>i
         if extend:
             # one cat: every input of the chain lives until its last record
             j = input_of(L, 0)
             while True:
                 for k in range(n_inputs_of(layers + j)):
-                    s.last_use[s.owner[input_of(layers + j, k)]] = <int32_t>i
+                    s.t[s.t[input_of(layers + j, k)].owner].last_use = <int32_t>i
                 if layers[j].op != OP_CONCAT or not (layers[j].flags & FLAG_INPLACE):
                     break
                 j = input_of(layers + j, 0)
-        s.last_use[s.owner[i]] = <int32_t>i
+        s.t[s.t[i].owner].last_use = <int32_t>i
 
         if per_layer != NULL:
             per_layer[i * N_LAYER_COLS + L_C] = c
             per_layer[i * N_LAYER_COLS + L_H] = h
             per_layer[i * N_LAYER_COLS + L_W] = w
             per_layer[i * N_LAYER_COLS + L_OPS] = ops
-            per_layer[i * N_LAYER_COLS + L_MACS] = terms[T_MAC]
+            per_layer[i * N_LAYER_COLS + L_MACS] = macs_b
             per_layer[i * N_LAYER_COLS + L_PARAMS] = params
             per_layer[i * N_LAYER_COLS + L_ACT_BYTES] = act
             per_layer[i * N_LAYER_COLS + L_READ_BYTES] = rd
@@ -511,14 +544,14 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
 
     # ---- peak of live activations, layers run in spec order
     for i in range(n):
-        s.freed[s.last_use[s.owner[i]]] += s.alloc[i]
+        s.t[s.t[s.t[i].owner].last_use].freed += s.t[i].alloc
     for i in range(n):
-        live += s.alloc[i]
+        live += s.t[i].alloc
         if live > peak:
             peak = live
         if per_layer != NULL:
             per_layer[i * N_LAYER_COLS + L_LIVE_BYTES] = live
-        live -= s.freed[i]
+        live -= s.t[i].freed
         if live < 0:  # cannot happen; guards the sums above
             bad_layer[0] = i
             return ST_OVERFLOW
@@ -527,7 +560,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const int64_t* rules,
     metrics[M_OPS] = tot_ops
     metrics[M_MACS] = tot_macs
     metrics[M_PARAMS] = tot_params
-    metrics[M_WEIGHT_BYTES] = mul3(tot_params, wsize, 1, &ovf)
+    metrics[M_WEIGHT_BYTES] = mul2(tot_params, wsize, &ovf)
     metrics[M_ACT_BYTES] = tot_act
     metrics[M_PEAK_ACT_BYTES] = peak
     metrics[M_READ_BYTES] = tot_rd
@@ -561,6 +594,8 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
         raise IndexError("architecture range out of bounds")
     cdef Py_ssize_t i, k, longest = 0
     cdef Scratch s
+    cdef Rules compiled
+    compile_rules(rules, &compiled)
     cdef int st, rc = 0
     cdef double* lat = NULL
     cdef bint with_latency = latency is not None
@@ -576,7 +611,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 if with_latency:
                     lat = &latency[i]
                 st = score_arch(&records[offsets[i]], offsets[i + 1] - offsets[i],
-                                &rules[0, 0], batch, weight_size, act_size,
+                                &compiled, batch, weight_size, act_size,
                                 peak_ops, bytes_per_s, &s, &metrics[i, 0], lat,
                                 &bad_layer[i], NULL)
                 status[i] = st
@@ -609,13 +644,15 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] rules,
     cdef int st = ST_OK, rc
     cdef const Layer* first = NULL
     cdef int64_t* out = NULL
+    cdef Rules compiled
+    compile_rules(rules, &compiled)
     if n > 0:
         first = &records[0]
         out = &tv[0, 0]
     with nogil:
         rc = scratch_alloc(&s, n)
         if rc == 0:
-            st = score_arch(first, n, &rules[0, 0], batch, weight_size,
+            st = score_arch(first, n, &compiled, batch, weight_size,
                             act_size, 0.0, 0.0, &s, metrics, NULL, &bad, out)
             scratch_free(&s)
     if rc != 0:
