@@ -287,11 +287,12 @@ def cmd_count(args) -> int:
               format_bytes(tot["read_bytes"]), format_bytes(tot["write_bytes"]),
               f"peak {format_bytes(tot['peak_act_bytes'])}")
     con.print(t)
-    con.print(f"[bold]{label}[/]: {format_count(total_ops, conv.unit)} ({conv.name}), "
-              f"{format_count(tot['macs'], 'MACs')}, {int(tot['params']):,} params "
-              f"({format_bytes(tot['weight_bytes'])} of {wdt} weights), "
-              f"peak activations {format_bytes(tot['peak_act_bytes'])}, "
-              f"memory traffic {format_bytes(int(tot['read_bytes']) + int(tot['write_bytes']))}")
+    macs = "" if conv.name == "macs" else f", {format_count(tot['macs'], 'MACs')}"
+    con.print(f"[bold]{label}[/]: {format_count(total_ops, conv.unit)} ({conv.name}){macs}, "
+              f"{int(tot['params']):,} params ({format_bytes(tot['weight_bytes'])} of {wdt} weights)")
+    con.print(f"activations: peak {format_bytes(tot['peak_act_bytes'])}, written "
+              f"{format_bytes(tot['act_bytes'])}; memory traffic "
+              f"{format_bytes(int(tot['read_bytes']) + int(tot['write_bytes']))} (read + write)")
     return 0
 
 

@@ -36,7 +36,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _core
-from .conventions import Convention, get_convention
+from .conventions import Convention
 
 __all__ = ["score_chunks", "score_space", "ScoreRun", "DEFAULT_CHUNK_SIZE", "ENCODE_BLOCK"]
 
@@ -368,7 +368,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     import joblib
 
     from . import __version__
-    from .scoring import _dtype_size
+    from .scoring import scoring_args
     from .storage import (clean_temporaries, list_parts, read_metadata, read_run_file,
                           remove_run, write_run_file)
 
@@ -376,12 +376,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     if isinstance(space, str):
         from .search_spaces import get_space
         space = get_space(space)
-    conv = get_convention(convention)
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    wsize = _dtype_size(weight_dtype, "weight_dtype")
-    asize = _dtype_size(act_dtype, "act_dtype")
+    conv, batch_size, wsize, asize = scoring_args(convention, batch_size, weight_dtype, act_dtype)
     encode_block = int(encode_block)
     if encode_block < 1:
         raise ValueError(f"encode_block must be >= 1, got {encode_block}")

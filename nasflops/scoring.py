@@ -108,6 +108,19 @@ def _dtype_size(name: str, what: str) -> int:
         raise ValueError(f"unknown {what} {name!r}; known: {', '.join(DTYPE_SIZES)}") from None
 
 
+def scoring_args(convention, batch_size, weight_dtype, act_dtype) -> tuple[Convention, int, int, int]:
+    """Validate the options every scoring entry point shares.
+
+    Returns ``(convention, batch_size, weight_bytes_per_element,
+    act_bytes_per_element)``; raises ``ValueError`` naming a bad one.
+    """
+    conv = get_convention(convention)
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return conv, batch_size, _dtype_size(weight_dtype, "weight_dtype"), _dtype_size(act_dtype, "act_dtype")
+
+
 def _as_batch(specs) -> SpecBatch:
     if isinstance(specs, SpecBatch):
         return specs
@@ -173,14 +186,9 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     (9437184, 4718592, 4640, 'flops')
     """
     batch = _as_batch(specs)
-    conv = get_convention(convention)
     if errors not in ("raise", "status"):
         raise ValueError(f"errors must be 'raise' or 'status', got {errors!r}")
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    wsize = _dtype_size(weight_dtype, "weight_dtype")
-    asize = _dtype_size(act_dtype, "act_dtype")
+    conv, batch_size, wsize, asize = scoring_args(convention, batch_size, weight_dtype, act_dtype)
 
     from .pipeline import score_chunks
     n = len(batch)
@@ -236,10 +244,8 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     if len(records) != 1:
         raise ValueError(f"layer_table takes one architecture, got {len(records)}")
     records = records[0]
-    conv = get_convention(convention)
-    wsize = _dtype_size(weight_dtype, "weight_dtype")
-    asize = _dtype_size(act_dtype, "act_dtype")
-    st, bad, table = _core.layer_metrics(records, conv.table, int(batch_size), wsize, asize)
+    conv, batch_size, wsize, asize = scoring_args(convention, batch_size, weight_dtype, act_dtype)
+    st, bad, table = _core.layer_metrics(records, conv.table, batch_size, wsize, asize)
     if st:
         raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st)))
     fields = list(LAYER_TABLE_DTYPE.descr) + ([("latency_s", "<f8")] if device else [])

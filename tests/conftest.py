@@ -31,3 +31,13 @@ def ofa_importable():
                             "torchvision.datasets": ds})
     sys.modules.setdefault("gdown", types.ModuleType("gdown"))
     return pytest.importorskip("ofa")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one torch thread, and the machine is shared."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,13 +19,7 @@ from nasflops.torch_bridge.reference import fvcore_count, ptflops_count, thop_co
 OPS = op_specs()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ops(spec, convention, batch_size=1):

@@ -19,13 +19,7 @@ from nasflops.torch_bridge import hooks as hooks_mod  # noqa: E402
 CONVENTIONS = sorted(HOOK_CONVENTIONS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OPS = op_specs()
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..scoring import _dtype_size
 from . import _fx
 from .build import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Scale,
                     Slice, Zero)
@@ -39,8 +40,6 @@ __all__ = ["count_with_hooks", "HookCounts", "HOOK_CONVENTIONS", "UnsupportedOps
 
 _METRICS = ("ops", "macs", "params", "weight_bytes", "act_bytes", "peak_act_bytes",
             "read_bytes", "write_bytes")
-_DTYPE_SIZES = {"fp64": 8, "float64": 8, "fp32": 4, "float32": 4, "fp16": 2, "float16": 2,
-                "bf16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "fp8": 1}
 
 
 class UnsupportedOpsError(ValueError):
@@ -512,11 +511,8 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
     if convention not in HOOK_CONVENTIONS:
         raise ValueError(f"count_with_hooks implements conventions {', '.join(HOOK_CONVENTIONS)}; "
                          f"got {convention!r}")
-    try:
-        wsize, asize = _DTYPE_SIZES[weight_dtype.lower()], _DTYPE_SIZES[act_dtype.lower()]
-    except KeyError:
-        raise ValueError(f"unknown element type {weight_dtype!r} or {act_dtype!r}; "
-                         f"known: {', '.join(_DTYPE_SIZES)}") from None
+    # element sizes are a table, not a count: shared with the core's front
+    wsize, asize = _dtype_size(weight_dtype, "weight_dtype"), _dtype_size(act_dtype, "act_dtype")
     rules = HOOK_CONVENTIONS[convention]
     mmap = _fx.check_module_map(module_map)
     was_training = model.training
