@@ -335,7 +335,11 @@ def cmd_stats(args) -> int:
         con.print(t)
     if args.plot:
         from .plots import plot_distributions
-        out = plot_distributions(args.results, args.plot, title=os.path.basename(os.path.normpath(args.results)))
+        from .storage import read_metadata
+        meta = read_metadata(args.results)
+        space = (meta.get("space") or {}).get("name") or os.path.basename(os.path.normpath(args.results))
+        title = f"{space}: {_count_valid(args.results):,} valid candidates"
+        out = plot_distributions(args.results, args.plot, title=title)
         con.print(f"plot written to {out}")
     return 0
 
