@@ -8,8 +8,10 @@ OUT ?= out
 
 .PHONY: run install test test-deps bench clean
 
+# editable, so that `python -m nasflops` run from this directory finds the
+# compiled core next to the sources
 install:
-	$(PIP) install $(PIPFLAGS) -c constraints.txt ".[plot]"
+	$(PIP) install $(PIPFLAGS) -c constraints.txt -e ".[plot]"
 
 run: install
 	$(PYTHON) -m nasflops score nb201 --all -o $(OUT)/nb201-cifar10 --convention flops --overwrite
