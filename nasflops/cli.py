@@ -303,7 +303,8 @@ def cmd_validate(args) -> int:
     except ImportError as e:
         raise UserError(f"validate needs torch: pip install 'nasflops[torch]' ({e})") from None
     space = _get_space(args.space, _space_params(args.param))
-    report = validate(space, samples=args.n, convention=args.convention, seed=args.seed)
+    report = validate(space, samples=args.n, convention=args.convention, seed=args.seed,
+                      batch_size=args.batch_size, device=args.device)
     print(report)
     return 0 if report.ok else EXIT_MISMATCH
 
@@ -451,11 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "hooks and with the core, and report per-metric agreement. Exits 1 on "
                                    "any mismatch. Needs torch.",
                        epilog="examples:\n  nasflops validate nb201 -n 20\n"
-                              "  nasflops validate ofa-mbv3 -n 5 --convention flops\n  nasflops validate zoo -n 3")
+                              "  nasflops validate ofa-mbv3 -n 5 --convention flops --batch-size 4\n"
+                              "  nasflops validate zoo -n 19 --device meta")
     s.add_argument("space")
     s.add_argument("-n", type=int, default=10, help="candidates to check (default: 10)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--convention", "-c", default="macs")
+    s.add_argument("--convention", "-c", default="macs", help="convention compared (default: macs)")
+    s.add_argument("--batch-size", "-b", type=int, default=1, metavar="B", help="samples per pass (default: 1)")
+    s.add_argument("--device", default="cpu",
+                   help="torch device for the hook run; 'meta' skips the arithmetic (shapes only, "
+                        "much faster) (default: cpu)")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
     s.set_defaults(func=cmd_validate)
 

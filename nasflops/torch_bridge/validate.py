@@ -288,8 +288,8 @@ class ValidationReport:
         def rate(s):
             return f"{self.n / s:,.1f} arch/s" if s > 0 else "-"
         build, hooks, core = (t.get(k, 0.0) for k in ("build", "hooks", "core"))
-        lines.append(f"time: to_torch {build:.3f}s, hooks {hooks:.3f}s ({rate(build + hooks)}), "
-                     f"core {core:.4f}s ({rate(core)})")
+        lines.append(f"time: to_torch {build:.3f} s, hooks {hooks:.3f} s ({rate(build + hooks)}), "
+                     f"core {core * 1e6:,.0f} us ({rate(core)})")
         return "\n".join(lines)
 
 
