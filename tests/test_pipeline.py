@@ -379,10 +379,7 @@ def test_space_by_name_is_looked_up(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name,native", [("ofa-mbv3", ["ks", "e", "d", "r"]), ("nb201", ["arch"])])
 def test_real_spaces_native_columns(tmp_path, name, native):
-    try:
-        space = nf.search_spaces.get_space(name)
-    except ValueError:
-        pytest.skip(f"space {name} not available")
+    space = nf.search_spaces.get_space(name)
     run = score_space(space, n=3000, seed=1, out=tmp_path / name, chunk_size=1000, n_jobs=2,
                       progress=False)
     t = run.read()
