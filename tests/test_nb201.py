@@ -120,7 +120,6 @@ def test_extremes_match_xautodl(dataset):
 
 def test_other_c_n_match_xautodl():
     pytest.importorskip("xautodl")
-    import torch
     from xautodl.models import get_cell_based_tiny_net
     from xautodl.utils.flop_benchmark import get_model_infos
     space = get_space("nb201", dataset="cifar100", C=8, N=2)
