@@ -273,3 +273,14 @@ def test_register_convention_is_a_row():
             nf.register_convention("bad", "FLOPs", "", {"relu": {"muls": 1}})
     finally:
         nf.CONVENTIONS.pop("test-double-relu")
+
+
+def test_nothing_but_the_bridge_imports_torch():
+    # torch is an optional extra: the whole package but nasflops.torch_bridge works without it
+    import subprocess
+    import sys
+    code = ("import sys, nasflops as nf, nasflops.cli, nasflops.plots\n"
+            "for s in nf.list_spaces(): nf.score(nf.get_space(s['name']).sample(3, seed=0))\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
