@@ -37,6 +37,13 @@ class UserError(Exception):
     """A mistake on the command line: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (with where to get help)."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 # ----------------------------------------------------------------- helpers
 def _console():
     from rich.console import Console
@@ -387,12 +394,12 @@ def cmd_filter(args) -> int:
 # ----------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nasflops", formatter_class=fmt, epilog=MAIN_EPILOG,
         description="Analytic FLOPs/MACs, params and memory of neural architectures and whole NAS "
                     "search spaces, without building them.")
     p.add_argument("--version", action="version", version=f"nasflops {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     s = sub.add_parser("spaces", help="list the search spaces", formatter_class=fmt,

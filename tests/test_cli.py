@@ -96,8 +96,12 @@ def test_user_errors_are_one_line():
                       "nor_conv_9x9")
     assert_user_error(run("score", "nasbench9000", "-n", "10", "-o", "x", check=False), "unknown search space")
     assert_user_error(run("stats", "/nonexistent/results", check=False), "no such results dataset")
-    p = run("filter", "/nonexistent", "--max-macs", "three hundred", "-o", "y", check=False)
-    assert p.returncode == 2 and "not a count" in p.stderr
+    assert_user_error(run("filter", "/nonexistent", "--max-macs", "three hundred", "-o", "y", check=False),
+                      "not a count: 'three hundred'")
+    assert_user_error(run("filter", "/nonexistent", "--max-peak-act-bytes", "2XB", "-o", "y", check=False),
+                      "unknown unit")
+    assert_user_error(run("scor", "nb201", check=False), "invalid choice: 'scor'")
+    assert_user_error(run("count", "missing_model.py", check=False), "no such file")
     assert_user_error(run("count", "resnet50", "--convention", "gflops", check=False), "unknown convention")
     assert_user_error(run("score", "nb201", "-o", "x", check=False), "either -n N")
 
