@@ -170,3 +170,22 @@ def test_missing_field_and_bad_columns(space):
     cols["d"] = cols["d"][:, :4]
     with pytest.raises(NativeError, match=r"field 'd': expected shape \(10, 5\)"):
         space.encode_columns(cols)
+
+
+def test_decode_reads_natives_back_from_records():
+    space = get_space("ofa-mbv3")
+    cols = space.sample_columns(3000, seed=11)
+    batch = space.encode_columns(cols)
+    dec = space.decode(batch)
+    assert np.array_equal(dec["d"], cols["d"]) and np.array_equal(dec["r"], cols["r"])
+    # entries of blocks within each stage's depth come back; the others are unused
+    used = (np.arange(4)[None, None, :] < cols["d"][:, :, None]).reshape(len(cols["r"]), 20)
+    assert np.array_equal(dec["ks"][used], cols["ks"][used])
+    assert np.array_equal(dec["e"][used], cols["e"][used])
+    assert np.array_equal(space.encode_columns(dec).records, batch.records)
+    with pytest.raises(NativeError, match="candidate 0"):
+        space.decode(get_space("zoo").encode(["mobilenet_v3_large"]))
+    # one foreign candidate among good ones is named
+    mixed = nf.SpecBatch.concat([batch[:2], get_space("nb201").sample(1, seed=0), batch[2:3]])
+    with pytest.raises(NativeError, match="candidate 2"):
+        space.decode(mixed)

@@ -273,3 +273,12 @@ def test_space_encode_validates_and_round_trips():
     assert arr.type == pa.string() and arr.to_pylist() == ["vgg11", "googlenet", "vgg11"]
     with pytest.raises(ValueError, match="resolution"):
         zoo.ZooSpace(resolution=0)
+
+
+def test_decode_names_models_from_records():
+    space = zoo.ZooSpace()
+    cols = space.sample_columns(60, seed=4)
+    assert space.decode(space.encode_columns(cols))["model"].tolist() == cols["model"].tolist()
+    other = nf.SpecBatch.concat([space.encode(["alexnet"]), zoo.ZooSpace(resolution=192).encode(["alexnet"])])
+    with pytest.raises(NativeError, match="candidate 1"):
+        space.decode(other)

@@ -21,6 +21,8 @@ A subclass implements:
 ``arrow_columns(columns) -> dict[str, pyarrow.Array]``
     the native columns as stored in Parquet, under the native field names.
 
+and, where the records determine the native, ``decode(batch) -> columns``
+(records back to natives, verified by re-encoding);
 and, for finite spaces small enough to list, ``size`` and
 ``_enumerate_block(start, stop) -> columns``.
 
@@ -144,6 +146,28 @@ class SearchSpace(abc.ABC):
 
     def _enumerate_block(self, start: int, stop: int) -> dict[str, np.ndarray]:
         raise NotImplementedError(f"{self.name} cannot be enumerated")
+
+    def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
+        """Native columns back from records this space encoded.
+
+        Spaces that can read their natives off the records implement it and
+        verify the result by re-encoding; a batch that is not from the space
+        raises :class:`NativeError` naming the first such candidate.
+        """
+        raise NotImplementedError(f"{self.name} has no decoder: keep the native columns "
+                                  "(sample_columns / to_columns) beside the batch")
+
+    def _verify_decoded(self, batch: SpecBatch, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Re-encode decoded columns; raise NativeError at the first candidate that differs."""
+        again = self.encode_columns(cols)
+        same_len = np.array_equal(again.lengths, batch.lengths)
+        if same_len and np.array_equal(again.records, batch.records):
+            return dict(cols)
+        for i in range(len(batch)):  # only on failure: find the culprit
+            if not np.array_equal(again[i], batch[i]):
+                raise NativeError(self.name, i, "records", "not an architecture of this space "
+                                  f"({self!r}): re-encoding what was read differs")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def params(self) -> dict:

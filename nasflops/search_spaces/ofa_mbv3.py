@@ -378,3 +378,72 @@ class OFAMobileNetV3Space(SearchSpace):
     def encode_columns(self, cols: Mapping[str, np.ndarray]) -> SpecBatch:
         tids, r_idx = self.template_ids(cols)
         return self._pool.assemble(tids, r_idx, self._layout.resolutions)
+
+    def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
+        """Native columns read off the records (vectorised), verified by re-encoding.
+
+        Every block has one depthwise conv: its kernel is ``ks``, its width the
+        expanded width (hence ``e``), and the next 1x1 bias-free conv (the
+        projection) names the stage.  Entries beyond a stage's depth do not
+        reach the records: they come back as the smallest choices (3, 3).
+        Raises :class:`NativeError` for records that are not from this space.
+        """
+        from ..spec import Flag, Op
+
+        n = len(batch)
+        rec, off = batch.records, batch.offsets
+        if n == 0:
+            return {"ks": np.zeros((0, N_BLOCKS), np.int8), "e": np.zeros((0, N_BLOCKS), np.int8),
+                    "d": np.zeros((0, N_STAGES), np.int8), "r": np.zeros(0, np.int16)}
+        if (batch.lengths == 0).any():
+            raise NativeError(self.name, int(np.argmax(batch.lengths == 0)), "records", "empty architecture")
+        L = self._layout
+        conv = rec["op"] == Op.CONV2D
+        dw = conv & (rec["groups"] > 1) & (rec["groups"] == rec["out_channels"])
+        proj = conv & (rec["groups"] == 1) & (rec["kernel_h"] == 1) & ((rec["flags"] & Flag.BIAS) == 0)
+        arch_of = np.repeat(np.arange(n), batch.lengths)
+        dw_at = np.flatnonzero(dw)
+        first = np.searchsorted(dw_at, off[:-1])          # each candidate's first block's dw
+        keep = np.ones(dw_at.size, bool)
+        keep[first[first < dw_at.size]] = False
+        dw_at = dw_at[keep]
+        cand = arch_of[dw_at]
+        proj_at = np.flatnonzero(proj)
+        nxt = np.searchsorted(proj_at, dw_at, side="right")
+        if dw_at.size and (nxt >= proj_at.size).any():
+            bad = int(cand[np.argmax(nxt >= proj_at.size)])
+            raise NativeError(self.name, bad, "records", "a depthwise conv without its projection")
+        width = rec["out_channels"][proj_at[nxt]] if dw_at.size else np.zeros(0, np.int32)
+        widths = np.asarray(L.stage_widths)
+        stage = np.searchsorted(widths, width)   # widths increase stage by stage
+        ok = (stage < N_STAGES) & (widths[np.minimum(stage, N_STAGES - 1)] == width)
+        if not ok.all():
+            raise NativeError(self.name, int(cand[np.argmax(~ok)]), "records",
+                              f"block width {int(width[np.argmax(~ok)])} is no OFA stage width")
+        # position of each block in its stage, and each stage's depth
+        key = cand * N_STAGES + stage
+        d = np.bincount(key, minlength=n * N_STAGES).reshape(n, N_STAGES)
+        starts = np.cumsum(d.reshape(-1)) - d.reshape(-1)
+        pos = np.arange(dw_at.size) - starts[key]
+        if (d < min(D_CHOICES)).any() or (d > max(D_CHOICES)).any():
+            raise NativeError(self.name, int(np.argwhere((d < min(D_CHOICES)) | (d > max(D_CHOICES)))[0, 0]),
+                              "d", "stage depth out of range")
+        # expand ratio: the choice whose make_divisible(round(cin * e)) is the width
+        prev = np.asarray([L.first_block_width] + list(L.stage_widths[:-1]))
+        cin = np.where(pos == 0, prev[stage], widths[stage])
+        mid = rec["out_channels"][dw_at].astype(np.int64)
+        e = np.zeros(dw_at.size, np.int8)
+        for choice in E_CHOICES:
+            table = np.array([make_divisible(round(c * choice), DIVISOR) for c in range(max(widths) + 1)])
+            e[(e == 0) & (table[cin] == mid)] = choice
+        ks = np.full((n, N_BLOCKS), KS_CHOICES[0], np.int8)
+        ee = np.full((n, N_BLOCKS), E_CHOICES[0], np.int8)
+        slot = stage * MAX_DEPTH + np.minimum(pos, MAX_DEPTH - 1)
+        ks[cand, slot] = rec["kernel_h"][dw_at]
+        ee[cand, slot] = np.where(e == 0, E_CHOICES[0], e)
+        cols = {"ks": ks, "e": ee, "d": d.astype(np.int8), "r": rec["size_h"][off[:-1]].astype(np.int16)}
+        try:
+            self._check(cols)
+        except NativeError as exc:
+            raise NativeError(self.name, exc.candidate, exc.field, f"read from records: {exc.reason}") from None
+        return self._verify_decoded(batch, cols)

@@ -772,6 +772,22 @@ class ZooSpace(SearchSpace):
     def encode_columns(self, cols: Mapping[str, np.ndarray]) -> SpecBatch:
         return _all_models(self.resolution, self.num_classes).take(self._indices(cols))
 
+    def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
+        """Model names of records this space encoded (a candidate equals one model's records)."""
+        models = _all_models(self.resolution, self.num_classes)
+        names = np.empty(len(batch), dtype=self._names.dtype)
+        found = np.zeros(len(batch), dtype=bool)
+        lengths = batch.lengths
+        for m, name in enumerate(MODEL_NAMES):   # 19 models, each compared to same-length rows
+            ref = models[m]
+            for i in np.flatnonzero(~found & (lengths == len(ref))):
+                if np.array_equal(batch[i], ref):
+                    names[i], found[i] = name, True
+        if not found.all():
+            raise NativeError(self.name, int(np.argmax(~found)), "records",
+                              f"not a zoo model at resolution {self.resolution}")
+        return {"model": names}
+
     def to_columns(self, natives: Sequence) -> dict[str, np.ndarray]:
         if isinstance(natives, str):
             natives = [natives]
