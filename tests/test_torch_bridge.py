@@ -390,3 +390,12 @@ def test_from_torch_on_ofa_subnets(ofa_importable):
         from_torch(subnet, shape)   # Hswish traced through: x + 3.0 has no record
     with pytest.raises(ValueError, match="module_map"):
         from_torch(subnet, shape, module_map={Hswish: "swish"})
+
+
+@pytest.mark.parametrize("name", [s["name"] for s in nf.list_spaces()])
+def test_validate_every_space_agrees_exactly(name):
+    # the whole zoo; a seeded sample of every other space; memory metrics included
+    n = 19 if name == "zoo" else 4
+    report = validate(name, samples=n, convention="flops", seed=0, batch_size=2, device="meta")
+    assert report.ok, str(report)
+    assert report.n == n and not report.mismatches
