@@ -399,3 +399,16 @@ def test_validate_every_space_agrees_exactly(name):
     report = validate(name, samples=n, convention="flops", seed=0, batch_size=2, device="meta")
     assert report.ok, str(report)
     assert report.n == n and not report.mismatches
+
+
+def test_counting_and_tracing_restore_training_mode():
+    import torch.nn as tnn
+    m = tnn.Sequential(tnn.Conv2d(3, 4, 3), tnn.BatchNorm2d(4), tnn.Dropout())
+    m.train()
+    count_with_hooks(m, (3, 8, 8), "macs")
+    assert m.training and all(c.training for c in m)
+    from_torch(m, (3, 8, 8))
+    assert m.training
+    m.eval()
+    from_torch(m, (3, 8, 8))
+    assert not m.training

@@ -8,6 +8,7 @@ their inputs and output through real forward hooks.
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -146,6 +147,18 @@ def run_recorded(gm: fx.GraphModule, x: torch.Tensor) -> list[NodeRun]:
         for h in handles:
             h.remove()
     return rec.runs
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run ``model`` in inference mode (BN running stats, no dropout), then
+    restore its training flag whatever happens."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def input_tensor(model: nn.Module, input_shape, batch_size: int = 1) -> torch.Tensor:

@@ -515,9 +515,7 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
     wsize, asize = _dtype_size(weight_dtype, "weight_dtype"), _dtype_size(act_dtype, "act_dtype")
     rules = HOOK_CONVENTIONS[convention]
     mmap = _fx.check_module_map(module_map)
-    was_training = model.training
-    model.eval()
-    try:
+    with _fx.eval_mode(model):
         x = _fx.input_tensor(model, input_shape, batch_size)
         try:
             runs = _fx.run_recorded(_fx.trace(model, tuple(mmap)), x)
@@ -526,8 +524,6 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
             runs, missing = _fx.run_hooked(model, x, BRIDGE_MODULES + tuple(mmap))
             if missing:
                 raise UnsupportedOpsError(f"cannot count {type(model).__name__}", missing) from None
-    finally:
-        model.train(was_training)
 
     # pass 1: what every node is
     facts: dict = {}

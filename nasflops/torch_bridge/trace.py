@@ -258,17 +258,13 @@ def from_torch(model: nn.Module, input_shape, batch_size: int = 1,
     147456
     """
     mmap = _fx.check_module_map(module_map)
-    was_training = model.training
-    model.eval()
-    try:
+    with _fx.eval_mode(model):
         x = _fx.input_tensor(model, input_shape, batch_size)
         try:
             gm = _fx.trace(model, tuple(mmap))
         except _fx.TraceFailed as exc:
             return _from_hooks(model, x, str(exc), mmap)
         runs = _fx.run_recorded(gm, x)
-    finally:
-        model.train(was_training)
     return _from_runs(runs, type(model).__name__, mmap)
 
 
