@@ -162,7 +162,8 @@ _STATS_Q = {"min": 0.0, "5%": 0.05, "25%": 0.25, "median": 0.5, "75%": 0.75, "95
 
 
 def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes", "read_bytes"),
-                   qs=_SUMMARY_Q):
+                   qs=_SUMMARY_Q) -> int:
+    """Print quantiles per metric; return the number of valid candidates."""
     from rich.table import Table
 
     from .analytics import quantiles
@@ -178,12 +179,12 @@ def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes"
         t.add_column(c, justify="right")
     for m in metrics:
         vals = q[m].to_pylist()
-        fmt = format_bytes if m.endswith("_bytes") else (lambda v, u=(unit if m == "ops" else
-                                                                       "MACs" if m == "macs" else ""):
-                                                          format_count(v, u))
-        label = f"ops ({conv})" if m == "ops" else m
-        t.add_row(label, *("-" if v != v else fmt(round(v)) for v in vals))
+        count_unit = {"ops": unit, "macs": "MACs"}.get(m, "")
+        cells = ["-" if v != v else format_bytes(round(v)) if m.endswith("_bytes")
+                 else format_count(round(v), count_unit) for v in vals]
+        t.add_row(f"ops ({conv})" if m == "ops" else m, *cells)
     con.print(t)
+    return n_valid
 
 
 def _count_valid(path) -> int:
@@ -325,7 +326,7 @@ def cmd_stats(args) -> int:
 
     _need_results(args.results)
     con = _console()
-    _print_summary(con, args.results, metrics=tuple(args.metrics), qs=_STATS_Q)
+    n_valid = _print_summary(con, args.results, metrics=tuple(args.metrics), qs=_STATS_Q)
     con.print(f"histograms ({args.bins} bins, valid candidates):")
     for m in args.metrics:
         counts, edges = histogram(args.results, m, bins=args.bins)
@@ -346,7 +347,7 @@ def cmd_stats(args) -> int:
         from .storage import read_metadata
         meta = read_metadata(args.results)
         space = (meta.get("space") or {}).get("name") or os.path.basename(os.path.normpath(args.results))
-        title = f"{space}: {_count_valid(args.results):,} valid candidates"
+        title = f"{space}: {n_valid:,} valid candidates"
         out = plot_distributions(args.results, args.plot, title=title)
         con.print(f"plot written to {out}")
     return 0

@@ -20,8 +20,7 @@ __all__ = ["score", "layer_table", "SpecError", "Device", "Scores", "DTYPE_SIZES
 #: bytes per element of the element types accepted for weights and activations
 DTYPE_SIZES = {"fp64": 8, "float64": 8, "fp32": 4, "float32": 4, "fp16": 2,
                "float16": 2, "bf16": 2, "bfloat16": 2, "int8": 1, "uint8": 1,
-               "fp8": 1, "int4": None}
-DTYPE_SIZES.pop("int4")
+               "fp8": 1}
 
 #: integer metric columns, in the order of ``RESULT_DTYPE``
 METRICS: tuple[str, ...] = _core.METRICS

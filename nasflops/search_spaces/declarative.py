@@ -274,25 +274,26 @@ class TemplatePool:
             Resolution of each index (the input record's height and width).
         """
         tids = np.asarray(tids, dtype=np.int64)
-        n, S = tids.shape
+        n = tids.shape[0]
         lens = self.lengths[tids]
         # one compiled pass: copy every template, make its inputs (stored
         # relative to each record) absolute in the architecture
         batch = gather_segments(self._records, self.starts[tids], lens, record_relative=True)
         rec, offsets = batch.records, batch.offsets
         arch_len = np.diff(offsets)
-        seg_start = (np.cumsum(lens, axis=1) - lens + offsets[:-1, None]).reshape(-1)
         r_idx = np.asarray(r_idx, dtype=np.int64)
         if n:
             res = np.asarray(resolutions)[r_idx]
             first = offsets[:-1][arch_len > 0]
             rec["size_h"][first] = res[arch_len > 0]
             rec["size_w"][first] = res[arch_len > 0]
+        if self._patched_p:  # segment starts in the batch, for the patches
+            seg_start = np.cumsum(lens, axis=1) - lens + offsets[:-1, None]
         for p in self._patched_p:
             loc = self.patch_local[tids, p]
             ci, sj = np.nonzero(loc >= 0)
             if ci.size:
-                at = seg_start.reshape(n, S)[ci, sj] + loc[ci, sj]
+                at = seg_start[ci, sj] + loc[ci, sj]
                 rec["size_h"][at] = self.patch_val[tids[ci, sj], p, r_idx[ci]]
         return batch
 
