@@ -63,7 +63,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
-    table = nf.get_convention("flops").table
+    table = nf.get_convention("flops").weights
     t_core = t_stream = t_par = 0.0
     n_rec = n_arch = 0
     checksum = 0

@@ -108,3 +108,4 @@ cdef enum Status:
     ST_OVERFLOW = 9         # a count does not fit in int64
     ST_BAD_PADDING = 10     # pool padding larger than half the kernel
     ST_BAD_SHAPE = 11       # input shape not accepted (linear on HxW > 1)
+    N_STATUS = 12

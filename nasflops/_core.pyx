@@ -2,17 +2,25 @@
 """Compiled scoring core.
 
 The core reads layer records and writes integers; it knows nothing of search
-spaces, files or torch.  One pass per architecture infers every layer's
-output shape from its inputs, computes the convention-independent *terms* of
-each layer (MACs, output elements, ...), weighs them by the convention's
-row of the rules table, and accumulates params and memory; a second pass over
-the same architecture sweeps tensor lifetimes to find the peak of live
-activations.
+spaces, files or torch.  Scoring one architecture is a pass over its layers
+followed by a sweep (``docs/design.md``, "The core"), each layer going
+through the same small kernels, in order:
 
-Everything below ``score_arch`` runs without the GIL.  Errors are status
-codes (``Status`` in ``_core.pxd``) with the index of the offending layer;
-``nasflops.scoring`` turns them into messages.  All arithmetic on counts is
-checked for int64 overflow.
+1. ``check_inputs``     its input slots name earlier layers, in the number the op takes;
+2. ``infer_layer``      its output shape and convention-independent quantities
+                        (MACs, params, window sizes, ...), validating every field;
+3. ``convention_ops``   the convention's row: integer weights times the terms;
+4. ``layer_bytes``      bytes allocated, read and written;
+5. ``track_lifetime``   which buffer the output lives in and who reads it last;
+
+then ``peak_sweep`` walks the steps to find the peak of live activations.
+``nasflops/_pyref.py`` states the same definitions, kernel for kernel, in
+plain Python.
+
+Everything below the ``def`` entry points runs without the GIL.  Errors are
+status codes (``Status`` in ``_core.pxd``) with the index of the offending
+layer; ``nasflops.scoring`` turns them into messages.  All arithmetic on
+counts is checked for int64 overflow.
 """
 import numpy as np
 
@@ -67,7 +75,6 @@ STATUS = {
     "bad_padding": ST_BAD_PADDING, "bad_shape": ST_BAD_SHAPE,
 }
 N_RULES = N_OPS + N_ACTS
-assert N_RULES <= RULES_CAP
 MAX_LAYER_INPUTS = MAX_INPUTS
 
 # Columns of the per-architecture metrics written by score_range.
@@ -102,28 +109,25 @@ cdef enum:  # LayerCol
 LAYER_COLUMNS = ("channels", "height", "width", "ops", "macs", "params",
                  "act_bytes", "read_bytes", "write_bytes", "live_bytes")
 
-
 cdef enum:
     RULES_CAP = 64   # >= N_OPS + N_ACTS
 
+# the Python name tables must cover the C enums exactly
+assert len(OPS) == N_OPS and sorted(OPS.values()) == list(range(N_OPS))
+assert len(ACTS) == N_ACTS and sorted(ACTS.values()) == list(range(N_ACTS))
+assert len(TERMS) == N_TERMS
+assert len(STATUS) == N_STATUS and sorted(STATUS.values()) == list(range(N_STATUS))
+assert len(METRICS) == N_METRICS
+assert len(LAYER_COLUMNS) == N_LAYER_COLS
+assert N_RULES <= RULES_CAP
+
+
+# ------------------------------------------------------------------ state
 cdef struct Rules:
-    # a convention's table, row by row, keeping only the non-zero weights
+    # a convention's weights, row by row, keeping only the non-zero ones
     int32_t n[RULES_CAP]                  # non-zero terms of each row
     int32_t term[RULES_CAP * N_TERMS]     # which terms
     int64_t coef[RULES_CAP * N_TERMS]     # their integer weights
-
-
-cdef void compile_rules(const int64_t[:, ::1] table, Rules* r) noexcept:
-    cdef Py_ssize_t row, k
-    cdef int32_t m
-    for row in range(N_OPS + N_ACTS):
-        m = 0
-        for k in range(N_TERMS):
-            if table[row, k] != 0:
-                r.term[row * N_TERMS + m] = <int32_t>k
-                r.coef[row * N_TERMS + m] = table[row, k]
-                m += 1
-        r.n[row] = m
 
 
 cdef struct Tensor:
@@ -132,11 +136,49 @@ cdef struct Tensor:
     int64_t h           # height
     int64_t w           # width
     int64_t elems       # elements per sample
-    int64_t bytes       # bytes (x batch x element size)
+    int64_t bytes       # bytes (x batch size x element size)
     int64_t alloc       # bytes this layer allocates (0 for views and in-place ops)
     int64_t freed       # bytes released after this step
     int32_t owner       # layer whose buffer this output lives in
     int32_t last_use    # last layer reading the buffer (meaningful for owners)
+
+
+cdef struct LayerFacts:
+    # one layer, as the kernels fill it in (counts per sample unless noted)
+    int nin             # used input slots
+    int64_t cin         # shape of input 0
+    int64_t hin
+    int64_t win
+    int64_t e_in        # elements of input 0
+    int64_t c           # output shape
+    int64_t h
+    int64_t w
+    int64_t e           # output elements
+    int64_t macs        # multiply-accumulates
+    int64_t params      # parameters (not per sample)
+    int64_t other       # elements of every input but the first
+    int64_t win_k       # pooling: window elements per output
+    bint has_bias
+    bint has_affine
+    bint view           # aliases input 0's buffer (views, in-place act/add)
+    bint extend         # grows input 0's buffer (a concat chain continuation)
+
+
+cdef struct LayerCost:
+    # one layer's contribution to the totals (x batch size)
+    int64_t ops
+    int64_t macs
+    int64_t act         # bytes allocated
+    int64_t rd          # bytes read
+    int64_t wr          # bytes written
+
+
+cdef struct Options:
+    int64_t batch_size
+    int64_t weight_size   # bytes per weight
+    int64_t act_size      # bytes per activation
+    double peak_ops       # roofline: ops/s (0 = none)
+    double bytes_per_s
 
 
 cdef struct Scratch:
@@ -152,17 +194,28 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.t)
 
 
-cdef inline int64_t mul3(int64_t a, int64_t b, int64_t c, bint* ovf) noexcept nogil:
-    cdef int64_t r
-    ovf[0] |= nf_mul_ovf(a, b, &r)
-    ovf[0] |= nf_mul_ovf(r, c, &r)
-    return r
+cdef void compile_rules(const int64_t[:, ::1] weights, Rules* r) noexcept:
+    cdef Py_ssize_t row, k
+    cdef int32_t m
+    for row in range(N_OPS + N_ACTS):
+        m = 0
+        for k in range(N_TERMS):
+            if weights[row, k] != 0:
+                r.term[row * N_TERMS + m] = <int32_t>k
+                r.coef[row * N_TERMS + m] = weights[row, k]
+                m += 1
+        r.n[row] = m
 
 
+# --------------------------------------------------------------- arithmetic
 cdef inline int64_t mul2(int64_t a, int64_t b, bint* ovf) noexcept nogil:
     cdef int64_t r
     ovf[0] |= nf_mul_ovf(a, b, &r)
     return r
+
+
+cdef inline int64_t mul3(int64_t a, int64_t b, int64_t c, bint* ovf) noexcept nogil:
+    return mul2(mul2(a, b, ovf), c, ovf)
 
 
 cdef inline int64_t add2(int64_t a, int64_t b, bint* ovf) noexcept nogil:
@@ -207,11 +260,6 @@ cdef inline int64_t adaptive_window_sum(int64_t size, int64_t out) noexcept nogi
     return size + out - a
 
 
-cdef inline int fail(int64_t* bad_layer, Py_ssize_t i, int status) noexcept nogil:
-    bad_layer[0] = i
-    return status
-
-
 cdef inline int32_t input_of(const Layer* L, int k) noexcept nogil:
     # the four slots are consecutive int32 fields
     return (&L.input0)[k]
@@ -224,9 +272,357 @@ cdef inline int n_inputs_of(const Layer* L) noexcept nogil:
     return k
 
 
-cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules,
-                    int64_t batch, int64_t wsize, int64_t asize,
-                    double peak_ops, double bytes_per_s,
+# ---------------------------------------------------- 1. inputs of a layer
+cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
+                             LayerFacts* f) noexcept nogil:
+    """Used slots first, each naming an earlier layer, as many as the op takes;
+    reads input 0's shape into ``f``."""
+    cdef int k, lo = 1, hi = 1, op = L.op
+    cdef int nin = n_inputs_of(L)
+    for k in range(nin, MAX_INPUTS):
+        if input_of(L, k) != -1:
+            return ST_BAD_INPUT_REF
+    for k in range(nin):
+        if input_of(L, k) >= i:
+            return ST_BAD_INPUT_REF
+    if op == OP_INPUT:
+        lo = 0
+        hi = 0
+    elif op == OP_ADD:
+        lo = 2
+        hi = MAX_INPUTS
+    elif op == OP_MUL:
+        lo = 2
+        hi = 2
+    elif op == OP_CONCAT:
+        hi = MAX_INPUTS
+    if nin < lo or nin > hi:
+        return ST_BAD_INPUT_REF
+    f.nin = nin
+    if nin == 0:
+        f.cin = 0
+        f.hin = 0
+        f.win = 0
+        f.e_in = 0
+    else:
+        k = input_of(L, 0)
+        f.cin = t[k].c
+        f.hin = t[k].h
+        f.win = t[k].w
+        f.e_in = t[k].elems
+    return ST_OK
+
+
+# ----------------------------------- 2. shape and per-op quantities, by family
+cdef inline int infer_window(const Layer* L, LayerFacts* f, bint* ovf) noexcept nogil:
+    """conv2d, maxpool, avgpool: a kernel sliding over the input."""
+    cdef int op = L.op
+    cdef int64_t kh = L.kernel_h, kw = L.kernel_w, sh = L.stride_h, sw = L.stride_w
+    cdef int64_t ph = L.pad_h, pw = L.pad_w, dh = L.dilation_h, dw = L.dilation_w
+    cdef int64_t g, cpg
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0 or dh < 1 or dw < 1:
+        return ST_BAD_VALUE
+    if op == OP_AVGPOOL and (dh != 1 or dw != 1):
+        return ST_BAD_VALUE
+    if f.hin + 2 * ph < dh * (kh - 1) + 1 or f.win + 2 * pw < dw * (kw - 1) + 1:
+        return ST_KERNEL_TOO_LARGE
+    if op == OP_CONV2D:
+        g = L.groups
+        if L.out_channels < 1 or g < 1:
+            return ST_BAD_VALUE
+        cpg = f.cin
+        if g != 1:
+            if f.cin % g != 0 or L.out_channels % g != 0:
+                return ST_BAD_GROUPS
+            cpg = f.cin // g
+        f.c = L.out_channels
+        f.h = pooled_size(f.hin, kh, sh, ph, dh, False)
+        f.w = pooled_size(f.win, kw, sw, pw, dw, False)
+        f.params = mul3(f.c, cpg, kh * kw, ovf)          # c * (cin/g) * kh * kw (+ c)
+        if L.flags & FLAG_BIAS:
+            f.params = add2(f.params, f.c, ovf)
+            f.has_bias = True
+        f.macs = mul3(mul3(f.h, f.w, f.c, ovf), cpg, kh * kw, ovf)
+        return ST_OK
+    # torch: pool padding at most half the (effective) kernel
+    if op == OP_MAXPOOL:
+        if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:
+            return ST_BAD_PADDING
+    elif 2 * ph > kh or 2 * pw > kw:
+        return ST_BAD_PADDING
+    f.h = pooled_size(f.hin, kh, sh, ph, dh, L.flags & FLAG_CEIL_MODE)
+    f.w = pooled_size(f.win, kw, sw, pw, dw, L.flags & FLAG_CEIL_MODE)
+    f.win_k = kh * kw
+    return ST_OK
+
+
+cdef inline int infer_join(const Layer* L, const Tensor* t, LayerFacts* f) noexcept nogil:
+    """add, mul, concat: several inputs whose shapes must agree."""
+    cdef int k
+    cdef int32_t j
+    if L.op == OP_ADD:
+        # torch's `out += identity` writes into its first input
+        f.view = (L.flags & FLAG_INPLACE) != 0
+        for k in range(1, f.nin):
+            j = input_of(L, k)
+            if t[j].c != f.cin or t[j].h != f.hin or t[j].w != f.win:
+                return ST_SHAPE_MISMATCH
+            f.other += t[j].elems
+    elif L.op == OP_MUL:
+        # the second input broadcasts: each dim equal or 1 (SE gate C x 1 x 1)
+        j = input_of(L, 1)
+        if ((t[j].c != f.cin and t[j].c != 1) or (t[j].h != f.hin and t[j].h != 1)
+                or (t[j].w != f.win and t[j].w != 1)):
+            return ST_SHAPE_MISMATCH
+        f.other = t[j].elems
+    else:
+        # a continuation grows its first input's buffer (one torch.cat of
+        # more than MAX_INPUTS tensors written as a chain of records)
+        f.extend = (L.flags & FLAG_INPLACE) != 0
+        for k in range(1, f.nin):
+            j = input_of(L, k)
+            if t[j].h != f.hin or t[j].w != f.win:
+                return ST_SHAPE_MISMATCH
+            f.c += t[j].c
+            f.other += t[j].elems
+    return ST_OK
+
+
+cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
+                            bint* ovf) noexcept nogil:
+    """Output shape and per-op quantities of one layer, every field checked."""
+    cdef int op = L.op
+    f.c = f.cin
+    f.h = f.hin
+    f.w = f.win
+    f.macs = 0
+    f.params = 0
+    f.other = 0
+    f.win_k = 0
+    f.has_bias = False
+    f.has_affine = False
+    f.view = False
+    f.extend = False
+    if op == OP_INPUT:
+        if L.out_channels < 1 or L.size_h < 1 or L.size_w < 1:
+            return ST_BAD_VALUE
+        f.c = L.out_channels
+        f.h = L.size_h
+        f.w = L.size_w
+    elif op == OP_CONV2D or op == OP_MAXPOOL or op == OP_AVGPOOL:
+        return infer_window(L, f, ovf)
+    elif op == OP_ADAPTIVE_AVGPOOL:
+        if L.size_h < 1 or L.size_w < 1:
+            return ST_BAD_VALUE
+        f.h = L.size_h
+        f.w = L.size_w
+    elif op == OP_LINEAR:
+        if L.out_channels < 1:
+            return ST_BAD_VALUE
+        if f.hin != 1 or f.win != 1:
+            return ST_BAD_SHAPE
+        f.c = L.out_channels
+        f.macs = mul2(f.c, f.cin, ovf)
+        f.params = f.macs
+        if L.flags & FLAG_BIAS:
+            f.params = add2(f.params, f.c, ovf)
+            f.has_bias = True
+    elif op == OP_BATCHNORM or op == OP_LAYERNORM:
+        if L.flags & FLAG_AFFINE:
+            f.params = mul2(2, f.c, ovf)
+            f.has_affine = True
+    elif op == OP_SCALE:
+        f.params = f.c
+        if L.flags & FLAG_BIAS:
+            f.params = mul2(2, f.c, ovf)
+            f.has_bias = True
+    elif op == OP_ACT:
+        if L.act < 0 or L.act >= N_ACTS:
+            return ST_BAD_OP
+        f.view = (L.flags & FLAG_INPLACE) != 0
+    elif op == OP_ADD or op == OP_MUL or op == OP_CONCAT:
+        return infer_join(L, t, f)
+    elif op == OP_FLATTEN:
+        f.c = mul3(f.cin, f.hin, f.win, ovf)
+        f.h = 1
+        f.w = 1
+        f.view = True
+    elif op == OP_IDENTITY or op == OP_DROPOUT:
+        f.view = True
+    elif op == OP_SLICE:
+        if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > f.cin:
+            return ST_BAD_VALUE
+        f.c = L.out_channels
+        f.view = True
+    elif op == OP_CHANNEL_SHUFFLE:
+        if L.groups < 1:
+            return ST_BAD_VALUE
+        if f.cin % L.groups != 0:
+            return ST_BAD_GROUPS
+    # OP_ZERO, OP_SOFTMAX: same shape, nothing else to infer
+    return ST_OK
+
+
+# ------------------------------------------------------ 3. the convention's row
+cdef inline int64_t term_value(int t, int op, const LayerFacts* f, int64_t n,
+                               bint* ovf) noexcept nogil:
+    """One term of ``nasflops.conventions`` for this layer, x batch size ``n``."""
+    if t == T_MAC:
+        return mul2(f.macs, n, ovf)
+    if t == T_OUT:
+        return mul2(f.e, n, ovf)
+    if t == T_IN:
+        return mul2(f.e_in, n, ovf)
+    if t == T_BIAS:
+        return mul2(f.e, n, ovf) if f.has_bias else 0
+    if t == T_AFFINE:
+        return mul2(f.e, n, ovf) if f.has_affine else 0
+    if t == T_WINDOW:
+        if op == OP_ADAPTIVE_AVGPOOL:
+            return mul3(mul3(f.c, adaptive_window_sum(f.hin, f.h),
+                             adaptive_window_sum(f.win, f.w), ovf), n, 1, ovf)
+        return mul3(f.win_k, f.e, n, ovf)
+    if t == T_EXTRA_IN:
+        return mul2(f.other, n, ovf)
+    if t == T_ROWS:
+        return mul3(f.h, f.w, n, ovf)
+    return mul2(f.c, n, ovf)   # T_OUT_CH
+
+
+cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const LayerFacts* f,
+                                   int64_t n, bint* ovf) noexcept nogil:
+    """The layer's count: its row's weights times its terms (only the terms
+    the convention weighs are computed)."""
+    cdef int row = N_OPS + L.act if L.op == OP_ACT else L.op
+    cdef int k
+    cdef int64_t ops = 0
+    for k in range(rules.n[row]):
+        ops = add2(ops, mul2(rules.coef[row * N_TERMS + k],
+                             term_value(rules.term[row * N_TERMS + k], L.op, f, n, ovf),
+                             ovf), ovf)
+    return ops
+
+
+# ------------------------------------------------------------------- 4. bytes
+cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* f,
+                             int64_t out_bytes, int64_t weight_size, LayerCost* cost,
+                             bint* ovf) noexcept nogil:
+    """Views and the network input move no bytes; in-place ops (act, add)
+    allocate nothing but still read and write; a concat continuation writes
+    only what it adds."""
+    cdef int k
+    if L.op == OP_INPUT or (f.view and L.op != OP_ACT and L.op != OP_ADD):
+        cost.act = 0
+        cost.rd = 0
+        cost.wr = 0
+    elif f.extend:
+        cost.act = out_bytes - t[input_of(L, 0)].bytes
+        cost.wr = cost.act
+        cost.rd = 0
+        for k in range(1, f.nin):
+            cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
+    else:
+        cost.act = out_bytes
+        cost.wr = out_bytes
+        cost.rd = mul2(f.params, weight_size, ovf)
+        for k in range(f.nin):
+            cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
+
+
+# --------------------------------------------------------------- 5. lifetimes
+cdef inline void track_lifetime(const Layer* layers, Py_ssize_t i, const LayerFacts* f,
+                                int64_t act, Tensor* t) noexcept nogil:
+    """A view or in-place op lives in its input's buffer; every buffer an op
+    reads lives at least until that op."""
+    cdef const Layer* L = layers + i
+    cdef int k
+    cdef Py_ssize_t j
+    if f.view or f.extend:
+        t[i].owner = t[input_of(L, 0)].owner
+        t[i].alloc = act if f.extend else 0
+    else:
+        t[i].owner = <int32_t>i
+        t[i].alloc = t[i].bytes
+    t[i].freed = 0
+    t[i].last_use = <int32_t>i
+    for k in range(f.nin):
+        t[t[input_of(L, k)].owner].last_use = <int32_t>i
+    if f.extend:
+        # one cat: every input of the chain lives until its last record
+        j = input_of(L, 0)
+        while True:
+            for k in range(n_inputs_of(layers + j)):
+                t[t[input_of(layers + j, k)].owner].last_use = <int32_t>i
+            if layers[j].op != OP_CONCAT or not (layers[j].flags & FLAG_INPLACE):
+                break
+            j = input_of(layers + j, 0)
+    t[t[i].owner].last_use = <int32_t>i
+
+
+# ------------------------------------------------------------------ 6. peak
+cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, int64_t* peak, int64_t* per_layer
+                           ) noexcept nogil:
+    """Largest total of live buffers, layers run in order, each buffer freed
+    after its last reader.
+
+    The caller has checked that the sum of every allocation fits in int64
+    (it is at most the activation bytes plus the input), so no partial sum
+    below can overflow.
+    """
+    cdef Py_ssize_t i
+    cdef int64_t live = 0
+    peak[0] = 0
+    for i in range(n):
+        t[t[t[i].owner].last_use].freed += t[i].alloc
+    for i in range(n):
+        live += t[i].alloc
+        if live > peak[0]:
+            peak[0] = live
+        if per_layer != NULL:
+            per_layer[i * N_LAYER_COLS + L_LIVE_BYTES] = live
+        live -= t[i].freed
+        if live < 0:  # cannot happen; guards the bookkeeping above
+            return ST_OVERFLOW
+    return ST_OK
+
+
+# ------------------------------------------------------------ one architecture
+cdef inline int fail(int64_t* bad_layer, Py_ssize_t i, int status) noexcept nogil:
+    bad_layer[0] = i
+    return status
+
+
+cdef inline void add_cost(int64_t* tot, const LayerCost* cost, int64_t params,
+                          bint* ovf) noexcept nogil:
+    tot[M_OPS] = add2(tot[M_OPS], cost.ops, ovf)
+    tot[M_MACS] = add2(tot[M_MACS], cost.macs, ovf)
+    tot[M_PARAMS] = add2(tot[M_PARAMS], params, ovf)
+    tot[M_ACT_BYTES] = add2(tot[M_ACT_BYTES], cost.act, ovf)
+    tot[M_READ_BYTES] = add2(tot[M_READ_BYTES], cost.rd, ovf)
+    tot[M_WRITE_BYTES] = add2(tot[M_WRITE_BYTES], cost.wr, ovf)
+
+
+cdef inline double roofline(const LayerCost* cost, const Options* o) noexcept nogil:
+    cdef double t_compute = cost.ops / o.peak_ops if o.peak_ops > 0 else 0.0
+    cdef double t_memory = ((<double>cost.rd + <double>cost.wr) / o.bytes_per_s
+                            if o.bytes_per_s > 0 else 0.0)
+    return t_compute if t_compute > t_memory else t_memory
+
+
+cdef inline void write_layer_row(int64_t* row, const LayerFacts* f, const LayerCost* cost
+                                 ) noexcept nogil:
+    row[L_C] = f.c
+    row[L_H] = f.h
+    row[L_W] = f.w
+    row[L_OPS] = cost.ops
+    row[L_MACS] = cost.macs
+    row[L_PARAMS] = f.params
+    row[L_ACT_BYTES] = cost.act
+    row[L_READ_BYTES] = cost.rd
+    row[L_WRITE_BYTES] = cost.wr
+
+
+cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const Options* o,
                     Scratch* s, int64_t* metrics, double* latency,
                     int64_t* bad_layer, int64_t* per_layer) noexcept nogil:
     """Score one architecture; return a Status and set ``bad_layer``.
@@ -234,347 +630,86 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules,
     ``metrics`` receives N_METRICS values; ``latency`` (may be NULL) the
     roofline estimate; ``per_layer`` (may be NULL) N_LAYER_COLS per layer.
     """
-    cdef Py_ssize_t i, j
-    cdef int k, nin, lo, hi
+    cdef Py_ssize_t i
     cdef const Layer* L
-    cdef int row, t
-    cdef int64_t v, macs_b, win_k
-    cdef bint has_bias, has_affine
-    cdef int64_t cin, hin, win, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, g, cpg
-    cdef int64_t e, e_in, macs, params, ops, act, rd, wr, other
-    cdef int64_t tot_ops = 0, tot_macs = 0, tot_params = 0, tot_act = 0
-    cdef int64_t tot_rd = 0, tot_wr = 0, live = 0, peak = 0
-    cdef double lat = 0.0, t_compute, t_memory
-    cdef bint ovf = False, view, extend
-    cdef int op
+    cdef LayerFacts f
+    cdef LayerCost cost
+    cdef int64_t tot[N_METRICS]
+    cdef int64_t peak = 0
+    cdef double lat = 0.0
+    cdef bint ovf = False
+    cdef int st
+    cdef bint with_latency = latency != NULL and (o.peak_ops > 0 or o.bytes_per_s > 0)
 
     bad_layer[0] = -1
     if n == 0:
         return ST_EMPTY
-
+    for i in range(N_METRICS):
+        tot[i] = 0
     for i in range(n):
         L = layers + i
-        op = L.op
-        if op < 0 or op >= N_OPS:
+        if L.op < 0 or L.op >= N_OPS:
             return fail(bad_layer, i, ST_BAD_OP)
-        if (op == OP_INPUT) != (i == 0):
+        if (L.op == OP_INPUT) != (i == 0):
             return fail(bad_layer, i, ST_NO_INPUT)
-
-        # ---- inputs: contiguous slots, each naming an earlier layer
-        nin = n_inputs_of(L)
-        for k in range(nin, MAX_INPUTS):
-            if input_of(L, k) != -1:
-                return fail(bad_layer, i, ST_BAD_INPUT_REF)
-        for k in range(nin):
-            if input_of(L, k) >= i:
-                return fail(bad_layer, i, ST_BAD_INPUT_REF)
-        if op == OP_INPUT:
-            lo = 0
-            hi = 0
-        elif op == OP_ADD:
-            lo = 2
-            hi = MAX_INPUTS
-        elif op == OP_MUL:
-            lo = 2
-            hi = 2
-        elif op == OP_CONCAT:
-            lo = 1
-            hi = MAX_INPUTS
-        else:
-            lo = 1
-            hi = 1
-        if nin < lo or nin > hi:
-            return fail(bad_layer, i, ST_BAD_INPUT_REF)
-
-        if op == OP_INPUT:
-            cin = 0
-            hin = 0
-            win = 0
-            e_in = 0
-        else:
-            j = input_of(L, 0)
-            cin = s.t[j].c
-            hin = s.t[j].h
-            win = s.t[j].w
-            e_in = s.t[j].elems
-
-        # ---- shape inference and per-op terms
-        c = cin
-        h = hin
-        w = win
-        macs = 0
-        params = 0
-        other = 0
-        win_k = 0
-        has_bias = False
-        has_affine = False
-        view = False
-        extend = False
-
-        if op == OP_INPUT:
-            if L.out_channels < 1 or L.size_h < 1 or L.size_w < 1:
-                return fail(bad_layer, i, ST_BAD_VALUE)
-            c = L.out_channels
-            h = L.size_h
-            w = L.size_w
-        elif op == OP_CONV2D or op == OP_MAXPOOL or op == OP_AVGPOOL:
-            kh = L.kernel_h
-            kw = L.kernel_w
-            sh = L.stride_h
-            sw = L.stride_w
-            ph = L.pad_h
-            pw = L.pad_w
-            dh = L.dilation_h
-            dw = L.dilation_w
-            if (kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0
-                    or dh < 1 or dw < 1):
-                return fail(bad_layer, i, ST_BAD_VALUE)
-            if op == OP_AVGPOOL and (dh != 1 or dw != 1):
-                return fail(bad_layer, i, ST_BAD_VALUE)
-            if hin + 2 * ph < dh * (kh - 1) + 1 or win + 2 * pw < dw * (kw - 1) + 1:
-                return fail(bad_layer, i, ST_KERNEL_TOO_LARGE)
-            if op == OP_CONV2D:
-                g = L.groups
-                if L.out_channels < 1 or g < 1:
-                    return fail(bad_layer, i, ST_BAD_VALUE)
-                if g == 1:
-                    cpg = cin
-                else:
-                    if cin % g != 0 or L.out_channels % g != 0:
-                        return fail(bad_layer, i, ST_BAD_GROUPS)
-                    cpg = cin // g
-                c = L.out_channels
-                h = pooled_size(hin, kh, sh, ph, dh, False)
-                w = pooled_size(win, kw, sw, pw, dw, False)
-                # params: c * (cin/g) * kh * kw (+ c)
-                params = mul3(c, cpg, kh * kw, &ovf)
-                if L.flags & FLAG_BIAS:
-                    params = add2(params, c, &ovf)
-                    has_bias = True
-                macs = mul3(mul3(h, w, c, &ovf), cpg, kh * kw, &ovf)
-            else:
-                # torch: padding at most half the (effective) kernel
-                if op == OP_MAXPOOL:
-                    if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:
-                        return fail(bad_layer, i, ST_BAD_PADDING)
-                elif 2 * ph > kh or 2 * pw > kw:
-                    return fail(bad_layer, i, ST_BAD_PADDING)
-                h = pooled_size(hin, kh, sh, ph, dh, L.flags & FLAG_CEIL_MODE)
-                w = pooled_size(win, kw, sw, pw, dw, L.flags & FLAG_CEIL_MODE)
-                win_k = kh * kw   # window elements per output
-        elif op == OP_ADAPTIVE_AVGPOOL:
-            if L.size_h < 1 or L.size_w < 1:
-                return fail(bad_layer, i, ST_BAD_VALUE)
-            h = L.size_h
-            w = L.size_w
-        elif op == OP_LINEAR:
-            if L.out_channels < 1:
-                return fail(bad_layer, i, ST_BAD_VALUE)
-            if hin != 1 or win != 1:
-                return fail(bad_layer, i, ST_BAD_SHAPE)
-            c = L.out_channels
-            params = mul2(c, cin, &ovf)
-            if L.flags & FLAG_BIAS:
-                params = add2(params, c, &ovf)
-                has_bias = True
-            macs = mul2(c, cin, &ovf)
-        elif op == OP_BATCHNORM or op == OP_LAYERNORM:
-            if L.flags & FLAG_AFFINE:
-                params = 2 * c
-                has_affine = True
-        elif op == OP_SCALE:
-            params = c
-            if L.flags & FLAG_BIAS:
-                params = 2 * c
-                has_bias = True
-        elif op == OP_ACT:
-            if L.act < 0 or L.act >= N_ACTS:
-                return fail(bad_layer, i, ST_BAD_OP)
-            view = (L.flags & FLAG_INPLACE) != 0
-        elif op == OP_ADD:
-            # torch's `out += identity` writes into its first input
-            view = (L.flags & FLAG_INPLACE) != 0
-            for k in range(1, nin):
-                j = input_of(L, k)
-                if s.t[j].c != cin or s.t[j].h != hin or s.t[j].w != win:
-                    return fail(bad_layer, i, ST_SHAPE_MISMATCH)
-                other += s.t[j].elems
-        elif op == OP_MUL:
-            # the second input broadcasts: each dim equal or 1 (SE gate C x 1 x 1)
-            j = input_of(L, 1)
-            if ((s.t[j].c != cin and s.t[j].c != 1) or (s.t[j].h != hin and s.t[j].h != 1)
-                    or (s.t[j].w != win and s.t[j].w != 1)):
-                return fail(bad_layer, i, ST_SHAPE_MISMATCH)
-            other = s.t[j].elems
-        elif op == OP_CONCAT:
-            # a continuation grows its first input's buffer (one torch.cat
-            # of more than MAX_INPUTS tensors written as a chain of records)
-            extend = (L.flags & FLAG_INPLACE) != 0
-            for k in range(1, nin):
-                j = input_of(L, k)
-                if s.t[j].h != hin or s.t[j].w != win:
-                    return fail(bad_layer, i, ST_SHAPE_MISMATCH)
-                c += s.t[j].c
-                other += s.t[j].elems
-        elif op == OP_FLATTEN:
-            c = mul3(cin, hin, win, &ovf)
-            h = 1
-            w = 1
-            view = True
-        elif op == OP_IDENTITY or op == OP_DROPOUT:
-            view = True
-        elif op == OP_SLICE:
-            if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > cin:
-                return fail(bad_layer, i, ST_BAD_VALUE)
-            c = L.out_channels
-            view = True
-        elif op == OP_CHANNEL_SHUFFLE:
-            if L.groups < 1:
-                return fail(bad_layer, i, ST_BAD_VALUE)
-            if cin % L.groups != 0:
-                return fail(bad_layer, i, ST_BAD_GROUPS)
-        # OP_ZERO, OP_SOFTMAX: same shape, nothing else to infer
-
-        s.t[i].c = c
-        s.t[i].h = h
-        s.t[i].w = w
-        e = mul3(c, h, w, &ovf)
-        s.t[i].elems = e
-        s.t[i].bytes = mul3(e, batch, asize, &ovf)
-        s.t[i].freed = 0
+        st = check_inputs(L, i, s.t, &f)
+        if st != ST_OK:
+            return fail(bad_layer, i, st)
+        st = infer_layer(L, s.t, &f, &ovf)
+        if st != ST_OK:
+            return fail(bad_layer, i, st)
+        s.t[i].c = f.c
+        s.t[i].h = f.h
+        s.t[i].w = f.w
+        f.e = mul3(f.c, f.h, f.w, &ovf)
+        s.t[i].elems = f.e
+        s.t[i].bytes = mul3(f.e, o.batch_size, o.act_size, &ovf)
+        cost.macs = mul2(f.macs, o.batch_size, &ovf)
+        cost.ops = convention_ops(rules, L, &f, o.batch_size, &ovf)
+        layer_bytes(L, s.t, &f, s.t[i].bytes, o.weight_size, &cost, &ovf)
+        add_cost(tot, &cost, f.params, &ovf)
         if ovf:
             return fail(bad_layer, i, ST_OVERFLOW)
-
-        # ---- the convention's row: only the terms it weighs are computed
-        # (all x batch)
-        macs_b = mul2(macs, batch, &ovf)
-        row = N_OPS + L.act if op == OP_ACT else op
-        ops = 0
-        for k in range(rules.n[row]):
-            t = rules.term[row * N_TERMS + k]
-            if t == T_MAC:
-                v = macs_b
-            elif t == T_OUT:
-                v = mul2(e, batch, &ovf)
-            elif t == T_IN:
-                v = mul2(e_in, batch, &ovf)
-            elif t == T_BIAS:
-                v = mul2(e, batch, &ovf) if has_bias else 0
-            elif t == T_AFFINE:
-                v = mul2(e, batch, &ovf) if has_affine else 0
-            elif t == T_WINDOW:
-                if op == OP_ADAPTIVE_AVGPOOL:
-                    v = mul3(mul3(c, adaptive_window_sum(hin, h), adaptive_window_sum(win, w), &ovf),
-                             batch, 1, &ovf)
-                else:
-                    v = mul3(win_k, e, batch, &ovf)
-            elif t == T_EXTRA_IN:
-                v = mul2(other, batch, &ovf)
-            elif t == T_ROWS:
-                v = mul3(h, w, batch, &ovf)
-            else:  # T_OUT_CH
-                v = mul2(c, batch, &ovf)
-            ops = add2(ops, mul2(rules.coef[row * N_TERMS + k], v, &ovf), &ovf)
-
-        # ---- memory: views and the network input move no bytes; in-place
-        # ops (act, add) allocate nothing but still read and write
-        if op == OP_INPUT or (view and op != OP_ACT and op != OP_ADD):
-            act = 0
-            rd = 0
-            wr = 0
-        elif extend:
-            act = s.t[i].bytes - s.t[input_of(L, 0)].bytes
-            wr = act
-            rd = 0
-            for k in range(1, nin):
-                rd = add2(rd, s.t[input_of(L, k)].bytes, &ovf)
-        else:
-            act = s.t[i].bytes
-            wr = act
-            rd = mul2(params, wsize, &ovf)
-            for k in range(nin):
-                rd = add2(rd, s.t[input_of(L, k)].bytes, &ovf)
-        if ovf:
-            return fail(bad_layer, i, ST_OVERFLOW)
-
-        tot_ops = add2(tot_ops, ops, &ovf)
-        tot_macs = add2(tot_macs, macs_b, &ovf)
-        tot_params = add2(tot_params, params, &ovf)
-        tot_act = add2(tot_act, act, &ovf)
-        tot_rd = add2(tot_rd, rd, &ovf)
-        tot_wr = add2(tot_wr, wr, &ovf)
-        if ovf:
-            return fail(bad_layer, i, ST_OVERFLOW)
-        if latency != NULL and (peak_ops > 0 or bytes_per_s > 0):
-            t_compute = ops / peak_ops if peak_ops > 0 else 0.0
-            t_memory = (<double>rd + <double>wr) / bytes_per_s if bytes_per_s > 0 else 0.0
-            lat += t_compute if t_compute > t_memory else t_memory
-
-        # ---- lifetimes: a view or in-place op aliases its input's buffer
-        if view or extend:
-            s.t[i].owner = s.t[input_of(L, 0)].owner
-            s.t[i].alloc = act if extend else 0
-        else:
-            s.t[i].owner = <int32_t>i
-            s.t[i].alloc = s.t[i].bytes
-        s.t[i].last_use = <int32_t>i
-        for k in range(nin):
-            s.t[s.t[input_of(L, k)].owner].last_use = <int32_t>i
-        if extend:
-            # one cat: every input of the chain lives until its last record
-            j = input_of(L, 0)
-            while True:
-                for k in range(n_inputs_of(layers + j)):
-                    s.t[s.t[input_of(layers + j, k)].owner].last_use = <int32_t>i
-                if layers[j].op != OP_CONCAT or not (layers[j].flags & FLAG_INPLACE):
-                    break
-                j = input_of(layers + j, 0)
-        s.t[s.t[i].owner].last_use = <int32_t>i
-
+        if with_latency:
+            lat += roofline(&cost, o)
+        track_lifetime(layers, i, &f, cost.act, s.t)
         if per_layer != NULL:
-            per_layer[i * N_LAYER_COLS + L_C] = c
-            per_layer[i * N_LAYER_COLS + L_H] = h
-            per_layer[i * N_LAYER_COLS + L_W] = w
-            per_layer[i * N_LAYER_COLS + L_OPS] = ops
-            per_layer[i * N_LAYER_COLS + L_MACS] = macs_b
-            per_layer[i * N_LAYER_COLS + L_PARAMS] = params
-            per_layer[i * N_LAYER_COLS + L_ACT_BYTES] = act
-            per_layer[i * N_LAYER_COLS + L_READ_BYTES] = rd
-            per_layer[i * N_LAYER_COLS + L_WRITE_BYTES] = wr
+            write_layer_row(per_layer + i * N_LAYER_COLS, &f, &cost)
 
-    # ---- peak of live activations, layers run in spec order
-    for i in range(n):
-        s.t[s.t[s.t[i].owner].last_use].freed += s.t[i].alloc
-    for i in range(n):
-        live += s.t[i].alloc
-        if live > peak:
-            peak = live
-        if per_layer != NULL:
-            per_layer[i * N_LAYER_COLS + L_LIVE_BYTES] = live
-        live -= s.t[i].freed
-        if live < 0:  # cannot happen; guards the sums above
-            bad_layer[0] = i
-            return ST_OVERFLOW
-
+    # every allocation is a layer's activation bytes or the network input
+    add2(tot[M_ACT_BYTES], s.t[0].bytes, &ovf)
+    tot[M_WEIGHT_BYTES] = mul2(tot[M_PARAMS], o.weight_size, &ovf)
+    if ovf or peak_sweep(s.t, n, &peak, per_layer) != ST_OK:
+        return fail(bad_layer, n - 1, ST_OVERFLOW)
+    tot[M_PEAK_ACT_BYTES] = peak
     bad_layer[0] = -1
-    metrics[M_OPS] = tot_ops
-    metrics[M_MACS] = tot_macs
-    metrics[M_PARAMS] = tot_params
-    metrics[M_WEIGHT_BYTES] = mul2(tot_params, wsize, &ovf)
-    metrics[M_ACT_BYTES] = tot_act
-    metrics[M_PEAK_ACT_BYTES] = peak
-    metrics[M_READ_BYTES] = tot_rd
-    metrics[M_WRITE_BYTES] = tot_wr
+    for i in range(N_METRICS):
+        metrics[i] = tot[i]
     if latency != NULL:
         latency[0] = lat
-    if ovf:
-        return ST_OVERFLOW
     return ST_OK
+
+
+# ------------------------------------------------------------- entry points
+cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_size,
+                          double peak_ops, double bytes_per_s):
+    cdef Options o
+    o.batch_size = batch_size
+    o.weight_size = weight_size
+    o.act_size = act_size
+    o.peak_ops = peak_ops
+    o.bytes_per_s = bytes_per_s
+    return o
+
+
+def _check_weights(const int64_t[:, ::1] weights):
+    if weights.shape[0] != N_RULES or weights.shape[1] != N_TERMS:
+        raise ValueError("convention weights must have shape (%d, %d)" % (N_RULES, N_TERMS))
 
 
 def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 Py_ssize_t start, Py_ssize_t stop,
-                const int64_t[:, ::1] rules, int64_t batch,
+                const int64_t[:, ::1] weights, int64_t batch_size,
                 int64_t weight_size, int64_t act_size,
                 int64_t[:, ::1] metrics, int64_t[::1] status,
                 int64_t[::1] bad_layer,
@@ -586,8 +721,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
     ``bad_layer`` and, if given, ``latency``.  Rows of invalid architectures
     hold -1.  Offsets must have been validated by the caller.
     """
-    if rules.shape[0] != N_RULES or rules.shape[1] != N_TERMS:
-        raise ValueError("rules table must have shape (%d, %d)" % (N_RULES, N_TERMS))
+    _check_weights(weights)
     if metrics.shape[1] != N_METRICS:
         raise ValueError("metrics must have %d columns" % N_METRICS)
     if stop > offsets.shape[0] - 1 or start < 0 or metrics.shape[0] < stop:
@@ -595,7 +729,8 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
     cdef Py_ssize_t i, k, longest = 0
     cdef Scratch s
     cdef Rules compiled
-    compile_rules(rules, &compiled)
+    compile_rules(weights, &compiled)
+    cdef Options o = make_options(batch_size, weight_size, act_size, peak_ops, bytes_per_s)
     cdef int st, rc = 0
     cdef double* lat = NULL
     cdef bint with_latency = latency is not None
@@ -611,9 +746,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 if with_latency:
                     lat = &latency[i]
                 st = score_arch(&records[offsets[i]], offsets[i + 1] - offsets[i],
-                                &compiled, batch, weight_size, act_size,
-                                peak_ops, bytes_per_s, &s, &metrics[i, 0], lat,
-                                &bad_layer[i], NULL)
+                                &compiled, &o, &s, &metrics[i, 0], lat, &bad_layer[i], NULL)
                 status[i] = st
                 if st != ST_OK:
                     for k in range(N_METRICS):
@@ -625,16 +758,15 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
         raise MemoryError()
 
 
-def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] rules,
-                  int64_t batch, int64_t weight_size, int64_t act_size):
+def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] weights,
+                  int64_t batch_size, int64_t weight_size, int64_t act_size):
     """Per-layer shapes and counts of one architecture.
 
     Returns ``(status, bad_layer, table)`` where ``table`` is an int64 array
     of shape ``(n_layers, len(LAYER_COLUMNS))``.  On error, rows from
     ``bad_layer`` on are unspecified.
     """
-    if rules.shape[0] != N_RULES or rules.shape[1] != N_TERMS:
-        raise ValueError("rules table must have shape (%d, %d)" % (N_RULES, N_TERMS))
+    _check_weights(weights)
     cdef Py_ssize_t n = records.shape[0]
     table = np.zeros((n, N_LAYER_COLS), dtype=np.int64)
     cdef int64_t[:, ::1] tv = table
@@ -645,15 +777,15 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] rules,
     cdef const Layer* first = NULL
     cdef int64_t* out = NULL
     cdef Rules compiled
-    compile_rules(rules, &compiled)
+    compile_rules(weights, &compiled)
+    cdef Options o = make_options(batch_size, weight_size, act_size, 0.0, 0.0)
     if n > 0:
         first = &records[0]
         out = &tv[0, 0]
     with nogil:
         rc = scratch_alloc(&s, n)
         if rc == 0:
-            st = score_arch(first, n, &compiled, batch, weight_size,
-                            act_size, 0.0, 0.0, &s, metrics, NULL, &bad, out)
+            st = score_arch(first, n, &compiled, &o, &s, metrics, NULL, &bad, out)
             scratch_free(&s)
     if rc != 0:
         raise MemoryError()

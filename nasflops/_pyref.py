@@ -2,8 +2,12 @@
 
 This is the straightforward implementation the compiled core is measured
 against (``benchmarks/bench_core.py``) and checked against (the property
-tests): Python integers, one dict per layer, no cleverness.  It is not used
-for scoring.
+tests): Python integers, one dict per layer, no cleverness.  It is cut into
+the same steps as ``_core.pyx`` (``check_inputs``, ``infer_layer``,
+``convention_ops``, ``layer_bytes``, ``track_lifetime``, ``peak_sweep``), so
+the two read side by side, and it checks every intermediate the core checks
+against the int64 range, so both report an overflow at the same layer.  It is
+not used for scoring.
 """
 from __future__ import annotations
 
@@ -12,13 +16,32 @@ import numpy as np
 from .spec import INPUT_FIELDS, Flag, Op
 
 INT64_MAX = (1 << 63) - 1
-_VIEWS = {Op.FLATTEN, Op.IDENTITY, Op.DROPOUT, Op.SLICE}
+_TERM_NAMES = ("mac", "out", "in", "bias", "affine", "window", "extra_in", "rows", "out_ch")
 
 
 class RefError(Exception):
     def __init__(self, layer: int, status: str):
         super().__init__(f"layer {layer}: {status}")
         self.layer, self.status = layer, status
+
+
+class _Overflow(Exception):
+    pass
+
+
+def _chk(v: int) -> int:
+    """An intermediate the core computes in int64: must fit."""
+    if not -INT64_MAX - 1 <= v <= INT64_MAX:
+        raise _Overflow
+    return v
+
+
+def _prod(*factors: int) -> int:
+    """A product of positive factors, checked as the core checks each step."""
+    r = 1
+    for f in factors:
+        r = _chk(r * f)
+    return r
 
 
 def _out_len(size, k, s, p, d, ceil_mode):
@@ -35,14 +58,224 @@ def _adaptive(size, out):
     return sum(-(-(i + 1) * size // out) - (i * size) // out for i in range(out))
 
 
-def score_one(records, rules: np.ndarray, batch: int = 1, wsize: int = 4, asize: int = 4) -> dict:
+def _numel(shape):
+    c, h, w = shape
+    return c * h * w
+
+
+# ------------------------------------------------------------ 1. inputs
+def check_inputs(L: dict, i: int) -> list[int]:
+    """Indices of the layers feeding ``L``; raises on a bad slot layout or arity."""
+    ins = []
+    for f in INPUT_FIELDS:
+        if L[f] < 0:
+            break
+        ins.append(L[f])
+    if any(L[f] != -1 for f in INPUT_FIELDS[len(ins):]) or any(j >= i for j in ins):
+        raise RefError(i, "bad_input_ref")
+    lo, hi = {Op.INPUT: (0, 0), Op.ADD: (2, 4), Op.MUL: (2, 2), Op.CONCAT: (1, 4)}.get(L["op"], (1, 1))
+    if not lo <= len(ins) <= hi:
+        raise RefError(i, "bad_input_ref")
+    return ins
+
+
+# ---------------------------------------------- 2. shape and per-op quantities
+def infer_window(L: dict, i: int, f: dict) -> None:
+    op = L["op"]
+    kh, kw, sh, sw = L["kernel_h"], L["kernel_w"], L["stride_h"], L["stride_w"]
+    ph, pw, dh, dw = L["pad_h"], L["pad_w"], L["dilation_h"], L["dilation_w"]
+    cin, hin, win = f["cin"], f["hin"], f["win"]
+    if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
+        raise RefError(i, "bad_value")
+    if op == Op.AVGPOOL and (dh, dw) != (1, 1):
+        raise RefError(i, "bad_value")
+    if hin + 2 * ph < dh * (kh - 1) + 1 or win + 2 * pw < dw * (kw - 1) + 1:
+        raise RefError(i, "kernel_too_large")
+    if op == Op.CONV2D:
+        g, cout = L["groups"], L["out_channels"]
+        if cout < 1 or g < 1:
+            raise RefError(i, "bad_value")
+        if cin % g or cout % g:
+            raise RefError(i, "bad_groups")
+        f["c"] = cout
+        f["h"], f["w"] = _out_len(hin, kh, sh, ph, dh, False), _out_len(win, kw, sw, pw, dw, False)
+        f["params"] = _prod(cout, cin // g, kh * kw)
+        if L["flags"] & Flag.BIAS:
+            f["params"] = _chk(f["params"] + cout)
+            f["bias"] = True
+        f["macs"] = _prod(f["h"], f["w"], cout, cin // g, kh * kw)
+        return
+    if op == Op.MAXPOOL:
+        if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:
+            raise RefError(i, "bad_padding")
+    elif 2 * ph > kh or 2 * pw > kw:
+        raise RefError(i, "bad_padding")
+    ceil = bool(L["flags"] & Flag.CEIL_MODE)
+    f["h"], f["w"] = _out_len(hin, kh, sh, ph, dh, ceil), _out_len(win, kw, sw, pw, dw, ceil)
+    f["win_k"] = kh * kw
+
+
+def infer_join(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
+    op, cin, hin, win = L["op"], f["cin"], f["hin"], f["win"]
+    if op == Op.ADD:
+        f["view"] = bool(L["flags"] & Flag.INPLACE)
+        for j in ins[1:]:
+            if shapes[j] != (cin, hin, win):
+                raise RefError(i, "shape_mismatch")
+            f["other"] += _numel(shapes[j])
+    elif op == Op.MUL:
+        g = shapes[ins[1]]
+        if any(a != b and a != 1 for a, b in zip(g, (cin, hin, win))):
+            raise RefError(i, "shape_mismatch")
+        f["other"] = _numel(g)
+    else:
+        f["extend"] = bool(L["flags"] & Flag.INPLACE)
+        for j in ins[1:]:
+            if shapes[j][1:] != (hin, win):
+                raise RefError(i, "shape_mismatch")
+            f["c"] += shapes[j][0]
+            f["other"] += _numel(shapes[j])
+
+
+def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int) -> dict:
+    """Output shape and quantities of one layer (per sample), fields checked."""
+    op = L["op"]
+    cin, hin, win = shapes[ins[0]] if ins else (0, 0, 0)
+    f = dict(cin=cin, hin=hin, win=win, e_in=cin * hin * win, c=cin, h=hin, w=win, macs=0,
+             params=0, other=0, win_k=0, bias=False, affine=False, view=False, extend=False)
+    if op == Op.INPUT:
+        if min(L["out_channels"], L["size_h"], L["size_w"]) < 1:
+            raise RefError(i, "bad_value")
+        f["c"], f["h"], f["w"] = L["out_channels"], L["size_h"], L["size_w"]
+    elif op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
+        infer_window(L, i, f)
+    elif op == Op.ADAPTIVE_AVGPOOL:
+        if L["size_h"] < 1 or L["size_w"] < 1:
+            raise RefError(i, "bad_value")
+        f["h"], f["w"] = L["size_h"], L["size_w"]
+    elif op == Op.LINEAR:
+        if L["out_channels"] < 1:
+            raise RefError(i, "bad_value")
+        if (hin, win) != (1, 1):
+            raise RefError(i, "bad_shape")
+        f["c"] = L["out_channels"]
+        f["params"] = f["macs"] = _prod(f["c"], cin)
+        if L["flags"] & Flag.BIAS:
+            f["params"], f["bias"] = _chk(f["params"] + f["c"]), True
+    elif op in (Op.BATCHNORM, Op.LAYERNORM):
+        if L["flags"] & Flag.AFFINE:
+            f["params"], f["affine"] = _prod(2, cin), True
+    elif op == Op.SCALE:
+        f["params"] = cin
+        if L["flags"] & Flag.BIAS:
+            f["params"], f["bias"] = _prod(2, cin), True
+    elif op == Op.ACT:
+        if not 0 <= L["act"] < n_acts:
+            raise RefError(i, "bad_op")
+        f["view"] = bool(L["flags"] & Flag.INPLACE)
+    elif op in (Op.ADD, Op.MUL, Op.CONCAT):
+        infer_join(L, i, f, ins, shapes)
+    elif op == Op.FLATTEN:
+        f["c"], f["h"], f["w"], f["view"] = _prod(cin, hin, win), 1, 1, True
+    elif op in (Op.IDENTITY, Op.DROPOUT):
+        f["view"] = True
+    elif op == Op.SLICE:
+        if L["start"] < 0 or L["out_channels"] < 1 or L["start"] + L["out_channels"] > cin:
+            raise RefError(i, "bad_value")
+        f["c"], f["view"] = L["out_channels"], True
+    elif op == Op.CHANNEL_SHUFFLE:
+        if L["groups"] < 1:
+            raise RefError(i, "bad_value")
+        if cin % L["groups"]:
+            raise RefError(i, "bad_groups")
+    return f
+
+
+# ------------------------------------------------------- 3. convention row
+def term_value(term: str, op: int, f: dict, n: int) -> int:
+    if term == "mac":
+        return _prod(f["macs"], n) if f["macs"] else 0
+    if term == "out":
+        return _prod(f["e"], n)
+    if term == "in":
+        return _prod(f["e_in"], n) if f["e_in"] else 0
+    if term == "bias":
+        return _prod(f["e"], n) if f["bias"] else 0
+    if term == "affine":
+        return _prod(f["e"], n) if f["affine"] else 0
+    if term == "window":
+        if op == Op.ADAPTIVE_AVGPOOL:
+            return _prod(f["c"], _adaptive(f["hin"], f["h"]), _adaptive(f["win"], f["w"]), n)
+        return _prod(f["win_k"], f["e"], n) if f["win_k"] else 0
+    if term == "extra_in":
+        return _prod(f["other"], n) if f["other"] else 0
+    if term == "rows":
+        return _prod(f["h"], f["w"], n)
+    return _prod(f["c"], n)   # out_ch
+
+
+def convention_ops(row: list[int], op: int, f: dict, n: int) -> int:
+    ops = 0
+    for term, coef in zip(_TERM_NAMES, row):
+        if coef:
+            ops = _chk(ops + _chk(coef * term_value(term, op, f, n)))
+    return ops
+
+
+# ----------------------------------------------------------------- 4. bytes
+def layer_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: int,
+                asize: int) -> tuple[int, int, int]:
+    """(allocated, read, written) bytes of one layer."""
+    nbytes = [_numel(shapes[j]) * n * asize for j in ins]
+    out = f["e"] * n * asize
+    if L["op"] == Op.INPUT or (f["view"] and L["op"] not in (Op.ACT, Op.ADD)):
+        return 0, 0, 0
+    if f["extend"]:   # grows input 0's buffer: writes and reads only the new part
+        act = out - nbytes[0]
+        return act, act, _chk(sum(nbytes[1:]))
+    return out, out, _chk(_prod(f["params"], wsize) + sum(nbytes) if f["params"] else sum(nbytes))
+
+
+# ------------------------------------------------------------ 5. lifetimes
+def track_lifetime(layers: list, i: int, f: dict, ins: list, act: int, out_bytes: int,
+                   owner: list, alloc: list, last_use: dict) -> None:
+    owner.append(owner[ins[0]] if f["view"] or f["extend"] else i)
+    alloc.append(act if f["extend"] else 0 if f["view"] else out_bytes)
+    for j in ins:
+        last_use[owner[j]] = i
+    j = ins[0] if f["extend"] else None
+    while j is not None:   # one cat: every input of the chain lives until here
+        head = layers[j]
+        for fld in INPUT_FIELDS:
+            if head[fld] >= 0:
+                last_use[owner[head[fld]]] = i
+        extends = head["op"] == Op.CONCAT and head["flags"] & Flag.INPLACE
+        j = head["input0"] if extends else None
+    last_use[owner[i]] = max(last_use.get(owner[i], i), i)
+
+
+# ------------------------------------------------------------------ 6. peak
+def peak_sweep(n_layers: int, owner: list, alloc: list, last_use: dict) -> int:
+    freed = [0] * n_layers
+    for i in range(n_layers):
+        freed[last_use[owner[i]]] += alloc[i]
+    live = peak = 0
+    for i in range(n_layers):
+        live += alloc[i]
+        peak = max(peak, live)
+        live -= freed[i]
+    return peak
+
+
+def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, asize: int = 4) -> dict:
     """Score one architecture; raise :class:`RefError` (layer, status name) if invalid."""
     n_ops = len(Op)
+    n_acts = len(rules) - n_ops
     rules = rules.tolist()
     layers = [{k: int(r[k]) for k in r.dtype.names} for r in records]
     if not layers:
         raise RefError(-1, "empty")
-    shapes, owner, last_use, alloc = [], [], {}, []
+    shapes, owner, alloc, last_use = [], [], [], {}
     tot = dict(ops=0, macs=0, params=0, act_bytes=0, read_bytes=0, write_bytes=0)
     for i, L in enumerate(layers):
         op = L["op"]
@@ -50,158 +283,26 @@ def score_one(records, rules: np.ndarray, batch: int = 1, wsize: int = 4, asize:
             raise RefError(i, "bad_op")
         if (op == Op.INPUT) != (i == 0):
             raise RefError(i, "no_input")
-        ins = []
-        for f in INPUT_FIELDS:
-            if L[f] < 0:
-                break
-            ins.append(L[f])
-        if any(L[f] != -1 for f in INPUT_FIELDS[len(ins):]) or any(j >= i for j in ins):
-            raise RefError(i, "bad_input_ref")
-        lo, hi = {Op.INPUT: (0, 0), Op.ADD: (2, 4), Op.MUL: (2, 2), Op.CONCAT: (1, 4)}.get(op, (1, 1))
-        if not lo <= len(ins) <= hi:
-            raise RefError(i, "bad_input_ref")
-        c, h, w = shapes[ins[0]] if ins else (0, 0, 0)
-        cin, hin, win = c, h, w
-        macs = params = window = extra = 0
-        bias = affine = view = extend = False
-        if op == Op.INPUT:
-            if min(L["out_channels"], L["size_h"], L["size_w"]) < 1:
-                raise RefError(i, "bad_value")
-            c, h, w = L["out_channels"], L["size_h"], L["size_w"]
-        elif op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
-            kh, kw, sh, sw = L["kernel_h"], L["kernel_w"], L["stride_h"], L["stride_w"]
-            ph, pw, dh, dw = L["pad_h"], L["pad_w"], L["dilation_h"], L["dilation_w"]
-            if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
-                raise RefError(i, "bad_value")
-            if op == Op.AVGPOOL and (dh, dw) != (1, 1):
-                raise RefError(i, "bad_value")
-            if hin + 2 * ph < dh * (kh - 1) + 1 or win + 2 * pw < dw * (kw - 1) + 1:
-                raise RefError(i, "kernel_too_large")
-            if op == Op.CONV2D:
-                g, cout = L["groups"], L["out_channels"]
-                if cout < 1 or g < 1:
-                    raise RefError(i, "bad_value")
-                if cin % g or cout % g:
-                    raise RefError(i, "bad_groups")
-                c = cout
-                h, w = _out_len(hin, kh, sh, ph, dh, False), _out_len(win, kw, sw, pw, dw, False)
-                params = c * (cin // g) * kh * kw
-                if L["flags"] & Flag.BIAS:
-                    params += c
-                    bias = True
-                macs = h * w * c * (cin // g) * kh * kw
-            else:
-                if op == Op.MAXPOOL:
-                    if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:
-                        raise RefError(i, "bad_padding")
-                elif 2 * ph > kh or 2 * pw > kw:
-                    raise RefError(i, "bad_padding")
-                ceil = bool(L["flags"] & Flag.CEIL_MODE)
-                h, w = _out_len(hin, kh, sh, ph, dh, ceil), _out_len(win, kw, sw, pw, dw, ceil)
-                window = kh * kw * c * h * w
-        elif op == Op.ADAPTIVE_AVGPOOL:
-            if L["size_h"] < 1 or L["size_w"] < 1:
-                raise RefError(i, "bad_value")
-            h, w = L["size_h"], L["size_w"]
-            window = c * _adaptive(hin, h) * _adaptive(win, w)
-        elif op == Op.LINEAR:
-            if L["out_channels"] < 1:
-                raise RefError(i, "bad_value")
-            if (hin, win) != (1, 1):
-                raise RefError(i, "bad_shape")
-            c = L["out_channels"]
-            params = macs = c * cin
-            if L["flags"] & Flag.BIAS:
-                params += c
-                bias = True
-        elif op in (Op.BATCHNORM, Op.LAYERNORM):
-            if L["flags"] & Flag.AFFINE:
-                params, affine = 2 * c, True
-        elif op == Op.SCALE:
-            params = c
-            if L["flags"] & Flag.BIAS:
-                params, bias = 2 * c, True
-        elif op == Op.ACT:
-            if not 0 <= L["act"] < len(rules) - n_ops:
-                raise RefError(i, "bad_op")
-            view = bool(L["flags"] & Flag.INPLACE)
-        elif op == Op.ADD:
-            view = bool(L["flags"] & Flag.INPLACE)
-            for j in ins[1:]:
-                if shapes[j] != (cin, hin, win):
-                    raise RefError(i, "shape_mismatch")
-                extra += _numel(shapes[j])
-        elif op == Op.MUL:
-            g = shapes[ins[1]]
-            if any(a != b and a != 1 for a, b in zip(g, (cin, hin, win))):
-                raise RefError(i, "shape_mismatch")
-            extra = _numel(g)
-        elif op == Op.CONCAT:
-            extend = bool(L["flags"] & Flag.INPLACE)
-            for j in ins[1:]:
-                if shapes[j][1:] != (hin, win):
-                    raise RefError(i, "shape_mismatch")
-                c += shapes[j][0]
-                extra += _numel(shapes[j])
-        elif op == Op.FLATTEN:
-            c, h, w, view = cin * hin * win, 1, 1, True
-        elif op in (Op.IDENTITY, Op.DROPOUT):
-            view = True
-        elif op == Op.SLICE:
-            if L["start"] < 0 or L["out_channels"] < 1 or L["start"] + L["out_channels"] > cin:
-                raise RefError(i, "bad_value")
-            c, view = L["out_channels"], True
-        elif op == Op.CHANNEL_SHUFFLE:
-            if L["groups"] < 1:
-                raise RefError(i, "bad_value")
-            if cin % L["groups"]:
-                raise RefError(i, "bad_groups")
-        shapes.append((c, h, w))
-        out = c * h * w
-        terms = [macs * batch, out * batch, _numel((cin, hin, win)) * batch if ins else 0,
-                 out * batch if bias else 0, out * batch if affine else 0, window * batch,
-                 extra * batch, h * w * batch, c * batch]
-        row = rules[n_ops + L["act"]] if op == Op.ACT else rules[op]
-        ops = sum(a * t for a, t in zip(row, terms))
-        if op == Op.INPUT or (view and op not in (Op.ACT, Op.ADD)):
-            act = rd = wr = 0
-        elif extend:  # grows input 0's buffer: writes and reads only the new part
-            act = wr = (out - _numel(shapes[ins[0]])) * batch * asize
-            rd = sum(_numel(shapes[j]) for j in ins[1:]) * batch * asize
-        else:
-            act = wr = out * batch * asize
-            rd = params * wsize + sum(_numel(shapes[j]) for j in ins) * batch * asize
-        for k, v in (("ops", ops), ("macs", macs * batch), ("params", params),
-                     ("act_bytes", act), ("read_bytes", rd), ("write_bytes", wr)):
-            tot[k] += v
-        owner.append(owner[ins[0]] if view or extend else i)
-        alloc.append(act if extend else 0 if view else out * batch * asize)
-        for j in ins:
-            last_use[owner[j]] = i
-        j = ins[0] if extend else None
-        while j is not None:  # one cat: every input of the chain lives until here
-            head = layers[j]
-            for f in INPUT_FIELDS:
-                if head[f] >= 0:
-                    last_use[owner[head[f]]] = i
-            extends = head["op"] == Op.CONCAT and head["flags"] & Flag.INPLACE
-            j = head["input0"] if extends else None
-        last_use[owner[i]] = max(last_use.get(owner[i], i), i)
-    freed = [0] * len(layers)
-    for i in range(len(layers)):
-        freed[last_use[owner[i]]] += alloc[i]
-    live = peak = 0
-    for i in range(len(layers)):
-        live += alloc[i]
-        peak = max(peak, live)
-        live -= freed[i]
-    tot["weight_bytes"] = tot["params"] * wsize
-    tot["peak_act_bytes"] = peak
-    if any(abs(v) > INT64_MAX for v in tot.values()):
-        raise RefError(len(layers) - 1, "overflow")
+        ins = check_inputs(L, i)
+        try:
+            f = infer_layer(L, i, ins, shapes, n_acts)
+            f["e"] = _prod(f["c"], f["h"], f["w"])
+            out_bytes = _prod(f["e"], batch_size, asize)
+            row = rules[n_ops + L["act"]] if op == Op.ACT else rules[op]
+            macs = _prod(f["macs"], batch_size) if f["macs"] else 0
+            ops = convention_ops(row, op, f, batch_size)
+            act, wr, rd = layer_bytes(L, f, ins, shapes, batch_size, wsize, asize)
+            for k, v in (("ops", ops), ("macs", macs), ("params", f["params"]),
+                         ("act_bytes", act), ("read_bytes", rd), ("write_bytes", wr)):
+                tot[k] = _chk(tot[k] + v)
+        except _Overflow:
+            raise RefError(i, "overflow") from None
+        shapes.append((f["c"], f["h"], f["w"]))
+        track_lifetime(layers, i, f, ins, act, out_bytes, owner, alloc, last_use)
+    try:
+        _chk(tot["act_bytes"] + alloc[0])    # bounds every partial sum of the sweep
+        tot["weight_bytes"] = _prod(tot["params"], wsize) if tot["params"] else 0
+    except _Overflow:
+        raise RefError(len(layers) - 1, "overflow") from None
+    tot["peak_act_bytes"] = peak_sweep(len(layers), owner, alloc, last_use)
     return tot
-
-
-def _numel(shape):
-    c, h, w = shape
-    return c * h * w

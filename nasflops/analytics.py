@@ -52,12 +52,12 @@ def _filter(dataset, budget=None, where=None):
     """Push-down expression: valid rows, within ``budget``, matching ``where``."""
     import pyarrow.compute as pc
 
-    from .storage import _meta_of_schema
+    from .storage import metadata_of_schema
 
     names = dataset.schema.names
     expr = pc.field("status") == 0 if "status" in names else None
     if budget is not None:
-        b = budget.expression(_meta_of_schema(dataset.schema))
+        b = budget.expression(metadata_of_schema(dataset.schema))
         expr = b if expr is None else expr & b
     if where is not None:
         expr = where if expr is None else expr & where
@@ -394,8 +394,8 @@ def sql(data, query: str, table: str = "results"):
     con = duckdb.connect()
     try:
         if isinstance(data, (str, os.PathLike)):
-            from .storage import _part_files
-            files = _part_files(os.fspath(data))
+            from .storage import part_files
+            files = part_files(os.fspath(data))
             listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}])")
         else:

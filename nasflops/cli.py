@@ -508,7 +508,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .scoring import SpecError
-    from .search_spaces.base import NativeError
+    from .search_spaces import NativeError
     try:
         return args.func(args)
     except (UserError, SpecError, NativeError, FileNotFoundError, FileExistsError, ValueError) as e:

@@ -17,7 +17,7 @@ The core computes, for every layer, a few convention-independent *terms*
 ``out_ch``  output channels times N
 ==========  ==================================================================
 
-A convention is a table with one row per op (activations have one row per
+A convention is a set of rules with one row per op (activations have one row per
 kind) giving an integer coefficient per term; a layer's count is the dot
 product of its row with its terms.  Adding a convention is adding a table,
 never a code path.  Ops a convention does not mention count zero *by that
@@ -67,28 +67,29 @@ class Convention:
         One line: what it counts and where it comes from.
     rules : mapping
         ``{op_or_act_key: {term: coefficient}}``, the human-readable source.
-    table : ndarray
-        ``(N_RULES, N_TERMS)`` int64, the compiled form the core reads.
+    weights : ndarray
+        ``(N_RULES, N_TERMS)`` int64: the rules as the matrix the core reads,
+        one row per op (and per activation kind), one column per term.
     """
 
     name: str
     unit: str
     description: str
     rules: Mapping[str, Mapping[str, int]]
-    table: np.ndarray = field(repr=False, compare=False)
+    weights: np.ndarray = field(repr=False, compare=False)
 
     @classmethod
     def build(cls, name: str, unit: str, description: str,
               rules: Mapping[str, Mapping[str, int]]) -> "Convention":
-        table = np.zeros((_core.N_RULES, len(TERMS)), dtype=np.int64)
+        weights = np.zeros((_core.N_RULES, len(TERMS)), dtype=np.int64)
         for key, terms in rules.items():
             for term, coef in terms.items():
                 if term not in TERMS:
                     raise ValueError(f"convention {name!r}: unknown term {term!r} in rule {key!r}")
                 for row in _rule_row(key):
-                    table[row, TERMS.index(term)] = int(coef)
-        table.setflags(write=False)
-        return cls(name, unit, description, rules, table)
+                    weights[row, TERMS.index(term)] = int(coef)
+        weights.setflags(write=False)
+        return cls(name, unit, description, rules, weights)
 
 
 CONVENTIONS: dict[str, Convention] = {}

@@ -90,8 +90,8 @@ def plot_distributions(data, out: str | os.PathLike, metrics: Sequence[str] = ("
 
 
 def _label(metric: str, dataset) -> str:
-    from .storage import _meta_of_schema
-    meta = _meta_of_schema(dataset.schema)
+    from .storage import metadata_of_schema
+    meta = metadata_of_schema(dataset.schema)
     if metric == "ops":
         return f"ops ({meta.get('convention', '?')})"
     return metric

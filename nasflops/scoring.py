@@ -1,29 +1,24 @@
 """Scoring front: validates arguments, maps names to the compiled core.
 
 ``score`` returns one row per architecture; ``layer_table`` the per-layer
-breakdown of one architecture.  Both name their counting convention.
+breakdown of one architecture.  Both name their counting convention.  Core
+status codes become sentences here (:func:`explain`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Union
 
 import numpy as np
 
 from . import _core
-from .conventions import Convention, get_convention
-from .spec import INPUT_FIELDS, LAYER_DTYPE, Op, SpecBatch, act_name, op_name
+from .conventions import Convention
+from .engine import METRICS, RawScores, score_chunks
+from .options import DTYPE_SIZES, Device, ScoringOptions
+from .spec import INPUT_FIELDS, LAYER_DTYPE, Net, Op, SpecBatch, act_name, op_name
 
 __all__ = ["score", "layer_table", "SpecError", "Device", "Scores", "DTYPE_SIZES",
-           "METRICS", "RESULT_DTYPE", "STATUS_NAMES"]
+           "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "as_batch", "explain"]
 
-#: bytes per element of the element types accepted for weights and activations
-DTYPE_SIZES = {"fp64": 8, "float64": 8, "fp32": 4, "float32": 4, "fp16": 2,
-               "float16": 2, "bf16": 2, "bfloat16": 2, "int8": 1, "uint8": 1,
-               "fp8": 1}
-
-#: integer metric columns, in the order of ``RESULT_DTYPE``
-METRICS: tuple[str, ...] = _core.METRICS
 #: row dtype of :func:`score` results
 RESULT_DTYPE = np.dtype([(m, np.int64) for m in METRICS]
                         + [("status", np.int8), ("bad_layer", np.int32)])
@@ -57,21 +52,6 @@ class SpecError(ValueError):
         super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
 
 
-@dataclass(frozen=True)
-class Device:
-    """A roofline device profile: latency per layer is
-    ``max(ops / peak_ops_per_s, (read_bytes + write_bytes) / bytes_per_s)``.
-
-    ``peak_ops_per_s`` is in the unit of the convention scored with (MAC/s
-    for ``macs``, FLOP/s for ``flops``): FLOPS belong to hardware, FLOPs to
-    models, and this is where they meet.
-    """
-
-    name: str
-    peak_ops_per_s: float
-    bytes_per_s: float
-
-
 class Scores(np.ndarray):
     """Structured array of per-architecture results that knows its convention.
 
@@ -100,30 +80,28 @@ class Scores(np.ndarray):
         return np.asarray(self["status"]) == 0
 
 
-def _dtype_size(name: str, what: str) -> int:
-    try:
-        return DTYPE_SIZES[str(name).lower()]
-    except KeyError:
-        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(DTYPE_SIZES)}") from None
+    @classmethod
+    def from_raw(cls, raw: RawScores, opts: ScoringOptions) -> "Scores":
+        """Result rows from the core's arrays, naming the options they were scored with."""
+        fields = list(RESULT_DTYPE.descr) + ([("latency_s", "<f8")] if raw.latency is not None else [])
+        out = np.empty(len(raw), dtype=fields)
+        for k, m in enumerate(METRICS):
+            out[m] = raw.metrics[:, k]
+        out["status"] = raw.status
+        out["bad_layer"] = raw.bad_layer
+        if raw.latency is not None:
+            out["latency_s"] = raw.latency
+        res = out.view(cls)
+        res.convention, res.unit = opts.convention.name, opts.convention.unit
+        res.batch_size, res.weight_dtype, res.act_dtype = opts.batch_size, opts.weight_dtype, opts.act_dtype
+        return res
 
 
-def scoring_args(convention, batch_size, weight_dtype, act_dtype) -> tuple[Convention, int, int, int]:
-    """Validate the options every scoring entry point shares.
-
-    Returns ``(convention, batch_size, weight_bytes_per_element,
-    act_bytes_per_element)``; raises ``ValueError`` naming a bad one.
-    """
-    conv = get_convention(convention)
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return conv, batch_size, _dtype_size(weight_dtype, "weight_dtype"), _dtype_size(act_dtype, "act_dtype")
-
-
-def _as_batch(specs) -> SpecBatch:
+def as_batch(specs) -> SpecBatch:
+    """A :class:`SpecBatch` from what the scoring functions accept: a batch,
+    one architecture's records, a :class:`Net`, or a list of those."""
     if isinstance(specs, SpecBatch):
         return specs
-    from .spec import Net
     if isinstance(specs, Net):
         specs = specs.records
     if isinstance(specs, np.ndarray) and specs.dtype == LAYER_DTYPE:
@@ -184,32 +162,16 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     >>> int(r["ops"][0]), int(r["macs"][0]), int(r["params"][0]), r.convention
     (9437184, 4718592, 4640, 'flops')
     """
-    batch = _as_batch(specs)
+    specs = as_batch(specs)
     if errors not in ("raise", "status"):
         raise ValueError(f"errors must be 'raise' or 'status', got {errors!r}")
-    conv, batch_size, wsize, asize = scoring_args(convention, batch_size, weight_dtype, act_dtype)
-
-    from .pipeline import score_chunks
-    n = len(batch)
-    metrics, status, bad, latency = score_chunks(batch, conv.table, batch_size, wsize, asize,
-                                                 device=device, n_jobs=n_jobs, chunk_size=chunk_size)
-
-    if errors == "raise" and n and np.any(status):
-        i = int(np.flatnonzero(status)[0])
-        raise SpecError(i, int(bad[i]), int(status[i]), explain(batch[i], int(bad[i]), int(status[i])))
-
-    fields = list(RESULT_DTYPE.descr) + ([("latency_s", "<f8")] if device is not None else [])
-    out = np.empty(n, dtype=fields)
-    for k, m in enumerate(METRICS):
-        out[m] = metrics[:, k]
-    out["status"] = status
-    out["bad_layer"] = bad
-    if latency is not None:
-        out["latency_s"] = latency
-    res = out.view(Scores)
-    res.convention, res.unit = conv.name, conv.unit
-    res.batch_size, res.weight_dtype, res.act_dtype = batch_size, weight_dtype, act_dtype
-    return res
+    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
+    raw = score_chunks(specs, opts, n_jobs=n_jobs, chunk_size=chunk_size)
+    if errors == "raise" and len(raw) and np.any(raw.status):
+        i = int(np.flatnonzero(raw.status)[0])
+        bad, st = int(raw.bad_layer[i]), int(raw.status[i])
+        raise SpecError(i, bad, st, explain(specs[i], bad, st, opts))
+    return Scores.from_raw(raw, opts)
 
 
 #: dtype of :func:`layer_table` rows
@@ -239,14 +201,14 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     >>> t["op"].tolist(), t["macs"].tolist()
     (['input', 'conv2d'], [0, 6912])
     """
-    records = _as_batch(spec)
-    if len(records) != 1:
-        raise ValueError(f"layer_table takes one architecture, got {len(records)}")
-    records = records[0]
-    conv, batch_size, wsize, asize = scoring_args(convention, batch_size, weight_dtype, act_dtype)
-    st, bad, table = _core.layer_metrics(records, conv.table, batch_size, wsize, asize)
+    specs = as_batch(spec)
+    if len(specs) != 1:
+        raise ValueError(f"layer_table takes one architecture, got {len(specs)}")
+    records = specs[0]
+    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
+    st, bad, table = _core.layer_metrics(records, *opts.core_args())
     if st:
-        raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st)))
+        raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st), opts))
     fields = list(LAYER_TABLE_DTYPE.descr) + ([("latency_s", "<f8")] if device else [])
     out = np.zeros(len(records), dtype=fields)
     out["layer"] = np.arange(len(records))
@@ -256,9 +218,8 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     for k, c in enumerate(_core.LAYER_COLUMNS):
         out[c] = table[:, k]
     if device is not None:
-        t_c = out["ops"] / device.peak_ops_per_s if device.peak_ops_per_s > 0 else 0.0
-        t_m = (out["read_bytes"] + out["write_bytes"]) / device.bytes_per_s if device.bytes_per_s > 0 else 0.0
-        out["latency_s"] = np.maximum(t_c, t_m)
+        out["latency_s"] = np.maximum(out["ops"] / device.peak_ops_per_s,
+                                      (out["read_bytes"] + out["write_bytes"]) / device.bytes_per_s)
     return out
 
 
@@ -269,11 +230,13 @@ def _layer_label(rec) -> str:
 
 
 # ---------------------------------------------------------------- messages
-def explain(records: np.ndarray, layer: int, status: int) -> str:
+def explain(records: np.ndarray, layer: int, status: int,
+            opts: Optional[ScoringOptions] = None) -> str:
     """Turn a core status into a sentence about ``records[layer]``.
 
-    The layers before ``layer`` are valid (the core stops at the first
-    fault), so their shapes are inferred again here to name what disagreed.
+    The layers before ``layer`` are valid under the options the architecture
+    was scored with (the core stops at the first fault), so their shapes are
+    inferred again, with those same options, to name what disagreed.
     """
     if status == _ST["empty"]:
         return "the architecture has no layers"
@@ -283,9 +246,10 @@ def explain(records: np.ndarray, layer: int, status: int) -> str:
     ins = [int(rec[f]) for f in INPUT_FIELDS if rec[f] >= 0]
     shapes = {}
     if layer > 0 and status not in (_ST["bad_input_ref"], _ST["no_input"]):
-        st, _, t = _core.layer_metrics(records[:layer], get_convention("macs").table, 1, 4, 4)
-        if st == 0:
-            shapes = {j: tuple(int(v) for v in t[j, :3]) for j in range(layer)}
+        opts = opts or ScoringOptions.make()
+        # same options: the rows before the fault are exactly what was scored
+        _, _, t = _core.layer_metrics(np.ascontiguousarray(records[:layer + 1]), *opts.core_args())
+        shapes = {j: tuple(int(v) for v in t[j, :3]) for j in range(layer)}
 
     def shp(j):
         s = shapes.get(j)

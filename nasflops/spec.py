@@ -37,7 +37,7 @@ import numpy as np
 from . import _core
 
 __all__ = ["LAYER_DTYPE", "MAX_INPUTS", "Op", "Act", "Flag", "SpecBatch", "Net",
-           "empty_records"]
+           "empty_records", "parse_act", "ACT_ALIASES"]
 
 #: numpy dtype of one layer record, taken from the C struct ``Layer``.
 LAYER_DTYPE: np.dtype = _core.LAYER_DTYPE
@@ -52,8 +52,29 @@ Act.__doc__ = "Activation kinds for ``Op.ACT`` records."
 Flag = enum.IntFlag("Flag", {k.upper(): v for k, v in _core.FLAGS.items()})
 Flag.__doc__ = "Bits of the ``flags`` field."
 
-#: ops whose output is a view of (or aliases) their first input
-VIEW_OPS = frozenset({Op.FLATTEN, Op.IDENTITY, Op.DROPOUT, Op.SLICE})
+#: activation names accepted wherever a kind is named (spaces, YAML, the CLI):
+#: each :class:`Act` by its own name, plus the spellings papers and code use
+ACT_ALIASES: dict[str, str] = {
+    "h_swish": "hardswish", "hswish": "hardswish", "hard_swish": "hardswish",
+    "h_sigmoid": "hardsigmoid", "hsigmoid": "hardsigmoid", "hard_sigmoid": "hardsigmoid",
+    "swish": "silu",
+}
+
+
+def parse_act(kind) -> Act:
+    """The :class:`Act` named by ``kind`` (a name, an alias or a code).
+
+    >>> parse_act("h_swish"), parse_act("relu")
+    (<Act.HARDSWISH: 2>, <Act.RELU: 0>)
+    """
+    if isinstance(kind, str):
+        name = ACT_ALIASES.get(kind.lower(), kind.lower())
+        try:
+            return Act[name.upper()]
+        except KeyError:
+            known = sorted({a.name.lower() for a in Act} | set(ACT_ALIASES))
+            raise ValueError(f"unknown activation {kind!r}; known: {', '.join(known)}") from None
+    return Act(int(kind))
 
 
 def op_name(code: int) -> str:
@@ -319,8 +340,8 @@ class Net:
         """Activation: relu, relu6, hardswish, hardsigmoid, sigmoid, silu, gelu, tanh.
 
         ``inplace=True`` overwrites the input (allocates nothing)."""
-        code = Act[kind.upper()] if isinstance(kind, str) else int(kind)
-        return self._append(Op.ACT, [x], act=code, flags=Flag.INPLACE if inplace else 0)
+        return self._append(Op.ACT, [x], act=int(parse_act(kind)),
+                            flags=Flag.INPLACE if inplace else 0)
 
     def softmax(self, x: int) -> int:
         """Softmax over channels."""

@@ -28,19 +28,23 @@ parts only; the leading dot hides temporaries from ``pyarrow.dataset``.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
 import re
-from typing import Mapping, Optional, Union
+import uuid
+from typing import Iterator, Mapping, Optional, Union
 
 import numpy as np
 
-__all__ = ["META_KEY", "RUN_FILE", "read_results", "read_metadata", "open_dataset",
-           "scores_table", "write_results", "write_table", "part_name", "list_parts"]
+from .engine import METRICS
+from .options import META_KEY, metadata_of_schema
 
-#: schema-metadata key holding the run's JSON metadata
-META_KEY = "nasflops"
+__all__ = ["META_KEY", "RUN_FILE", "read_results", "read_metadata", "open_dataset",
+           "scores_table", "write_results", "write_table", "part_name", "list_parts",
+           "metadata_of_schema", "atomic_path", "RunWriter", "write_part"]
+
 #: run metadata file inside a dataset directory (``_`` prefix: pyarrow skips it)
 RUN_FILE = "_nasflops.json"
 _PART_RE = re.compile(r"^part-(\d+)\.parquet$")
@@ -66,8 +70,8 @@ def list_parts(path: Union[str, os.PathLike]) -> dict[int, str]:
 
 
 def clean_temporaries(path: str, token: Optional[str] = None) -> None:
-    """Remove leftover ``.incomplete`` parts (only this run's when ``token`` is given)."""
-    pattern = f".part-*.parquet.{token or '*'}{_TMP_SUFFIX}"
+    """Remove leftover ``.incomplete`` files (only this run's when ``token`` is given)."""
+    pattern = f".*.{token or '*'}{_TMP_SUFFIX}"
     if not os.path.isdir(path):
         return
     for name in fnmatch.filter(os.listdir(path), pattern):
@@ -87,17 +91,30 @@ def remove_run(path: str) -> None:
         os.remove(run)
 
 
-def write_run_file(path: str, meta: Mapping) -> None:
-    """Write ``_nasflops.json`` atomically."""
-    final = os.path.join(path, RUN_FILE)
-    tmp = f"{final}.{os.getpid()}{_TMP_SUFFIX}"
+@contextlib.contextmanager
+def atomic_path(final: str, token: Optional[str] = None) -> Iterator[str]:
+    """Write ``final`` through a hidden temporary: yields the temporary's path.
+
+    The temporary (``.<name>.<token>.incomplete``, hidden from
+    ``pyarrow.dataset`` by its leading dot) is renamed to ``final`` when the
+    block ends normally (``os.replace`` is atomic) and removed whatever
+    happens otherwise, so ``final`` is complete or absent.
+    """
+    head, name = os.path.split(final)
+    tmp = os.path.join(head, f".{name}.{token or uuid.uuid4().hex[:12]}{_TMP_SUFFIX}")
     try:
-        with open(tmp, "w") as fh:
-            json.dump(meta, fh, indent=1, sort_keys=True)
+        yield tmp
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_run_file(path: str, meta: Mapping) -> None:
+    """Write ``_nasflops.json`` atomically."""
+    with atomic_path(os.path.join(path, RUN_FILE)) as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(meta, fh, indent=1, sort_keys=True)
 
 
 def read_run_file(path: str) -> Optional[dict]:
@@ -146,8 +163,6 @@ def scores_table(scores, status=None, bad_layer=None, latency=None, *, arch_id=N
     (['arch_id', 'ops', 'macs'], [6912, 6912])
     """
     import pyarrow as pa
-
-    from ._core import METRICS
 
     if isinstance(scores, np.ndarray) and scores.dtype.names:
         n = len(scores)
@@ -207,22 +222,16 @@ def write_part(path: str, k: int, table, token: str = "0",
     import pyarrow.parquet as pq
 
     final = os.path.join(path, part_name(k))
-    tmp = os.path.join(path, f".{part_name(k)}.{token}{_TMP_SUFFIX}")
-    try:
+    with atomic_path(final, token) as tmp:
         # statistics per row group let readers skip data on filters; metric
         # columns are near-unique integers, where dictionaries only cost time
         pq.write_table(table, tmp, compression=compression, write_statistics=True,
                        use_dictionary=[c for c in table.column_names if c in ("status", "bad_layer")
                                        or not _is_metric(c)])
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return final
 
 
 def _is_metric(name: str) -> bool:
-    from ._core import METRICS
     return name in METRICS or name in ("arch_id", "latency_s")
 
 
@@ -264,7 +273,7 @@ def write_results(path: Union[str, os.PathLike], scores, *, arch_id=None, native
 
 
 # ------------------------------------------------------------------ reading
-def _part_files(path: str) -> list[str]:
+def part_files(path: str) -> list[str]:
     if os.path.isdir(path):
         files = list(list_parts(path).values())
         if not files:
@@ -284,7 +293,7 @@ def open_dataset(path: Union[str, os.PathLike]):
     import pyarrow.dataset as ds
     from pyarrow import fs
 
-    files = _part_files(os.fspath(path))
+    files = part_files(os.fspath(path))
     dataset = ds.dataset(files, format="parquet", filesystem=fs.LocalFileSystem(use_mmap=True))
     if not dataset.schema.metadata or META_KEY.encode() not in dataset.schema.metadata:
         meta = read_run_file(os.fspath(path)) if os.path.isdir(path) else None
@@ -332,18 +341,12 @@ def read_results(path, columns: Optional[list] = None, filter=None, as_dataset: 
             raise ValueError("columns and filter apply to tables; with as_dataset=True pass them "
                              "to dataset.to_table(...)")
         return dataset
-    from .budget import Budget
-    if isinstance(filter, Budget):
-        filter = filter.expression(_meta_of_schema(dataset.schema))
+    if hasattr(filter, "expression"):    # a nasflops.Budget
+        filter = filter.expression(metadata_of_schema(dataset.schema))
     table = dataset.to_table(columns=columns, filter=filter)
     if dataset.schema.metadata:
         table = table.replace_schema_metadata(dataset.schema.metadata)
     return table
-
-
-def _meta_of_schema(schema) -> dict:
-    raw = (schema.metadata or {}).get(META_KEY.encode())
-    return json.loads(raw) if raw else {}
 
 
 def read_metadata(path) -> dict:
@@ -358,17 +361,126 @@ def read_metadata(path) -> dict:
     import pyarrow as pa
 
     if isinstance(path, pa.Schema):
-        return _meta_of_schema(path)
+        return metadata_of_schema(path)
     if hasattr(path, "schema") and not isinstance(path, (str, os.PathLike)):
-        return _meta_of_schema(path.schema)
+        return metadata_of_schema(path.schema)
     path = os.fspath(path)
     if os.path.isdir(path):
         meta = read_run_file(path)
         if meta is not None:
             return meta
     import pyarrow.parquet as pq
-    files = _part_files(path)
-    meta = _meta_of_schema(pq.read_schema(files[0]))
+    files = part_files(path)
+    meta = metadata_of_schema(pq.read_schema(files[0]))
     if not meta:
         raise ValueError(f"{files[0]} has no '{META_KEY}' metadata: not written by nasflops")
     return meta
+
+
+# ------------------------------------------------------------- run directories
+class RunWriter:
+    """Owns one run directory: its metadata, its part files, and resuming it.
+
+    The pipeline only computes tables and hands them to :func:`write_part`
+    (possibly on another machine); everything about the directory's state is
+    decided here:
+
+    * a new run writes ``_nasflops.json`` first, then parts;
+    * ``overwrite`` removes a previous run's parts and metadata (nothing else);
+    * ``resume`` requires the stored parameters to equal the asked ones
+      exactly (else ``ValueError`` naming the differences) and keeps every
+      part that is complete;
+    * anything else in an existing run is refused (``FileExistsError``).
+
+    Parameters
+    ----------
+    path : path-like
+        The dataset directory (created if missing).
+    metadata : dict
+        The run's parameters; JSON-serialisable, stored and compared as JSON.
+    n_rows, chunk_size : int
+        Rows of the complete dataset and rows per part: part ``k`` holds rows
+        ``k * chunk_size ..``.
+    resume, overwrite : bool
+        What to do with a run already in ``path``.
+
+    Attributes
+    ----------
+    done : set of int
+        Parts found complete and kept.
+    token : str
+        Marks this writer's temporaries (removed by :meth:`close`).
+    """
+
+    def __init__(self, path, metadata: Mapping, n_rows: int, chunk_size: int,
+                 resume: bool = False, overwrite: bool = False):
+        self.path = os.fspath(path)
+        # JSON round trip: what is stored is what is compared on resume
+        self.metadata = json.loads(json.dumps(metadata, sort_keys=True))
+        self.n_rows, self.chunk_size = int(n_rows), int(chunk_size)
+        self.n_parts = -(-self.n_rows // self.chunk_size)
+        self.token = uuid.uuid4().hex[:12]
+        os.makedirs(self.path, exist_ok=True)
+        stored, parts = read_run_file(self.path), list_parts(self.path)
+        if overwrite:
+            remove_run(self.path)
+            stored, parts = None, {}
+        elif stored is not None or parts:
+            if not resume:
+                raise FileExistsError(f"{self.path} already holds a nasflops run ({len(parts)} "
+                                      "parts); pass resume=True to finish it or overwrite=True to "
+                                      "replace it")
+            self._check_same(stored if stored is not None else read_metadata(self.path))
+        clean_temporaries(self.path)
+        if stored is None:
+            write_run_file(self.path, self.metadata)
+        self.done = self._complete_parts(parts)
+
+    @property
+    def metadata_bytes(self) -> bytes:
+        """The metadata as stored in every part's schema."""
+        return json.dumps(self.metadata, sort_keys=True).encode()
+
+    def rows_of(self, k: int) -> tuple[int, int]:
+        """Row range ``(start, stop)`` of part ``k``."""
+        start = k * self.chunk_size
+        return start, min(start + self.chunk_size, self.n_rows)
+
+    def todo(self) -> list[int]:
+        """Parts still to write, in order."""
+        return [k for k in range(self.n_parts) if k not in self.done]
+
+    def close(self) -> None:
+        """Remove this writer's leftover temporaries."""
+        clean_temporaries(self.path, self.token)
+
+    def _check_same(self, stored: Mapping) -> None:
+        meta = self.metadata
+        diff = {k: (stored.get(k), meta.get(k)) for k in sorted(set(stored) | set(meta))
+                if stored.get(k) != meta.get(k)}
+        if diff:
+            lines = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"cannot resume the run in {self.path}: its parameters differ "
+                             f"({lines}); pass the same parameters, or overwrite=True to start again")
+
+    def _complete_parts(self, parts: Mapping[int, str]) -> set:
+        """Indices of parts on disk that hold exactly the rows they should.
+
+        A part exists only once fully written (atomic rename); the row count
+        read from its footer guards against a foreign or truncated file.
+        """
+        import pyarrow.parquet as pq
+
+        done = set()
+        for k, path in parts.items():
+            start, stop = self.rows_of(k)
+            if stop <= start:
+                raise ValueError(f"{path} is part {k}, beyond the {self.n_parts} parts of this "
+                                 "run; the directory holds another run")
+            try:
+                rows = pq.read_metadata(path).num_rows
+            except Exception:  # unreadable: write it again
+                rows = -1
+            if rows == stop - start:
+                done.add(k)
+        return done

@@ -14,8 +14,7 @@ from nasflops.analytics import _front_mask
 from nasflops.budget import Budget
 from nasflops.pipeline import score_space
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_pipeline import ChainSpace  # noqa: E402
+from tests.chain_space import ChainSpace
 
 
 @pytest.fixture

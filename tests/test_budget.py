@@ -7,11 +7,11 @@ import pyarrow as pa
 import pytest
 
 import nasflops as nf
-from nasflops.budget import Budget, BudgetSample, sample_within
+from nasflops.budget import Budget
+from nasflops.search_spaces import BudgetSample, sample_within
 from nasflops.storage import scores_table
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_pipeline import ChainSpace, hand_macs  # noqa: E402
+from tests.chain_space import ChainSpace, hand_macs
 
 
 def three_nets():

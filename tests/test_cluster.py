@@ -4,29 +4,29 @@ Scoring through joblib's dask backend must give the same dataset as the
 threaded run, and the same arrays through ``score_chunks``.
 """
 import os
-import sys
 
 import joblib
 import numpy as np
 import pytest
 
 import nasflops as nf
-from nasflops.pipeline import score_chunks, score_space
+from nasflops.engine import score_chunks
+from nasflops.options import ScoringOptions
+from nasflops.pipeline import score_space
 from nasflops.storage import list_parts, read_metadata
 
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-sys.path.insert(0, os.path.dirname(__file__))
-import test_pipeline  # noqa: E402
-from test_pipeline import ChainSpace, assert_tables_equal  # noqa: E402
+from tests import chain_space  # noqa: E402
+from tests.chain_space import ChainSpace, assert_tables_equal  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def client():
     # workers are separate processes that cannot import this test directory:
     # ship the synthetic space by value
-    cloudpickle.register_pickle_by_value(test_pipeline)
+    cloudpickle.register_pickle_by_value(chain_space)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=None,
                                        worker_dashboard_address=None)
@@ -36,7 +36,7 @@ def client():
     finally:
         c.close()
         cluster.close()
-        cloudpickle.unregister_pickle_by_value(test_pipeline)
+        cloudpickle.unregister_pickle_by_value(chain_space)
 
 
 def test_cluster_has_worker_processes(client):
@@ -64,9 +64,9 @@ def test_score_space_on_cluster_equals_threads(client, tmp_path):
 
 def test_score_chunks_on_cluster(client):
     batch = ChainSpace().sample(3000, seed=5)
-    table = nf.get_convention("flops").table
-    want = score_chunks(batch, table, 1, 4, 4, n_jobs=1)
+    opts = ScoringOptions.make("flops")
+    want = score_chunks(batch, opts, n_jobs=1).arrays
     with joblib.parallel_config(backend="dask"):
-        got = score_chunks(batch, table, 1, 4, 4, n_jobs=2, chunk_size=400)
+        got = score_chunks(batch, opts, n_jobs=2, chunk_size=400).arrays
     for a, b in zip(want[:3], got[:3]):
         assert np.array_equal(a, b)

@@ -7,18 +7,13 @@ import numpy as np
 import pytest
 
 import nasflops as nf
-from nasflops.search_spaces import SPACES, NativeError
-from nasflops.search_spaces.base import SAMPLE_BLOCK, concat_columns
+from nasflops.search_spaces import NativeError, get_space
+from nasflops.search_spaces.columns import SAMPLE_BLOCK, concat_columns
 from nasflops.search_spaces.nb201 import DATASETS, EDGES, OPS, SIZE, NB201Space
 
 EXAMPLE = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+"
            "|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
 N_REF = 200     # architectures checked against xautodl per dataset
-
-
-def get_space(name, **params):
-    # the registry entry, without importing the other spaces' modules
-    return SPACES[name](**params)
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def valid_nets(draw):
 
 
 def reference(records, convention, batch, wsize, asize):
-    table = nf.get_convention(convention).table
+    table = nf.get_convention(convention).weights
     return _pyref.score_one(records, table, batch, wsize, asize)
 
 
@@ -139,14 +139,8 @@ def test_corrupted_specs_fail_like_definitions(rec, data):
     except _pyref.RefError as e:
         ref_status, ref_layer = e.status, e.layer
     r = nf.score(rec, convention="flops", errors="status")[0]
-    if ref_status == "overflow":
-        # the core checks every intermediate product; the definitions only totals
-        assert STATUS_NAMES[int(r["status"])] == "overflow"
-        return
-    if STATUS_NAMES[int(r["status"])] == "overflow":
-        # an intermediate overflow the totals never show: the counts are too large for int64 somewhere
-        assert any(abs(v) > 2**40 for v in ref.values())
-        return
+    # the definitions check every intermediate the core checks: overflows too
+    # are reported with the same status at the same layer
     assert (STATUS_NAMES[int(r["status"])], int(r["bad_layer"])) == (ref_status, ref_layer)
     if ref_status == "ok":
         assert {m: int(r[m]) for m in nf.METRICS} == {m: ref[m] for m in nf.METRICS}

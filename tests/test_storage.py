@@ -17,8 +17,7 @@ from nasflops.pipeline import score_space
 from nasflops.storage import (META_KEY, RUN_FILE, list_parts, open_dataset, read_metadata,
                               read_results, scores_table, write_part, write_results)
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_pipeline import ChainSpace  # noqa: E402
+from tests.chain_space import ChainSpace
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..scoring import _dtype_size
+from ..options import dtype_size
 from . import _fx
 from .build import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Scale,
                     Slice, Zero)
@@ -512,7 +512,7 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
         raise ValueError(f"count_with_hooks implements conventions {', '.join(HOOK_CONVENTIONS)}; "
                          f"got {convention!r}")
     # element sizes are a table, not a count: shared with the core's front
-    wsize, asize = _dtype_size(weight_dtype, "weight_dtype"), _dtype_size(act_dtype, "act_dtype")
+    wsize, asize = dtype_size(weight_dtype, "weight_dtype"), dtype_size(act_dtype, "act_dtype")
     rules = HOOK_CONVENTIONS[convention]
     mmap = _fx.check_module_map(module_map)
     with _fx.eval_mode(model):

@@ -63,9 +63,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..spec import Net, Op, SpecBatch
-from . import register_space
-from .base import NativeError, SearchSpace
+from nasflops.spec import Net, Op, SpecBatch
+from .base import SearchSpace, make_divisible
+from .columns import NativeError
 
 __all__ = ["MODELS", "PUBLISHED", "MODEL_NAMES", "build", "ZooSpace",
            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -140,20 +140,9 @@ def _new(resolution: int) -> _Net:
     return _Net(3, resolution, resolution)
 
 
-def _make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
-    """torchvision ``models._utils._make_divisible`` (from the TF repo)."""
-    if min_value is None:
-        min_value = divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    # make sure that rounding down does not go down by more than 10%
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
 def _adjust(channels: int, width_mult: float = 1.0) -> int:
     """``adjust_channels`` of MobileNetV3/EfficientNet configs (multiple of 8)."""
-    return _make_divisible(channels * width_mult, 8)
+    return make_divisible(channels * width_mult, 8)
 
 
 # ---------------------------------------------------------------------------
@@ -301,11 +290,11 @@ def mobilenet_v2(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
     net = _new(resolution)
     setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-    inp = _make_divisible(32, 8)
-    last = _make_divisible(1280, 8)
+    inp = make_divisible(32, 8)
+    last = make_divisible(1280, 8)
     x = net.conv_norm_act(net.input, inp, 3, stride=2, act="relu6")
     for t, c, n, s in setting:
-        oup = _make_divisible(c, 8)
+        oup = make_divisible(c, 8)
         for i in range(n):
             stride = s if i == 0 else 1
             hidden = int(round(inp * t))
@@ -354,7 +343,7 @@ def _mobilenet_v3(setting, last_channel: int, num_classes: int, resolution: int)
             y = net.conv_norm_act(y, exp, 1, act=act)
         y = net.conv_norm_act(y, exp, k, stride=stride, groups=exp, act=act)
         if use_se:
-            y = net.squeeze_excitation(y, _make_divisible(exp // 4, 8), act="relu",
+            y = net.squeeze_excitation(y, make_divisible(exp // 4, 8), act="relu",
                                        gate="hardsigmoid")
         y = net.conv_norm_act(y, cout, 1, act=None)
         x = net.add(y, x, inplace=True) if stride == 1 and cin == cout else y
@@ -390,7 +379,7 @@ def efficientnet_b0(num_classes: int = 1000, resolution: int = 224) -> np.ndarra
         cout = _adjust(cout)
         for i in range(int(math.ceil(n * 1.0))):
             cin, stride = (_adjust(cin0), s) if i == 0 else (cout, 1)
-            exp = _make_divisible(cin * t, 8)
+            exp = make_divisible(cin * t, 8)
             y = x
             if exp != cin:
                 y = net.conv_norm_act(y, exp, 1, act="silu")
@@ -565,7 +554,7 @@ def _regnet_block_params(depth: int, w_0: int, w_a: float, w_m: float, group_wid
     # _adjust_widths_groups_compatibilty
     w_bots = [int(w * bottleneck_multiplier) for w in stage_widths]
     groups = [min(group_width, wb) for wb in w_bots]
-    w_bots = [_make_divisible(wb, g) for wb, g in zip(w_bots, groups)]
+    w_bots = [make_divisible(wb, g) for wb, g in zip(w_bots, groups)]
     stage_widths = [int(wb / bottleneck_multiplier) for wb in w_bots]
     return list(zip(stage_widths, stage_depths, groups))
 
@@ -693,7 +682,6 @@ def _all_models(resolution: int, num_classes: int) -> SpecBatch:
     return SpecBatch.from_list([_cached(n, resolution, num_classes) for n in MODEL_NAMES])
 
 
-@register_space("zoo")
 class ZooSpace(SearchSpace):
     """The torchvision model zoo as a (small, enumerable) search space.
 

@@ -1,12 +1,7 @@
 """The contract every search space follows.
 
 A space has a *native encoding* (what its paper and benchmark call an
-architecture: a NAS-Bench-201 string, OFA's ``ks/e/d/r`` dict, ...).  Inside
-nasflops natives travel as **columns**: a ``dict`` of numpy arrays, one row per
-candidate, so that sampling, encoding and storage never loop in Python per
-candidate.
-
-A subclass implements:
+architecture), handled as columns (:mod:`.columns`).  A subclass implements:
 
 ``native_columns``
     ``{column_name: description}`` of its columnar native form.
@@ -40,70 +35,32 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..spec import SpecBatch
+from nasflops.spec import SpecBatch
+from .columns import SAMPLE_BLOCK, NativeError, concat_columns, take_columns
+from .sampling import BudgetSample, sample_within
 
-__all__ = ["SearchSpace", "SAMPLE_BLOCK", "concat_columns", "take_columns", "NativeError",
-           "gather_segments"]
-
-#: candidates per independently seeded sampling block
-SAMPLE_BLOCK = 1 << 16
+__all__ = ["SearchSpace", "SAMPLE_BLOCK", "NativeError", "make_divisible"]
 
 # recently drawn blocks per space (outside the instance: never pickled with it)
 _BLOCK_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _BLOCK_LOCK = threading.Lock()
 
 
-class NativeError(ValueError):
-    """A native encoding that is not in the space, naming candidate and field."""
+def make_divisible(v: float, divisor: int, min_val: Optional[int] = None) -> int:
+    """Round ``v`` to a multiple of ``divisor``, never below 90 % of ``v``.
 
-    def __init__(self, space: str, candidate: Optional[int], field: str, reason: str):
-        self.space, self.candidate, self.field, self.reason = space, candidate, field, reason
-        where = f"candidate {candidate}, " if candidate is not None else ""
-        super().__init__(f"{space}: {where}field {field!r}: {reason}")
+    The TensorFlow MobileNet rule, as OFA (``ofa.utils.make_divisible``) and
+    torchvision (``_make_divisible``) write it.
 
-
-def concat_columns(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Concatenate columnar natives row-wise."""
-    parts = list(parts)
-    if len(parts) == 1:
-        return dict(parts[0])
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def take_columns(cols: Mapping[str, np.ndarray], idx) -> dict[str, np.ndarray]:
-    """Rows ``idx`` (a slice, indices or a mask) of columnar natives."""
-    return {k: v[idx] for k, v in cols.items()}
-
-
-def gather_segments(pool: np.ndarray, seg_src: np.ndarray, seg_len: np.ndarray,
-                    record_relative: bool = False) -> SpecBatch:
-    """Assemble candidates from template segments (compiled, GIL released).
-
-    Candidate ``i`` is the concatenation of ``pool[seg_src[i, s] : seg_src[i, s]
-    + seg_len[i, s]]`` over its ``S`` segments.  Inputs in the pool are
-    relative to their segment's start (or, with ``record_relative``, to the
-    record itself), ``< -2**29`` for unused slots; the result's are absolute.
+    >>> make_divisible(16 * 1.2, 8), make_divisible(112 * 1.2, 8)
+    (24, 136)
     """
-    from ._gather import gather_segments as _gather
-
-    seg_src = np.ascontiguousarray(seg_src, dtype=np.int64)
-    seg_len = np.ascontiguousarray(seg_len, dtype=np.int64)
-    if seg_src.shape != seg_len.shape or seg_src.ndim != 2:
-        raise ValueError("seg_src and seg_len must be (n, S) arrays of one shape")
-    if seg_src.size and (seg_src.min() < 0 or seg_len.min() < 0
-                         or (seg_src + seg_len).max() > len(pool)):
-        raise ValueError("template segment outside the pool")
-    n = seg_src.shape[0]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(seg_len.sum(axis=1), out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=pool.dtype)
-    _gather(pool, seg_src, seg_len, offsets, out, record_relative)
-    return SpecBatch(out, offsets)
-
-
-def n_rows(cols: Mapping[str, np.ndarray]) -> int:
-    """Number of candidates in columnar natives."""
-    return len(next(iter(cols.values())))
+    if min_val is None:
+        min_val = divisor
+    new_v = max(min_val, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return int(new_v)
 
 
 class SearchSpace(abc.ABC):
@@ -224,14 +181,13 @@ class SearchSpace(abc.ABC):
         """Every candidate (or a range of them), in a fixed order."""
         return self.encode_columns(self.enumerate_columns(start, stop))
 
-    def sample_within(self, budget, n: int, seed: int = 0, **kwargs):
+    def sample_within(self, budget, n: int, seed: int = 0, **kwargs) -> BudgetSample:
         """The first ``n`` candidates of the seeded stream that fit ``budget``.
 
-        Rejection sampling at core speed; see :func:`nasflops.budget.sample_within`
-        (keyword arguments: convention, batch size, dtypes, ``n_jobs``, ...).
-        Raises ``ValueError`` when the budget looks unreachable.
+        Rejection sampling at core speed; see :func:`.sampling.sample_within`
+        (keyword arguments: batch size, dtypes, device, ``max_draws``,
+        ``n_jobs``).  Raises ``ValueError`` when the budget looks unreachable.
         """
-        from ..budget import sample_within
         return sample_within(self, budget, n, seed, **kwargs)
 
     def describe(self) -> dict:

@@ -63,9 +63,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..spec import LAYER_DTYPE, Act, Flag, Op, SpecBatch, empty_records
-from . import register_space
-from .base import NativeError, SearchSpace, gather_segments
+from nasflops.spec import LAYER_DTYPE, Act, Flag, Op, SpecBatch, empty_records
+from .base import SearchSpace
+from .columns import NativeError
+from .templates import UNUSED, TemplatePool
 
 __all__ = ["NB201Space", "OPS", "EDGES", "DATASETS", "N_EDGES", "SIZE"]
 
@@ -90,11 +91,10 @@ _OP_INDEX = {name: k for k, name in enumerate(OPS)}
 _RADIX = N_OPS ** np.arange(N_EDGES - 1, -1, -1, dtype=np.int64)
 # records an edge of each op takes (ReLU, conv, BN for convolutions)
 _OP_LEN = np.array([1, 1, 3, 3, 1], dtype=np.int64)
-# marks an unused input slot in the template pool; a used slot holds its
-# input's position relative to the template's start, -1 being the layer just
-# before it (a cell's or block's input).  Adding the template's position in
-# the architecture and clipping at -1 restores unused slots.
-_UNUSED = -(1 << 30)
+# templates below are written with inputs relative to the template's start
+# (-1 being the layer just before it: a cell's or block's input) and UNUSED
+# for unused slots; _record_relative() turns them into the pool's form
+_UNUSED = UNUSED
 
 # a record as machine words, to compare records fast
 _WORD = np.dtype(np.uint64 if LAYER_DTYPE.itemsize % 8 == 0 else np.uint8)
@@ -233,30 +233,42 @@ def _cell_library() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return records, start, length
 
 
+def _record_relative(records: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Templates given back to back, inputs relative to each template's start,
+    rewritten relative to each record (the pool's form)."""
+    rec = records.copy()
+    starts = np.cumsum(lengths) - lengths
+    local = np.arange(len(rec)) - np.repeat(starts, lengths)
+    for f in ("input0", "input1", "input2", "input3"):
+        used = rec[f] != _UNUSED
+        rec[f] = np.where(used, rec[f] - local, _UNUSED)
+    return rec
+
+
 class _Pool:
     """Every template one space instance assembles architectures from."""
 
     def __init__(self, C: int, N: int, dataset: str):
         in_ch, h, w, classes = DATASETS[dataset]
         cells, start, length = _cell_library()
-        parts = [_stem(C, in_ch, h, w), _reduction(2 * C), _reduction(4 * C), _head(classes)]
-        self.stem, self.red1, self.red2, self.head = np.cumsum([0] + [len(p) for p in parts])[:4]
-        base = sum(len(p) for p in parts)
+        cells = cells.copy()
+        self.pool = pool = TemplatePool(n_res=1)
+        fixed = [_stem(C, in_ch, h, w), _reduction(2 * C), _reduction(4 * C), _head(classes)]
+        for part in fixed + [cells]:
+            # templates use two slots; -1 in input0/1 names the layer before
+            part["input2"] = part["input3"] = _UNUSED
+        self.stem, self.red1, self.red2, self.head = (
+            pool.add_records(_record_relative(part, np.array([len(part)]))) for part in fixed)
         conv = cells["op"] == Op.CONV2D
+        cell_rel = _record_relative(cells, length)
         self.cell_base = []
         for stage in range(3):
-            lib = cells.copy()
+            lib = cell_rel.copy()
             lib["out_channels"][conv] = C << stage
-            parts.append(lib)
-            self.cell_base.append(base + stage * len(cells))
-        self.records = np.concatenate(parts)
-        for f in ("input2", "input3"):  # adds chain two inputs at a time
-            self.records[f] = _UNUSED
-        self.records.setflags(write=False)
-        self.cell_start, self.cell_length = start, length
-        self.stem_len, self.red_len, self.head_len = 3, 9, 5
-        # segments of an architecture: stem, N cells, red, N cells, red, N cells, head
-        self.n_segments = 3 * N + 4
+            self.cell_base.append(pool.add_many(lib, length))
+        pool.freeze()
+        # slots of an architecture: stem, N cells, red, N cells, red, N cells, head
+        self.n_slots = 3 * N + 4
         self.N = N
 
 
@@ -353,7 +365,6 @@ def _parse_ops(space: str, cand: int, seq) -> list[int]:
 
 
 # ------------------------------------------------------------------- space
-@register_space("nb201")
 class NB201Space(SearchSpace):
     """NAS-Bench-201 cell space in xautodl's ``TinyNetwork`` skeleton.
 
@@ -487,24 +498,19 @@ class NB201Space(SearchSpace):
         """
         g = self.index(cols)
         n = g.shape[0]
-        pool = _pool(self.C, self.N, self.dataset)
-        N, S = self.N, pool.n_segments
-        src = np.empty((n, S), dtype=np.int64)       # pool start of each segment
-        seg_len = np.empty((n, S), dtype=np.int64)
-        src[:, 0], seg_len[:, 0] = pool.stem, pool.stem_len
-        cstart, clen = pool.cell_start[g], pool.cell_length[g]
+        p = _pool(self.C, self.N, self.dataset)
+        N = self.N
+        tids = np.empty((n, p.n_slots), dtype=np.int64)
+        tids[:, 0] = p.stem
         for stage in range(3):
             lo = 1 + stage * (N + 1)
-            src[:, lo:lo + N] = (pool.cell_base[stage] + cstart)[:, None]
-            seg_len[:, lo:lo + N] = clen[:, None]
+            tids[:, lo:lo + N] = (p.cell_base[stage] + g)[:, None]
             if stage < 2:
-                src[:, lo + N] = pool.red1 if stage == 0 else pool.red2
-                seg_len[:, lo + N] = pool.red_len
-        src[:, -1], seg_len[:, -1] = pool.head, pool.head_len
-
-        # one compiled pass copies the segments and shifts their inputs
-        # (stored relative to the segment start) to positions in the architecture
-        return gather_segments(pool.records, src, seg_len)
+                tids[:, lo + N] = p.red1 if stage == 0 else p.red2
+        tids[:, -1] = p.head
+        # one compiled pass copies the templates and makes their inputs absolute
+        return p.pool.assemble(tids, np.zeros(n, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                               set_input_size=False)
 
     def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
         """Columns back from records this space encoded (same dataset, C, N).

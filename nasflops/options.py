@@ -1,0 +1,176 @@
+"""Scoring options: what a count depends on besides the architecture.
+
+Every way of scoring (:func:`nasflops.score`, :func:`nasflops.score_space`,
+budgets, sampling) takes the same options -- the counting convention, the
+batch size, the element types of weights and activations, and an optional
+roofline device -- and validates them once, here, into a
+:class:`ScoringOptions`.  Lower layers receive that object, never loose
+positional values.
+"""
+from __future__ import annotations
+
+import json
+import math
+import operator
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from .conventions import Convention, get_convention
+
+__all__ = ["DTYPE_SIZES", "Device", "ScoringOptions", "positive_int", "META_KEY",
+           "metadata_of_schema"]
+
+#: schema-metadata key under which results (Arrow tables, Parquet files)
+#: carry their options and provenance, as one JSON object
+META_KEY = "nasflops"
+
+
+def metadata_of_schema(schema) -> dict:
+    """The ``nasflops`` metadata dict of a pyarrow schema (empty when absent)."""
+    raw = (schema.metadata or {}).get(META_KEY.encode())
+    return json.loads(raw) if raw else {}
+
+#: bytes per element of the element types accepted for weights and activations
+DTYPE_SIZES = {"fp64": 8, "float64": 8, "fp32": 4, "float32": 4, "fp16": 2,
+               "float16": 2, "bf16": 2, "bfloat16": 2, "int8": 1, "uint8": 1,
+               "fp8": 1}
+
+
+def positive_int(value, name: str, minimum: int = 1, maximum: int = (1 << 62)) -> int:
+    """``value`` as an int in ``[minimum, maximum]``, or a ``ValueError`` naming ``name``.
+
+    Integers only (``True``, ``1.5`` and ``"3"`` are refused: a count given
+    as a float or a string is a mistake, not a request to round).
+
+    >>> positive_int(4, "batch_size")
+    4
+    >>> positive_int(1.5, "batch_size")
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an integer >= 1, got 1.5
+    """
+    if isinstance(value, bool):
+        ok = False
+    else:
+        try:
+            value = operator.index(value)
+            ok = minimum <= value <= maximum
+        except TypeError:
+            ok = False
+    if not ok:
+        bound = f">= {minimum}" if maximum >= (1 << 62) else f"in {minimum}..{maximum:,}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A roofline device profile: latency per layer is
+    ``max(ops / peak_ops_per_s, (read_bytes + write_bytes) / bytes_per_s)``.
+
+    ``peak_ops_per_s`` is in the unit of the convention scored with (MAC/s
+    for ``macs``, FLOP/s for ``flops``): FLOPS belong to hardware, FLOPs to
+    models, and this is where they meet.  Both rates must be positive, finite
+    numbers.
+
+    >>> Device("edge", 1e9, 4e9).peak_ops_per_s
+    1000000000.0
+    """
+
+    name: str
+    peak_ops_per_s: float
+    bytes_per_s: float
+
+    def __post_init__(self):
+        for attr in ("peak_ops_per_s", "bytes_per_s"):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"Device {self.name!r}: {attr} must be a positive, finite number, "
+                                 f"got {v!r}")
+            object.__setattr__(self, attr, float(v))
+
+
+def dtype_size(name, what: str = "dtype") -> int:
+    """Bytes per element of an element type name (``fp32``, ``bf16``, ...)."""
+    try:
+        return DTYPE_SIZES[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(DTYPE_SIZES)}") from None
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """Validated scoring options, shared by every entry point.
+
+    Build with :meth:`make`; the attributes are then known to be sound.
+
+    Attributes
+    ----------
+    convention : Convention
+        What ``ops`` counts.
+    batch_size : int
+        Samples per forward pass (N).
+    weight_dtype, act_dtype : str
+        Element types as given (stored in result metadata).
+    weight_bytes, act_bytes : int
+        Bytes per weight and per activation element.
+    device : Device or None
+        Roofline profile, adding ``latency_s``.
+
+    Examples
+    --------
+    >>> o = ScoringOptions.make("flops", batch_size=8, act_dtype="bf16")
+    >>> o.convention.name, o.batch_size, o.weight_bytes, o.act_bytes
+    ('flops', 8, 4, 2)
+    """
+
+    convention: Convention
+    batch_size: int
+    weight_dtype: str
+    act_dtype: str
+    weight_bytes: int
+    act_bytes: int
+    device: Optional[Device] = None
+
+    @classmethod
+    def make(cls, convention: Union[str, Convention] = "macs", batch_size: int = 1,
+             weight_dtype: str = "fp32", act_dtype: str = "fp32",
+             device: Optional[Device] = None) -> "ScoringOptions":
+        """Validate the options; a ``ValueError`` names the bad one."""
+        if device is not None and not isinstance(device, Device):
+            raise TypeError(f"device must be a nasflops.Device, got {type(device).__name__}")
+        # the core multiplies counts by the batch size in int64: 2**31 keeps
+        # every realistic product in range and refuses nonsense early
+        return cls(get_convention(convention), positive_int(batch_size, "batch_size", 1, 1 << 31),
+                   str(weight_dtype), str(act_dtype), dtype_size(weight_dtype, "weight_dtype"),
+                   dtype_size(act_dtype, "act_dtype"), device)
+
+    @property
+    def with_latency(self) -> bool:
+        """Whether results carry a ``latency_s`` column."""
+        return self.device is not None
+
+    def core_args(self) -> tuple:
+        """``(weights, batch_size, weight_bytes, act_bytes)`` as the core takes them."""
+        return self.convention.weights, self.batch_size, self.weight_bytes, self.act_bytes
+
+    def roofline_args(self) -> tuple[float, float]:
+        """``(peak_ops_per_s, bytes_per_s)``, zeros without a device."""
+        if self.device is None:
+            return 0.0, 0.0
+        return self.device.peak_ops_per_s, self.device.bytes_per_s
+
+    def metadata(self) -> dict:
+        """The options as stored with results (JSON-able)."""
+        d = self.device
+        return {
+            "convention": self.convention.name,
+            "unit": self.convention.unit,
+            "batch_size": self.batch_size,
+            "weight_dtype": self.weight_dtype,
+            "act_dtype": self.act_dtype,
+            "weight_bytes_per_element": self.weight_bytes,
+            "act_bytes_per_element": self.act_bytes,
+            "device": None if d is None else {"name": d.name, "peak_ops_per_s": d.peak_ops_per_s,
+                                              "bytes_per_s": d.bytes_per_s},
+        }
