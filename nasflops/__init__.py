@@ -6,7 +6,7 @@ named counting convention (:data:`CONVENTIONS`), without building a model.
 The layers, and what each may import, are in ``docs/design.md``.
 """
 from ._version import __version__
-from .spec import LAYER_DTYPE, MAX_INPUTS, Act, Flag, Net, Op, SpecBatch
+from .spec import LAYER_DTYPE, MAX_INPUTS, Act, Call, Flag, Net, Op, SpecBatch
 from .conventions import CONVENTIONS, Convention, get_convention, register_convention
 from .options import DTYPE_SIZES, Device, ScoringOptions
 from .scoring import METRICS, RESULT_DTYPE, STATUS_NAMES, Scores, SpecError, layer_table, score
@@ -17,7 +17,7 @@ from .pipeline import score_space
 from . import analytics, units
 
 __all__ = [
-    "LAYER_DTYPE", "MAX_INPUTS", "Act", "Flag", "Net", "Op", "SpecBatch",
+    "LAYER_DTYPE", "MAX_INPUTS", "Act", "Call", "Flag", "Net", "Op", "SpecBatch",
     "CONVENTIONS", "Convention", "get_convention", "register_convention",
     "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "ScoringOptions",
     "Scores", "SpecError", "layer_table", "score", "get_space", "list_spaces",

@@ -6,7 +6,7 @@ dtype ``nasflops.LAYER_DTYPE`` is taken from it (see ``_core.pyx``), so the
 two cannot drift.  Every field is a fixed-size integer so that a batch of
 millions of layers is one flat, memory-mappable buffer.
 """
-from libc.stdint cimport int8_t, uint8_t, int16_t, int32_t, int64_t
+from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, int64_t
 
 # Maximum number of inputs one record can name (fields input0..input3).
 # Wider joins (DenseNet's concatenation of 25 tensors) chain records:
@@ -17,7 +17,10 @@ cdef enum:
 cdef packed struct Layer:
     int16_t op            # OpCode
     int8_t act            # ActKind, read only by OP_ACT
-    uint8_t flags         # FLAG_* bits (bias, affine, ceil_mode, ...)
+    uint8_t call          # CallKind: how torch code invokes the op (hook-based
+                          # tools see a module, a function and an operator differently)
+    uint16_t flags        # FLAG_* bits (bias, affine, ceil_mode, ...)
+    int16_t kv_heads      # reserved for attention (key/value heads); 0 otherwise
     int32_t out_channels  # conv/linear: output channels or features;
                           # input: C; slice: number of channels kept
     int32_t groups        # conv: groups; channel shuffle: groups
@@ -36,6 +39,7 @@ cdef packed struct Layer:
     int32_t input1        # the same architecture, in slot order; -1 marks an
     int32_t input2        # unused slot, and used slots come first
     int32_t input3
+    int32_t extra         # reserved for per-op integers of later ops; 0 otherwise
 
 # Operation codes.  Append only: codes are stored in Parquet files.
 cdef enum OpCode:
@@ -60,6 +64,17 @@ cdef enum OpCode:
     OP_SLICE = 18
     OP_SCALE = 19
     N_OPS = 20
+
+# How an op is invoked in torch code.  Hook-based counters see these
+# differently (thop hooks modules only; ptflops also patches functions and a
+# few tensor methods; fvcore and FlopCounterMode see aten ops), so a
+# convention may weigh each kind apart.  Append only: stored in files.
+cdef enum CallKind:
+    CALL_MODULE = 0       # a torch.nn module's forward (the default)
+    CALL_FUNCTION = 1     # torch.nn.functional.* or torch.*
+    CALL_METHOD = 2       # a tensor method, x.relu()
+    CALL_OPERATOR = 3     # a Python operator, x + y, x @ y
+    N_CALLS = 4
 
 # Activation kinds for OP_ACT.
 cdef enum ActKind:

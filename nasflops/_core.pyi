@@ -2,12 +2,14 @@
 import numpy as np
 from numpy.typing import NDArray
 
-LAYER_DTYPE: np.dtype            # from the C struct Layer (packed, 56 bytes)
+LAYER_DTYPE: np.dtype            # from the C struct Layer (packed, 64 bytes)
 LAYER_SIZE: int                  # sizeof(Layer)
 MAX_LAYER_INPUTS: int            # MAX_INPUTS
-N_RULES: int                     # N_OPS + N_ACTS: rows of a convention table
+N_RULES: int                     # N_OPS + N_ACTS: rows of a convention, per call kind
+N_CALL_KINDS: int                # N_CALLS
 OPS: dict[str, int]              # enum OpCode
 ACTS: dict[str, int]             # enum ActKind
+CALLS: dict[str, int]            # enum CallKind
 FLAGS: dict[str, int]            # enum Flag
 TERMS: tuple[str, ...]           # Term: columns of a convention table
 STATUS: dict[str, int]           # enum Status
@@ -19,8 +21,8 @@ def score_range(
     offsets: NDArray[np.int64],          # const int64_t[::1], n + 1
     start: int,                          # Py_ssize_t
     stop: int,                           # Py_ssize_t
-    rules: NDArray[np.int64],            # const int64_t[:, ::1], (N_RULES, N_TERMS)
-    batch: int,                          # int64_t
+    weights: NDArray[np.int64],          # const int64_t[:, :, ::1], (N_CALLS, N_RULES, N_TERMS)
+    batch_size: int,                     # int64_t
     weight_size: int,                    # int64_t, bytes per weight
     act_size: int,                       # int64_t, bytes per activation
     metrics: NDArray[np.int64],          # int64_t[:, ::1], (n, len(METRICS)), written
@@ -33,8 +35,8 @@ def score_range(
 
 def layer_metrics(
     records: NDArray[np.void],           # const Layer[::1], one architecture
-    rules: NDArray[np.int64],            # const int64_t[:, ::1]
-    batch: int,
+    weights: NDArray[np.int64],          # const int64_t[:, :, ::1]
+    batch_size: int,                     # int64_t
     weight_size: int,
     act_size: int,
 ) -> tuple[int, int, NDArray[np.int64]]: ...  # (status, bad_layer, (n, len(LAYER_COLUMNS)))

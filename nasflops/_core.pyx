@@ -24,7 +24,7 @@ counts is checked for int64 overflow.
 """
 import numpy as np
 
-from libc.stdint cimport int8_t, uint8_t, int16_t, int32_t, int64_t
+from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, int64_t
 from libc.stdlib cimport malloc, free
 
 cdef extern from *:
@@ -60,6 +60,10 @@ ACTS = {
     "hardsigmoid": ACT_HARDSIGMOID, "sigmoid": ACT_SIGMOID, "silu": ACT_SILU,
     "gelu": ACT_GELU, "tanh": ACT_TANH,
 }
+CALLS = {
+    "module": CALL_MODULE, "function": CALL_FUNCTION, "method": CALL_METHOD,
+    "operator": CALL_OPERATOR,
+}
 FLAGS = {
     "bias": FLAG_BIAS, "affine": FLAG_AFFINE, "ceil_mode": FLAG_CEIL_MODE,
     "exclude_pad": FLAG_EXCLUDE_PAD, "inplace": FLAG_INPLACE,
@@ -74,7 +78,11 @@ STATUS = {
     "kernel_too_large": ST_KERNEL_TOO_LARGE, "overflow": ST_OVERFLOW,
     "bad_padding": ST_BAD_PADDING, "bad_shape": ST_BAD_SHAPE,
 }
-N_RULES = N_OPS + N_ACTS
+# a convention's weights: one row per op (activations: one per kind), per call kind
+cdef enum:
+    RULE_ROWS = N_OPS + N_ACTS
+N_RULES = RULE_ROWS
+N_CALL_KINDS = N_CALLS
 MAX_LAYER_INPUTS = MAX_INPUTS
 
 # Columns of the per-architecture metrics written by score_range.
@@ -109,25 +117,24 @@ cdef enum:  # LayerCol
 LAYER_COLUMNS = ("channels", "height", "width", "ops", "macs", "params",
                  "act_bytes", "read_bytes", "write_bytes", "live_bytes")
 
-cdef enum:
-    RULES_CAP = 64   # >= N_OPS + N_ACTS
 
 # the Python name tables must cover the C enums exactly
 assert len(OPS) == N_OPS and sorted(OPS.values()) == list(range(N_OPS))
 assert len(ACTS) == N_ACTS and sorted(ACTS.values()) == list(range(N_ACTS))
+assert len(CALLS) == N_CALLS and sorted(CALLS.values()) == list(range(N_CALLS))
 assert len(TERMS) == N_TERMS
 assert len(STATUS) == N_STATUS and sorted(STATUS.values()) == list(range(N_STATUS))
 assert len(METRICS) == N_METRICS
 assert len(LAYER_COLUMNS) == N_LAYER_COLS
-assert N_RULES <= RULES_CAP
 
 
 # ------------------------------------------------------------------ state
 cdef struct Rules:
-    # a convention's weights, row by row, keeping only the non-zero ones
-    int32_t n[RULES_CAP]                  # non-zero terms of each row
-    int32_t term[RULES_CAP * N_TERMS]     # which terms
-    int64_t coef[RULES_CAP * N_TERMS]     # their integer weights
+    # a convention's weights, row by row (row = call kind x (op or act)),
+    # keeping only the non-zero ones; rows of N_TERMS slots, heap-allocated
+    int32_t* n          # non-zero terms of each row
+    int32_t* term       # which terms
+    int64_t* coef       # their integer weights
 
 
 cdef struct Tensor:
@@ -194,17 +201,36 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.t)
 
 
-cdef void compile_rules(const int64_t[:, ::1] weights, Rules* r) noexcept:
-    cdef Py_ssize_t row, k
+cdef int compile_rules(const int64_t[:, :, ::1] weights, Rules* r) except -1:
+    cdef Py_ssize_t call, row, k, i
     cdef int32_t m
-    for row in range(N_OPS + N_ACTS):
-        m = 0
-        for k in range(N_TERMS):
-            if weights[row, k] != 0:
-                r.term[row * N_TERMS + m] = <int32_t>k
-                r.coef[row * N_TERMS + m] = weights[row, k]
-                m += 1
-        r.n[row] = m
+    cdef Py_ssize_t n_rows = N_CALLS * RULE_ROWS
+    r.n = <int32_t*>malloc(n_rows * sizeof(int32_t))
+    r.term = <int32_t*>malloc(n_rows * N_TERMS * sizeof(int32_t))
+    r.coef = <int64_t*>malloc(n_rows * N_TERMS * sizeof(int64_t))
+    if r.n == NULL or r.term == NULL or r.coef == NULL:
+        free_rules(r)
+        raise MemoryError()
+    for call in range(N_CALLS):
+        for row in range(RULE_ROWS):
+            i = call * RULE_ROWS + row
+            m = 0
+            for k in range(N_TERMS):
+                if weights[call, row, k] != 0:
+                    r.term[i * N_TERMS + m] = <int32_t>k
+                    r.coef[i * N_TERMS + m] = weights[call, row, k]
+                    m += 1
+            r.n[i] = m
+    return 0
+
+
+cdef void free_rules(Rules* r) noexcept nogil:
+    free(r.n)
+    free(r.term)
+    free(r.coef)
+    r.n = NULL
+    r.term = NULL
+    r.coef = NULL
 
 
 # --------------------------------------------------------------- arithmetic
@@ -493,7 +519,7 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
                                    int64_t n, bint* ovf) noexcept nogil:
     """The layer's count: its row's weights times its terms (only the terms
     the convention weighs are computed)."""
-    cdef int row = N_OPS + L.act if L.op == OP_ACT else L.op
+    cdef int row = L.call * RULE_ROWS + (N_OPS + L.act if L.op == OP_ACT else L.op)
     cdef int k
     cdef int64_t ops = 0
     for k in range(rules.n[row]):
@@ -650,6 +676,8 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         L = layers + i
         if L.op < 0 or L.op >= N_OPS:
             return fail(bad_layer, i, ST_BAD_OP)
+        if L.call >= N_CALLS:
+            return fail(bad_layer, i, ST_BAD_VALUE)
         if (L.op == OP_INPUT) != (i == 0):
             return fail(bad_layer, i, ST_NO_INPUT)
         st = check_inputs(L, i, s.t, &f)
@@ -702,14 +730,28 @@ cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_s
     return o
 
 
-def _check_weights(const int64_t[:, ::1] weights):
-    if weights.shape[0] != N_RULES or weights.shape[1] != N_TERMS:
-        raise ValueError("convention weights must have shape (%d, %d)" % (N_RULES, N_TERMS))
+def _check_weights(const int64_t[:, :, ::1] weights):
+    if weights.shape[0] != N_CALLS or weights.shape[1] != RULE_ROWS or weights.shape[2] != N_TERMS:
+        raise ValueError("convention weights must have shape (%d, %d, %d)"
+                         % (N_CALLS, RULE_ROWS, N_TERMS))
+
+
+cdef Py_ssize_t check_offsets(const int64_t[::1] offsets, Py_ssize_t start, Py_ssize_t stop,
+                              Py_ssize_t n_records) noexcept nogil:
+    """First architecture in ``start .. stop - 1`` whose offsets do not lie
+    inside the records in order, or -1: the core reads only what is there."""
+    cdef Py_ssize_t i
+    if offsets[start] < 0:
+        return start
+    for i in range(start, stop):
+        if offsets[i + 1] < offsets[i] or offsets[i + 1] > n_records:
+            return i
+    return -1
 
 
 def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 Py_ssize_t start, Py_ssize_t stop,
-                const int64_t[:, ::1] weights, int64_t batch_size,
+                const int64_t[:, :, ::1] weights, int64_t batch_size,
                 int64_t weight_size, int64_t act_size,
                 int64_t[:, ::1] metrics, int64_t[::1] status,
                 int64_t[::1] bad_layer,
@@ -719,23 +761,35 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
 
     Writes row ``i`` of ``metrics`` (``METRICS`` columns), ``status``,
     ``bad_layer`` and, if given, ``latency``.  Rows of invalid architectures
-    hold -1.  Offsets must have been validated by the caller.
+    hold -1.  Offsets are checked against the records before anything is
+    read (``ValueError`` naming the first bad architecture).
     """
     _check_weights(weights)
     if metrics.shape[1] != N_METRICS:
         raise ValueError("metrics must have %d columns" % N_METRICS)
-    if stop > offsets.shape[0] - 1 or start < 0 or metrics.shape[0] < stop:
+    if (stop > offsets.shape[0] - 1 or start < 0 or start > stop or metrics.shape[0] < stop
+            or status.shape[0] < stop or bad_layer.shape[0] < stop):
         raise IndexError("architecture range out of bounds")
-    cdef Py_ssize_t i, k, longest = 0
+    if batch_size < 1 or weight_size < 1 or act_size < 1:
+        raise ValueError("batch_size and element sizes must be >= 1")
+    cdef Py_ssize_t i, k, longest = 0, bad_arch = -1
     cdef Scratch s
     cdef Rules compiled
-    compile_rules(weights, &compiled)
     cdef Options o = make_options(batch_size, weight_size, act_size, peak_ops, bytes_per_s)
     cdef int st, rc = 0
     cdef double* lat = NULL
     cdef bint with_latency = latency is not None
     if with_latency and latency.shape[0] < stop:
         raise IndexError("latency output too short")
+    if start == stop:
+        return
+    with nogil:
+        bad_arch = check_offsets(offsets, start, stop, records.shape[0])
+    if bad_arch >= 0:
+        raise ValueError("architecture %d: offsets %d..%d lie outside the %d records or out of "
+                         "order" % (bad_arch, offsets[bad_arch], offsets[bad_arch + 1],
+                                    records.shape[0]))
+    compile_rules(weights, &compiled)
     with nogil:
         for i in range(start, stop):
             if offsets[i + 1] - offsets[i] > longest:
@@ -745,7 +799,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
             for i in range(start, stop):
                 if with_latency:
                     lat = &latency[i]
-                st = score_arch(&records[offsets[i]], offsets[i + 1] - offsets[i],
+                st = score_arch(&records[0] + offsets[i], offsets[i + 1] - offsets[i],
                                 &compiled, &o, &s, &metrics[i, 0], lat, &bad_layer[i], NULL)
                 status[i] = st
                 if st != ST_OK:
@@ -754,11 +808,12 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                     if with_latency:
                         latency[i] = -1.0
             scratch_free(&s)
+        free_rules(&compiled)
     if rc != 0:
         raise MemoryError()
 
 
-def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] weights,
+def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
                   int64_t batch_size, int64_t weight_size, int64_t act_size):
     """Per-layer shapes and counts of one architecture.
 
@@ -767,6 +822,8 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] weights,
     ``bad_layer`` on are unspecified.
     """
     _check_weights(weights)
+    if batch_size < 1 or weight_size < 1 or act_size < 1:
+        raise ValueError("batch_size and element sizes must be >= 1")
     cdef Py_ssize_t n = records.shape[0]
     table = np.zeros((n, N_LAYER_COLS), dtype=np.int64)
     cdef int64_t[:, ::1] tv = table
@@ -777,16 +834,17 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, ::1] weights,
     cdef const Layer* first = NULL
     cdef int64_t* out = NULL
     cdef Rules compiled
-    compile_rules(weights, &compiled)
     cdef Options o = make_options(batch_size, weight_size, act_size, 0.0, 0.0)
     if n > 0:
         first = &records[0]
         out = &tv[0, 0]
+    compile_rules(weights, &compiled)
     with nogil:
         rc = scratch_alloc(&s, n)
         if rc == 0:
             st = score_arch(first, n, &compiled, &o, &s, metrics, NULL, &bad, out)
             scratch_free(&s)
+        free_rules(&compiled)
     if rc != 0:
         raise MemoryError()
     return st, bad, table

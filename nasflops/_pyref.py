@@ -270,8 +270,9 @@ def peak_sweep(n_layers: int, owner: list, alloc: list, last_use: dict) -> int:
 def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, asize: int = 4) -> dict:
     """Score one architecture; raise :class:`RefError` (layer, status name) if invalid."""
     n_ops = len(Op)
-    n_acts = len(rules) - n_ops
-    rules = rules.tolist()
+    n_acts = rules.shape[1] - n_ops
+    n_calls = rules.shape[0]
+    table = rules.tolist()     # Python ints: no silent int64 wrap here
     layers = [{k: int(r[k]) for k in r.dtype.names} for r in records]
     if not layers:
         raise RefError(-1, "empty")
@@ -281,6 +282,8 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
         op = L["op"]
         if not 0 <= op < n_ops:
             raise RefError(i, "bad_op")
+        if L["call"] >= n_calls:
+            raise RefError(i, "bad_value")
         if (op == Op.INPUT) != (i == 0):
             raise RefError(i, "no_input")
         ins = check_inputs(L, i)
@@ -288,7 +291,7 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
             f = infer_layer(L, i, ins, shapes, n_acts)
             f["e"] = _prod(f["c"], f["h"], f["w"])
             out_bytes = _prod(f["e"], batch_size, asize)
-            row = rules[n_ops + L["act"]] if op == Op.ACT else rules[op]
+            row = table[L["call"]][n_ops + L["act"] if op == Op.ACT else op]
             macs = _prod(f["macs"], batch_size) if f["macs"] else 0
             ops = convention_ops(row, op, f, batch_size)
             act, wr, rd = layer_bytes(L, f, ins, shapes, batch_size, wsize, asize)

@@ -19,8 +19,11 @@ The core computes, for every layer, a few convention-independent *terms*
 
 A convention is a set of rules with one row per op (activations have one row per
 kind) giving an integer coefficient per term; a layer's count is the dot
-product of its row with its terms.  Adding a convention is adding a table,
-never a code path.  Ops a convention does not mention count zero *by that
+product of its row with its terms.  Rows may differ by how the op is called
+in torch code (``Call``: a module, a function, a tensor method, an
+operator), because hook-based tools see those differently: a rule key
+``"relu@module"`` applies to module calls only, a bare ``"relu"`` to every
+call.  Adding a convention is adding a table, never a code path.  Ops a convention does not mention count zero *by that
 convention's definition* (``macs`` counts only multiply-accumulates), never
 because an op was unknown: unknown ops are errors in the core.
 """
@@ -32,7 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from . import _core
-from .spec import Act, Op
+from .spec import Act, Call, Op
 
 __all__ = ["Convention", "CONVENTIONS", "get_convention", "register_convention", "TERMS"]
 
@@ -40,17 +43,27 @@ TERMS: tuple[str, ...] = _core.TERMS
 _ALL_ACTS = "act:*"
 
 
-def _rule_row(key: str) -> list[int]:
-    """Rows of the table a rule key addresses: an op name, ``act:<kind>`` or ``act:*``."""
+def _rule_rows(key: str) -> list[tuple[int, int]]:
+    """``(call kind, row)`` pairs a rule key addresses: an op name,
+    ``act:<kind>`` or ``act:*``, optionally ``@module``/``@function``/
+    ``@method``/``@operator``."""
+    op_key, _, call_key = key.partition("@")
     try:
-        if key == _ALL_ACTS:
-            return [len(Op) + a for a in Act]
-        if key.startswith("act:"):
-            return [len(Op) + Act[key[4:].upper()]]
-        return [Op[key.upper()]]
+        calls = [Call[call_key.upper()]] if call_key else list(Call)
+    except KeyError:
+        raise ValueError(f"unknown call kind {call_key!r} in rule {key!r}; known: "
+                         f"{', '.join(c.name.lower() for c in Call)}") from None
+    try:
+        if op_key == _ALL_ACTS:
+            rows = [len(Op) + a for a in Act]
+        elif op_key.startswith("act:"):
+            rows = [len(Op) + Act[op_key[4:].upper()]]
+        else:
+            rows = [Op[op_key.upper()]]
     except KeyError:
         raise ValueError(f"unknown rule key {key!r}: use an op name ({', '.join(o.name.lower() for o in Op)}), "
-                         f"'act:<kind>' or 'act:*'") from None
+                         f"'act:<kind>' or 'act:*', optionally followed by '@<call kind>'") from None
+    return [(int(c), int(r)) for c in calls for r in rows]
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,9 @@ class Convention:
     rules : mapping
         ``{op_or_act_key: {term: coefficient}}``, the human-readable source.
     weights : ndarray
-        ``(N_RULES, N_TERMS)`` int64: the rules as the matrix the core reads,
-        one row per op (and per activation kind), one column per term.
+        ``(N_CALL_KINDS, N_RULES, N_TERMS)`` int64: the rules as the array
+        the core reads, one row per call kind and op (and activation kind),
+        one column per term.
     """
 
     name: str
@@ -81,13 +95,17 @@ class Convention:
     @classmethod
     def build(cls, name: str, unit: str, description: str,
               rules: Mapping[str, Mapping[str, int]]) -> "Convention":
-        weights = np.zeros((_core.N_RULES, len(TERMS)), dtype=np.int64)
-        for key, terms in rules.items():
+        weights = np.zeros((_core.N_CALL_KINDS, _core.N_RULES, len(TERMS)), dtype=np.int64)
+        # rules for every call kind first, so that "op@call" rules override them
+        for key, terms in sorted(rules.items(), key=lambda kv: "@" in kv[0]):
             for term, coef in terms.items():
                 if term not in TERMS:
                     raise ValueError(f"convention {name!r}: unknown term {term!r} in rule {key!r}")
-                for row in _rule_row(key):
-                    weights[row, TERMS.index(term)] = int(coef)
+            rows = _rule_rows(key)
+            for call, row in rows:
+                weights[call, row, :] = 0
+                for term, coef in terms.items():
+                    weights[call, row, TERMS.index(term)] = int(coef)
         weights.setflags(write=False)
         return cls(name, unit, description, rules, weights)
 
@@ -100,7 +118,8 @@ def register_convention(name: str, unit: str, description: str,
     """Add a convention to the registry (and return it).
 
     ``rules`` maps an op name (``"conv2d"``), an activation (``"act:relu"``)
-    or every activation (``"act:*"``) to ``{term: integer coefficient}``.
+    or every activation (``"act:*"``), optionally restricted to one call kind
+    (``"conv2d@function"``), to ``{term: integer coefficient}``.
     """
     conv = Convention.build(name, unit, description, rules)
     CONVENTIONS[name] = conv

@@ -14,7 +14,7 @@ from . import _core
 from .conventions import Convention
 from .engine import METRICS, RawScores, score_chunks
 from .options import DTYPE_SIZES, Device, ScoringOptions
-from .spec import INPUT_FIELDS, LAYER_DTYPE, Net, Op, SpecBatch, act_name, op_name
+from .spec import INPUT_FIELDS, LAYER_DTYPE, Call, Net, Op, SpecBatch, act_name, op_name
 
 __all__ = ["score", "layer_table", "SpecError", "Device", "Scores", "DTYPE_SIZES",
            "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "as_batch", "explain"]
@@ -318,6 +318,9 @@ def _bad_fields(rec, in_shape) -> str:
     elif op == Op.SLICE:
         checks = [("out_channels", 1), ("start", 0)]
     bad = [f"{f}={int(rec[f])} (must be >= {lo})" for f, lo in checks if rec[f] < lo]
+    if rec["call"] >= len(Call):
+        bad.insert(0, f"call={int(rec['call'])} is not a call kind (0..{len(Call) - 1}: "
+                      f"{', '.join(c.name.lower() for c in Call)})")
     if op == Op.AVGPOOL and (rec["dilation_h"] != 1 or rec["dilation_w"] != 1):
         bad.append("avgpool has no dilation (dilation must be 1)")
     if op == Op.SLICE and in_shape and not bad:

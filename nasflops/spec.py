@@ -29,6 +29,7 @@ input0..3     indices (within the architecture) of the layers feeding this one,
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 from typing import Iterable, Sequence
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["LAYER_DTYPE", "MAX_INPUTS", "Op", "Act", "Flag", "SpecBatch", "Net",
+__all__ = ["LAYER_DTYPE", "MAX_INPUTS", "Op", "Act", "Flag", "Call", "SpecBatch", "Net",
            "empty_records", "parse_act", "ACT_ALIASES"]
 
 #: numpy dtype of one layer record, taken from the C struct ``Layer``.
@@ -51,6 +52,9 @@ Act = enum.IntEnum("Act", {k.upper(): v for k, v in _core.ACTS.items()})
 Act.__doc__ = "Activation kinds for ``Op.ACT`` records."
 Flag = enum.IntFlag("Flag", {k.upper(): v for k, v in _core.FLAGS.items()})
 Flag.__doc__ = "Bits of the ``flags`` field."
+Call = enum.IntEnum("Call", {k.upper(): v for k, v in _core.CALLS.items()})
+Call.__doc__ = ("How torch code invokes an op (``call`` field): a module (the default), a "
+                "function, a tensor method or an operator.")
 
 #: activation names accepted wherever a kind is named (spaces, YAML, the CLI):
 #: each :class:`Act` by its own name, plus the spellings papers and code use
@@ -137,7 +141,12 @@ class SpecBatch:
 
     def __init__(self, records, offsets):
         records = _as_records(records)
-        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        offsets = np.asarray(offsets)
+        if offsets.size and offsets.dtype.kind not in "iu":
+            raise TypeError(f"offsets must be integers, got dtype {offsets.dtype}")
+        # a private, read-only copy: a caller reusing its buffer cannot change
+        # a validated batch behind the core's back
+        offsets = np.array(offsets, dtype=np.int64, copy=True)
         if offsets.ndim != 1 or offsets.shape[0] < 1:
             raise ValueError("offsets must be 1-D with at least one entry")
         if offsets[0] != 0 or offsets[-1] != records.shape[0]:
@@ -147,6 +156,7 @@ class SpecBatch:
         if offsets.shape[0] > 1 and np.any(offsets[1:] < offsets[:-1]):
             bad = int(np.argmax(offsets[1:] < offsets[:-1]))
             raise ValueError(f"offsets must be non-decreasing (architecture {bad})")
+        offsets.setflags(write=False)
         self.records = records
         self.offsets = offsets
 
@@ -266,6 +276,7 @@ class Net:
 
     def __init__(self, channels: int, height: int, width: int):
         self._rows: list[np.ndarray] = []
+        self._call = int(Call.MODULE)
         rec = empty_records(1)[0]
         rec["op"] = Op.INPUT
         rec["out_channels"] = channels
@@ -289,11 +300,32 @@ class Net:
         """The architecture as a record array (a copy)."""
         return np.array(self._rows, dtype=LAYER_DTYPE)
 
+    @contextlib.contextmanager
+    def calling(self, call):
+        """Records added inside the block carry call kind ``call`` (a
+        :class:`Call` or its name): how torch code invokes them, which the
+        hook-tool conventions weigh.
+
+        >>> import nasflops
+        >>> net = nasflops.Net(8, 4, 4)
+        >>> with net.calling("function"):
+        ...     _ = net.act(net.input, "relu")
+        >>> nasflops.Call(int(net.records["call"][1])).name
+        'FUNCTION'
+        """
+        old = self._call
+        self._call = int(Call[call.upper()] if isinstance(call, str) else Call(call))
+        try:
+            yield self
+        finally:
+            self._call = old
+
     def _append(self, op: int, inputs: Sequence[int], **fields) -> int:
         if len(inputs) > MAX_INPUTS:
             raise ValueError(f"a record takes at most {MAX_INPUTS} inputs")
         rec = empty_records(1)[0]
         rec["op"] = op
+        rec["call"] = self._call
         for k, src in enumerate(inputs):
             rec[INPUT_FIELDS[k]] = int(src)
         for k, v in fields.items():
