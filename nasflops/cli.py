@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from . import __version__
+from ._version import __version__
 
 EXIT_USER_ERROR = 2
 EXIT_MISMATCH = 1

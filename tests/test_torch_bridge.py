@@ -12,9 +12,10 @@ F = torch.nn.functional
 
 import nasflops as nf  # noqa: E402
 from nasflops.torch_bridge import (HOOK_CONVENTIONS, UnsupportedOpsError,  # noqa: E402
-                                   cli_validate, count_with_hooks, from_torch, op_specs,
+                                   count_with_hooks, from_torch, op_specs,
                                    random_specs, to_torch, validate)
 from nasflops.torch_bridge import hooks as hooks_mod  # noqa: E402
+from nasflops.cli import main as cli_main  # noqa: E402
 
 CONVENTIONS = sorted(HOOK_CONVENTIONS)
 
@@ -277,7 +278,7 @@ def test_validate_report_and_cli(capsys):
     assert all(v == 4 for v in r.agree.values())
     text = str(r)
     assert "all counts agree exactly" in text and "peak_act_bytes" in text
-    assert cli_validate(["random", "-n", "3", "-c", "thop", "--device", "meta"]) == 0
+    assert cli_main(["validate", "random", "-n", "3", "-c", "thop", "--device", "meta"]) == 0
     assert "convention=thop" in capsys.readouterr().out
     r = validate(random_specs(5, seed=1), samples=2, convention="macs")
     assert r.n == 2 and r.ok
@@ -291,7 +292,7 @@ def test_validate_reports_a_mismatch(monkeypatch, capsys):
     assert not r.ok and r.worst["metric"] == "ops"
     assert r.worst["hooks"] == r.worst["core"] + 1
     assert "mismatch" in str(r)
-    assert cli_validate(["random", "-n", "2"]) == 1
+    assert cli_main(["validate", "random", "-n", "2"]) == 1
 
 
 def test_validate_rejects_unknown_convention():

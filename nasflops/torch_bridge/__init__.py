@@ -19,9 +19,9 @@ from .build import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNo
                     Scale, Slice, SpecModule, Zero, to_torch)
 from .hooks import HOOK_CONVENTIONS, HookCounts, UnsupportedOpsError, count_with_hooks
 from .trace import from_torch
-from .validate import ValidationReport, cli_validate, op_specs, random_specs, validate
+from .validate import ValidationReport, op_specs, random_specs, validate
 
-__all__ = ["to_torch", "from_torch", "validate", "ValidationReport", "cli_validate",
+__all__ = ["to_torch", "from_torch", "validate", "ValidationReport",
            "random_specs", "op_specs", "count_with_hooks", "HookCounts", "HOOK_CONVENTIONS",
            "UnsupportedOpsError", "SpecModule", "Add", "InplaceAdd", "Mul", "Concat", "Slice",
            "Zero", "Scale", "LayerNorm2d", "InplaceAct", "BRIDGE_MODULES"]

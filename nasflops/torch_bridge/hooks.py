@@ -82,12 +82,6 @@ class OpFacts:
         return int(self.inputs[0].numel()) if self.inputs else 0
 
 
-VIEW_KINDS = frozenset({"view"})
-COMPUTE_KINDS = frozenset({"conv", "linear", "bn", "ln", "scale", "act", "maxpool", "avgpool",
-                           "adaptive", "add", "mul", "concat", "zero", "shuffle", "softmax",
-                           "copy"})
-
-
 def _pair(v) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         return int(v[0]), int(v[-1])
@@ -148,77 +142,86 @@ def _facts(run: _fx.NodeRun, param_nodes: set, module_map: Optional[dict] = None
     Returns ``(None, None)`` for nodes that are not tensor ops (``size``,
     ``getattr``).
     """
-    n = run.node
-    name = n.name
-    res = run.result
-    if n.op == "call_module":
-        m = run.module
-        x = list(run.hook_inputs) if run.hook_inputs is not None else _tensors(run.args)
-        y = run.hook_output if run.hook_output is not None else res
-        own = list(m.parameters())
-        f = OpFacts(name, "", [t for t in x if isinstance(t, torch.Tensor)], y, own)
-        t = type(m)
-        mapped = (module_map or {}).get(t)
-        if mapped is not None:
-            if mapped == "global_avgpool":
-                f.kind, f.window = "adaptive", int(x[0].numel())
-            elif mapped == "zero":
-                f.kind = "zero"
-            elif mapped in ("identity", "dropout", "flatten"):
-                f.kind = "view"
-            else:
-                f.kind, f.act = "act", mapped
-            return f, None
-        if t is nn.Conv2d:
-            w = m.weight
-            f.kind, f.bias = "conv", m.bias is not None
-            f.mac = int(y.numel()) * int(w.shape[1] * w.shape[2] * w.shape[3])
-        elif t is nn.Linear:
-            f.kind, f.bias = "linear", m.bias is not None
-            f.mac = int(y.numel()) * int(m.in_features)
-        elif t in (nn.BatchNorm1d, nn.BatchNorm2d):
-            f.kind, f.affine = "bn", bool(m.affine)
-        elif t is nn.LayerNorm:
-            if tuple(m.normalized_shape) != (x[0].shape[-1],) or x[0].dim() != 2:
-                return None, "LayerNorm is supported over the channels of an N x C tensor " \
-                             "(use nasflops.torch_bridge.LayerNorm2d for N x C x H x W)"
-            f.kind, f.affine = "ln", bool(m.elementwise_affine)
-        elif t is LayerNorm2d:
-            f.kind, f.affine = "ln", bool(m.norm.elementwise_affine)
-        elif t is Scale:
-            f.kind, f.bias = "scale", m.bias is not None
-        elif t in _MODULE_ACTS:
-            f.kind, f.act = "act", _MODULE_ACTS[t]
-        elif t is InplaceAct:
-            f.kind, f.act = "act", m.kind
-        elif t in (nn.MaxPool2d, nn.AvgPool2d):
-            kh, kw = _pair(m.kernel_size)
-            f.kind = "maxpool" if t is nn.MaxPool2d else "avgpool"
-            f.window = kh * kw * int(y.numel())
-        elif t is nn.AdaptiveAvgPool2d:
-            f.kind, f.window = "adaptive", _adaptive_window(x[0], y)
-        elif t in (nn.Flatten, nn.Identity, nn.Dropout, Slice):
-            f.kind = "view"
-        elif t is nn.Softmax:
-            if m.dim not in (1, 1 - x[0].dim()):
-                return None, f"softmax over dim {m.dim} (only channels, dim=1)"
-            f.kind = "softmax"
-        elif t is nn.ChannelShuffle:
-            f.kind = "shuffle"
-        elif t in (Add, InplaceAdd):
-            f.kind = "add"
-        elif t is Mul:
-            f.kind = "mul"
-        elif t is Concat:
-            f.kind = "concat"
-        elif t is Zero:
-            f.kind = "zero"
-        else:
-            return None, f"module {t.__module__}.{t.__name__} has no counting rule"
-        return f, None
-
-    if n.op not in ("call_function", "call_method"):
+    if run.node.op == "call_module":
+        return _module_facts(run, module_map)
+    if run.node.op not in ("call_function", "call_method"):
         return None, None
+    return _call_facts(run, param_nodes)
+
+
+def _module_facts(run: _fx.NodeRun, module_map: Optional[dict]
+                  ) -> tuple[Optional[OpFacts], Optional[str]]:
+    """Facts of a leaf-module call, from the tensors its forward hook saw."""
+    n, name, res = run.node, run.node.name, run.result
+    m = run.module
+    x = list(run.hook_inputs) if run.hook_inputs is not None else _tensors(run.args)
+    y = run.hook_output if run.hook_output is not None else res
+    own = list(m.parameters())
+    f = OpFacts(name, "", [t for t in x if isinstance(t, torch.Tensor)], y, own)
+    t = type(m)
+    mapped = (module_map or {}).get(t)
+    if mapped is not None:
+        if mapped == "global_avgpool":
+            f.kind, f.window = "adaptive", int(x[0].numel())
+        elif mapped == "zero":
+            f.kind = "zero"
+        elif mapped in ("identity", "dropout", "flatten"):
+            f.kind = "view"
+        else:
+            f.kind, f.act = "act", mapped
+        return f, None
+    if t is nn.Conv2d:
+        w = m.weight
+        f.kind, f.bias = "conv", m.bias is not None
+        f.mac = int(y.numel()) * int(w.shape[1] * w.shape[2] * w.shape[3])
+    elif t is nn.Linear:
+        f.kind, f.bias = "linear", m.bias is not None
+        f.mac = int(y.numel()) * int(m.in_features)
+    elif t in (nn.BatchNorm1d, nn.BatchNorm2d):
+        f.kind, f.affine = "bn", bool(m.affine)
+    elif t is nn.LayerNorm:
+        if tuple(m.normalized_shape) != (x[0].shape[-1],) or x[0].dim() != 2:
+            return None, "LayerNorm is supported over the channels of an N x C tensor " \
+                         "(use nasflops.torch_bridge.LayerNorm2d for N x C x H x W)"
+        f.kind, f.affine = "ln", bool(m.elementwise_affine)
+    elif t is LayerNorm2d:
+        f.kind, f.affine = "ln", bool(m.norm.elementwise_affine)
+    elif t is Scale:
+        f.kind, f.bias = "scale", m.bias is not None
+    elif t in _MODULE_ACTS:
+        f.kind, f.act = "act", _MODULE_ACTS[t]
+    elif t is InplaceAct:
+        f.kind, f.act = "act", m.kind
+    elif t in (nn.MaxPool2d, nn.AvgPool2d):
+        kh, kw = _pair(m.kernel_size)
+        f.kind = "maxpool" if t is nn.MaxPool2d else "avgpool"
+        f.window = kh * kw * int(y.numel())
+    elif t is nn.AdaptiveAvgPool2d:
+        f.kind, f.window = "adaptive", _adaptive_window(x[0], y)
+    elif t in (nn.Flatten, nn.Identity, nn.Dropout, Slice):
+        f.kind = "view"
+    elif t is nn.Softmax:
+        if m.dim not in (1, 1 - x[0].dim()):
+            return None, f"softmax over dim {m.dim} (only channels, dim=1)"
+        f.kind = "softmax"
+    elif t is nn.ChannelShuffle:
+        f.kind = "shuffle"
+    elif t in (Add, InplaceAdd):
+        f.kind = "add"
+    elif t is Mul:
+        f.kind = "mul"
+    elif t is Concat:
+        f.kind = "concat"
+    elif t is Zero:
+        f.kind = "zero"
+    else:
+        return None, f"module {t.__module__}.{t.__name__} has no counting rule"
+    return f, None
+
+
+def _call_facts(run: _fx.NodeRun, param_nodes: set) -> tuple[Optional[OpFacts], Optional[str]]:
+    """Facts of a function or tensor-method call, read off the traced graph."""
+    n, name, res = run.node, run.node.name, run.result
     target = n.target
     if n.op == "call_method" and target in ("size", "dim", "numel"):
         return None, None
@@ -465,6 +468,45 @@ class HookCounts:
         return {m: getattr(self, m) for m in _METRICS}
 
 
+def _classify(runs: list, mmap: dict, model_name: str) -> tuple[dict, list]:
+    """Pass 1 of :func:`count_with_hooks`: what every executed node is.
+
+    Returns the facts of every counted node and their execution order; raises
+    :class:`UnsupportedOpsError` listing every node without a rule.
+    """
+    # pass 1: what every node is
+    facts: dict = {}
+    offenders = []
+    order = []
+    param_nodes: set = set()
+    for run in runs:
+        n = run.node
+        if n.op == "get_attr" or (n.op in ("call_function", "call_method") and n.all_input_nodes
+                                  and all(a in param_nodes for a in n.all_input_nodes)):
+            param_nodes.add(n)
+            continue
+        if n.op == "placeholder":
+            facts[n] = OpFacts(n.name, "input", [], run.result)
+            order.append(n)
+            continue
+        f, why = _facts(run, param_nodes, mmap)
+        if f is None and why is not None:
+            f = _scale_bias(run, param_nodes, facts) or f
+        if f is None:
+            if why is not None:
+                tgt = n.target if isinstance(n.target, str) else \
+                    getattr(n.target, "__name__", str(n.target))
+                offenders.append((n.name, f"{n.op} {tgt}", why))
+            continue
+        f.input_nodes = [a for a in n.all_input_nodes if a in facts]
+        facts[n] = f
+        order.append(n)
+    if offenders:
+        raise UnsupportedOpsError(f"cannot count {model_name}", offenders)
+
+    return facts, order
+
+
 def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
                      batch_size: int = 1, weight_dtype: str = "fp32",
                      act_dtype: str = "fp32", module_map: Optional[dict] = None) -> HookCounts:
@@ -525,36 +567,7 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
             if missing:
                 raise UnsupportedOpsError(f"cannot count {type(model).__name__}", missing) from None
 
-    # pass 1: what every node is
-    facts: dict = {}
-    offenders = []
-    order = []
-    param_nodes: set = set()
-    for run in runs:
-        n = run.node
-        if n.op == "get_attr" or (n.op in ("call_function", "call_method") and n.all_input_nodes
-                                  and all(a in param_nodes for a in n.all_input_nodes)):
-            param_nodes.add(n)
-            continue
-        if n.op == "placeholder":
-            facts[n] = OpFacts(n.name, "input", [], run.result)
-            order.append(n)
-            continue
-        f, why = _facts(run, param_nodes, mmap)
-        if f is None and why is not None:
-            f = _scale_bias(run, param_nodes, facts) or f
-        if f is None:
-            if why is not None:
-                tgt = n.target if isinstance(n.target, str) else \
-                    getattr(n.target, "__name__", str(n.target))
-                offenders.append((n.name, f"{n.op} {tgt}", why))
-            continue
-        f.input_nodes = [a for a in n.all_input_nodes if a in facts]
-        facts[n] = f
-        order.append(n)
-    if offenders:
-        raise UnsupportedOpsError(f"cannot count {type(model).__name__}", offenders)
-
+    facts, order = _classify(runs, mmap, type(model).__name__)
     # pass 2: counts and bytes per op; buffers for the peak
     tot = dict.fromkeys(_METRICS, 0)
     owner: dict = {}

@@ -422,6 +422,14 @@ def _node(b: _Builder, env: dict, params: dict, run) -> Any:
         raise _Unsupported(f"{tgt}{dims} (only permute(0, 2, 3, 1) around a LayerNorm, and the "
                            "channel-shuffle pattern)")
 
+    return _pool_or_slice_node(b, run, v0, x0)
+
+
+def _pool_or_slice_node(b: _Builder, run, v0, x0) -> Any:
+    """Reductions, pools, softmax and channel selections (the rest of :func:`_node`)."""
+    n, res, where = run.node, run.result, run.node.name
+    tgt, args, kwargs, net = n.target, run.args, run.kwargs, b.net
+    is_f, is_m = n.op == "call_function", n.op == "call_method"
     if (is_f and tgt is torch.mean) or (is_m and tgt == "mean"):
         dims = _arg(args, kwargs, 1, "dim")
         d = x0.dim()

@@ -9,10 +9,9 @@ knows -- the ``"random"`` space of ``validate`` and the tests.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from ..spec import Net, SpecBatch
 from .build import to_torch
 from .hooks import HOOK_CONVENTIONS, count_with_hooks
 
-__all__ = ["validate", "ValidationReport", "random_specs", "op_specs", "cli_validate"]
+__all__ = ["validate", "ValidationReport", "random_specs", "op_specs"]
 
 
 # ------------------------------------------------------------ random specs
@@ -402,28 +401,3 @@ def _compare(batch, convention, batch_size, device, core, agree, mismatches, tim
                 mismatches.append({"arch": i, "metric": m, "core": a, "hooks": b,
                                    "rel": abs(a - b) / max(1, abs(b))})
     times["build"], times["hooks"] = t_build, t_hooks
-
-
-def cli_validate(argv: Optional[Sequence[str]] = None) -> int:
-    """``nasflops validate SPACE -n N``: print the report; exit status 1 on any mismatch.
-
-    Also runnable as ``python -m nasflops.torch_bridge.validate SPACE -n N``.
-    """
-    p = argparse.ArgumentParser(prog="nasflops validate",
-                                description="count sampled architectures with the core and "
-                                            "with torch forward hooks; compare exactly")
-    p.add_argument("space", help="search space name (or 'random')")
-    p.add_argument("-n", "--samples", type=int, default=20)
-    p.add_argument("-c", "--convention", default="macs", choices=sorted(HOOK_CONVENTIONS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-b", "--batch-size", type=int, default=1)
-    p.add_argument("--device", default="cpu", help="cpu (default) or meta (shapes only, fastest)")
-    args = p.parse_args(argv)
-    report = validate(args.space, samples=args.samples, convention=args.convention,
-                      seed=args.seed, batch_size=args.batch_size, device=args.device)
-    print(report)
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(cli_validate())
