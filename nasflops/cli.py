@@ -310,7 +310,8 @@ def cmd_validate(args) -> int:
         from .torch_bridge import validate
     except ImportError as e:
         raise UserError(f"validate needs torch: pip install 'nasflops[torch]' ({e})") from None
-    space = _get_space(args.space, _space_params(args.param))
+    # 'random': random DAGs using every op (nasflops.torch_bridge.random_specs)
+    space = "random" if args.space == "random" else _get_space(args.space, _space_params(args.param))
     report = validate(space, samples=args.n, convention=args.convention, seed=args.seed,
                       batch_size=args.batch_size, device=args.device)
     print(report)
@@ -462,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  nasflops validate nb201 -n 20\n"
                               "  nasflops validate ofa-mbv3 -n 5 --convention flops --batch-size 4\n"
                               "  nasflops validate zoo -n 19 --device meta")
-    s.add_argument("space")
+    s.add_argument("space", help="search space name, or 'random' for random DAGs of every op")
     s.add_argument("-n", type=int, default=10, help="candidates to check (default: 10)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--convention", "-c", default="macs", help="convention compared (default: macs)")
