@@ -53,7 +53,7 @@ def _last_layer(net, convention):
 
 
 # (name, builder, out shape, params, macs/sample, flops/sample)
-# flops per sample are written out from DESIGN.md section 3's table.
+# flops per sample are written out from the README's conventions table.
 E = C * H * W  # input elements per sample
 OPS = [
     ("conv_grouped_strided_bias", lambda n, x: n.conv(x, 16, 3, stride=2, padding=1, groups=2, bias=True),

@@ -5,7 +5,7 @@ real input; every leaf module reports its input and output tensors through a
 forward hook, and functional calls (``x + y``, ``torch.cat``, ``F.relu``,
 ``x.mean((2, 3))``, ...) are read off the traced graph as it executes.  Each
 op's count is then computed from the *tensors* (shapes of the real inputs and
-outputs, the module's own parameters) with the formulas of DESIGN.md sections
+outputs, the module's own parameters) with the formulas of docs/design.md sections
 3-4 and, for the compatibility conventions, with the rules of the tools'
 sources (thop 0.1.1 ``vision/basic_hooks.py``, ptflops 0.7.5
 ``pytorch_ops.py`` + ``pytorch_engine.py``, fvcore 0.1.5 ``jit_handles.py``),
@@ -355,7 +355,7 @@ Rule = Callable[[OpFacts], int]
 
 
 def _flops_rules() -> dict[str, Rule]:
-    # DESIGN.md section 3, row `flops`
+    # the `flops` row of the README's conventions table
     def conv(f):
         return 2 * f.mac - f.out_numel + (f.out_numel if f.bias else 0)
     return {
