@@ -21,6 +21,9 @@ test-deps:
 	$(PIP) install $(PIPFLAGS) -c constraints.txt torch==2.13.0
 	$(PIP) install $(PIPFLAGS) -c constraints.txt -e ".[test]"
 	$(PIP) install $(PIPFLAGS) -c constraints.txt --no-deps -r requirements-ref.txt
+	# torchvision's only wheel for torch 2.13 is a CUDA build: no deps, so torch
+	# stays the CPU one; tests/conftest.py makes it import on the CPU torch
+	$(PIP) install $(PIPFLAGS) -c constraints.txt --no-deps torchvision==0.28.0 pillow
 
 test: test-deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider
