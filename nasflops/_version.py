@@ -1,2 +1,2 @@
 """The package version, alone in the lowest layer so that any module may read it."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

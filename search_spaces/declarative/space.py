@@ -162,7 +162,7 @@ class DeclarativeSpace(SearchSpace):
     def _build_lookups(self) -> None:
         """Value -> choice index tables of the integer columns, and the
         per-position radices that turn choice indices into template ids."""
-        self._luts = {}
+        self._luts, self._lut8 = {}, {}
         for col in self.columns:
             if col == "r" or (col == "e" and self._e_float):
                 continue
@@ -181,6 +181,13 @@ class DeclarativeSpace(SearchSpace):
                         if j not in allowed:
                             table[p, int(v - lo)] = -1
             self._luts[col] = (lo, table)
+            if self._dtype(col) == np.int8:
+                # int8 columns: index a 256-entry table by the value's bit pattern
+                lut8 = np.full((table.shape[0], 256), -1, dtype=np.int8)
+                vals = np.arange(lo, hi + 1)
+                lut8[:, vals.astype(np.int8).view(np.uint8)] = table
+                same = (lut8 == lut8[0]).all()
+                self._lut8[col] = lut8[0] if same else lut8.reshape(-1)
         P = self.n_positions
         rad = np.asarray(self._radix, dtype=np.int64).reshape(P, 5)
         self._nk, self._ne, self._nwin, self._nw = rad[:, 1], rad[:, 2], rad[:, 3], rad[:, 4]
@@ -191,6 +198,17 @@ class DeclarativeSpace(SearchSpace):
         self._pos_prev = np.maximum(self._pos_stage - 1, 0)
         self._pos_takes_prev = (self._pos_in_stage == 0) & (self._pos_stage > 0)
         self._depths = [np.asarray(sd["depths"]) for sd in self.spec["stages"]]
+        # mixed-radix strides of a position's choices, and depth choice -> depth
+        self._stride_w = np.ones(P, dtype=np.int64)
+        self._stride_win = self._nw.copy()
+        self._stride_e = self._nw * self._nwin
+        self._stride_k = self._stride_e * self._ne
+        self._stride_t = self._stride_k * self._nk
+        self._depth_table = np.zeros((self.n_stages, max(len(d) for d in self._depths)), np.int64)
+        for st, ds in enumerate(self._depths):
+            self._depth_table[st, :len(ds)] = ds
+        # without a depth column every stage has its one depth
+        self._fixed_active = self._pos_in_stage < self._depth_table[self._pos_stage, 0]
 
     def _check_size(self, h: np.ndarray, where: str) -> None:
         if (h < 1).any():
@@ -224,22 +242,35 @@ class DeclarativeSpace(SearchSpace):
 
     # -- natives ------------------------------------------------------------------
     def _sample_block(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """Every column's choices uniformly, column by column (``op, ks, e, d,
+        w, r``).  A column whose positions all have the same number of
+        choices is drawn in one call of 8-bit indices; others stage by stage."""
         cols = {}
         for col in self.columns:
             if col == "r":
                 cols["r"] = self.resolutions[rng.integers(0, len(self.resolutions), n)].astype(np.int16)
                 continue
             out = np.empty((n, self._width(col)), dtype=self._dtype(col))
-            for sl, choices in self._choice_sets(col):
-                vals = np.asarray(choices, dtype=out.dtype)
-                out[:, sl] = vals[rng.integers(0, len(vals), (n, sl.stop - sl.start))]
+            sets = self._choice_sets(col)
+            counts = {len(c) for _, c in sets}
+            if len(counts) == 1 and max(counts) <= 127:
+                k = rng.integers(0, counts.pop(), (n, out.shape[1]), dtype=np.int8)
+                if all(c == sets[0][1] for _, c in sets):
+                    out[...] = np.asarray(sets[0][1], dtype=out.dtype)[k]
+                else:
+                    for sl, choices in sets:
+                        out[:, sl] = np.asarray(choices, dtype=out.dtype)[k[:, sl]]
+            else:
+                for sl, choices in sets:
+                    vals = np.asarray(choices, dtype=out.dtype)
+                    out[:, sl] = vals[rng.integers(0, len(vals), (n, sl.stop - sl.start))]
             if col == "op":
                 # a stage's first block is never skipped: redraw it among the others
-                for s in range(self.n_stages):
-                    p = int(self._stage_pos[s])
+                for st in range(self.n_stages):
+                    p = int(self._stage_pos[st])
                     allowed = self._allowed_op[p]
                     if len(allowed) < self._radix[p][0]:
-                        vals = np.asarray([self.block_types.index(self.spec["stages"][s]["types"][j])
+                        vals = np.asarray([self.block_types.index(self.spec["stages"][st]["types"][j])
                                            for j in allowed], dtype=out.dtype)
                         out[:, p] = vals[rng.integers(0, len(vals), n)]
             cols[col] = out
@@ -272,7 +303,15 @@ class DeclarativeSpace(SearchSpace):
             if a.ndim != 2 or a.shape != (n, width):
                 self._fail(None, col, f"expected shape ({n}, {width}), got {a.shape}")
             lut = self._luts.get(col)
-            if lut is not None and a.dtype.kind in "iu":
+            lut8 = self._lut8.get(col)
+            if lut8 is not None and a.dtype == np.int8:
+                # one gather by bit pattern: no casts, no bounds to check
+                bits = a.view(np.uint8)
+                if lut8.ndim == 1 and lut8.shape[0] == 256:
+                    ci = lut8[bits]
+                else:
+                    ci = lut8[bits + np.arange(0, 256 * width, 256, dtype=np.int32)]
+            elif lut is not None and a.dtype.kind in "iu":
                 # one table lookup: lut[position, value - lo] = choice index or -1
                 lo, table = lut
                 v = a.astype(np.int64) - lo
@@ -401,25 +440,31 @@ class DeclarativeSpace(SearchSpace):
 
     # -- encoding -----------------------------------------------------------------
     def template_ids(self, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Validated columns -> (template id per slot, resolution index)."""
+        """Validated columns -> (template id per slot, resolution index).
+
+        A position's template id is its base plus the mixed-radix index of its
+        choices (type, kernel, expansion, input width, output width); only the
+        columns the space has are added in.
+        """
         idx = self._indices(cols)
         n = n_rows(cols)
-        zeros_p = np.zeros((n, self.n_positions), dtype=np.int64)
-        zeros_s = np.zeros((n, self.n_stages), dtype=np.int64)
-        t_i, k_i, e_i = (idx.get(c, zeros_p) for c in ("op", "ks", "e"))
-        d_i, w_i = idx.get("d", zeros_s), idx.get("w", zeros_s)
-        depth = np.empty((n, self.n_stages), dtype=np.int64)
-        for s, ds in enumerate(self._depths):
-            depth[:, s] = ds[d_i[:, s]]
-        # all positions at once: mixed-radix index of the position's choices
-        win = np.where(self._pos_takes_prev, w_i[:, self._pos_prev], 0)
-        local = (((t_i * self._nk + k_i) * self._ne + e_i) * self._nwin + win) * self._nw \
-            + w_i[:, self._pos_stage]
-        active = self._pos_in_stage < depth[:, self._pos_stage]
         tids = np.empty((n, self.n_positions + 2), dtype=np.int64)
+        block = tids[:, 1:-1]
+        block[...] = self._base
+        for col, stride in (("op", self._stride_t), ("ks", self._stride_k), ("e", self._stride_e)):
+            if col in idx:
+                block += idx[col] * stride
+        w_i = idx.get("w")
+        if w_i is not None:
+            block += w_i[:, self._pos_stage] * self._stride_w
+            block += np.where(self._pos_takes_prev, w_i[:, self._pos_prev], 0) * self._stride_win
+        if "d" in idx:
+            depth = self._depth_table[np.arange(self.n_stages), idx["d"]]
+            np.putmask(block, self._pos_in_stage >= depth[:, self._pos_stage], self._empty_tid)
+        else:
+            np.putmask(block, np.broadcast_to(~self._fixed_active, block.shape), self._empty_tid)
         tids[:, 0] = self._stem_tid
-        tids[:, 1:-1] = np.where(active, self._base + local, self._empty_tid)
-        tids[:, -1] = self._head_base + w_i[:, -1]
+        tids[:, -1] = self._head_base + (w_i[:, -1] if w_i is not None else 0)
         r_idx = idx.get("r", np.zeros(n, dtype=np.int64))
         return tids, r_idx
 
