@@ -20,13 +20,17 @@ cdef packed struct Layer:
     uint8_t call          # CallKind: how torch code invokes the op (hook-based
                           # tools see a module, a function and an operator differently)
     uint16_t flags        # FLAG_* bits (bias, affine, ceil_mode, ...)
-    int16_t kv_heads      # reserved for attention (key/value heads); 0 otherwise
+    int16_t kv_heads      # attention: key/value heads (GQA/MQA; 0 = as many as heads)
     int32_t out_channels  # conv/linear: output channels or features;
-                          # input: C; slice: number of channels kept
-    int32_t groups        # conv: groups; channel shuffle: groups
-    int32_t start         # slice: first channel kept
-    int32_t size_h        # input: height; adaptive avg pool: output height
-    int32_t size_w        # input: width; adaptive avg pool: output width
+                          # input: C; slice: number of channels (tokens) kept;
+                          # mha: embedding dimension
+    int32_t groups        # conv: groups; channel shuffle: groups; attention, mha: heads;
+                          # view_as: groups (stacks) of the result
+    int32_t start         # slice: first channel (or token) kept
+    int32_t size_h        # input: height; adaptive avg pool: output height;
+                          # prepend: tokens prepended; view_as: height (rows)
+    int32_t size_w        # input: width; adaptive avg pool: output width;
+                          # view_as: width (columns)
     int16_t kernel_h      # conv/pool kernel
     int16_t kernel_w
     int16_t stride_h      # conv/pool stride (>= 1)
@@ -39,7 +43,7 @@ cdef packed struct Layer:
     int32_t input1        # the same architecture, in slot order; -1 marks an
     int32_t input2        # unused slot, and used slots come first
     int32_t input3
-    int32_t extra         # reserved for per-op integers of later ops; 0 otherwise
+    int32_t extra         # param_add: learned values added (0: a constant)
 
 # Operation codes.  Append only: codes are stored in Parquet files.
 cdef enum OpCode:
@@ -63,7 +67,16 @@ cdef enum OpCode:
     OP_SOFTMAX = 17
     OP_SLICE = 18
     OP_SCALE = 19
-    N_OPS = 20
+    OP_TOKENS = 20        # C x H x W image -> tokens (channels last), a view
+    OP_TO_IMAGE = 21      # tokens -> C x H x W image, a view
+    OP_PREPEND = 22       # prepend learned tokens (class/distillation tokens)
+    OP_PARAM_ADD = 23     # add a learned (or constant) tensor: position embeddings, biases
+    OP_VIEW_AS = 24       # reshape/permute to a given shape and layout (a view or a copy)
+    OP_MATMUL = 25        # batched matrix product of two matrix stacks
+    OP_ATTENTION = 26     # scaled dot-product attention of q, k, v token tensors
+    OP_MHA = 27           # nn.MultiheadAttention: in-projection, attention, out-projection
+    OP_PATCH_MERGE = 28   # 2x2 neighbourhoods to channels (Swin's patch merging)
+    N_OPS = 29
 
 # How an op is invoked in torch code.  Hook-based counters see these
 # differently (thop hooks modules only; ptflops also patches functions and a
@@ -95,6 +108,12 @@ cdef enum Flag:
     FLAG_EXCLUDE_PAD = 8       # avg pool: count_include_pad=False
     FLAG_INPLACE = 16          # act/add: overwrites its first input; concat:
                                # grows its first input's buffer (a chain continuation)
+    FLAG_CAUSAL = 256          # attention: causal mask (counted in full unless scored otherwise)
+    FLAG_TOKENS = 512          # view_as: the result is a token tensor (channels last);
+                               # slice: along the tokens, not the channels
+    FLAG_MATRIX = 1024         # view_as: the result is a stack of matrices
+    FLAG_COPY = 2048           # view_as: the reshape copies (torch made it contiguous)
+    FLAG_FLAT = 4096           # tokens: flatten the H x W grid to one axis of tokens
 
 # Per-layer quantities a counting convention weighs (all already x batch).
 cdef enum:  # Term
@@ -107,7 +126,9 @@ cdef enum:  # Term
     T_EXTRA_IN = 6   # elements of all inputs but the first
     T_ROWS = 7       # spatial positions x batch (N*H*W of the output)
     T_OUT_CH = 8     # output channels x batch
-    N_TERMS = 9
+    T_ATTN_MAC = 9   # attention, mha: MACs of the two attention matmuls (Q.K^T, A.V)
+    T_SCORES = 10    # attention, mha: attention scores (heads x queries x keys)
+    N_TERMS = 11
 
 # Status codes; 0 is a valid architecture.  Messages live in scoring.py.
 cdef enum Status:

@@ -53,7 +53,10 @@ OPS = {
     "concat": OP_CONCAT, "flatten": OP_FLATTEN, "identity": OP_IDENTITY,
     "zero": OP_ZERO, "channel_shuffle": OP_CHANNEL_SHUFFLE,
     "dropout": OP_DROPOUT, "softmax": OP_SOFTMAX, "slice": OP_SLICE,
-    "scale": OP_SCALE,
+    "scale": OP_SCALE, "tokens": OP_TOKENS, "to_image": OP_TO_IMAGE,
+    "prepend": OP_PREPEND, "param_add": OP_PARAM_ADD, "view_as": OP_VIEW_AS,
+    "matmul": OP_MATMUL, "attention": OP_ATTENTION, "mha": OP_MHA,
+    "patch_merge": OP_PATCH_MERGE,
 }
 ACTS = {
     "relu": ACT_RELU, "relu6": ACT_RELU6, "hardswish": ACT_HARDSWISH,
@@ -66,10 +69,11 @@ CALLS = {
 }
 FLAGS = {
     "bias": FLAG_BIAS, "affine": FLAG_AFFINE, "ceil_mode": FLAG_CEIL_MODE,
-    "exclude_pad": FLAG_EXCLUDE_PAD, "inplace": FLAG_INPLACE,
+    "exclude_pad": FLAG_EXCLUDE_PAD, "inplace": FLAG_INPLACE, "causal": FLAG_CAUSAL,
+    "tokens": FLAG_TOKENS, "matrix": FLAG_MATRIX, "copy": FLAG_COPY, "flat": FLAG_FLAT,
 }
 TERMS = ("mac", "out", "in", "bias", "affine", "window", "extra_in", "rows",
-         "out_ch")
+         "out_ch", "attn_mac", "scores")
 STATUS = {
     "ok": ST_OK, "empty": ST_EMPTY, "no_input": ST_NO_INPUT,
     "bad_op": ST_BAD_OP, "bad_value": ST_BAD_VALUE,
@@ -84,6 +88,16 @@ cdef enum:
 N_RULES = RULE_ROWS
 N_CALL_KINDS = N_CALLS
 MAX_LAYER_INPUTS = MAX_INPUTS
+
+# How a tensor's per-sample shape (g, c, h, w) is laid out.
+cdef enum Layout:
+    LAYOUT_IMAGE = 0      # C x H x W (g = 1), torch's NCHW
+    LAYOUT_TOKENS = 1     # g groups of an H x W grid of tokens with C channels each
+                          # (channels last; a sequence is H = L, W = 1)
+    LAYOUT_MATRIX = 2     # g stacked H x W matrices (C = 1)
+    N_LAYOUTS = 3
+
+LAYOUTS = ("image", "tokens", "matrix")
 
 # Columns of the per-architecture metrics written by score_range.
 cdef enum:  # Metric
@@ -105,16 +119,18 @@ cdef enum:  # LayerCol
     L_C = 0
     L_H = 1
     L_W = 2
-    L_OPS = 3
-    L_MACS = 4
-    L_PARAMS = 5
-    L_ACT_BYTES = 6
-    L_READ_BYTES = 7
-    L_WRITE_BYTES = 8
-    L_LIVE_BYTES = 9
-    N_LAYER_COLS = 10
+    L_G = 3
+    L_LAYOUT = 4
+    L_OPS = 5
+    L_MACS = 6
+    L_PARAMS = 7
+    L_ACT_BYTES = 8
+    L_READ_BYTES = 9
+    L_WRITE_BYTES = 10
+    L_LIVE_BYTES = 11
+    N_LAYER_COLS = 12
 
-LAYER_COLUMNS = ("channels", "height", "width", "ops", "macs", "params",
+LAYER_COLUMNS = ("channels", "height", "width", "groups", "layout", "ops", "macs", "params",
                  "act_bytes", "read_bytes", "write_bytes", "live_bytes")
 
 
@@ -123,6 +139,7 @@ assert len(OPS) == N_OPS and sorted(OPS.values()) == list(range(N_OPS))
 assert len(ACTS) == N_ACTS and sorted(ACTS.values()) == list(range(N_ACTS))
 assert len(CALLS) == N_CALLS and sorted(CALLS.values()) == list(range(N_CALLS))
 assert len(TERMS) == N_TERMS
+assert len(LAYOUTS) == N_LAYOUTS
 assert len(STATUS) == N_STATUS and sorted(STATUS.values()) == list(range(N_STATUS))
 assert len(METRICS) == N_METRICS
 assert len(LAYER_COLUMNS) == N_LAYER_COLS
@@ -138,13 +155,16 @@ cdef struct Rules:
 
 
 cdef struct Tensor:
-    # what the sweep knows of one layer's output: one 64-byte cache line
+    # what the sweep knows of one layer's output
+    int64_t g           # groups (windows) or stacked matrices; 1 for images
     int64_t c           # channels
-    int64_t h           # height
-    int64_t w           # width
+    int64_t h           # height (tokens, matrix rows)
+    int64_t w           # width (matrix columns)
+    int64_t layout      # Layout
     int64_t elems       # elements per sample
     int64_t bytes       # bytes (x batch size x element size)
     int64_t alloc       # bytes this layer allocates (0 for views and in-place ops)
+    int64_t scratch     # bytes live only while this layer runs (attention scores)
     int64_t freed       # bytes released after this step
     int32_t owner       # layer whose buffer this output lives in
     int32_t last_use    # last layer reading the buffer (meaningful for owners)
@@ -153,15 +173,22 @@ cdef struct Tensor:
 cdef struct LayerFacts:
     # one layer, as the kernels fill it in (counts per sample unless noted)
     int nin             # used input slots
-    int64_t cin         # shape of input 0
+    int64_t gin         # shape of input 0
+    int64_t cin
     int64_t hin
     int64_t win
+    int64_t lin         # layout of input 0
     int64_t e_in        # elements of input 0
-    int64_t c           # output shape
+    int64_t g           # output shape
+    int64_t c
     int64_t h
     int64_t w
+    int64_t layout
     int64_t e           # output elements
-    int64_t macs        # multiply-accumulates
+    int64_t macs        # multiply-accumulates (attention matmuls included)
+    int64_t attn_macs   # of which attention matmuls
+    int64_t scores      # attention scores
+    int64_t scratch     # elements materialised and dropped within the layer
     int64_t params      # parameters (not per sample)
     int64_t other       # elements of every input but the first
     int64_t win_k       # pooling: window elements per output
@@ -186,6 +213,7 @@ cdef struct Options:
     int64_t act_size      # bytes per activation
     double peak_ops       # roofline: ops/s (0 = none)
     double bytes_per_s
+    bint fused_attention  # attention scores never materialised (FlashAttention)
 
 
 cdef struct Scratch:
@@ -317,35 +345,53 @@ cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
     elif op == OP_ADD:
         lo = 2
         hi = MAX_INPUTS
-    elif op == OP_MUL:
+    elif op == OP_MUL or op == OP_MATMUL:
         lo = 2
         hi = 2
+    elif op == OP_ATTENTION:
+        lo = 3
+        hi = 3
     elif op == OP_CONCAT:
         hi = MAX_INPUTS
     if nin < lo or nin > hi:
         return ST_BAD_INPUT_REF
     f.nin = nin
     if nin == 0:
+        f.gin = 1
         f.cin = 0
         f.hin = 0
         f.win = 0
+        f.lin = LAYOUT_IMAGE
         f.e_in = 0
     else:
         k = input_of(L, 0)
+        f.gin = t[k].g
         f.cin = t[k].c
         f.hin = t[k].h
         f.win = t[k].w
+        f.lin = t[k].layout
         f.e_in = t[k].elems
     return ST_OK
 
 
 # ----------------------------------- 2. shape and per-op quantities, by family
+cdef inline bint is_image(const LayerFacts* f) noexcept nogil:
+    return f.lin == LAYOUT_IMAGE and f.gin == 1
+
+
+cdef inline bint has_channels(const LayerFacts* f) noexcept nogil:
+    # images and token tensors have channels; matrix stacks do not
+    return f.lin != LAYOUT_MATRIX
+
+
 cdef inline int infer_window(const Layer* L, LayerFacts* f, bint* ovf) noexcept nogil:
-    """conv2d, maxpool, avgpool: a kernel sliding over the input."""
+    """conv2d, maxpool, avgpool: a kernel sliding over an image."""
     cdef int op = L.op
     cdef int64_t kh = L.kernel_h, kw = L.kernel_w, sh = L.stride_h, sw = L.stride_w
     cdef int64_t ph = L.pad_h, pw = L.pad_w, dh = L.dilation_h, dw = L.dilation_w
     cdef int64_t g, cpg
+    if not is_image(f):
+        return ST_BAD_SHAPE
     if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0 or dh < 1 or dw < 1:
         return ST_BAD_VALUE
     if op == OP_AVGPOOL and (dh != 1 or dw != 1):
@@ -382,6 +428,11 @@ cdef inline int infer_window(const Layer* L, LayerFacts* f, bint* ovf) noexcept 
     return ST_OK
 
 
+cdef inline bint same_shape(const Tensor* a, const LayerFacts* f) noexcept nogil:
+    return (a.g == f.gin and a.c == f.cin and a.h == f.hin and a.w == f.win
+            and a.layout == f.lin)
+
+
 cdef inline int infer_join(const Layer* L, const Tensor* t, LayerFacts* f) noexcept nogil:
     """add, mul, concat: several inputs whose shapes must agree."""
     cdef int k
@@ -391,26 +442,152 @@ cdef inline int infer_join(const Layer* L, const Tensor* t, LayerFacts* f) noexc
         f.view = (L.flags & FLAG_INPLACE) != 0
         for k in range(1, f.nin):
             j = input_of(L, k)
-            if t[j].c != f.cin or t[j].h != f.hin or t[j].w != f.win:
+            if not same_shape(t + j, f):
                 return ST_SHAPE_MISMATCH
             f.other += t[j].elems
     elif L.op == OP_MUL:
         # the second input broadcasts: each dim equal or 1 (SE gate C x 1 x 1)
         j = input_of(L, 1)
-        if ((t[j].c != f.cin and t[j].c != 1) or (t[j].h != f.hin and t[j].h != 1)
+        if (t[j].layout != f.lin or (t[j].g != f.gin and t[j].g != 1)
+                or (t[j].c != f.cin and t[j].c != 1) or (t[j].h != f.hin and t[j].h != 1)
                 or (t[j].w != f.win and t[j].w != 1)):
             return ST_SHAPE_MISMATCH
         f.other = t[j].elems
     else:
         # a continuation grows its first input's buffer (one torch.cat of
         # more than MAX_INPUTS tensors written as a chain of records)
+        if not has_channels(f):
+            return ST_BAD_SHAPE
         f.extend = (L.flags & FLAG_INPLACE) != 0
         for k in range(1, f.nin):
             j = input_of(L, k)
-            if t[j].h != f.hin or t[j].w != f.win:
+            if (t[j].h != f.hin or t[j].w != f.win or t[j].g != f.gin
+                    or t[j].layout != f.lin):
                 return ST_SHAPE_MISMATCH
             f.c += t[j].c
             f.other += t[j].elems
+    return ST_OK
+
+
+cdef inline int infer_tokens(const Layer* L, LayerFacts* f, bint* ovf) noexcept nogil:
+    """Ops that move between layouts or work on token tensors: tokens,
+    to_image, prepend, param_add, view_as, patch_merge."""
+    cdef int op = L.op
+    if op == OP_TOKENS:
+        if not is_image(f):
+            return ST_BAD_SHAPE
+        f.layout = LAYOUT_TOKENS
+        if L.flags & FLAG_FLAT:
+            f.h = mul2(f.hin, f.win, ovf)
+            f.w = 1
+        f.view = True
+    elif op == OP_TO_IMAGE:
+        if f.lin != LAYOUT_TOKENS or f.gin != 1:
+            return ST_BAD_SHAPE
+        f.layout = LAYOUT_IMAGE
+        f.view = True
+    elif op == OP_PREPEND:
+        if f.lin != LAYOUT_TOKENS or f.gin != 1 or f.win != 1:
+            return ST_BAD_SHAPE
+        if L.size_h < 1:
+            return ST_BAD_VALUE
+        f.h = add2(f.hin, L.size_h, ovf)
+        f.params = mul2(L.size_h, f.cin, ovf)
+    elif op == OP_PARAM_ADD:
+        if L.extra < 0:
+            return ST_BAD_VALUE
+        f.params = L.extra
+        f.view = (L.flags & FLAG_INPLACE) != 0
+    elif op == OP_VIEW_AS:
+        if L.groups < 1 or L.out_channels < 1 or L.size_h < 1 or L.size_w < 1:
+            return ST_BAD_VALUE
+        if (L.flags & FLAG_TOKENS) and (L.flags & FLAG_MATRIX):
+            return ST_BAD_VALUE
+        f.g = L.groups
+        f.c = L.out_channels
+        f.h = L.size_h
+        f.w = L.size_w
+        f.layout = (LAYOUT_TOKENS if L.flags & FLAG_TOKENS else
+                    LAYOUT_MATRIX if L.flags & FLAG_MATRIX else LAYOUT_IMAGE)
+        if (f.layout == LAYOUT_IMAGE and f.g != 1) or (f.layout == LAYOUT_MATRIX and f.c != 1):
+            return ST_BAD_VALUE
+        if mul2(mul3(f.g, f.c, f.h, ovf), f.w, ovf) != f.e_in:
+            return ST_OVERFLOW if ovf[0] else ST_SHAPE_MISMATCH
+        f.view = (L.flags & FLAG_COPY) == 0
+    else:  # OP_PATCH_MERGE: 2 x 2 neighbours to channels, odd sides zero-padded
+        if f.lin != LAYOUT_TOKENS or f.gin != 1:
+            return ST_BAD_SHAPE
+        f.c = mul2(f.cin, 4, ovf)
+        f.h = (f.hin + 1) // 2
+        f.w = (f.win + 1) // 2
+    return ST_OK
+
+
+cdef inline int infer_matmul(const Layer* L, const Tensor* t, LayerFacts* f,
+                             bint* ovf) noexcept nogil:
+    """matmul: (g, m, k) x (g or 1, k, n) -> (g, m, n); either stack may broadcast."""
+    cdef const Tensor* b = t + input_of(L, 1)
+    if f.lin != LAYOUT_MATRIX or b.layout != LAYOUT_MATRIX:
+        return ST_BAD_SHAPE
+    if f.win != b.h or (b.g != f.gin and b.g != 1 and f.gin != 1):
+        return ST_SHAPE_MISMATCH
+    f.g = f.gin if f.gin > b.g else b.g
+    f.h = f.hin
+    f.w = b.w
+    f.macs = mul3(mul3(f.g, f.h, f.win, ovf), f.w, 1, ovf)
+    f.other = b.elems
+    return ST_OK
+
+
+cdef inline int infer_attention(const Layer* L, const Tensor* t, LayerFacts* f,
+                                bint* ovf) noexcept nogil:
+    """attention (q, k, v token tensors) and mha (one token tensor, with its
+    projections): heads = ``groups``, key/value heads = ``kv_heads``."""
+    cdef int64_t H = L.groups, Hkv = L.kv_heads if L.kv_heads > 0 else L.groups
+    cdef int64_t Lq, Lk, d, dv, E
+    cdef const Tensor* k
+    cdef const Tensor* v
+    if f.lin != LAYOUT_TOKENS:
+        return ST_BAD_SHAPE
+    if H < 1 or L.kv_heads < 0:
+        return ST_BAD_VALUE
+    Lq = mul2(f.hin, f.win, ovf)
+    if L.op == OP_MHA:
+        E = L.out_channels
+        if E < 1:
+            return ST_BAD_VALUE
+        if f.cin != E:
+            return ST_SHAPE_MISMATCH
+        if E % H != 0 or L.kv_heads != 0:
+            return ST_BAD_GROUPS
+        Lk = Lq
+        d = E // H
+        dv = d
+        f.params = mul3(4, E, E, ovf)                       # in_proj 3E^2, out_proj E^2
+        if L.flags & FLAG_BIAS:
+            f.params = add2(f.params, mul2(4, E, ovf), ovf)
+            f.has_bias = True
+        f.macs = mul3(mul3(f.gin, Lq, 4, ovf), E, E, ovf)   # projections
+        f.scratch = mul3(mul2(f.gin, Lq, ovf), 4, E, ovf)   # qkv and the heads' output
+    else:
+        k = t + input_of(L, 1)
+        v = t + input_of(L, 2)
+        if k.layout != LAYOUT_TOKENS or v.layout != LAYOUT_TOKENS:
+            return ST_BAD_SHAPE
+        if k.g != f.gin or v.g != f.gin or k.h != v.h or k.w != v.w:
+            return ST_SHAPE_MISMATCH
+        if f.cin % H != 0 or H % Hkv != 0 or v.c % Hkv != 0:
+            return ST_BAD_GROUPS
+        d = f.cin // H
+        if k.c != mul2(Hkv, d, ovf):
+            return ST_SHAPE_MISMATCH
+        dv = v.c // Hkv
+        Lk = mul2(k.h, k.w, ovf)
+        f.c = mul2(H, dv, ovf)
+        f.other = add2(k.elems, v.elems, ovf)
+    f.scores = mul3(mul2(f.gin, H, ovf), Lq, Lk, ovf)
+    f.attn_macs = mul2(f.scores, d + dv, ovf)
+    f.macs = add2(f.macs, f.attn_macs, ovf)
     return ST_OK
 
 
@@ -418,10 +595,15 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
                             bint* ovf) noexcept nogil:
     """Output shape and per-op quantities of one layer, every field checked."""
     cdef int op = L.op
+    f.g = f.gin
     f.c = f.cin
     f.h = f.hin
     f.w = f.win
+    f.layout = f.lin
     f.macs = 0
+    f.attn_macs = 0
+    f.scores = 0
+    f.scratch = 0
     f.params = 0
     f.other = 0
     f.win_k = 0
@@ -438,6 +620,8 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif op == OP_CONV2D or op == OP_MAXPOOL or op == OP_AVGPOOL:
         return infer_window(L, f, ovf)
     elif op == OP_ADAPTIVE_AVGPOOL:
+        if f.gin != 1 or f.lin == LAYOUT_MATRIX:
+            return ST_BAD_SHAPE
         if L.size_h < 1 or L.size_w < 1:
             return ST_BAD_VALUE
         f.h = L.size_h
@@ -445,23 +629,26 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif op == OP_LINEAR:
         if L.out_channels < 1:
             return ST_BAD_VALUE
-        if f.hin != 1 or f.win != 1:
+        # an image must be 1 x 1 (flatten or pool first); tokens: every token
+        if f.lin == LAYOUT_MATRIX or (f.lin == LAYOUT_IMAGE and (f.hin != 1 or f.win != 1)):
             return ST_BAD_SHAPE
         f.c = L.out_channels
-        f.macs = mul2(f.c, f.cin, ovf)
-        f.params = f.macs
+        f.macs = mul2(mul3(f.gin, f.hin, f.win, ovf), mul2(f.c, f.cin, ovf), ovf)
+        f.params = mul2(f.c, f.cin, ovf)
         if L.flags & FLAG_BIAS:
             f.params = add2(f.params, f.c, ovf)
             f.has_bias = True
-    elif op == OP_BATCHNORM or op == OP_LAYERNORM:
-        if L.flags & FLAG_AFFINE:
+    elif op == OP_BATCHNORM or op == OP_LAYERNORM or op == OP_SCALE:
+        if (op == OP_BATCHNORM and not is_image(f)) or not has_channels(f):
+            return ST_BAD_SHAPE
+        if op == OP_SCALE:
+            f.params = f.c
+            if L.flags & FLAG_BIAS:
+                f.params = mul2(2, f.c, ovf)
+                f.has_bias = True
+        elif L.flags & FLAG_AFFINE:
             f.params = mul2(2, f.c, ovf)
             f.has_affine = True
-    elif op == OP_SCALE:
-        f.params = f.c
-        if L.flags & FLAG_BIAS:
-            f.params = mul2(2, f.c, ovf)
-            f.has_bias = True
     elif op == OP_ACT:
         if L.act < 0 or L.act >= N_ACTS:
             return ST_BAD_OP
@@ -469,6 +656,8 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif op == OP_ADD or op == OP_MUL or op == OP_CONCAT:
         return infer_join(L, t, f)
     elif op == OP_FLATTEN:
+        if not is_image(f):
+            return ST_BAD_SHAPE
         f.c = mul3(f.cin, f.hin, f.win, ovf)
         f.h = 1
         f.w = 1
@@ -476,20 +665,44 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif op == OP_IDENTITY or op == OP_DROPOUT:
         f.view = True
     elif op == OP_SLICE:
-        if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > f.cin:
-            return ST_BAD_VALUE
-        f.c = L.out_channels
+        if not has_channels(f) or ((L.flags & FLAG_TOKENS) and f.lin != LAYOUT_TOKENS):
+            return ST_BAD_SHAPE
+        if L.flags & FLAG_TOKENS:   # tokens start .. start + count (grid rows)
+            if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > f.hin:
+                return ST_BAD_VALUE
+            f.h = L.out_channels
+        else:
+            if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > f.cin:
+                return ST_BAD_VALUE
+            f.c = L.out_channels
         f.view = True
     elif op == OP_CHANNEL_SHUFFLE:
+        if not is_image(f):
+            return ST_BAD_SHAPE
         if L.groups < 1:
             return ST_BAD_VALUE
         if f.cin % L.groups != 0:
             return ST_BAD_GROUPS
+    elif op == OP_MATMUL:
+        return infer_matmul(L, t, f, ovf)
+    elif op == OP_ATTENTION or op == OP_MHA:
+        return infer_attention(L, t, f, ovf)
+    elif (op == OP_TOKENS or op == OP_TO_IMAGE or op == OP_PREPEND or op == OP_PARAM_ADD
+          or op == OP_VIEW_AS or op == OP_PATCH_MERGE):
+        return infer_tokens(L, f, ovf)
     # OP_ZERO, OP_SOFTMAX: same shape, nothing else to infer
     return ST_OK
 
 
 # ------------------------------------------------------ 3. the convention's row
+cdef inline int64_t rows_of(const LayerFacts* f, bint* ovf) noexcept nogil:
+    """Positions of the output: vectors along its channels (images, tokens)
+    or its rows (matrices) -- what a softmax normalises, one at a time."""
+    if f.layout == LAYOUT_MATRIX:
+        return mul2(f.g, f.h, ovf)
+    return mul3(f.g, f.h, f.w, ovf)
+
+
 cdef inline int64_t term_value(int t, int op, const LayerFacts* f, int64_t n,
                                bint* ovf) noexcept nogil:
     """One term of ``nasflops.conventions`` for this layer, x batch size ``n``."""
@@ -511,7 +724,11 @@ cdef inline int64_t term_value(int t, int op, const LayerFacts* f, int64_t n,
     if t == T_EXTRA_IN:
         return mul2(f.other, n, ovf)
     if t == T_ROWS:
-        return mul3(f.h, f.w, n, ovf)
+        return mul2(rows_of(f, ovf), n, ovf)
+    if t == T_ATTN_MAC:
+        return mul2(f.attn_macs, n, ovf)
+    if t == T_SCORES:
+        return mul2(f.scores, n, ovf)
     return mul2(f.c, n, ovf)   # T_OUT_CH
 
 
@@ -531,13 +748,15 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
 
 # ------------------------------------------------------------------- 4. bytes
 cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* f,
-                             int64_t out_bytes, int64_t weight_size, LayerCost* cost,
-                             bint* ovf) noexcept nogil:
+                             int64_t out_bytes, int64_t scratch_bytes, int64_t weight_size,
+                             LayerCost* cost, bint* ovf) noexcept nogil:
     """Views and the network input move no bytes; in-place ops (act, add)
     allocate nothing but still read and write; a concat continuation writes
-    only what it adds."""
+    only what it adds; intermediates an op materialises and drops (attention
+    scores) are written once and read once."""
     cdef int k
-    if L.op == OP_INPUT or (f.view and L.op != OP_ACT and L.op != OP_ADD):
+    if L.op == OP_INPUT or (f.view and L.op != OP_ACT and L.op != OP_ADD
+                            and L.op != OP_PARAM_ADD):
         cost.act = 0
         cost.rd = 0
         cost.wr = 0
@@ -548,9 +767,9 @@ cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* 
         for k in range(1, f.nin):
             cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
     else:
-        cost.act = out_bytes
-        cost.wr = out_bytes
-        cost.rd = mul2(f.params, weight_size, ovf)
+        cost.act = add2(out_bytes, scratch_bytes, ovf)
+        cost.wr = cost.act
+        cost.rd = add2(mul2(f.params, weight_size, ovf), scratch_bytes, ovf)
         for k in range(f.nin):
             cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
 
@@ -589,23 +808,24 @@ cdef inline void track_lifetime(const Layer* layers, Py_ssize_t i, const LayerFa
 cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, int64_t* peak, int64_t* per_layer
                            ) noexcept nogil:
     """Largest total of live buffers, layers run in order, each buffer freed
-    after its last reader.
+    after its last reader; a layer's scratch is live only while it runs.
 
     The caller has checked that the sum of every allocation fits in int64
     (it is at most the activation bytes plus the input), so no partial sum
     below can overflow.
     """
     cdef Py_ssize_t i
-    cdef int64_t live = 0
+    cdef int64_t live = 0, now
     peak[0] = 0
     for i in range(n):
         t[t[t[i].owner].last_use].freed += t[i].alloc
     for i in range(n):
         live += t[i].alloc
-        if live > peak[0]:
-            peak[0] = live
+        now = live + t[i].scratch
+        if now > peak[0]:
+            peak[0] = now
         if per_layer != NULL:
-            per_layer[i * N_LAYER_COLS + L_LIVE_BYTES] = live
+            per_layer[i * N_LAYER_COLS + L_LIVE_BYTES] = now
         live -= t[i].freed
         if live < 0:  # cannot happen; guards the bookkeeping above
             return ST_OVERFLOW
@@ -640,6 +860,8 @@ cdef inline void write_layer_row(int64_t* row, const LayerFacts* f, const LayerC
     row[L_C] = f.c
     row[L_H] = f.h
     row[L_W] = f.w
+    row[L_G] = f.g
+    row[L_LAYOUT] = f.layout
     row[L_OPS] = cost.ops
     row[L_MACS] = cost.macs
     row[L_PARAMS] = f.params
@@ -686,15 +908,20 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         st = infer_layer(L, s.t, &f, &ovf)
         if st != ST_OK:
             return fail(bad_layer, i, st)
+        s.t[i].g = f.g
         s.t[i].c = f.c
         s.t[i].h = f.h
         s.t[i].w = f.w
-        f.e = mul3(f.c, f.h, f.w, &ovf)
+        s.t[i].layout = f.layout
+        f.e = mul2(mul3(f.g, f.c, f.h, &ovf), f.w, &ovf)
         s.t[i].elems = f.e
         s.t[i].bytes = mul3(f.e, o.batch_size, o.act_size, &ovf)
+        if not o.fused_attention:   # attention scores are materialised
+            f.scratch = add2(f.scratch, f.scores, &ovf)
+        s.t[i].scratch = mul3(f.scratch, o.batch_size, o.act_size, &ovf)
         cost.macs = mul2(f.macs, o.batch_size, &ovf)
         cost.ops = convention_ops(rules, L, &f, o.batch_size, &ovf)
-        layer_bytes(L, s.t, &f, s.t[i].bytes, o.weight_size, &cost, &ovf)
+        layer_bytes(L, s.t, &f, s.t[i].bytes, s.t[i].scratch, o.weight_size, &cost, &ovf)
         add_cost(tot, &cost, f.params, &ovf)
         if ovf:
             return fail(bad_layer, i, ST_OVERFLOW)
@@ -704,7 +931,8 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         if per_layer != NULL:
             write_layer_row(per_layer + i * N_LAYER_COLS, &f, &cost)
 
-    # every allocation is a layer's activation bytes or the network input
+    # every allocation (scratch included) is a layer's activation bytes or
+    # the network input
     add2(tot[M_ACT_BYTES], s.t[0].bytes, &ovf)
     tot[M_WEIGHT_BYTES] = mul2(tot[M_PARAMS], o.weight_size, &ovf)
     if ovf or peak_sweep(s.t, n, &peak, per_layer) != ST_OK:
@@ -720,8 +948,9 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
 
 # ------------------------------------------------------------- entry points
 cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_size,
-                          double peak_ops, double bytes_per_s):
+                          double peak_ops, double bytes_per_s, bint fused_attention):
     cdef Options o
+    o.fused_attention = fused_attention
     o.batch_size = batch_size
     o.weight_size = weight_size
     o.act_size = act_size
@@ -756,7 +985,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 int64_t[:, ::1] metrics, int64_t[::1] status,
                 int64_t[::1] bad_layer,
                 double peak_ops=0.0, double bytes_per_s=0.0,
-                double[::1] latency=None):
+                double[::1] latency=None, bint fused_attention=False):
     """Score architectures ``start <= i < stop`` of a batch, GIL released.
 
     Writes row ``i`` of ``metrics`` (``METRICS`` columns), ``status``,
@@ -775,7 +1004,8 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
     cdef Py_ssize_t i, k, longest = 0, bad_arch = -1
     cdef Scratch s
     cdef Rules compiled
-    cdef Options o = make_options(batch_size, weight_size, act_size, peak_ops, bytes_per_s)
+    cdef Options o = make_options(batch_size, weight_size, act_size, peak_ops, bytes_per_s,
+                                  fused_attention)
     cdef int st, rc = 0
     cdef double* lat = NULL
     cdef bint with_latency = latency is not None
@@ -814,7 +1044,8 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
 
 
 def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
-                  int64_t batch_size, int64_t weight_size, int64_t act_size):
+                  int64_t batch_size, int64_t weight_size, int64_t act_size,
+                  bint fused_attention=False):
     """Per-layer shapes and counts of one architecture.
 
     Returns ``(status, bad_layer, table)`` where ``table`` is an int64 array
@@ -834,7 +1065,7 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
     cdef const Layer* first = NULL
     cdef int64_t* out = NULL
     cdef Rules compiled
-    cdef Options o = make_options(batch_size, weight_size, act_size, 0.0, 0.0)
+    cdef Options o = make_options(batch_size, weight_size, act_size, 0.0, 0.0, fused_attention)
     if n > 0:
         first = &records[0]
         out = &tv[0, 0]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
 from .spec import INPUT_FIELDS, Flag, Op
 
 INT64_MAX = (1 << 63) - 1
-_TERM_NAMES = ("mac", "out", "in", "bias", "affine", "window", "extra_in", "rows", "out_ch")
+_TERM_NAMES = _core.TERMS    # the columns of a convention's weights
 
 
 class RefError(Exception):
@@ -58,9 +59,12 @@ def _adaptive(size, out):
     return sum(-(-(i + 1) * size // out) - (i * size) // out for i in range(out))
 
 
+IMAGE, TOKENS, MATRIX = 0, 1, 2     # layouts, as _core.pyx's Layout
+
+
 def _numel(shape):
-    c, h, w = shape
-    return c * h * w
+    g, c, h, w, _ = shape
+    return g * c * h * w
 
 
 # ------------------------------------------------------------ 1. inputs
@@ -73,18 +77,25 @@ def check_inputs(L: dict, i: int) -> list[int]:
         ins.append(L[f])
     if any(L[f] != -1 for f in INPUT_FIELDS[len(ins):]) or any(j >= i for j in ins):
         raise RefError(i, "bad_input_ref")
-    lo, hi = {Op.INPUT: (0, 0), Op.ADD: (2, 4), Op.MUL: (2, 2), Op.CONCAT: (1, 4)}.get(L["op"], (1, 1))
+    lo, hi = {Op.INPUT: (0, 0), Op.ADD: (2, 4), Op.MUL: (2, 2), Op.MATMUL: (2, 2),
+              Op.ATTENTION: (3, 3), Op.CONCAT: (1, 4)}.get(L["op"], (1, 1))
     if not lo <= len(ins) <= hi:
         raise RefError(i, "bad_input_ref")
     return ins
 
 
 # ---------------------------------------------- 2. shape and per-op quantities
+def _is_image(f):
+    return f["lin"] == IMAGE and f["gin"] == 1
+
+
 def infer_window(L: dict, i: int, f: dict) -> None:
     op = L["op"]
     kh, kw, sh, sw = L["kernel_h"], L["kernel_w"], L["stride_h"], L["stride_w"]
     ph, pw, dh, dw = L["pad_h"], L["pad_w"], L["dilation_h"], L["dilation_w"]
     cin, hin, win = f["cin"], f["hin"], f["win"]
+    if not _is_image(f):
+        raise RefError(i, "bad_shape")
     if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
         raise RefError(i, "bad_value")
     if op == Op.AVGPOOL and (dh, dw) != (1, 1):
@@ -116,78 +127,207 @@ def infer_window(L: dict, i: int, f: dict) -> None:
 
 
 def infer_join(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
-    op, cin, hin, win = L["op"], f["cin"], f["hin"], f["win"]
+    op = L["op"]
+    mine = (f["gin"], f["cin"], f["hin"], f["win"], f["lin"])
     if op == Op.ADD:
         f["view"] = bool(L["flags"] & Flag.INPLACE)
         for j in ins[1:]:
-            if shapes[j] != (cin, hin, win):
+            if shapes[j] != mine:
                 raise RefError(i, "shape_mismatch")
             f["other"] += _numel(shapes[j])
     elif op == Op.MUL:
         g = shapes[ins[1]]
-        if any(a != b and a != 1 for a, b in zip(g, (cin, hin, win))):
+        if g[4] != f["lin"] or any(a != b and a != 1 for a, b in zip(g[:4], mine[:4])):
             raise RefError(i, "shape_mismatch")
         f["other"] = _numel(g)
     else:
+        if f["lin"] == MATRIX:
+            raise RefError(i, "bad_shape")
         f["extend"] = bool(L["flags"] & Flag.INPLACE)
         for j in ins[1:]:
-            if shapes[j][1:] != (hin, win):
+            g, c, h, w, lay = shapes[j]
+            if (h, w, g, lay) != (f["hin"], f["win"], f["gin"], f["lin"]):
                 raise RefError(i, "shape_mismatch")
-            f["c"] += shapes[j][0]
+            f["c"] += c
             f["other"] += _numel(shapes[j])
 
 
-def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int) -> dict:
-    """Output shape and quantities of one layer (per sample), fields checked."""
+def infer_tokens(L: dict, i: int, f: dict) -> None:
+    """tokens, to_image, prepend, param_add, view_as, patch_merge."""
     op = L["op"]
-    cin, hin, win = shapes[ins[0]] if ins else (0, 0, 0)
-    f = dict(cin=cin, hin=hin, win=win, e_in=cin * hin * win, c=cin, h=hin, w=win, macs=0,
-             params=0, other=0, win_k=0, bias=False, affine=False, view=False, extend=False)
+    if op == Op.TOKENS:
+        if not _is_image(f):
+            raise RefError(i, "bad_shape")
+        f["layout"] = TOKENS
+        if L["flags"] & Flag.FLAT:
+            f["h"], f["w"] = _prod(f["hin"], f["win"]), 1
+        f["view"] = True
+    elif op == Op.TO_IMAGE:
+        if f["lin"] != TOKENS or f["gin"] != 1:
+            raise RefError(i, "bad_shape")
+        f["layout"], f["view"] = IMAGE, True
+    elif op == Op.PREPEND:
+        if f["lin"] != TOKENS or f["gin"] != 1 or f["win"] != 1:
+            raise RefError(i, "bad_shape")
+        if L["size_h"] < 1:
+            raise RefError(i, "bad_value")
+        f["h"] = _chk(f["hin"] + L["size_h"])
+        f["params"] = _prod(L["size_h"], f["cin"])
+    elif op == Op.PARAM_ADD:
+        if L["extra"] < 0:
+            raise RefError(i, "bad_value")
+        f["params"], f["view"] = L["extra"], bool(L["flags"] & Flag.INPLACE)
+    elif op == Op.VIEW_AS:
+        g, c, h, w = L["groups"], L["out_channels"], L["size_h"], L["size_w"]
+        if min(g, c, h, w) < 1 or (L["flags"] & Flag.TOKENS and L["flags"] & Flag.MATRIX):
+            raise RefError(i, "bad_value")
+        lay = TOKENS if L["flags"] & Flag.TOKENS else MATRIX if L["flags"] & Flag.MATRIX else IMAGE
+        if (lay == IMAGE and g != 1) or (lay == MATRIX and c != 1):
+            raise RefError(i, "bad_value")
+        f.update(g=g, c=c, h=h, w=w, layout=lay, view=not L["flags"] & Flag.COPY)
+        if _prod(g, c, h, w) != f["e_in"]:
+            raise RefError(i, "shape_mismatch")
+    else:   # patch_merge
+        if f["lin"] != TOKENS or f["gin"] != 1:
+            raise RefError(i, "bad_shape")
+        f["c"], f["h"], f["w"] = _prod(f["cin"], 4), (f["hin"] + 1) // 2, (f["win"] + 1) // 2
+
+
+def infer_matmul(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
+    bg, _, bh, bw, blay = shapes[ins[1]]
+    if f["lin"] != MATRIX or blay != MATRIX:
+        raise RefError(i, "bad_shape")
+    if f["win"] != bh or (bg != f["gin"] and bg != 1 and f["gin"] != 1):
+        raise RefError(i, "shape_mismatch")
+    f["g"], f["h"], f["w"] = max(f["gin"], bg), f["hin"], bw
+    f["macs"] = _prod(f["g"], f["h"], f["win"], f["w"])
+    f["other"] = _numel(shapes[ins[1]])
+
+
+def infer_attention(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
+    H = L["groups"]
+    Hkv = L["kv_heads"] if L["kv_heads"] > 0 else H
+    if f["lin"] != TOKENS:
+        raise RefError(i, "bad_shape")
+    if H < 1 or L["kv_heads"] < 0:
+        raise RefError(i, "bad_value")
+    Lq = _prod(f["hin"], f["win"])
+    if L["op"] == Op.MHA:
+        E = L["out_channels"]
+        if E < 1:
+            raise RefError(i, "bad_value")
+        if f["cin"] != E:
+            raise RefError(i, "shape_mismatch")
+        if E % H or L["kv_heads"]:
+            raise RefError(i, "bad_groups")
+        Lk, d = Lq, E // H
+        dv = d
+        f["params"] = _prod(4, E, E)
+        if L["flags"] & Flag.BIAS:
+            f["params"], f["bias"] = _chk(f["params"] + _prod(4, E)), True
+        f["macs"] = _prod(f["gin"], Lq, 4, E, E)
+        f["scratch"] = _prod(f["gin"], Lq, 4, E)
+    else:
+        k, v = shapes[ins[1]], shapes[ins[2]]
+        if k[4] != TOKENS or v[4] != TOKENS:
+            raise RefError(i, "bad_shape")
+        if k[0] != f["gin"] or v[0] != f["gin"] or k[2:4] != v[2:4]:
+            raise RefError(i, "shape_mismatch")
+        if f["cin"] % H or H % Hkv or v[1] % Hkv:
+            raise RefError(i, "bad_groups")
+        d = f["cin"] // H
+        if k[1] != _prod(Hkv, d):
+            raise RefError(i, "shape_mismatch")
+        dv = v[1] // Hkv
+        Lk = _prod(k[2], k[3])
+        f["c"] = _prod(H, dv)
+        f["other"] = _chk(_numel(k) + _numel(v))
+    f["scores"] = _prod(f["gin"], H, Lq, Lk)
+    f["attn_macs"] = _prod(f["scores"], d + dv)
+    f["macs"] = _chk(f["macs"] + f["attn_macs"])
+
+
+def _infer_simple(L: dict, i: int, f: dict, n_acts: int) -> None:
+    op = L["op"]
+    cin, hin, win = f["cin"], f["hin"], f["win"]
     if op == Op.INPUT:
         if min(L["out_channels"], L["size_h"], L["size_w"]) < 1:
             raise RefError(i, "bad_value")
         f["c"], f["h"], f["w"] = L["out_channels"], L["size_h"], L["size_w"]
-    elif op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
-        infer_window(L, i, f)
     elif op == Op.ADAPTIVE_AVGPOOL:
+        if f["gin"] != 1 or f["lin"] == MATRIX:
+            raise RefError(i, "bad_shape")
         if L["size_h"] < 1 or L["size_w"] < 1:
             raise RefError(i, "bad_value")
         f["h"], f["w"] = L["size_h"], L["size_w"]
     elif op == Op.LINEAR:
         if L["out_channels"] < 1:
             raise RefError(i, "bad_value")
-        if (hin, win) != (1, 1):
+        if f["lin"] == MATRIX or (f["lin"] == IMAGE and (hin, win) != (1, 1)):
             raise RefError(i, "bad_shape")
         f["c"] = L["out_channels"]
-        f["params"] = f["macs"] = _prod(f["c"], cin)
+        f["macs"] = _chk(_prod(f["gin"], hin, win) * _prod(f["c"], cin))
+        f["params"] = _prod(f["c"], cin)
         if L["flags"] & Flag.BIAS:
             f["params"], f["bias"] = _chk(f["params"] + f["c"]), True
-    elif op in (Op.BATCHNORM, Op.LAYERNORM):
-        if L["flags"] & Flag.AFFINE:
+    elif op in (Op.BATCHNORM, Op.LAYERNORM, Op.SCALE):
+        if (op == Op.BATCHNORM and not _is_image(f)) or f["lin"] == MATRIX:
+            raise RefError(i, "bad_shape")
+        if op == Op.SCALE:
+            f["params"] = cin
+            if L["flags"] & Flag.BIAS:
+                f["params"], f["bias"] = _prod(2, cin), True
+        elif L["flags"] & Flag.AFFINE:
             f["params"], f["affine"] = _prod(2, cin), True
-    elif op == Op.SCALE:
-        f["params"] = cin
-        if L["flags"] & Flag.BIAS:
-            f["params"], f["bias"] = _prod(2, cin), True
     elif op == Op.ACT:
         if not 0 <= L["act"] < n_acts:
             raise RefError(i, "bad_op")
         f["view"] = bool(L["flags"] & Flag.INPLACE)
-    elif op in (Op.ADD, Op.MUL, Op.CONCAT):
-        infer_join(L, i, f, ins, shapes)
     elif op == Op.FLATTEN:
+        if not _is_image(f):
+            raise RefError(i, "bad_shape")
         f["c"], f["h"], f["w"], f["view"] = _prod(cin, hin, win), 1, 1, True
     elif op in (Op.IDENTITY, Op.DROPOUT):
         f["view"] = True
     elif op == Op.SLICE:
-        if L["start"] < 0 or L["out_channels"] < 1 or L["start"] + L["out_channels"] > cin:
+        along_tokens = bool(L["flags"] & Flag.TOKENS)
+        if f["lin"] == MATRIX or (along_tokens and f["lin"] != TOKENS):
+            raise RefError(i, "bad_shape")
+        size = hin if along_tokens else cin
+        if L["start"] < 0 or L["out_channels"] < 1 or L["start"] + L["out_channels"] > size:
             raise RefError(i, "bad_value")
-        f["c"], f["view"] = L["out_channels"], True
+        f["h" if along_tokens else "c"], f["view"] = L["out_channels"], True
     elif op == Op.CHANNEL_SHUFFLE:
+        if not _is_image(f):
+            raise RefError(i, "bad_shape")
         if L["groups"] < 1:
             raise RefError(i, "bad_value")
         if cin % L["groups"]:
             raise RefError(i, "bad_groups")
+
+
+_TOKEN_OPS = (Op.TOKENS, Op.TO_IMAGE, Op.PREPEND, Op.PARAM_ADD, Op.VIEW_AS, Op.PATCH_MERGE)
+
+
+def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int) -> dict:
+    """Output shape and quantities of one layer (per sample), fields checked."""
+    op = L["op"]
+    gin, cin, hin, win, lin = shapes[ins[0]] if ins else (1, 0, 0, 0, IMAGE)
+    f = dict(gin=gin, cin=cin, hin=hin, win=win, lin=lin, e_in=gin * cin * hin * win,
+             g=gin, c=cin, h=hin, w=win, layout=lin, macs=0, attn_macs=0, scores=0, scratch=0,
+             params=0, other=0, win_k=0, bias=False, affine=False, view=False, extend=False)
+    if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
+        infer_window(L, i, f)
+    elif op in (Op.ADD, Op.MUL, Op.CONCAT):
+        infer_join(L, i, f, ins, shapes)
+    elif op == Op.MATMUL:
+        infer_matmul(L, i, f, ins, shapes)
+    elif op in (Op.ATTENTION, Op.MHA):
+        infer_attention(L, i, f, ins, shapes)
+    elif op in _TOKEN_OPS:
+        infer_tokens(L, i, f)
+    else:
+        _infer_simple(L, i, f, n_acts)
     return f
 
 
@@ -210,7 +350,13 @@ def term_value(term: str, op: int, f: dict, n: int) -> int:
     if term == "extra_in":
         return _prod(f["other"], n) if f["other"] else 0
     if term == "rows":
-        return _prod(f["h"], f["w"], n)
+        if f["layout"] == MATRIX:
+            return _prod(f["g"], f["h"], n)
+        return _prod(f["g"], f["h"], f["w"], n)
+    if term == "attn_mac":
+        return _prod(f["attn_macs"], n) if f["attn_macs"] else 0
+    if term == "scores":
+        return _prod(f["scores"], n) if f["scores"] else 0
     return _prod(f["c"], n)   # out_ch
 
 
@@ -224,16 +370,18 @@ def convention_ops(row: list[int], op: int, f: dict, n: int) -> int:
 
 # ----------------------------------------------------------------- 4. bytes
 def layer_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: int,
-                asize: int) -> tuple[int, int, int]:
-    """(allocated, read, written) bytes of one layer."""
+                asize: int, scratch: int) -> tuple[int, int, int]:
+    """(allocated, written, read) bytes of one layer; ``scratch``: bytes it
+    materialises and drops (written once, read once)."""
     nbytes = [_numel(shapes[j]) * n * asize for j in ins]
     out = f["e"] * n * asize
-    if L["op"] == Op.INPUT or (f["view"] and L["op"] not in (Op.ACT, Op.ADD)):
+    if L["op"] == Op.INPUT or (f["view"] and L["op"] not in (Op.ACT, Op.ADD, Op.PARAM_ADD)):
         return 0, 0, 0
     if f["extend"]:   # grows input 0's buffer: writes and reads only the new part
         act = out - nbytes[0]
         return act, act, _chk(sum(nbytes[1:]))
-    return out, out, _chk(_prod(f["params"], wsize) + sum(nbytes) if f["params"] else sum(nbytes))
+    act = _chk(out + scratch)
+    return act, act, _chk(_chk(_prod(f["params"], wsize) + scratch) + sum(nbytes))
 
 
 # ------------------------------------------------------------ 5. lifetimes
@@ -255,19 +403,20 @@ def track_lifetime(layers: list, i: int, f: dict, ins: list, act: int, out_bytes
 
 
 # ------------------------------------------------------------------ 6. peak
-def peak_sweep(n_layers: int, owner: list, alloc: list, last_use: dict) -> int:
+def peak_sweep(n_layers: int, owner: list, alloc: list, scratch: list, last_use: dict) -> int:
     freed = [0] * n_layers
     for i in range(n_layers):
         freed[last_use[owner[i]]] += alloc[i]
     live = peak = 0
     for i in range(n_layers):
         live += alloc[i]
-        peak = max(peak, live)
+        peak = max(peak, live + scratch[i])
         live -= freed[i]
     return peak
 
 
-def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, asize: int = 4) -> dict:
+def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, asize: int = 4,
+              fused_attention: bool = False) -> dict:
     """Score one architecture; raise :class:`RefError` (layer, status name) if invalid."""
     n_ops = len(Op)
     n_acts = rules.shape[1] - n_ops
@@ -276,7 +425,7 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
     layers = [{k: int(r[k]) for k in r.dtype.names} for r in records]
     if not layers:
         raise RefError(-1, "empty")
-    shapes, owner, alloc, last_use = [], [], [], {}
+    shapes, owner, alloc, scratch, last_use = [], [], [], [], {}
     tot = dict(ops=0, macs=0, params=0, act_bytes=0, read_bytes=0, write_bytes=0)
     for i, L in enumerate(layers):
         op = L["op"]
@@ -289,23 +438,27 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
         ins = check_inputs(L, i)
         try:
             f = infer_layer(L, i, ins, shapes, n_acts)
-            f["e"] = _prod(f["c"], f["h"], f["w"])
+            f["e"] = _prod(f["g"], f["c"], f["h"], f["w"])
             out_bytes = _prod(f["e"], batch_size, asize)
+            if not fused_attention:     # attention scores are materialised
+                f["scratch"] = _chk(f["scratch"] + f["scores"])
+            scratch_bytes = _prod(f["scratch"], batch_size, asize)
             row = table[L["call"]][n_ops + L["act"] if op == Op.ACT else op]
             macs = _prod(f["macs"], batch_size) if f["macs"] else 0
             ops = convention_ops(row, op, f, batch_size)
-            act, wr, rd = layer_bytes(L, f, ins, shapes, batch_size, wsize, asize)
+            act, wr, rd = layer_bytes(L, f, ins, shapes, batch_size, wsize, asize, scratch_bytes)
             for k, v in (("ops", ops), ("macs", macs), ("params", f["params"]),
                          ("act_bytes", act), ("read_bytes", rd), ("write_bytes", wr)):
                 tot[k] = _chk(tot[k] + v)
         except _Overflow:
             raise RefError(i, "overflow") from None
-        shapes.append((f["c"], f["h"], f["w"]))
+        shapes.append((f["g"], f["c"], f["h"], f["w"], f["layout"]))
+        scratch.append(scratch_bytes)
         track_lifetime(layers, i, f, ins, act, out_bytes, owner, alloc, last_use)
     try:
         _chk(tot["act_bytes"] + alloc[0])    # bounds every partial sum of the sweep
         tot["weight_bytes"] = _prod(tot["params"], wsize) if tot["params"] else 0
     except _Overflow:
         raise RefError(len(layers) - 1, "overflow") from None
-    tot["peak_act_bytes"] = peak_sweep(len(layers), owner, alloc, last_use)
+    tot["peak_act_bytes"] = peak_sweep(len(layers), owner, alloc, scratch, last_use)
     return tot

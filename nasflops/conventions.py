@@ -140,14 +140,16 @@ _MAC = {"mac": 1}
 
 register_convention(
     "macs", "MACs",
-    "multiply-accumulates of conv and linear layers only (torchvision's 'GFLOPS' column)",
-    {"conv2d": _MAC, "linear": _MAC})
+    "multiply-accumulates of conv, linear and matrix products, attention's two included "
+    "(torchvision's 'GFLOPS' column)",
+    {"conv2d": _MAC, "linear": _MAC, "matmul": _MAC, "attention": _MAC, "mha": _MAC})
 
 register_convention(
     "flops", "FLOPs",
     "every floating-point operation, multiplies and adds counted apart: "
     "conv/linear 2*MAC - out (+ out with bias), BN 4/elem, LN 6/elem (+2 affine), "
-    "activation 1/elem, pool K*K/out, add (k-1)/elem, mul 1/elem, softmax 2/elem",
+    "activation 1/elem, pool K*K/out, add (k-1)/elem, mul 1/elem, softmax 2/elem, "
+    "matmul 2*MAC - out, attention 2*MAC + 2/score - out (scale, softmax)",
     {
         "conv2d": {"mac": 2, "out": -1, "bias": 1},
         "linear": {"mac": 2, "out": -1, "bias": 1},
@@ -163,13 +165,22 @@ register_convention(
         "add": {"extra_in": 1},
         "mul": {"out": 1},
         "softmax": {"out": 2},
+        "param_add": {"out": 1},
+        # k multiplies and k - 1 adds per output element
+        "matmul": {"mac": 2, "out": -1},
+        # Q.K^T (2d - 1 per score), scale (1), softmax (2), A.V (2Lk - 1 per output)
+        "attention": {"mac": 2, "scores": 2, "out": -1},
+        # in-projection (3 outputs per token) and out-projection as linear
+        # layers, with biases, plus the attention between them
+        "mha": {"mac": 2, "out": -5, "bias": 4, "scores": 2},
     })
 
 register_convention(
     "fma2", "FLOPs",
-    "2 x MACs of conv and linear, one fused multiply-add counted as two "
+    "2 x MACs of conv, linear and matrix products, one fused multiply-add counted as two "
     "(torch.utils.flop_counter.FlopCounterMode)",
-    {"conv2d": {"mac": 2}, "linear": {"mac": 2}})
+    {"conv2d": {"mac": 2}, "linear": {"mac": 2}, "matmul": {"mac": 2}, "attention": {"mac": 2},
+     "mha": {"mac": 2}})
 
 # ---- compatibility conventions: one block per reference tool, each a table.
 # -- nb201: NAS-Bench-201's published "FLOPs" (xautodl.utils.flop_benchmark.
@@ -243,6 +254,15 @@ register_convention(
         "avgpool": {"in": 2},
         "adaptive_avgpool": {"in": 2},
         "softmax": {"out": 1},
+        # ptflops does not patch F.linear (the patch is commented out in 0.7.5)
+        "linear@function": {},
+        # its nn.MultiheadAttention hook: q scaling (L*E), projections, in-proj
+        # bias (3*L*E), per head Q.K^T + softmax + A.V, out-proj with a bias
+        # "always enabled" (L*E)
+        "mha@module": {"mac": 1, "out": 2, "bias": 3, "scores": 1},
+        # torch.matmul / Tensor.matmul / bmm are patched; the @ operator is not
+        "matmul@function": _MAC,
+        "matmul@method": _MAC,
     })
 
 register_convention(
@@ -256,4 +276,8 @@ register_convention(
         "batchnorm": {"out": 1, "affine": 1},
         "layernorm": {"out": 4, "affine": 1},
         "adaptive_avgpool": {"in": 1},
+        "matmul": _MAC,
+        # aten::linear of the projections; the attention itself is
+        # aten::scaled_dot_product_attention, which fvcore does not count
+        "mha": {"mac": 1, "attn_mac": -1},
     })

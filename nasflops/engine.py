@@ -92,7 +92,8 @@ def score_into(records: np.ndarray, offsets: np.ndarray, opts: ScoringOptions, o
     weights, batch_size, wbytes, abytes = opts.core_args()
     peak, bw = opts.roofline_args()
     _core.score_range(records, offsets, start, stop, weights, batch_size, wbytes, abytes,
-                      out.metrics, out.status, out.bad_layer, peak, bw, out.latency)
+                      out.metrics, out.status, out.bad_layer, peak, bw, out.latency,
+                      opts.fused_attention)
     return out
 
 

@@ -116,6 +116,9 @@ class ScoringOptions:
         Bytes per weight and per activation element.
     device : Device or None
         Roofline profile, adding ``latency_s``.
+    fused_attention : bool
+        Attention runs fused (FlashAttention-style): its score matrix is
+        never materialised, so it adds nothing to the memory metrics.
 
     Examples
     --------
@@ -131,19 +134,22 @@ class ScoringOptions:
     weight_bytes: int
     act_bytes: int
     device: Optional[Device] = None
+    fused_attention: bool = False
 
     @classmethod
     def make(cls, convention: Union[str, Convention] = "macs", batch_size: int = 1,
              weight_dtype: str = "fp32", act_dtype: str = "fp32",
-             device: Optional[Device] = None) -> "ScoringOptions":
+             device: Optional[Device] = None, fused_attention: bool = False) -> "ScoringOptions":
         """Validate the options; a ``ValueError`` names the bad one."""
         if device is not None and not isinstance(device, Device):
             raise TypeError(f"device must be a nasflops.Device, got {type(device).__name__}")
+        if not isinstance(fused_attention, bool):
+            raise TypeError(f"fused_attention must be True or False, got {fused_attention!r}")
         # the core multiplies counts by the batch size in int64: 2**31 keeps
         # every realistic product in range and refuses nonsense early
         return cls(get_convention(convention), positive_int(batch_size, "batch_size", 1, 1 << 31),
                    str(weight_dtype), str(act_dtype), dtype_size(weight_dtype, "weight_dtype"),
-                   dtype_size(act_dtype, "act_dtype"), device)
+                   dtype_size(act_dtype, "act_dtype"), device, fused_attention)
 
     @property
     def with_latency(self) -> bool:
@@ -173,4 +179,5 @@ class ScoringOptions:
             "act_bytes_per_element": self.act_bytes,
             "device": None if d is None else {"name": d.name, "peak_ops_per_s": d.peak_ops_per_s,
                                               "bytes_per_s": d.bytes_per_s},
+            "fused_attention": self.fused_attention,
         }

@@ -14,7 +14,7 @@ from . import _core
 from .conventions import Convention
 from .engine import METRICS, RawScores, score_chunks
 from .options import DTYPE_SIZES, Device, ScoringOptions
-from .spec import INPUT_FIELDS, LAYER_DTYPE, Call, Net, Op, SpecBatch, act_name, op_name
+from .spec import INPUT_FIELDS, LAYER_DTYPE, Call, Flag, Net, Op, SpecBatch, act_name, op_name
 
 __all__ = ["score", "layer_table", "SpecError", "Device", "Scores", "DTYPE_SIZES",
            "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "as_batch", "explain"]
@@ -117,7 +117,7 @@ def as_batch(specs) -> SpecBatch:
 def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 1,
           weight_dtype: str = "fp32", act_dtype: str = "fp32", n_jobs: Optional[int] = 1,
           errors: str = "raise", device: Optional[Device] = None,
-          chunk_size: Optional[int] = None) -> Scores:
+          chunk_size: Optional[int] = None, fused_attention: bool = False) -> Scores:
     """Score architectures: FLOPs/MACs, params and memory, exactly.
 
     Parameters
@@ -146,6 +146,9 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
         Adds a ``latency_s`` roofline column.
     chunk_size : int, optional
         Architectures per parallel task.
+    fused_attention : bool
+        Attention runs fused (FlashAttention-style): its score matrix is
+        never materialised and adds nothing to the memory metrics.
 
     Returns
     -------
@@ -165,7 +168,8 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     specs = as_batch(specs)
     if errors not in ("raise", "status"):
         raise ValueError(f"errors must be 'raise' or 'status', got {errors!r}")
-    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
+    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
+                               fused_attention)
     raw = score_chunks(specs, opts, n_jobs=n_jobs, chunk_size=chunk_size)
     if errors == "raise" and len(raw) and np.any(raw.status):
         i = int(np.flatnonzero(raw.status)[0])
@@ -181,12 +185,12 @@ LAYER_TABLE_DTYPE = np.dtype([("layer", np.int32), ("op", "U16"), ("inputs", "U2
 
 def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: int = 1,
                 weight_dtype: str = "fp32", act_dtype: str = "fp32",
-                device: Optional[Device] = None) -> np.ndarray:
+                device: Optional[Device] = None, fused_attention: bool = False) -> np.ndarray:
     """Per-layer breakdown of one architecture.
 
     Returns a structured array with, per layer: ``layer``, ``op`` (name),
     ``inputs`` (comma-separated indices), output ``channels``/``height``/
-    ``width``, ``ops`` (under ``convention``), ``macs``, ``params``,
+    ``width``/``groups`` and ``layout`` (0 image, 1 tokens, 2 matrices), ``ops`` (under ``convention``), ``macs``, ``params``,
     ``act_bytes`` (output), ``read_bytes``, ``write_bytes``, ``live_bytes``
     (live activations while the layer runs; their maximum is
     ``peak_act_bytes``) and, with a device, ``latency_s``.
@@ -205,8 +209,9 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     if len(specs) != 1:
         raise ValueError(f"layer_table takes one architecture, got {len(specs)}")
     records = specs[0]
-    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
-    st, bad, table = _core.layer_metrics(records, *opts.core_args())
+    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
+                               fused_attention)
+    st, bad, table = _core.layer_metrics(records, *opts.core_args(), opts.fused_attention)
     if st:
         raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st), opts))
     fields = list(LAYER_TABLE_DTYPE.descr) + ([("latency_s", "<f8")] if device else [])
@@ -242,61 +247,149 @@ def explain(records: np.ndarray, layer: int, status: int,
         return "the architecture has no layers"
     rec = records[layer]
     name = _layer_label(rec) if 0 <= rec["op"] < len(Op) else op_name(rec["op"])
-    prefix = f"({name}) "
-    ins = [int(rec[f]) for f in INPUT_FIELDS if rec[f] >= 0]
     shapes = {}
     if layer > 0 and status not in (_ST["bad_input_ref"], _ST["no_input"]):
         opts = opts or ScoringOptions.make()
         # same options: the rows before the fault are exactly what was scored
-        _, _, t = _core.layer_metrics(np.ascontiguousarray(records[:layer + 1]), *opts.core_args())
-        shapes = {j: tuple(int(v) for v in t[j, :3]) for j in range(layer)}
+        _, _, t = _core.layer_metrics(np.ascontiguousarray(records[:layer + 1]), *opts.core_args(),
+                                      opts.fused_attention)
+        shapes = {j: tuple(int(v) for v in t[j, :5]) for j in range(layer)}
+    why = _EXPLAIN.get(status)
+    reason = why(_Fault(rec, layer, name, shapes)) if why else f"invalid (status {status})"
+    return reason if status == _ST["bad_op"] and int(rec["op"]) != Op.ACT else f"({name}) {reason}"
 
-    def shp(j):
-        s = shapes.get(j)
-        return f"{s[0]}x{s[1]}x{s[2]}" if s else "?"
 
-    op = int(rec["op"])
-    if status == _ST["no_input"]:
-        if layer == 0:
-            return f"{prefix}layer 0 must be the network input (op 'input'), got '{name}'"
-        return f"{prefix}only layer 0 may be the network input"
-    if status == _ST["bad_op"]:
-        if op == Op.ACT:
-            return f"{prefix}unknown activation kind {int(rec['act'])}"
-        return f"unknown op code {op}; known: 0..{len(Op) - 1}"
-    if status == _ST["bad_input_ref"]:
-        raw = [int(rec[f]) for f in INPUT_FIELDS]
-        want = {Op.INPUT: "no inputs", Op.ADD: "2 to 4 inputs", Op.MUL: "2 inputs",
-                Op.CONCAT: "1 to 4 inputs"}.get(op, "1 input")
-        return (f"{prefix}inputs {raw} are invalid: it takes {want}, each naming an earlier "
-                f"layer (0..{layer - 1}), used slots first and -1 for unused ones")
-    if status == _ST["bad_groups"]:
-        g = int(rec["groups"])
-        cin = shapes.get(ins[0], (None,))[0] if ins else None
-        if op == Op.CHANNEL_SHUFFLE:
-            return f"{prefix}groups={g} does not divide the {cin} input channels"
-        return (f"{prefix}groups={g} must divide in_channels={cin} and "
-                f"out_channels={int(rec['out_channels'])}")
-    if status == _ST["shape_mismatch"]:
-        parts = ", ".join(f"{shp(j)} from layer {j}" for j in ins)
-        need = {Op.ADD: "identical shapes", Op.CONCAT: "equal height and width",
-                Op.MUL: "the second to broadcast to the first (each dim equal or 1)"}.get(op, "")
-        return f"{prefix}input shapes disagree ({parts}); it needs {need}"
-    if status == _ST["kernel_too_large"]:
-        return (f"{prefix}kernel {rec['kernel_h']}x{rec['kernel_w']} (dilation "
-                f"{rec['dilation_h']}x{rec['dilation_w']}) is larger than its padded input: "
-                f"input {shp(ins[0])} (CxHxW), padding {rec['pad_h']}x{rec['pad_w']}")
-    if status == _ST["bad_padding"]:
-        return (f"{prefix}padding {rec['pad_h']}x{rec['pad_w']} is more than half the kernel "
-                f"{rec['kernel_h']}x{rec['kernel_w']} (torch rejects it)")
-    if status == _ST["bad_shape"]:
-        return (f"{prefix}linear needs a 1x1 input (flatten or pool first); "
-                f"got {shp(ins[0])} (CxHxW)")
-    if status == _ST["overflow"]:
-        return f"{prefix}a count overflows int64 (output or counts too large)"
-    if status == _ST["bad_value"]:
-        return f"{prefix}{_bad_fields(rec, shapes.get(ins[0]) if ins else None)}"
-    return f"{prefix}invalid (status {status})"
+class _Fault:
+    """The faulty record with the shapes of its inputs, for the messages."""
+
+    def __init__(self, rec, layer: int, name: str, shapes: dict):
+        self.rec, self.layer, self.name, self.shapes = rec, layer, name, shapes
+        self.op = int(rec["op"])
+        self.ins = [int(rec[f]) for f in INPUT_FIELDS if rec[f] >= 0]
+
+    def shape(self, j) -> Optional[tuple]:
+        return self.shapes.get(j)
+
+    def shp(self, j) -> str:
+        return describe_shape(self.shapes.get(j))
+
+    def first(self) -> str:
+        return self.shp(self.ins[0]) if self.ins else "?"
+
+
+def describe_shape(s) -> str:
+    """A per-sample shape ``(c, h, w, g, layout)`` as words: ``8x14x14`` for an
+    image, ``197 tokens of 768`` for a sequence, ``4 x 7x7 tokens of 96`` for
+    grouped token grids, ``12 matrices of 197x64`` for a matrix stack."""
+    if not s:
+        return "?"
+    c, h, w, g, layout = s
+    if layout == 1:
+        grid = f"{h}" if w == 1 else f"{h}x{w}"
+        return f"{g} x {grid} tokens of {c}" if g != 1 else f"{grid} tokens of {c}"
+    if layout == 2:
+        return f"{g} matrices of {h}x{w}"
+    return f"{c}x{h}x{w}"
+
+
+def _no_input(f: _Fault) -> str:
+    if f.layer == 0:
+        return f"layer 0 must be the network input (op 'input'), got '{f.name}'"
+    return "only layer 0 may be the network input"
+
+
+def _bad_op(f: _Fault) -> str:
+    if f.op == Op.ACT:
+        return f"unknown activation kind {int(f.rec['act'])}"
+    return f"unknown op code {f.op}; known: 0..{len(Op) - 1}"
+
+
+def _bad_input_ref(f: _Fault) -> str:
+    raw = [int(f.rec[k]) for k in INPUT_FIELDS]
+    want = {Op.INPUT: "no inputs", Op.ADD: "2 to 4 inputs", Op.MUL: "2 inputs",
+            Op.MATMUL: "2 inputs", Op.ATTENTION: "3 inputs (q, k, v)",
+            Op.CONCAT: "1 to 4 inputs"}.get(f.op, "1 input")
+    return (f"inputs {raw} are invalid: it takes {want}, each naming an earlier "
+            f"layer (0..{f.layer - 1}), used slots first and -1 for unused ones")
+
+
+def _bad_groups(f: _Fault) -> str:
+    g = int(f.rec["groups"])
+    s = f.shape(f.ins[0]) if f.ins else None
+    cin = s[0] if s else None
+    if f.op == Op.CHANNEL_SHUFFLE:
+        return f"groups={g} does not divide the {cin} input channels"
+    if f.op in (Op.ATTENTION, Op.MHA):
+        kv = int(f.rec["kv_heads"]) or g
+        width = int(f.rec["out_channels"]) if f.op == Op.MHA else cin
+        values = f" and kv_heads={kv} must divide the heads and the value channels" \
+            if f.op == Op.ATTENTION else ""
+        return (f"heads={g} must divide the query channels ({width}){values}; "
+                f"inputs: {', '.join(f.shp(j) for j in f.ins)}")
+    return (f"groups={g} must divide in_channels={cin} and "
+            f"out_channels={int(f.rec['out_channels'])}")
+
+
+def _shape_mismatch(f: _Fault) -> str:
+    parts = ", ".join(f"{f.shp(j)} from layer {j}" for j in f.ins)
+    if f.op == Op.VIEW_AS:
+        s = f.shape(f.ins[0])
+        n_in = s[0] * s[1] * s[2] * s[3] if s else "?"
+        want = int(f.rec["groups"]) * int(f.rec["out_channels"]) * int(f.rec["size_h"]) \
+            * int(f.rec["size_w"])
+        return (f"a view keeps the number of elements: the input ({parts}) has {n_in} elements, "
+                f"the shape asks for {want}")
+    need = {Op.ADD: "identical shapes", Op.CONCAT: "equal height and width (and groups)",
+            Op.MUL: "the second to broadcast to the first (each dim equal or 1)",
+            Op.MATMUL: "(G, M, K) x (G or 1, K, N): the inner dimensions equal",
+            Op.ATTENTION: "keys with kv_heads x head_dim channels and keys and values "
+                          "with the same tokens",
+            Op.MHA: f"input channels equal to embed_dim={int(f.rec['out_channels'])}"}
+    return f"input shapes disagree ({parts}); it needs {need.get(f.op, 'matching shapes')}"
+
+
+def _kernel_too_large(f: _Fault) -> str:
+    r = f.rec
+    return (f"kernel {r['kernel_h']}x{r['kernel_w']} (dilation {r['dilation_h']}x"
+            f"{r['dilation_w']}) is larger than its padded input: input {f.first()} (CxHxW), "
+            f"padding {r['pad_h']}x{r['pad_w']}")
+
+
+def _bad_padding(f: _Fault) -> str:
+    r = f.rec
+    return (f"padding {r['pad_h']}x{r['pad_w']} is more than half the kernel "
+            f"{r['kernel_h']}x{r['kernel_w']} (torch rejects it)")
+
+
+def _bad_shape(f: _Fault) -> str:
+    got = f"got {f.first()}"
+    if f.op == Op.LINEAR:
+        return f"linear needs a 1x1 input (flatten or pool first) or tokens; {got}"
+    if f.op == Op.MATMUL:
+        return ("matmul multiplies two matrix stacks (view_as(..., layout='matrix')); "
+                f"got {', '.join(f.shp(j) for j in f.ins)}")
+    if f.op == Op.PREPEND:
+        return f"prepend needs one sequence of tokens (tokens(x, flat=True)); {got}"
+    if f.op in (Op.TO_IMAGE, Op.PATCH_MERGE, Op.ATTENTION, Op.MHA):
+        return f"{f.name} needs tokens (tokens(x) first); {got}"
+    if f.op in (Op.CONCAT, Op.SLICE, Op.LAYERNORM, Op.SCALE, Op.ADAPTIVE_AVGPOOL):
+        return f"{f.name} needs an image or tokens, not a matrix stack; {got}"
+    return f"{f.name} needs an image (C x H x W; to_image(x) for tokens); {got}"
+
+
+def _overflow(f: _Fault) -> str:
+    return "a count overflows int64 (output or counts too large)"
+
+
+def _bad_value(f: _Fault) -> str:
+    return _bad_fields(f.rec, f.shape(f.ins[0]) if f.ins else None)
+
+
+_EXPLAIN = {_ST["no_input"]: _no_input, _ST["bad_op"]: _bad_op,
+            _ST["bad_input_ref"]: _bad_input_ref, _ST["bad_groups"]: _bad_groups,
+            _ST["shape_mismatch"]: _shape_mismatch, _ST["kernel_too_large"]: _kernel_too_large,
+            _ST["bad_padding"]: _bad_padding, _ST["bad_shape"]: _bad_shape,
+            _ST["overflow"]: _overflow, _ST["bad_value"]: _bad_value}
 
 
 def _bad_fields(rec, in_shape) -> str:
@@ -317,6 +410,14 @@ def _bad_fields(rec, in_shape) -> str:
         checks = [("groups", 1)]
     elif op == Op.SLICE:
         checks = [("out_channels", 1), ("start", 0)]
+    elif op == Op.PREPEND:
+        checks = [("size_h", 1)]
+    elif op == Op.PARAM_ADD:
+        checks = [("extra", 0)]
+    elif op == Op.VIEW_AS:
+        checks = [("groups", 1), ("out_channels", 1), ("size_h", 1), ("size_w", 1)]
+    elif op in (Op.ATTENTION, Op.MHA):
+        checks = [("groups", 1), ("kv_heads", 0)] + ([("out_channels", 1)] if op == Op.MHA else [])
     bad = [f"{f}={int(rec[f])} (must be >= {lo})" for f, lo in checks if rec[f] < lo]
     if rec["call"] >= len(Call):
         bad.insert(0, f"call={int(rec['call'])} is not a call kind (0..{len(Call) - 1}: "
@@ -324,6 +425,10 @@ def _bad_fields(rec, in_shape) -> str:
     if op == Op.AVGPOOL and (rec["dilation_h"] != 1 or rec["dilation_w"] != 1):
         bad.append("avgpool has no dilation (dilation must be 1)")
     if op == Op.SLICE and in_shape and not bad:
-        bad.append(f"channels {int(rec['start'])}..{int(rec['start']) + int(rec['out_channels'])} "
-                   f"exceed the {in_shape[0]} input channels")
+        axis, size = (("tokens", in_shape[1]) if rec["flags"] & Flag.TOKENS
+                      else ("channels", in_shape[0]))
+        bad.append(f"{axis} {int(rec['start'])}..{int(rec['start']) + int(rec['out_channels'])} "
+                   f"exceed the {size} input {axis}")
+    if op == Op.VIEW_AS and not bad:
+        bad.append("a view is an image (groups 1), tokens or matrices (channels 1), not both")
     return "; ".join(bad) if bad else "a field is out of range"

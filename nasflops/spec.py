@@ -38,7 +38,7 @@ import numpy as np
 from . import _core
 
 __all__ = ["LAYER_DTYPE", "MAX_INPUTS", "Op", "Act", "Flag", "Call", "SpecBatch", "Net",
-           "empty_records", "parse_act", "ACT_ALIASES"]
+           "empty_records", "parse_act", "ACT_ALIASES", "LAYOUTS"]
 
 #: numpy dtype of one layer record, taken from the C struct ``Layer``.
 LAYER_DTYPE: np.dtype = _core.LAYER_DTYPE
@@ -55,6 +55,11 @@ Flag.__doc__ = "Bits of the ``flags`` field."
 Call = enum.IntEnum("Call", {k.upper(): v for k, v in _core.CALLS.items()})
 Call.__doc__ = ("How torch code invokes an op (``call`` field): a module (the default), a "
                 "function, a tensor method or an operator.")
+
+#: tensor layouts the core infers (layer_table's ``layout`` column): images
+#: (C x H x W), tokens (g groups of an H x W grid, channels last; a sequence
+#: is H = L, W = 1) and matrix stacks (g matrices of H x W)
+LAYOUTS: tuple[str, ...] = _core.LAYOUTS
 
 #: activation names accepted wherever a kind is named (spaces, YAML, the CLI):
 #: each :class:`Act` by its own name, plus the spellings papers and code use
@@ -459,6 +464,80 @@ class Net:
         """ShuffleNet channel shuffle."""
         return self._append(Op.CHANNEL_SHUFFLE, [x], groups=groups)
 
-    def slice(self, x: int, start: int, count: int) -> int:
-        """Channels ``start .. start + count`` of the input (a view; ``chunk``)."""
-        return self._append(Op.SLICE, [x], start=start, out_channels=count)
+    def slice(self, x: int, start: int, count: int, tokens: bool = False) -> int:
+        """Channels ``start .. start + count`` of the input (a view; ``chunk``),
+        or with ``tokens=True`` tokens of a sequence (``x[:, 0]``: ViT's class token)."""
+        return self._append(Op.SLICE, [x], start=start, out_channels=count,
+                            flags=Flag.TOKENS if tokens else 0)
+
+    # -- tokens and attention -----------------------------------------------
+    def tokens(self, x: int, flat: bool = False) -> int:
+        """An image as tokens, channels last (a view): ``x.permute(0, 2, 3, 1)``,
+        or with ``flat=True`` a sequence of H*W tokens (``x.flatten(2).transpose(1, 2)``)."""
+        return self._append(Op.TOKENS, [x], flags=Flag.FLAT if flat else 0)
+
+    def to_image(self, x: int) -> int:
+        """Tokens on an H x W grid back to a C x H x W image (a view)."""
+        return self._append(Op.TO_IMAGE, [x])
+
+    def prepend(self, x: int, count: int = 1) -> int:
+        """Prepend ``count`` learned tokens to a sequence (ViT's class token,
+        DeiT's distillation token): ``count * C`` parameters, one copy."""
+        return self._append(Op.PREPEND, [x], size_h=count)
+
+    def param_add(self, x: int, params: int, inplace: bool = False) -> int:
+        """Add a learned tensor of ``params`` values broadcast to ``x`` (position
+        embeddings, relative-position biases; 0 for a constant such as a mask)."""
+        return self._append(Op.PARAM_ADD, [x], extra=params, flags=Flag.INPLACE if inplace else 0)
+
+    def view_as(self, x: int, shape, layout: str = "image", copy: bool = False) -> int:
+        """Reshape (and permute) to ``shape`` in ``layout``: ``(C, H, W)`` for an
+        image, ``(G, H, W, C)`` for tokens (G groups of an H x W grid, channels
+        last), ``(G, H, W)`` for a stack of matrices.  ``copy=True`` when torch
+        copies (``.contiguous()``, a reshape of a permuted tensor).
+
+        >>> import nasflops
+        >>> net = nasflops.Net(8, 4, 4)
+        >>> t = net.tokens(net.input, flat=True)                   # 16 tokens of 8
+        >>> h = net.view_as(t, (2, 16, 4), layout="matrix")        # 2 heads of 16 x 4
+        >>> nasflops.layer_table(net)[["groups", "height", "width"]][-1].tolist()
+        (2, 16, 4)
+        """
+        shape = tuple(int(v) for v in shape)
+        if layout == "image" and len(shape) == 3:
+            g, (c, h, w), flags = 1, shape, 0
+        elif layout == "tokens" and len(shape) == 4:
+            (g, h, w, c), flags = shape, Flag.TOKENS
+        elif layout == "matrix" and len(shape) == 3:
+            (g, h, w), c, flags = shape, 1, Flag.MATRIX
+        else:
+            raise ValueError(f"view_as: a {layout!r} shape is (C, H, W) for 'image', (G, H, W, C) "
+                             f"for 'tokens' or (G, H, W) for 'matrix'; got {shape}")
+        return self._append(Op.VIEW_AS, [x], groups=g, out_channels=c, size_h=h, size_w=w,
+                            flags=flags | (Flag.COPY if copy else 0))
+
+    def matmul(self, a: int, b: int) -> int:
+        """Batched matrix product of two matrix stacks, ``a @ b``: (G, M, K) x
+        (G or 1, K, N) -> (G, M, N)."""
+        return self._append(Op.MATMUL, [a, b])
+
+    def attention(self, q: int, k: int, v: int, heads: int, kv_heads: int = 0,
+                  causal: bool = False) -> int:
+        """Scaled dot-product attention of token tensors (``F.scaled_dot_product_attention``
+        after splitting heads): ``heads`` query heads over ``kv_heads`` key/value
+        heads (GQA/MQA; 0 = as many).  The score matrix counts in the memory
+        metrics unless scored with ``fused_attention=True``."""
+        return self._append(Op.ATTENTION, [q, k, v], groups=heads, kv_heads=kv_heads,
+                            flags=Flag.CAUSAL if causal else 0)
+
+    def mha(self, x: int, embed_dim: int, heads: int, bias: bool = True) -> int:
+        """``nn.MultiheadAttention(embed_dim, heads, bias=bias)`` as self-attention
+        on a token tensor: in-projection, attention and out-projection in one
+        record, as hook tools see the module."""
+        return self._append(Op.MHA, [x], out_channels=embed_dim, groups=heads,
+                            flags=Flag.BIAS if bias else 0)
+
+    def patch_merge(self, x: int) -> int:
+        """Swin's patch merging: each 2 x 2 neighbourhood of a token grid to one
+        token of 4C channels (odd sides zero-padded), one copy."""
+        return self._append(Op.PATCH_MERGE, [x])

@@ -2,6 +2,7 @@
 definitions say; random corruptions never crash and fail with the same
 status at the same layer as the definitions."""
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import nasflops as nf
@@ -151,3 +152,94 @@ def test_corrupted_specs_fail_like_definitions(rec, data):
             assert e.layer == ref_layer and str(e).startswith(f"architecture 0, layer {ref_layer}: ")
         else:
             raise AssertionError("invalid spec scored without error")
+
+
+# ------------------------------------------------ token tensors and attention
+@st.composite
+def token_nets(draw):
+    """A random DAG of token ops: sequences and grids, projections, attention
+    (fused and as matrix products), views, prepended tokens, patch merging."""
+    heads = draw(st.sampled_from([1, 2, 4]))
+    c0 = heads * draw(st.integers(1, 4))
+    h0, w0 = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    net = nf.Net(c0, h0, w0)
+    grid = net.tokens(net.input)
+    seq_ = net.tokens(net.input, flat=True)
+    seqs = [(seq_, c0, h0 * w0)]            # (layer, channels, tokens) of flat sequences
+    for _ in range(draw(st.integers(1, 10))):
+        x, c, n = draw(st.sampled_from(seqs))
+        kind = draw(st.sampled_from(["linear", "ln", "act", "add", "mha", "attn", "matmul",
+                                     "prepend", "param", "slice", "softmax"]))
+        if kind == "linear":
+            c2 = heads * draw(st.integers(1, 4))
+            seqs.append((net.linear(x, c2, bias=draw(st.booleans())), c2, n))
+        elif kind == "ln":
+            seqs.append((net.layernorm(x, affine=draw(st.booleans())), c, n))
+        elif kind == "act":
+            seqs.append((net.act(x, draw(st.sampled_from(ACTS)), inplace=draw(st.booleans())), c, n))
+        elif kind == "add":
+            same = [s for s in seqs if s[1:] == (c, n)]
+            seqs.append((net.add(x, draw(st.sampled_from(same))[0]), c, n))
+        elif kind == "mha" and c % heads == 0:
+            seqs.append((net.mha(x, c, heads, bias=draw(st.booleans())), c, n))
+        elif kind == "attn":
+            kvh = draw(st.sampled_from([h for h in (1, heads) if heads % h == 0]))
+            d = c // heads if c % heads == 0 else None
+            if d:
+                k = net.linear(x, kvh * d, bias=False)
+                v = net.linear(x, kvh * draw(st.integers(1, 3)), bias=False)
+                o = net.attention(x, k, v, heads=heads, kv_heads=kvh if kvh != heads else 0,
+                                  causal=draw(st.booleans()))
+                seqs.append((o, heads * (int(nf.layer_table(net.records)[v]["channels"]) // kvh), n))
+        elif kind == "matmul":
+            a = net.view_as(x, (1, n, c), "matrix", copy=draw(st.booleans()))
+            b = net.view_as(x, (1, c, n), "matrix")
+            s = net.softmax(net.matmul(a, b))
+            m = net.matmul(s, a)
+            seqs.append((net.view_as(m, (1, n, 1, c), "tokens"), c, n))
+        elif kind == "prepend":
+            k = draw(st.integers(1, 2))
+            y = net.param_add(net.prepend(x, k), draw(st.integers(0, 50)))
+            seqs.append((y, c, n + k))
+        elif kind == "slice":
+            start = draw(st.integers(0, n - 1))
+            cnt = draw(st.integers(1, n - start))
+            seqs.append((net.slice(x, start, cnt, tokens=True), c, cnt))
+        elif kind == "softmax":
+            seqs.append((net.softmax(x), c, n))
+    if draw(st.booleans()):
+        net.to_image(net.patch_merge(grid))
+    return net.records
+
+
+@SETTINGS
+@given(token_nets(), st.sampled_from(["macs", "flops", "fma2", "thop", "ptflops", "fvcore"]),
+       st.integers(1, 4), st.booleans())
+def test_token_graphs_match_definitions(rec, convention, batch, fused):
+    r = nf.score(rec, convention=convention, batch_size=batch, fused_attention=fused)[0]
+    ref = _pyref.score_one(rec, nf.get_convention(convention).weights, batch, 4, 4,
+                           fused_attention=fused)
+    assert {m: int(r[m]) for m in nf.METRICS} == {m: ref[m] for m in nf.METRICS}
+
+
+@SETTINGS
+@given(token_nets(), st.data())
+def test_corrupted_token_graphs_fail_like_definitions(rec, data):
+    layer = data.draw(st.integers(0, len(rec) - 1))
+    field = data.draw(st.sampled_from(FIELDS))
+    info = np.iinfo(nf.LAYER_DTYPE[field])
+    rec[layer][field] = data.draw(st.one_of(st.integers(max(-3, int(info.min)), 40),
+                                            st.integers(int(info.min), int(info.max))))
+    try:
+        ref = reference(rec, "flops", 1, 4, 4)
+        ref_status, ref_layer = "ok", -1
+    except _pyref.RefError as e:
+        ref_status, ref_layer = e.status, e.layer
+    r = nf.score(rec, convention="flops", errors="status")[0]
+    assert (STATUS_NAMES[int(r["status"])], int(r["bad_layer"])) == (ref_status, ref_layer)
+    if ref_status == "ok":
+        assert {m: int(r[m]) for m in nf.METRICS} == {m: ref[m] for m in nf.METRICS}
+    else:
+        with pytest.raises(nf.SpecError) as ei:
+            nf.score(rec)
+        assert ei.value.layer == ref_layer
