@@ -64,6 +64,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from nasflops.spec import Net, Op, SpecBatch
+from . import vision_transformers
 from .base import SearchSpace, make_divisible
 from .columns import NativeError
 
@@ -624,6 +625,10 @@ MODELS: dict[str, Callable[..., np.ndarray]] = {
         efficientnet_b0, densenet121, shufflenet_v2_x1_0, squeezenet1_0,
         googlenet, regnet_y_400mf, convnext_tiny)
 }
+# the vision transformers (ViT, DeiT, Swin, MaxViT) live in their own module
+MODELS.update(vision_transformers.MODELS)
+#: other names of zoo models (the same records)
+ALIASES: dict[str, str] = dict(vision_transformers.ALIASES)
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
 #: model name -> (GMACs at 224x224 with 3 decimals, exact parameter count),
@@ -655,6 +660,7 @@ PUBLISHED: dict[str, tuple[str, int]] = {
     "googlenet": ("1.498", 6_624_904),
     "regnet_y_400mf": ("0.402", 4_344_144),
     "convnext_tiny": ("4.456", 28_589_128),
+    **vision_transformers.PUBLISHED,
 }
 
 
@@ -672,14 +678,18 @@ def build(name: str, resolution: int = 224, num_classes: int = 1000) -> np.ndarr
     >>> int(nasflops.score(build("alexnet"))["params"][0])
     61100840
     """
+    name = ALIASES.get(name, name)
     if name not in MODELS:
         raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(MODEL_NAMES)}")
     return _cached(name, int(resolution), int(num_classes)).copy()
 
 
-@functools.lru_cache(maxsize=8)
-def _all_models(resolution: int, num_classes: int) -> SpecBatch:
-    return SpecBatch.from_list([_cached(n, resolution, num_classes) for n in MODEL_NAMES])
+def _models(positions: np.ndarray, resolution: int, num_classes: int) -> SpecBatch:
+    """The zoo models at ``positions`` (each built once per resolution: a
+    model that cannot take this resolution fails only when asked for)."""
+    uniq, inverse = np.unique(positions, return_inverse=True)
+    built = SpecBatch.from_list([_cached(MODEL_NAMES[p], resolution, num_classes) for p in uniq])
+    return built.take(inverse)
 
 
 class ZooSpace(SearchSpace):
@@ -700,7 +710,7 @@ class ZooSpace(SearchSpace):
     >>> import nasflops
     >>> space = ZooSpace(resolution=224)
     >>> space.size
-    19
+    25
     >>> int(nasflops.score(space.encode(["mobilenet_v2"]))["macs"][0])
     300774272
     """
@@ -758,16 +768,18 @@ class ZooSpace(SearchSpace):
         return self._order[pos]
 
     def encode_columns(self, cols: Mapping[str, np.ndarray]) -> SpecBatch:
-        return _all_models(self.resolution, self.num_classes).take(self._indices(cols))
+        return _models(self._indices(cols), self.resolution, self.num_classes)
 
     def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
         """Model names of records this space encoded (a candidate equals one model's records)."""
-        models = _all_models(self.resolution, self.num_classes)
         names = np.empty(len(batch), dtype=self._names.dtype)
         found = np.zeros(len(batch), dtype=bool)
         lengths = batch.lengths
         for m, name in enumerate(MODEL_NAMES):   # 19 models, each compared to same-length rows
-            ref = models[m]
+            try:
+                ref = _cached(name, self.resolution, self.num_classes)
+            except ValueError:        # a model this resolution does not fit
+                continue
             for i in np.flatnonzero(~found & (lengths == len(ref))):
                 if np.array_equal(batch[i], ref):
                     names[i], found[i] = name, True
@@ -783,6 +795,7 @@ class ZooSpace(SearchSpace):
         for i, v in enumerate(natives):
             if not isinstance(v, str):
                 raise NativeError(self.name, i, "model", f"expected a model name, got {type(v).__name__}")
+        natives = [ALIASES.get(v, v) for v in natives]
         cols = {"model": np.array(natives, dtype=str) if natives else np.array([], dtype="<U1")}
         self._indices(cols)
         return cols

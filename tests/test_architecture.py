@@ -42,6 +42,7 @@ LAYERS = {
     "nasflops.search_spaces": [
         ["__init__"],                     # the registry
         ["nb201", "zoo", "declarative"],
+        ["vision_transformers"],
         ["templates"],
         ["base"],
         ["sampling"],
