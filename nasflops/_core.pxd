@@ -95,6 +95,10 @@ cdef enum Flag:
     FLAG_EXCLUDE_PAD = 8       # avg pool: count_include_pad=False
     FLAG_INPLACE = 16          # act/add: overwrites its first input; concat:
                                # grows its first input's buffer (a chain continuation)
+    FLAG_CALLED_AGAIN = 32     # a module call whose module instance is called again by a
+                               # later record (ResNet's shared relu): its parameters are
+                               # counted at the last call only, and tools that keep a
+                               # module's last call (torchstat) count this call zero
 
 # Per-layer quantities a counting convention weighs (all already x batch).
 cdef enum:  # Term
@@ -107,7 +111,8 @@ cdef enum:  # Term
     T_EXTRA_IN = 6   # elements of all inputs but the first
     T_ROWS = 7       # spatial positions x batch (N*H*W of the output)
     T_OUT_CH = 8     # output channels x batch
-    N_TERMS = 9
+    T_SAMPLES = 9    # the batch itself: one per sample (torchstat's softmax "- 1")
+    N_TERMS = 10
 
 # Status codes; 0 is a valid architecture.  Messages live in scoring.py.
 cdef enum Status:
@@ -124,3 +129,10 @@ cdef enum Status:
     ST_BAD_PADDING = 10     # pool padding larger than half the kernel
     ST_BAD_SHAPE = 11       # input shape not accepted (linear on HxW > 1)
     N_STATUS = 12
+
+# Memory semantics: what act_bytes, read_bytes and write_bytes count
+# (nasflops.options.MEMORY_SEMANTICS; README "Memory metrics").
+cdef enum MemorySemantics:
+    MEM_NASFLOPS = 0        # buffers allocated, bytes every op moves
+    MEM_TORCHSTAT = 1       # torchstat 0.0.7's memory(MB), MemRead and MemWrite
+    N_MEMORY = 2

@@ -67,11 +67,12 @@ class Scores(np.ndarray):
     batch_size: int = 1
     weight_dtype: str = "fp32"
     act_dtype: str = "fp32"
+    memory: str = "nasflops"
 
     def __array_finalize__(self, obj):
         if obj is None:
             return
-        for a in ("convention", "unit", "batch_size", "weight_dtype", "act_dtype"):
+        for a in ("convention", "unit", "batch_size", "weight_dtype", "act_dtype", "memory"):
             setattr(self, a, getattr(obj, a, getattr(Scores, a)))
 
     @property
@@ -94,6 +95,7 @@ class Scores(np.ndarray):
         res = out.view(cls)
         res.convention, res.unit = opts.convention.name, opts.convention.unit
         res.batch_size, res.weight_dtype, res.act_dtype = opts.batch_size, opts.weight_dtype, opts.act_dtype
+        res.memory = opts.memory
         return res
 
 
@@ -117,7 +119,7 @@ def as_batch(specs) -> SpecBatch:
 def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 1,
           weight_dtype: str = "fp32", act_dtype: str = "fp32", n_jobs: Optional[int] = 1,
           errors: str = "raise", device: Optional[Device] = None,
-          chunk_size: Optional[int] = None) -> Scores:
+          chunk_size: Optional[int] = None, memory: str = "nasflops") -> Scores:
     """Score architectures: FLOPs/MACs, params and memory, exactly.
 
     Parameters
@@ -146,6 +148,10 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
         Adds a ``latency_s`` roofline column.
     chunk_size : int, optional
         Architectures per parallel task.
+    memory : {"nasflops", "torchstat"}
+        What ``act_bytes``, ``read_bytes`` and ``write_bytes`` count: the
+        buffers allocated and the bytes every op moves, or torchstat
+        0.0.7's memory, MemRead and MemWrite (README, "Memory metrics").
 
     Returns
     -------
@@ -165,7 +171,7 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     specs = as_batch(specs)
     if errors not in ("raise", "status"):
         raise ValueError(f"errors must be 'raise' or 'status', got {errors!r}")
-    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
+    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device, memory)
     raw = score_chunks(specs, opts, n_jobs=n_jobs, chunk_size=chunk_size)
     if errors == "raise" and len(raw) and np.any(raw.status):
         i = int(np.flatnonzero(raw.status)[0])
@@ -181,7 +187,7 @@ LAYER_TABLE_DTYPE = np.dtype([("layer", np.int32), ("op", "U16"), ("inputs", "U2
 
 def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: int = 1,
                 weight_dtype: str = "fp32", act_dtype: str = "fp32",
-                device: Optional[Device] = None) -> np.ndarray:
+                device: Optional[Device] = None, memory: str = "nasflops") -> np.ndarray:
     """Per-layer breakdown of one architecture.
 
     Returns a structured array with, per layer: ``layer``, ``op`` (name),
@@ -189,7 +195,8 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     ``width``, ``ops`` (under ``convention``), ``macs``, ``params``,
     ``act_bytes`` (output), ``read_bytes``, ``write_bytes``, ``live_bytes``
     (live activations while the layer runs; their maximum is
-    ``peak_act_bytes``) and, with a device, ``latency_s``.
+    ``peak_act_bytes``) and, with a device, ``latency_s``.  ``memory`` picks
+    the byte semantics as in :func:`score`.
 
     Raises :class:`SpecError` for an invalid architecture.
 
@@ -205,7 +212,7 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     if len(specs) != 1:
         raise ValueError(f"layer_table takes one architecture, got {len(specs)}")
     records = specs[0]
-    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
+    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device, memory)
     st, bad, table = _core.layer_metrics(records, *opts.core_args())
     if st:
         raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st), opts))
