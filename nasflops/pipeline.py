@@ -193,7 +193,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                 chunk_size: Optional[int] = None, n_jobs: Optional[int] = 1,
                 progress: bool = True, resume: bool = False, overwrite: bool = False,
                 compression: Optional[str] = "zstd",
-                encode_block: int = ENCODE_BLOCK) -> ScoreRun:
+                encode_block: int = ENCODE_BLOCK, memory: str = "nasflops") -> ScoreRun:
     """Score a whole search space (or ``n`` samples of it) into a Parquet dataset.
 
     Chunk after chunk: sample or enumerate ``chunk_size`` candidates, encode,
@@ -233,6 +233,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
         Parquet codec (``"zstd"``, ``"snappy"``, ``None``).
     encode_block : int
         Candidates encoded and scored at a time inside a chunk.
+    memory : {"nasflops", "torchstat"}
+        Byte semantics, as in :func:`nasflops.score` (stored in the metadata).
 
     Returns
     -------
@@ -262,7 +264,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     t0 = time.perf_counter()
     if isinstance(space, str):
         space = get_space(space)
-    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
+    opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device, memory)
     encode_block = positive_int(encode_block, "encode_block")
     mode, total, seed = _plan(space, n, seed)
     chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
