@@ -90,7 +90,7 @@ class Device:
     peak_ops_per_s: float
     bytes_per_s: float
     #: where the figures come from (a datasheet), for the printouts
-    source: str = field(default="", compare=False)
+    source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
         for attr in ("peak_ops_per_s", "bytes_per_s"):

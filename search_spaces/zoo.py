@@ -203,6 +203,7 @@ def _model(fn: Callable[[int, int], _Net]) -> Callable[..., np.ndarray]:
     def records(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
         return fn(num_classes, resolution).records
     records.__annotations__ = {"num_classes": int, "resolution": int, "return": np.ndarray}
+    del records.__wrapped__          # its signature is the records builder's
     return records
 
 
