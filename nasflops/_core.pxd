@@ -114,6 +114,10 @@ cdef enum Flag:
     FLAG_MATRIX = 1024         # view_as: the result is a stack of matrices
     FLAG_COPY = 2048           # view_as: the reshape copies (torch made it contiguous)
     FLAG_FLAT = 4096           # tokens: flatten the H x W grid to one axis of tokens
+    FLAG_CALLED_AGAIN = 32     # a module call whose module instance is called again by a
+                               # later record (ResNet's shared relu): its parameters are
+                               # counted at the last call only, and tools that keep a
+                               # module's last call (torchstat) count this call zero
 
 # Per-layer quantities a counting convention weighs (all already x batch).
 cdef enum:  # Term
@@ -128,7 +132,8 @@ cdef enum:  # Term
     T_OUT_CH = 8     # output channels x batch
     T_ATTN_MAC = 9   # attention, mha: MACs of the two attention matmuls (Q.K^T, A.V)
     T_SCORES = 10    # attention, mha: attention scores (heads x queries x keys)
-    N_TERMS = 11
+    T_SAMPLES = 11   # the batch itself: one per sample (torchstat's softmax "- 1")
+    N_TERMS = 12
 
 # Status codes; 0 is a valid architecture.  Messages live in scoring.py.
 cdef enum Status:
@@ -145,3 +150,10 @@ cdef enum Status:
     ST_BAD_PADDING = 10     # pool padding larger than half the kernel
     ST_BAD_SHAPE = 11       # input shape not accepted (linear on HxW > 1)
     N_STATUS = 12
+
+# Memory semantics: what act_bytes, read_bytes and write_bytes count
+# (nasflops.options.MEMORY_SEMANTICS; README "Memory metrics").
+cdef enum MemorySemantics:
+    MEM_NASFLOPS = 0        # buffers allocated, bytes every op moves
+    MEM_TORCHSTAT = 1       # torchstat 0.0.7's memory(MB), MemRead and MemWrite
+    N_MEMORY = 2

@@ -12,6 +12,7 @@ ACTS: dict[str, int]             # enum ActKind
 CALLS: dict[str, int]            # enum CallKind
 FLAGS: dict[str, int]            # enum Flag
 TERMS: tuple[str, ...]           # Term: columns of a convention table
+MEMORY: dict[str, int]           # enum MemorySemantics
 STATUS: dict[str, int]           # enum Status
 METRICS: tuple[str, ...]         # columns of score_range's metrics
 LAYER_COLUMNS: tuple[str, ...]   # columns of layer_metrics' table
@@ -31,6 +32,8 @@ def score_range(
     peak_ops: float = ...,               # double, ops/s; 0 = no roofline
     bytes_per_s: float = ...,            # double
     latency: NDArray[np.float64] | None = ...,  # double[::1], written
+    memory: int = ...,                   # int, MemorySemantics (0 = nasflops)
+    last_call_only: bool = ...,          # bint: records flagged called_again count 0 ops
 ) -> None: ...
 
 def layer_metrics(
@@ -39,4 +42,6 @@ def layer_metrics(
     batch_size: int,                     # int64_t
     weight_size: int,
     act_size: int,
+    memory: int = ...,                   # int, MemorySemantics
+    last_call_only: bool = ...,          # bint
 ) -> tuple[int, int, NDArray[np.int64]]: ...  # (status, bad_layer, (n, len(LAYER_COLUMNS)))

@@ -11,6 +11,7 @@ through the same small kernels, in order:
                         (MACs, params, window sizes, ...), validating every field;
 3. ``convention_ops``   the convention's row: integer weights times the terms;
 4. ``layer_bytes``      bytes allocated, read and written;
+   (``torchstat_bytes``  the same under torchstat's memory semantics);
 5. ``track_lifetime``   which buffer the output lives in and who reads it last;
 
 then ``peak_sweep`` walks the steps to find the peak of live activations.
@@ -71,9 +72,10 @@ FLAGS = {
     "bias": FLAG_BIAS, "affine": FLAG_AFFINE, "ceil_mode": FLAG_CEIL_MODE,
     "exclude_pad": FLAG_EXCLUDE_PAD, "inplace": FLAG_INPLACE, "causal": FLAG_CAUSAL,
     "tokens": FLAG_TOKENS, "matrix": FLAG_MATRIX, "copy": FLAG_COPY, "flat": FLAG_FLAT,
+    "called_again": FLAG_CALLED_AGAIN,
 }
 TERMS = ("mac", "out", "in", "bias", "affine", "window", "extra_in", "rows",
-         "out_ch", "attn_mac", "scores")
+         "out_ch", "attn_mac", "scores", "samples")
 STATUS = {
     "ok": ST_OK, "empty": ST_EMPTY, "no_input": ST_NO_INPUT,
     "bad_op": ST_BAD_OP, "bad_value": ST_BAD_VALUE,
@@ -82,6 +84,7 @@ STATUS = {
     "kernel_too_large": ST_KERNEL_TOO_LARGE, "overflow": ST_OVERFLOW,
     "bad_padding": ST_BAD_PADDING, "bad_shape": ST_BAD_SHAPE,
 }
+MEMORY = {"nasflops": MEM_NASFLOPS, "torchstat": MEM_TORCHSTAT}
 # a convention's weights: one row per op (activations: one per kind), per call kind
 cdef enum:
     RULE_ROWS = N_OPS + N_ACTS
@@ -140,6 +143,7 @@ assert len(ACTS) == N_ACTS and sorted(ACTS.values()) == list(range(N_ACTS))
 assert len(CALLS) == N_CALLS and sorted(CALLS.values()) == list(range(N_CALLS))
 assert len(TERMS) == N_TERMS
 assert len(LAYOUTS) == N_LAYOUTS
+assert len(MEMORY) == N_MEMORY and sorted(MEMORY.values()) == list(range(N_MEMORY))
 assert len(STATUS) == N_STATUS and sorted(STATUS.values()) == list(range(N_STATUS))
 assert len(METRICS) == N_METRICS
 assert len(LAYER_COLUMNS) == N_LAYER_COLS
@@ -152,6 +156,8 @@ cdef struct Rules:
     int32_t* n          # non-zero terms of each row
     int32_t* term       # which terms
     int64_t* coef       # their integer weights
+    bint last_call_only # count only a module's last call (records flagged
+                        # FLAG_CALLED_AGAIN count zero), as torchstat does
 
 
 cdef struct Tensor:
@@ -202,6 +208,8 @@ cdef struct LayerCost:
     # one layer's contribution to the totals (x batch size)
     int64_t ops
     int64_t macs
+    int64_t params      # parameters counted (0 at an earlier call of a module
+                        # called again: a module's weights are counted once)
     int64_t act         # bytes allocated
     int64_t rd          # bytes read
     int64_t wr          # bytes written
@@ -214,6 +222,7 @@ cdef struct Options:
     double peak_ops       # roofline: ops/s (0 = none)
     double bytes_per_s
     bint fused_attention  # attention scores never materialised (FlashAttention)
+    int memory            # MemorySemantics of act/read/write bytes
 
 
 cdef struct Scratch:
@@ -229,7 +238,8 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.t)
 
 
-cdef int compile_rules(const int64_t[:, :, ::1] weights, Rules* r) except -1:
+cdef int compile_rules(const int64_t[:, :, ::1] weights, bint last_call_only,
+                       Rules* r) except -1:
     cdef Py_ssize_t call, row, k, i
     cdef int32_t m
     cdef Py_ssize_t n_rows = N_CALLS * RULE_ROWS
@@ -239,6 +249,7 @@ cdef int compile_rules(const int64_t[:, :, ::1] weights, Rules* r) except -1:
     if r.n == NULL or r.term == NULL or r.coef == NULL:
         free_rules(r)
         raise MemoryError()
+    r.last_call_only = last_call_only
     for call in range(N_CALLS):
         for row in range(RULE_ROWS):
             i = call * RULE_ROWS + row
@@ -729,16 +740,21 @@ cdef inline int64_t term_value(int t, int op, const LayerFacts* f, int64_t n,
         return mul2(f.attn_macs, n, ovf)
     if t == T_SCORES:
         return mul2(f.scores, n, ovf)
-    return mul2(f.c, n, ovf)   # T_OUT_CH
+    if t == T_OUT_CH:
+        return mul2(f.c, n, ovf)
+    return n                   # T_SAMPLES
 
 
 cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const LayerFacts* f,
                                    int64_t n, bint* ovf) noexcept nogil:
     """The layer's count: its row's weights times its terms (only the terms
-    the convention weighs are computed)."""
+    the convention weighs are computed); zero for an earlier call of a module
+    called again when the convention keeps only the last call."""
     cdef int row = L.call * RULE_ROWS + (N_OPS + L.act if L.op == OP_ACT else L.op)
     cdef int k
     cdef int64_t ops = 0
+    if rules.last_call_only and (L.flags & FLAG_CALLED_AGAIN):
+        return 0
     for k in range(rules.n[row]):
         ops = add2(ops, mul2(rules.coef[row * N_TERMS + k],
                              term_value(rules.term[row * N_TERMS + k], L.op, f, n, ovf),
@@ -772,6 +788,37 @@ cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* 
         cost.rd = add2(mul2(f.params, weight_size, ovf), scratch_bytes, ovf)
         for k in range(f.nin):
             cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
+
+
+cdef inline void torchstat_bytes(const Layer* L, const Tensor* t, const LayerFacts* f,
+                                 int64_t out_bytes, int64_t weight_size, LayerCost* cost,
+                                 bint* ovf) noexcept nogil:
+    """torchstat 0.0.7's memory columns (``compute_memory.py``).  Only module
+    calls are seen, and of a module called again only its last call.  Its
+    "memory" is every such call's output, views and in-place outputs included.
+    It reads and writes only in the modules it has a rule for: conv and linear
+    read input + weights, batch norm input + 2C (running statistics, affine or
+    not), pools and ReLU/ReLU6 their input; each writes its output.  Every
+    other module moves nothing."""
+    cdef int op = L.op
+    cdef int64_t in_bytes
+    cost.act = 0
+    cost.rd = 0
+    cost.wr = 0
+    if op == OP_INPUT or L.call != CALL_MODULE or (L.flags & FLAG_CALLED_AGAIN):
+        return
+    cost.act = out_bytes
+    in_bytes = t[input_of(L, 0)].bytes
+    if op == OP_CONV2D or op == OP_LINEAR:
+        cost.rd = add2(in_bytes, mul2(f.params, weight_size, ovf), ovf)
+    elif op == OP_BATCHNORM:
+        cost.rd = add2(in_bytes, mul3(2, f.c, weight_size, ovf), ovf)
+    elif (op == OP_MAXPOOL or op == OP_AVGPOOL
+          or (op == OP_ACT and (L.act == ACT_RELU or L.act == ACT_RELU6))):
+        cost.rd = in_bytes
+    else:
+        return
+    cost.wr = out_bytes
 
 
 # --------------------------------------------------------------- 5. lifetimes
@@ -838,11 +885,10 @@ cdef inline int fail(int64_t* bad_layer, Py_ssize_t i, int status) noexcept nogi
     return status
 
 
-cdef inline void add_cost(int64_t* tot, const LayerCost* cost, int64_t params,
-                          bint* ovf) noexcept nogil:
+cdef inline void add_cost(int64_t* tot, const LayerCost* cost, bint* ovf) noexcept nogil:
     tot[M_OPS] = add2(tot[M_OPS], cost.ops, ovf)
     tot[M_MACS] = add2(tot[M_MACS], cost.macs, ovf)
-    tot[M_PARAMS] = add2(tot[M_PARAMS], params, ovf)
+    tot[M_PARAMS] = add2(tot[M_PARAMS], cost.params, ovf)
     tot[M_ACT_BYTES] = add2(tot[M_ACT_BYTES], cost.act, ovf)
     tot[M_READ_BYTES] = add2(tot[M_READ_BYTES], cost.rd, ovf)
     tot[M_WRITE_BYTES] = add2(tot[M_WRITE_BYTES], cost.wr, ovf)
@@ -864,7 +910,7 @@ cdef inline void write_layer_row(int64_t* row, const LayerFacts* f, const LayerC
     row[L_LAYOUT] = f.layout
     row[L_OPS] = cost.ops
     row[L_MACS] = cost.macs
-    row[L_PARAMS] = f.params
+    row[L_PARAMS] = cost.params
     row[L_ACT_BYTES] = cost.act
     row[L_READ_BYTES] = cost.rd
     row[L_WRITE_BYTES] = cost.wr
@@ -884,6 +930,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
     cdef LayerCost cost
     cdef int64_t tot[N_METRICS]
     cdef int64_t peak = 0
+    cdef int64_t alloc, allocated = 0
     cdef double lat = 0.0
     cdef bint ovf = False
     cdef int st
@@ -921,19 +968,24 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         s.t[i].scratch = mul3(f.scratch, o.batch_size, o.act_size, &ovf)
         cost.macs = mul2(f.macs, o.batch_size, &ovf)
         cost.ops = convention_ops(rules, L, &f, o.batch_size, &ovf)
+        cost.params = 0 if L.flags & FLAG_CALLED_AGAIN else f.params
         layer_bytes(L, s.t, &f, s.t[i].bytes, s.t[i].scratch, o.weight_size, &cost, &ovf)
-        add_cost(tot, &cost, f.params, &ovf)
+        alloc = cost.act     # what the buffers really take, for the peak
+        allocated = add2(allocated, alloc, &ovf)
+        if o.memory == MEM_TORCHSTAT:
+            torchstat_bytes(L, s.t, &f, s.t[i].bytes, o.weight_size, &cost, &ovf)
+        add_cost(tot, &cost, &ovf)
         if ovf:
             return fail(bad_layer, i, ST_OVERFLOW)
         if with_latency:
             lat += roofline(&cost, o)
-        track_lifetime(layers, i, &f, cost.act, s.t)
+        track_lifetime(layers, i, &f, alloc, s.t)
         if per_layer != NULL:
             write_layer_row(per_layer + i * N_LAYER_COLS, &f, &cost)
 
-    # every allocation (scratch included) is a layer's activation bytes or
-    # the network input
-    add2(tot[M_ACT_BYTES], s.t[0].bytes, &ovf)
+    # every allocation is a layer's activation bytes or the network input:
+    # this bounds every partial sum of the sweep
+    add2(allocated, s.t[0].bytes, &ovf)
     tot[M_WEIGHT_BYTES] = mul2(tot[M_PARAMS], o.weight_size, &ovf)
     if ovf or peak_sweep(s.t, n, &peak, per_layer) != ST_OK:
         return fail(bad_layer, n - 1, ST_OVERFLOW)
@@ -948,14 +1000,18 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
 
 # ------------------------------------------------------------- entry points
 cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_size,
-                          double peak_ops, double bytes_per_s, bint fused_attention):
+                          double peak_ops, double bytes_per_s, bint fused_attention,
+                          int memory) except *:
     cdef Options o
     o.fused_attention = fused_attention
+    if memory < 0 or memory >= N_MEMORY:
+        raise ValueError("memory must be one of %s, got %d" % (sorted(MEMORY.values()), memory))
     o.batch_size = batch_size
     o.weight_size = weight_size
     o.act_size = act_size
     o.peak_ops = peak_ops
     o.bytes_per_s = bytes_per_s
+    o.memory = memory
     return o
 
 
@@ -985,12 +1041,14 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 int64_t[:, ::1] metrics, int64_t[::1] status,
                 int64_t[::1] bad_layer,
                 double peak_ops=0.0, double bytes_per_s=0.0,
-                double[::1] latency=None, bint fused_attention=False):
+                double[::1] latency=None, bint fused_attention=False,
+                int memory=MEM_NASFLOPS, bint last_call_only=False):
     """Score architectures ``start <= i < stop`` of a batch, GIL released.
 
     Writes row ``i`` of ``metrics`` (``METRICS`` columns), ``status``,
     ``bad_layer`` and, if given, ``latency``.  Rows of invalid architectures
-    hold -1.  Offsets are checked against the records before anything is
+    hold -1.  ``memory`` picks the byte semantics (``MEMORY``);
+    ``last_call_only`` makes records flagged ``called_again`` count zero ops.  Offsets are checked against the records before anything is
     read (``ValueError`` naming the first bad architecture).
     """
     _check_weights(weights)
@@ -1005,7 +1063,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
     cdef Scratch s
     cdef Rules compiled
     cdef Options o = make_options(batch_size, weight_size, act_size, peak_ops, bytes_per_s,
-                                  fused_attention)
+                                  fused_attention, memory)
     cdef int st, rc = 0
     cdef double* lat = NULL
     cdef bint with_latency = latency is not None
@@ -1019,7 +1077,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
         raise ValueError("architecture %d: offsets %d..%d lie outside the %d records or out of "
                          "order" % (bad_arch, offsets[bad_arch], offsets[bad_arch + 1],
                                     records.shape[0]))
-    compile_rules(weights, &compiled)
+    compile_rules(weights, last_call_only, &compiled)
     with nogil:
         for i in range(start, stop):
             if offsets[i + 1] - offsets[i] > longest:
@@ -1045,7 +1103,8 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
 
 def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
                   int64_t batch_size, int64_t weight_size, int64_t act_size,
-                  bint fused_attention=False):
+                  bint fused_attention=False, int memory=MEM_NASFLOPS,
+                  bint last_call_only=False):
     """Per-layer shapes and counts of one architecture.
 
     Returns ``(status, bad_layer, table)`` where ``table`` is an int64 array
@@ -1065,11 +1124,12 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
     cdef const Layer* first = NULL
     cdef int64_t* out = NULL
     cdef Rules compiled
-    cdef Options o = make_options(batch_size, weight_size, act_size, 0.0, 0.0, fused_attention)
+    cdef Options o = make_options(batch_size, weight_size, act_size, 0.0, 0.0, fused_attention,
+                                  memory)
     if n > 0:
         first = &records[0]
         out = &tv[0, 0]
-    compile_rules(weights, &compiled)
+    compile_rules(weights, last_call_only, &compiled)
     with nogil:
         rc = scratch_alloc(&s, n)
         if rc == 0:

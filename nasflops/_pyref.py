@@ -4,7 +4,8 @@ This is the straightforward implementation the compiled core is measured
 against (``benchmarks/bench_core.py``) and checked against (the property
 tests): Python integers, one dict per layer, no cleverness.  It is cut into
 the same steps as ``_core.pyx`` (``check_inputs``, ``infer_layer``,
-``convention_ops``, ``layer_bytes``, ``track_lifetime``, ``peak_sweep``), so
+``convention_ops``, ``layer_bytes``/``torchstat_bytes``, ``track_lifetime``,
+``peak_sweep``), so
 the two read side by side, and it checks every intermediate the core checks
 against the int64 range, so both report an overflow at the same layer.  It is
 not used for scoring.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from .spec import INPUT_FIELDS, Flag, Op
+from .spec import INPUT_FIELDS, Act, Call, Flag, Op
 
 INT64_MAX = (1 << 63) - 1
 _TERM_NAMES = _core.TERMS    # the columns of a convention's weights
@@ -357,10 +358,17 @@ def term_value(term: str, op: int, f: dict, n: int) -> int:
         return _prod(f["attn_macs"], n) if f["attn_macs"] else 0
     if term == "scores":
         return _prod(f["scores"], n) if f["scores"] else 0
-    return _prod(f["c"], n)   # out_ch
+    if term == "out_ch":
+        return _prod(f["c"], n)
+    return n                  # samples
 
 
-def convention_ops(row: list[int], op: int, f: dict, n: int) -> int:
+def convention_ops(row: list[int], L: dict, f: dict, n: int, last_call_only: bool) -> int:
+    """The row's weights times the terms; zero for an earlier call of a module
+    called again when the convention keeps only the last call."""
+    op = L["op"]
+    if last_call_only and L["flags"] & Flag.CALLED_AGAIN:
+        return 0
     ops = 0
     for term, coef in zip(_TERM_NAMES, row):
         if coef:
@@ -382,6 +390,25 @@ def layer_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: int,
         return act, act, _chk(sum(nbytes[1:]))
     act = _chk(out + scratch)
     return act, act, _chk(_chk(_prod(f["params"], wsize) + scratch) + sum(nbytes))
+
+
+def torchstat_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: int,
+                    asize: int) -> tuple[int, int, int]:
+    """(memory, written, read) bytes of one layer as torchstat 0.0.7 counts them:
+    module calls only (the last call of a module called again), every output as
+    memory, reads and writes only where it has a rule."""
+    op = L["op"]
+    if op == Op.INPUT or L["call"] != Call.MODULE or L["flags"] & Flag.CALLED_AGAIN:
+        return 0, 0, 0
+    out = f["e"] * n * asize
+    in_bytes = _numel(shapes[ins[0]]) * n * asize
+    if op in (Op.CONV2D, Op.LINEAR):
+        return out, out, _chk(in_bytes + _prod(f["params"], wsize) if f["params"] else in_bytes)
+    if op == Op.BATCHNORM:
+        return out, out, _chk(in_bytes + _prod(2, f["c"], wsize))
+    if op in (Op.MAXPOOL, Op.AVGPOOL) or (op == Op.ACT and L["act"] in (Act.RELU, Act.RELU6)):
+        return out, out, in_bytes
+    return out, 0, 0
 
 
 # ------------------------------------------------------------ 5. lifetimes
@@ -416,8 +443,13 @@ def peak_sweep(n_layers: int, owner: list, alloc: list, scratch: list, last_use:
 
 
 def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, asize: int = 4,
-              fused_attention: bool = False) -> dict:
-    """Score one architecture; raise :class:`RefError` (layer, status name) if invalid."""
+              fused_attention: bool = False, memory: str = "nasflops",
+              last_call_only: bool = False) -> dict:
+    """Score one architecture; raise :class:`RefError` (layer, status name) if invalid.
+
+    ``memory`` is ``"nasflops"`` or ``"torchstat"`` (the byte semantics);
+    ``last_call_only`` makes records flagged ``called_again`` count zero ops.
+    """
     n_ops = len(Op)
     n_acts = rules.shape[1] - n_ops
     n_calls = rules.shape[0]
@@ -425,7 +457,7 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
     layers = [{k: int(r[k]) for k in r.dtype.names} for r in records]
     if not layers:
         raise RefError(-1, "empty")
-    shapes, owner, alloc, scratch, last_use = [], [], [], [], {}
+    shapes, owner, alloc, scratch, last_use, allocated = [], [], [], [], {}, 0
     tot = dict(ops=0, macs=0, params=0, act_bytes=0, read_bytes=0, write_bytes=0)
     for i, L in enumerate(layers):
         op = L["op"]
@@ -445,10 +477,16 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
             scratch_bytes = _prod(f["scratch"], batch_size, asize)
             row = table[L["call"]][n_ops + L["act"] if op == Op.ACT else op]
             macs = _prod(f["macs"], batch_size) if f["macs"] else 0
-            ops = convention_ops(row, op, f, batch_size)
+            ops = convention_ops(row, L, f, batch_size, last_call_only)
+            params = 0 if L["flags"] & Flag.CALLED_AGAIN else f["params"]
             act, wr, rd = layer_bytes(L, f, ins, shapes, batch_size, wsize, asize, scratch_bytes)
-            for k, v in (("ops", ops), ("macs", macs), ("params", f["params"]),
-                         ("act_bytes", act), ("read_bytes", rd), ("write_bytes", wr)):
+            allocated = _chk(allocated + act)     # what the buffers take, for the peak
+            if memory == "torchstat":
+                act_tot, wr, rd = torchstat_bytes(L, f, ins, shapes, batch_size, wsize, asize)
+            else:
+                act_tot = act
+            for k, v in (("ops", ops), ("macs", macs), ("params", params),
+                         ("act_bytes", act_tot), ("read_bytes", rd), ("write_bytes", wr)):
                 tot[k] = _chk(tot[k] + v)
         except _Overflow:
             raise RefError(i, "overflow") from None
@@ -456,7 +494,7 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
         scratch.append(scratch_bytes)
         track_lifetime(layers, i, f, ins, act, out_bytes, owner, alloc, last_use)
     try:
-        _chk(tot["act_bytes"] + alloc[0])    # bounds every partial sum of the sweep
+        _chk(allocated + alloc[0])    # bounds every partial sum of the sweep
         tot["weight_bytes"] = _prod(tot["params"], wsize) if tot["params"] else 0
     except _Overflow:
         raise RefError(len(layers) - 1, "overflow") from None

@@ -21,6 +21,7 @@ MAIN_EPILOG = """\
 examples:
   nasflops spaces                                    list search spaces and their sizes
   nasflops count resnet50                            per-layer table of a zoo model
+  nasflops count vgg16 --report torchstat            torchstat's per-module report, exactly
   nasflops count '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'
   nasflops score nb201 --all -o nb201.parquet        score all 15,625 NAS-Bench-201 cells
   nasflops score ofa-mbv3 -n 1M --seed 0 -o ofa.parquet -j 2
@@ -96,8 +97,12 @@ def _bytes_arg(text: str) -> int:
 
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     from .conventions import CONVENTIONS
-    p.add_argument("--convention", "-c", default="macs",
+    from .options import MEMORY_SEMANTICS
+    p.add_argument("--convention", "-c", default=None,
                    help=f"what 'ops' counts: {', '.join(CONVENTIONS)} (default: macs)")
+    p.add_argument("--memory", default=None, choices=MEMORY_SEMANTICS,
+                   help="what the byte metrics count: nasflops (buffers allocated, bytes every op "
+                        "moves) or torchstat (its memory, MemRead, MemWrite) (default: nasflops)")
     p.add_argument("--batch-size", "-b", type=int, default=1, metavar="B",
                    help="samples per forward pass; multiplies every count but params (default: 1)")
     p.add_argument("--dtype", default=None, metavar="D",
@@ -143,10 +148,10 @@ def cmd_score(args) -> int:
         raise UserError(f"space {space.name!r} is too large to enumerate; sample it with -n N")
     wdt, adt = _dtypes(args)
     run = score_space(space, n="all" if args.all else args.n, seed=args.seed, out=args.out,
-                      convention=args.convention, batch_size=args.batch_size,
+                      convention=args.convention or "macs", batch_size=args.batch_size,
                       weight_dtype=wdt, act_dtype=adt, chunk_size=args.chunk_size,
                       n_jobs=args.jobs, progress=not args.no_progress, resume=args.resume,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, memory=args.memory or "nasflops")
     con = _console()
     con.print(f"[bold]{run.n:,}[/] candidates of [bold]{space.name}[/] in {run.path} "
               f"({run.parts_written} part(s) written, {run.parts_resumed} resumed, "
@@ -196,13 +201,16 @@ def _count_valid(path) -> int:
 
 # ----------------------------------------------------------------- count
 def _resolve_target(args):
-    """Records of one network, and a label, from a zoo name, a native encoding or a .py file."""
+    """``(records, label, names, modules)`` of one network from a zoo name, a
+    native encoding or a .py file; ``names``/``modules`` are None where the
+    source has no module names."""
     target = args.target
     params = _space_params(args.param)
     if target.endswith(".py"):
         if not os.path.exists(target):
             raise UserError(f"no such file: {target}")
-        return _records_from_python(target, args.input_shape), os.path.basename(target)
+        records, names = _records_from_python(target, args.input_shape)
+        return records, os.path.basename(target), names, None
     if args.space:
         space = _get_space(args.space, params)
     elif target.startswith("|"):
@@ -222,7 +230,13 @@ def _resolve_target(args):
         except json.JSONDecodeError as e:
             raise UserError(f"not valid JSON: {e}") from None
     batch = space.encode([native])
-    return batch[0], f"{space.name} {target if len(target) < 60 else target[:57] + '...'}"
+    label = f"{space.name} {target if len(target) < 60 else target[:57] + '...'}"
+    if space.name == "zoo" and isinstance(native, str):
+        from .search_spaces import zoo
+        kw = {"resolution": space.resolution, "num_classes": space.num_classes}
+        _, names = zoo.build(native, with_names=True, **kw)
+        return batch[0], label, names, zoo.modules(native, **kw)
+    return batch[0], label, None, None
 
 
 def _records_from_python(path: str, input_shape: Optional[str]):
@@ -249,7 +263,33 @@ def _records_from_python(path: str, input_shape: Optional[str]):
             shape = tuple(int(v) for v in shape.replace("x", ",").split(","))
         except ValueError:
             raise UserError(f"--input-shape must look like 3,224,224, got {shape!r}") from None
-    return from_torch(model.eval(), tuple(shape))
+    return _with_names(from_torch(model.eval(), tuple(shape)))
+
+
+def _with_names(traced):
+    """``(records, names or None)`` from what ``from_torch`` returns: records,
+    a ``(records, names)`` pair, or an object with ``records`` and ``names``."""
+    if isinstance(traced, tuple) and len(traced) == 2:
+        return traced[0], list(traced[1])
+    if hasattr(traced, "records") and getattr(traced, "names", None) is not None:
+        return traced.records, list(traced.names)
+    return traced, None
+
+
+def _count_torchstat(args, records, names, modules) -> int:
+    """``count --report torchstat``: torchstat's table, batch 1, fp32."""
+    from .reports import torchstat_report
+
+    wdt, adt = _dtypes(args)
+    if args.batch_size != 1 or (wdt, adt) != ("fp32", "fp32"):
+        raise UserError("--report torchstat is torchstat's report: batch 1, fp32 "
+                        "(drop --batch-size and --dtype)")
+    if args.convention is not None or args.memory not in (None, "torchstat") or args.top:
+        raise UserError("--report torchstat counts under torchstat's own rules: drop --convention, "
+                        "--memory and --top")
+    report = torchstat_report(records, names, modules, device=args.device or "t4")
+    sys.stdout.write(report.text)
+    return 0
 
 
 def cmd_count(args) -> int:
@@ -259,9 +299,16 @@ def cmd_count(args) -> int:
     from .scoring import layer_table, score
     from .units import format_bytes, format_count
 
-    records, label = _resolve_target(args)
+    records, label, names, modules = _resolve_target(args)
+    if args.report == "torchstat":
+        return _count_torchstat(args, records, names, modules)
     wdt, adt = _dtypes(args)
-    conv = get_convention(args.convention)
+    conv = get_convention(args.convention or "macs")
+    mem = args.memory or "nasflops"
+    device = None if args.device is None else _device(args.device)
+    if device is not None and conv.unit != "FLOPs":
+        raise UserError(f"the device profiles give FLOP/s: with --device, count FLOPs "
+                        f"(--convention flops or fma2), not {conv.unit} ('{conv.name}')")
     con = _console()
     if args.all_conventions:
         t = Table(title=f"{label}: totals under every convention (batch {args.batch_size})")
@@ -269,15 +316,18 @@ def cmd_count(args) -> int:
         t.add_column("total", justify="right")
         t.add_column("what it counts (why totals differ)", overflow="fold")
         for name, c in CONVENTIONS.items():
-            r = score(records, convention=c, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt)
+            r = score(records, convention=c, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
+                      memory=mem)
             t.add_row(name, format_count(r["ops"][0], c.unit), c.description)
         con.print(t)
         return 0
-    tab = layer_table(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt)
-    tot = score(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt)[0]
+    tab = layer_table(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
+                      memory=mem)
+    tot = score(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
+                memory=mem, device=device)[0]
     total_ops = int(tot["ops"])
     t = Table(title=f"{label} - ops under convention '{conv.name}' ({conv.unit}), batch {args.batch_size}, "
-                    f"weights {wdt}, activations {adt}")
+                    f"weights {wdt}, activations {adt}" + ("" if mem == "nasflops" else f", {mem} memory"))
     for col, just in (("#", "right"), ("layer", "left"), ("inputs", "left"), ("output CxHxW", "right"),
                       (conv.unit, "right"), ("share", "right"), ("params", "right"),
                       ("act", "right"), ("read", "right"), ("write", "right"), ("live", "right")):
@@ -301,7 +351,19 @@ def cmd_count(args) -> int:
     con.print(f"activations: peak {format_bytes(tot['peak_act_bytes'])}, written "
               f"{format_bytes(tot['act_bytes'])}; memory traffic "
               f"{format_bytes(int(tot['read_bytes']) + int(tot['write_bytes']))} (read + write)")
+    if device is not None:
+        con.print(f"roofline latency on {device.name}: {float(tot['latency_s']) * 1e3:.4g} ms "
+                  f"({device.peak_ops_per_s / 1e12:g} TFLOP/s, {device.bytes_per_s / 1e9:g} GB/s; "
+                  f"{device.source})")
     return 0
+
+
+def _device(name: str):
+    from .options import get_device
+    try:
+        return get_device(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 # ----------------------------------------------------------------- validate
@@ -395,6 +457,7 @@ def cmd_filter(args) -> int:
 
 # ----------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .options import DEVICES
     fmt = argparse.RawDescriptionHelpFormatter
     p = _Parser(
         prog="nasflops", formatter_class=fmt, epilog=MAIN_EPILOG,
@@ -445,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nasflops count resnet50 --all-conventions\n"
                               "  nasflops count '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'\n"
                               "  nasflops count '{\"ks\": [3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5], \"e\": [3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4], \"d\": [2,3,4,2,3], \"r\": 176}'\n"
-                              "  nasflops count my_model.py --input-shape 3,224,224")
+                              "  nasflops count my_model.py --input-shape 3,224,224\n"
+                              "  nasflops count resnet18 --report torchstat --device a100")
     s.add_argument("target", metavar="MODEL_OR_ARCH", help="zoo model, native encoding, or file.py")
     s.add_argument("--space", default=None, help="space the native encoding belongs to (default: guessed)")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
@@ -453,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all-conventions", action="store_true",
                    help="every convention's total side by side, with what each counts")
     s.add_argument("--top", type=int, default=0, metavar="K", help="only the K most expensive layers")
+    s.add_argument("--report", choices=("nasflops", "torchstat"), default="nasflops",
+                   help="nasflops' per-layer table, or torchstat 0.0.7's per-module report (its "
+                        "MAdd, Flops, memory, MemRead, MemWrite) with a roofline[%%] column "
+                        "(default: nasflops)")
+    s.add_argument("--device", default=None, metavar="NAME",
+                   help=f"roofline profile: {', '.join(DEVICES)} (torchstat report default: t4)")
     _add_scoring_options(s)
     s.set_defaults(func=cmd_count)
 

@@ -15,6 +15,7 @@ The core computes, for every layer, a few convention-independent *terms*
 ``extra_in`` elements of every input but the first (add of k tensors: (k-1)*out)
 ``rows``    output positions, N*Ho*Wo
 ``out_ch``  output channels times N
+``samples`` N itself: one per sample (torchstat's softmax counts 3 per element - 1)
 ==========  ==================================================================
 
 A convention is a set of rules with one row per op (activations have one row per
@@ -23,7 +24,10 @@ product of its row with its terms.  Rows may differ by how the op is called
 in torch code (``Call``: a module, a function, a tensor method, an
 operator), because hook-based tools see those differently: a rule key
 ``"relu@module"`` applies to module calls only, a bare ``"relu"`` to every
-call.  Adding a convention is adding a table, never a code path.  Ops a convention does not mention count zero *by that
+call.  A convention may also keep only a module's last call
+(``last_call_only``: records flagged ``called_again`` count zero), as
+torchstat does.  Adding a convention is adding a table, never a code path.
+Ops a convention does not mention count zero *by that
 convention's definition* (``macs`` counts only multiply-accumulates), never
 because an op was unknown: unknown ops are errors in the core.
 """
@@ -84,6 +88,10 @@ class Convention:
         ``(N_CALL_KINDS, N_RULES, N_TERMS)`` int64: the rules as the array
         the core reads, one row per call kind and op (and activation kind),
         one column per term.
+    last_call_only : bool
+        Count only the last call of a module called several times: records
+        flagged ``Flag.CALLED_AGAIN`` count zero (torchstat overwrites a
+        module's figures at every call).
     """
 
     name: str
@@ -91,10 +99,12 @@ class Convention:
     description: str
     rules: Mapping[str, Mapping[str, int]]
     weights: np.ndarray = field(repr=False, compare=False)
+    last_call_only: bool = False
 
     @classmethod
     def build(cls, name: str, unit: str, description: str,
-              rules: Mapping[str, Mapping[str, int]]) -> "Convention":
+              rules: Mapping[str, Mapping[str, int]],
+              last_call_only: bool = False) -> "Convention":
         weights = np.zeros((_core.N_CALL_KINDS, _core.N_RULES, len(TERMS)), dtype=np.int64)
         # rules for every call kind first, so that "op@call" rules override them
         for key, terms in sorted(rules.items(), key=lambda kv: "@" in kv[0]):
@@ -107,21 +117,24 @@ class Convention:
                 for term, coef in terms.items():
                     weights[call, row, TERMS.index(term)] = int(coef)
         weights.setflags(write=False)
-        return cls(name, unit, description, rules, weights)
+        return cls(name, unit, description, rules, weights, bool(last_call_only))
 
 
 CONVENTIONS: dict[str, Convention] = {}
 
 
 def register_convention(name: str, unit: str, description: str,
-                        rules: Mapping[str, Mapping[str, int]]) -> Convention:
+                        rules: Mapping[str, Mapping[str, int]],
+                        last_call_only: bool = False) -> Convention:
     """Add a convention to the registry (and return it).
 
     ``rules`` maps an op name (``"conv2d"``), an activation (``"act:relu"``)
     or every activation (``"act:*"``), optionally restricted to one call kind
     (``"conv2d@function"``), to ``{term: integer coefficient}``.
+    ``last_call_only`` counts a module called several times at its last call
+    only (records flagged ``called_again`` count zero).
     """
-    conv = Convention.build(name, unit, description, rules)
+    conv = Convention.build(name, unit, description, rules, last_call_only)
     CONVENTIONS[name] = conv
     return conv
 
@@ -281,3 +294,53 @@ register_convention(
         # aten::scaled_dot_product_attention, which fvcore does not count
         "mha": {"mac": 1, "attn_mac": -1},
     })
+
+# -- torchstat 0.0.7 (torchstat.stat: compute_madd.py and compute_flops.py).
+# It wraps the __call__ of every leaf module's class, so it sees module
+# calls only ("@module" below; torch.flatten, F.relu, x + y count nothing)
+# and overwrites a module's figures at each call: a module called twice
+# (ResNet's BasicBlock relu) counts its last call only (last_call_only).
+# "MAdd" counts multiplies and adds apart (hence FLOPs); its "Flops" are
+# multiply-accumulates plus a few per-element terms (hence MACs).  Per
+# sample, x N like every convention (torchstat always runs N = 1):
+#   MAdd   conv (2*Cin/g*K - 1 + bias) per output = 2 mac - out + bias;
+#          linear (2I - 1) per output, no bias term; BN 4/elem; max pool
+#          (K - 1) per output = window - out; avg pool K per output = window;
+#          ReLU/ReLU6 1/elem; softmax 3 per element - 1 (its 'dim' ignored)
+#   Flops  conv mac + bias; linear mac (no bias); BN 1/elem, 2 affine;
+#          max and avg pool 1 per INPUT element; ReLU/ReLU6 1/elem
+# Every other module (adaptive pools, dropout, other activations, layer
+# norm, identity, flatten modules) is "not supported": 0.
+register_convention(
+    "torchstat-madd", "FLOPs",
+    "torchstat 0.0.7's 'MAdd' (module calls only, last call of a module): conv 2*MAC - out "
+    "(+ out with bias), linear 2*MAC - out, BN 4/elem, max pool (K-1)/out, avg pool K/out, "
+    "ReLU/ReLU6 1/elem, softmax 3/elem - 1; everything else zero",
+    {
+        "conv2d@module": {"mac": 2, "out": -1, "bias": 1},
+        "linear@module": {"mac": 2, "out": -1},
+        "batchnorm@module": {"out": 4},
+        "maxpool@module": {"window": 1, "out": -1},
+        "avgpool@module": {"window": 1},
+        "act:relu@module": {"out": 1},
+        "act:relu6@module": {"out": 1},
+        "softmax@module": {"out": 3, "samples": -1},
+    },
+    last_call_only=True)
+
+register_convention(
+    "torchstat-flops", "MACs",
+    "torchstat 0.0.7's 'Flops' (module calls only, last call of a module): conv MACs + bias, "
+    "linear MACs, BN 1/elem (2 affine), max/avg pool 1 per input element, ReLU/ReLU6 1/elem; "
+    "everything else zero",
+    {
+        "conv2d@module": {"mac": 1, "bias": 1},
+        "linear@module": {"mac": 1},
+        "batchnorm@module": {"out": 1, "affine": 1},
+        "maxpool@module": {"in": 1},
+        "avgpool@module": {"in": 1},
+        "act:relu@module": {"out": 1},
+        "act:relu6@module": {"out": 1},
+    },
+    last_call_only=True)
+# -- end torchstat

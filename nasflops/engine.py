@@ -89,11 +89,11 @@ def score_into(records: np.ndarray, offsets: np.ndarray, opts: ScoringOptions, o
     the same rows of ``out``; returns ``out``.  The GIL is released while the
     core runs."""
     stop = offsets.shape[0] - 1 if stop is None else stop
-    weights, batch_size, wbytes, abytes = opts.core_args()
+    weights, batch_size, wbytes, abytes, fused, memory, last_call_only = opts.core_args()
     peak, bw = opts.roofline_args()
     _core.score_range(records, offsets, start, stop, weights, batch_size, wbytes, abytes,
                       out.metrics, out.status, out.bad_layer, peak, bw, out.latency,
-                      opts.fused_attention)
+                      fused, memory, last_call_only)
     return out
 
 

@@ -2,8 +2,9 @@
 
 Every way of scoring (:func:`nasflops.score`, :func:`nasflops.score_space`,
 budgets, sampling) takes the same options -- the counting convention, the
-batch size, the element types of weights and activations, and an optional
-roofline device -- and validates them once, here, into a
+batch size, the element types of weights and activations, the memory
+semantics, and an optional roofline device -- and validates them once, here,
+into a
 :class:`ScoringOptions`.  Lower layers receive that object, never loose
 positional values.
 """
@@ -12,13 +13,21 @@ from __future__ import annotations
 import json
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from . import _core
 from .conventions import Convention, get_convention
 
-__all__ = ["DTYPE_SIZES", "Device", "ScoringOptions", "positive_int", "META_KEY",
-           "metadata_of_schema"]
+__all__ = ["DTYPE_SIZES", "Device", "DEVICES", "get_device", "MEMORY_SEMANTICS",
+           "ScoringOptions", "positive_int", "META_KEY", "metadata_of_schema"]
+
+#: what ``act_bytes``, ``read_bytes`` and ``write_bytes`` count (README,
+#: "Memory metrics"): ``"nasflops"`` -- buffers allocated and bytes every op
+#: moves; ``"torchstat"`` -- torchstat 0.0.7's memory(MB), MemRead(B) and
+#: MemWrite(B): module calls only, every module output as memory (dropout,
+#: in-place ReLU included), reads and writes only where torchstat has a rule
+MEMORY_SEMANTICS: tuple[str, ...] = tuple(_core.MEMORY)
 
 #: schema-metadata key under which results (Arrow tables, Parquet files)
 #: carry their options and provenance, as one JSON object
@@ -80,6 +89,8 @@ class Device:
     name: str
     peak_ops_per_s: float
     bytes_per_s: float
+    #: where the figures come from (a datasheet), for the printouts
+    source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
         for attr in ("peak_ops_per_s", "bytes_per_s"):
@@ -88,6 +99,37 @@ class Device:
                 raise ValueError(f"Device {self.name!r}: {attr} must be a positive, finite number, "
                                  f"got {v!r}")
             object.__setattr__(self, attr, float(v))
+
+
+#: named device profiles: vendor peak fp32 FLOP/s (so score them with a
+#: FLOP convention such as ``flops``) and peak memory bandwidth
+DEVICES: dict[str, Device] = {d.name: d for d in (
+    Device("a100", 19.5e12, 1555e9,
+           "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM): FP32 19.5 TFLOPS, "
+           "HBM2 1,555 GB/s"),
+    Device("v100", 15.7e12, 900e9,
+           "NVIDIA V100 Tensor Core GPU datasheet (V100 SXM2): FP32 15.7 TFLOPS, HBM2 900 GB/s"),
+    Device("t4", 8.1e12, 320e9,
+           "NVIDIA T4 datasheet: FP32 8.1 TFLOPS; 16 GB GDDR6 on a 256-bit bus at 10 Gbps, "
+           "320 GB/s"),
+    Device("jetson-nano", 235.8e9, 25.6e9,
+           "NVIDIA Jetson Nano module datasheet: 128 CUDA cores at 921.6 MHz (472 GFLOPS FP16, "
+           "235.8 GFLOPS FP32), 64-bit LPDDR4 25.6 GB/s"),
+)}
+
+
+def get_device(name) -> Device:
+    """A :class:`Device` itself, or the named profile of :data:`DEVICES`.
+
+    >>> get_device("t4").bytes_per_s
+    320000000000.0
+    """
+    if isinstance(name, Device):
+        return name
+    try:
+        return DEVICES[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown device {name!r}; known: {', '.join(DEVICES)}") from None
 
 
 def dtype_size(name, what: str = "dtype") -> int:
@@ -119,12 +161,14 @@ class ScoringOptions:
     fused_attention : bool
         Attention runs fused (FlashAttention-style): its score matrix is
         never materialised, so it adds nothing to the memory metrics.
+    memory : str
+        Byte semantics, one of :data:`MEMORY_SEMANTICS`.
 
     Examples
     --------
     >>> o = ScoringOptions.make("flops", batch_size=8, act_dtype="bf16")
-    >>> o.convention.name, o.batch_size, o.weight_bytes, o.act_bytes
-    ('flops', 8, 4, 2)
+    >>> o.convention.name, o.batch_size, o.weight_bytes, o.act_bytes, o.memory
+    ('flops', 8, 4, 2, 'nasflops')
     """
 
     convention: Convention
@@ -135,21 +179,26 @@ class ScoringOptions:
     act_bytes: int
     device: Optional[Device] = None
     fused_attention: bool = False
+    memory: str = "nasflops"
 
     @classmethod
     def make(cls, convention: Union[str, Convention] = "macs", batch_size: int = 1,
              weight_dtype: str = "fp32", act_dtype: str = "fp32",
-             device: Optional[Device] = None, fused_attention: bool = False) -> "ScoringOptions":
+             device: Optional[Device] = None, fused_attention: bool = False,
+             memory: str = "nasflops") -> "ScoringOptions":
         """Validate the options; a ``ValueError`` names the bad one."""
         if device is not None and not isinstance(device, Device):
             raise TypeError(f"device must be a nasflops.Device, got {type(device).__name__}")
         if not isinstance(fused_attention, bool):
             raise TypeError(f"fused_attention must be True or False, got {fused_attention!r}")
+        if memory not in MEMORY_SEMANTICS:
+            raise ValueError(f"unknown memory semantics {memory!r}; known: "
+                             f"{', '.join(MEMORY_SEMANTICS)}")
         # the core multiplies counts by the batch size in int64: 2**31 keeps
         # every realistic product in range and refuses nonsense early
         return cls(get_convention(convention), positive_int(batch_size, "batch_size", 1, 1 << 31),
                    str(weight_dtype), str(act_dtype), dtype_size(weight_dtype, "weight_dtype"),
-                   dtype_size(act_dtype, "act_dtype"), device, fused_attention)
+                   dtype_size(act_dtype, "act_dtype"), device, fused_attention, memory)
 
     @property
     def with_latency(self) -> bool:
@@ -157,8 +206,10 @@ class ScoringOptions:
         return self.device is not None
 
     def core_args(self) -> tuple:
-        """``(weights, batch_size, weight_bytes, act_bytes)`` as the core takes them."""
-        return self.convention.weights, self.batch_size, self.weight_bytes, self.act_bytes
+        """``(weights, batch_size, weight_bytes, act_bytes, fused_attention, memory,
+        last_call_only)`` as the core's ``layer_metrics`` takes them."""
+        return (self.convention.weights, self.batch_size, self.weight_bytes, self.act_bytes,
+                self.fused_attention, _core.MEMORY[self.memory], self.convention.last_call_only)
 
     def roofline_args(self) -> tuple[float, float]:
         """``(peak_ops_per_s, bytes_per_s)``, zeros without a device."""
@@ -177,6 +228,7 @@ class ScoringOptions:
             "act_dtype": self.act_dtype,
             "weight_bytes_per_element": self.weight_bytes,
             "act_bytes_per_element": self.act_bytes,
+            "memory": self.memory,
             "device": None if d is None else {"name": d.name, "peak_ops_per_s": d.peak_ops_per_s,
                                               "bytes_per_s": d.bytes_per_s},
             "fused_attention": self.fused_attention,

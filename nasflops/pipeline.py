@@ -193,7 +193,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                 chunk_size: Optional[int] = None, n_jobs: Optional[int] = 1,
                 progress: bool = True, resume: bool = False, overwrite: bool = False,
                 compression: Optional[str] = "zstd",
-                encode_block: int = ENCODE_BLOCK, fused_attention: bool = False) -> ScoreRun:
+                encode_block: int = ENCODE_BLOCK, fused_attention: bool = False,
+                memory: str = "nasflops") -> ScoreRun:
     """Score a whole search space (or ``n`` samples of it) into a Parquet dataset.
 
     Chunk after chunk: sample or enumerate ``chunk_size`` candidates, encode,
@@ -235,6 +236,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
         Candidates encoded and scored at a time inside a chunk.
     fused_attention : bool
         As in :func:`nasflops.score`: attention scores never materialised.
+    memory : {"nasflops", "torchstat"}
+        Byte semantics, as in :func:`nasflops.score` (stored in the metadata).
 
     Returns
     -------
@@ -265,7 +268,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     if isinstance(space, str):
         space = get_space(space)
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
-                               fused_attention)
+                               fused_attention, memory)
     encode_block = positive_int(encode_block, "encode_block")
     mode, total, seed = _plan(space, n, seed)
     chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")

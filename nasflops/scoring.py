@@ -67,11 +67,12 @@ class Scores(np.ndarray):
     batch_size: int = 1
     weight_dtype: str = "fp32"
     act_dtype: str = "fp32"
+    memory: str = "nasflops"
 
     def __array_finalize__(self, obj):
         if obj is None:
             return
-        for a in ("convention", "unit", "batch_size", "weight_dtype", "act_dtype"):
+        for a in ("convention", "unit", "batch_size", "weight_dtype", "act_dtype", "memory"):
             setattr(self, a, getattr(obj, a, getattr(Scores, a)))
 
     @property
@@ -94,6 +95,7 @@ class Scores(np.ndarray):
         res = out.view(cls)
         res.convention, res.unit = opts.convention.name, opts.convention.unit
         res.batch_size, res.weight_dtype, res.act_dtype = opts.batch_size, opts.weight_dtype, opts.act_dtype
+        res.memory = opts.memory
         return res
 
 
@@ -117,7 +119,8 @@ def as_batch(specs) -> SpecBatch:
 def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 1,
           weight_dtype: str = "fp32", act_dtype: str = "fp32", n_jobs: Optional[int] = 1,
           errors: str = "raise", device: Optional[Device] = None,
-          chunk_size: Optional[int] = None, fused_attention: bool = False) -> Scores:
+          chunk_size: Optional[int] = None, fused_attention: bool = False,
+          memory: str = "nasflops") -> Scores:
     """Score architectures: FLOPs/MACs, params and memory, exactly.
 
     Parameters
@@ -149,6 +152,10 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     fused_attention : bool
         Attention runs fused (FlashAttention-style): its score matrix is
         never materialised and adds nothing to the memory metrics.
+    memory : {"nasflops", "torchstat"}
+        What ``act_bytes``, ``read_bytes`` and ``write_bytes`` count: the
+        buffers allocated and the bytes every op moves, or torchstat
+        0.0.7's memory, MemRead and MemWrite (README, "Memory metrics").
 
     Returns
     -------
@@ -169,7 +176,7 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     if errors not in ("raise", "status"):
         raise ValueError(f"errors must be 'raise' or 'status', got {errors!r}")
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
-                               fused_attention)
+                               fused_attention, memory)
     raw = score_chunks(specs, opts, n_jobs=n_jobs, chunk_size=chunk_size)
     if errors == "raise" and len(raw) and np.any(raw.status):
         i = int(np.flatnonzero(raw.status)[0])
@@ -185,7 +192,8 @@ LAYER_TABLE_DTYPE = np.dtype([("layer", np.int32), ("op", "U16"), ("inputs", "U2
 
 def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: int = 1,
                 weight_dtype: str = "fp32", act_dtype: str = "fp32",
-                device: Optional[Device] = None, fused_attention: bool = False) -> np.ndarray:
+                device: Optional[Device] = None, fused_attention: bool = False,
+                memory: str = "nasflops") -> np.ndarray:
     """Per-layer breakdown of one architecture.
 
     Returns a structured array with, per layer: ``layer``, ``op`` (name),
@@ -193,7 +201,8 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     ``width``/``groups`` and ``layout`` (0 image, 1 tokens, 2 matrices), ``ops`` (under ``convention``), ``macs``, ``params``,
     ``act_bytes`` (output), ``read_bytes``, ``write_bytes``, ``live_bytes``
     (live activations while the layer runs; their maximum is
-    ``peak_act_bytes``) and, with a device, ``latency_s``.
+    ``peak_act_bytes``) and, with a device, ``latency_s``.  ``memory`` picks
+    the byte semantics as in :func:`score`.
 
     Raises :class:`SpecError` for an invalid architecture.
 
@@ -210,8 +219,8 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
         raise ValueError(f"layer_table takes one architecture, got {len(specs)}")
     records = specs[0]
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
-                               fused_attention)
-    st, bad, table = _core.layer_metrics(records, *opts.core_args(), opts.fused_attention)
+                               fused_attention, memory)
+    st, bad, table = _core.layer_metrics(records, *opts.core_args())
     if st:
         raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st), opts))
     fields = list(LAYER_TABLE_DTYPE.descr) + ([("latency_s", "<f8")] if device else [])
@@ -251,8 +260,7 @@ def explain(records: np.ndarray, layer: int, status: int,
     if layer > 0 and status not in (_ST["bad_input_ref"], _ST["no_input"]):
         opts = opts or ScoringOptions.make()
         # same options: the rows before the fault are exactly what was scored
-        _, _, t = _core.layer_metrics(np.ascontiguousarray(records[:layer + 1]), *opts.core_args(),
-                                      opts.fused_attention)
+        _, _, t = _core.layer_metrics(np.ascontiguousarray(records[:layer + 1]), *opts.core_args())
         shapes = {j: tuple(int(v) for v in t[j, :5]) for j in range(layer)}
     why = _EXPLAIN.get(status)
     reason = why(_Fault(rec, layer, name, shapes)) if why else f"invalid (status {status})"

@@ -14,7 +14,9 @@ Record fields (see ``nasflops/_core.pxd`` for the C struct they mirror):
 ============  =================================================================
 op            :class:`Op` code
 act           :class:`Act` kind (``op == Op.ACT`` only)
-flags         :class:`Flag` bits: bias, affine, ceil_mode, exclude_pad, inplace
+call          :class:`Call`: module (default), function, method or operator
+flags         :class:`Flag` bits: bias, affine, ceil_mode, exclude_pad, inplace,
+              called_again
 out_channels  conv/linear outputs; input channels; slice channel count
 groups        conv groups; channel-shuffle groups
 start         slice: first channel kept
@@ -38,7 +40,7 @@ import numpy as np
 from . import _core
 
 __all__ = ["LAYER_DTYPE", "MAX_INPUTS", "Op", "Act", "Flag", "Call", "SpecBatch", "Net",
-           "empty_records", "parse_act", "ACT_ALIASES", "LAYOUTS"]
+           "empty_records", "parse_act", "ACT_ALIASES", "LAYOUTS", "mark_called_again"]
 
 #: numpy dtype of one layer record, taken from the C struct ``Layer``.
 LAYER_DTYPE: np.dtype = _core.LAYER_DTYPE
@@ -243,6 +245,54 @@ class SpecBatch:
         return f"SpecBatch({len(self)} architectures, {self.n_layers} layers)"
 
 
+def _continues(records, names, i: int, j: int) -> bool:
+    """Whether record ``i`` continues the call that made record ``j`` (a
+    chained add or concat: one torch call written as several records)."""
+    return (j >= 0 and names[j] == names[i] and int(records[i]["op"]) in (Op.ADD, Op.CONCAT)
+            and records[j]["op"] == records[i]["op"])
+
+
+def mark_called_again(records, names: Sequence[str]) -> np.ndarray:
+    """A copy of ``records`` in which every module call whose module is
+    called again later carries :attr:`Flag.CALLED_AGAIN`.
+
+    ``names`` gives each record's module (its path in the torch model, such
+    as ``"layer1.0.relu"``); records with the same name are calls of one
+    module instance.  Unnamed records (``""``), the input and calls that
+    are not module calls are left alone, and the records of one chained
+    add or concat are one call.  A module's parameters are then counted
+    once, at its last call, and tools that keep a module's last call only
+    (torchstat) can be reproduced.
+
+    Examples
+    --------
+    >>> import nasflops
+    >>> net = nasflops.Net(8, 4, 4)
+    >>> x = net.act(net.input, "relu", name="relu")
+    >>> y = net.act(net.add(x, net.input), "relu", name="relu")   # the same module again
+    >>> [bool(f & nasflops.Flag.CALLED_AGAIN) for f in net.records["flags"]]
+    [False, True, False, False]
+    """
+    records = np.array(_as_records(records), copy=True)
+    names = [str(n) for n in names]
+    if len(names) != len(records):
+        raise ValueError(f"{len(names)} names for {len(records)} records: give one name per "
+                         "record ('' for none)")
+    call_of: dict[int, int] = {}
+    last_call: dict[str, int] = {}
+    for i in range(1, len(records)):
+        if not names[i] or int(records[i]["call"]) != Call.MODULE:
+            continue
+        j = int(records[i]["input0"])
+        same_call = _continues(records, names, i, j) and call_of.get(j) == last_call.get(names[i])
+        call_of[i] = call_of[j] if same_call else i
+        last_call[names[i]] = call_of[i]
+    again = [i for i, c in call_of.items() if c != last_call[names[i]]]
+    if again:
+        records["flags"][again] |= int(Flag.CALLED_AGAIN)
+    return records
+
+
 def _pair(v, name: str) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
@@ -258,6 +308,11 @@ class Net:
     tensors append a chain) and returns the index of the new layer, to be
     passed as the input of later layers.  Nothing is checked here: the core
     checks everything when the net is scored, and names the layer at fault.
+
+    Every method also takes ``name``: the path of the torch module the
+    record stands for (``"layer1.0.conv1"``), kept in :attr:`names`.  Two
+    module calls with one name are calls of one module instance: the earlier
+    ones are flagged ``called_again`` (:func:`mark_called_again`).
 
     Parameters
     ----------
@@ -281,6 +336,8 @@ class Net:
 
     def __init__(self, channels: int, height: int, width: int):
         self._rows: list[np.ndarray] = []
+        self._names: list[str] = [""]
+        self._modules: dict[str, None] = {}     # module names, registration order
         self._call = int(Call.MODULE)
         rec = empty_records(1)[0]
         rec["op"] = Op.INPUT
@@ -302,8 +359,38 @@ class Net:
 
     @property
     def records(self) -> np.ndarray:
-        """The architecture as a record array (a copy)."""
-        return np.array(self._rows, dtype=LAYER_DTYPE)
+        """The architecture as a record array (a copy); earlier calls of a
+        named module called again carry ``Flag.CALLED_AGAIN``."""
+        rows = np.array(self._rows, dtype=LAYER_DTYPE)
+        return mark_called_again(rows, self._names) if self._modules else rows
+
+    @property
+    def names(self) -> list[str]:
+        """One name per record: its torch module path, ``""`` when unnamed."""
+        return list(self._names)
+
+    @property
+    def modules(self) -> list[str]:
+        """The named modules in their order of registration: those declared
+        with :meth:`declare` first, then in order of first call.
+
+        >>> import nasflops
+        >>> net = nasflops.Net(3, 8, 8)
+        >>> net.declare("conv", "bn", "unused")
+        >>> x = net.bn(net.conv(net.input, 4, 3, name="conv"), name="bn")
+        >>> _ = net.act(x, "relu", name="relu")
+        >>> net.modules
+        ['conv', 'bn', 'unused', 'relu']
+        """
+        return list(self._modules)
+
+    def declare(self, *names: str) -> None:
+        """Register module names before their first call, in the order the
+        torch model registers them (``named_modules``), where that differs
+        from the order they run in; a declared module never called is a
+        module that exists and never runs."""
+        for n in names:
+            self._modules.setdefault(str(n), None)
 
     @contextlib.contextmanager
     def calling(self, call):
@@ -325,9 +412,13 @@ class Net:
         finally:
             self._call = old
 
-    def _append(self, op: int, inputs: Sequence[int], **fields) -> int:
+    def _append(self, op: int, inputs: Sequence[int], name: str = "", **fields) -> int:
         if len(inputs) > MAX_INPUTS:
             raise ValueError(f"a record takes at most {MAX_INPUTS} inputs")
+        name = str(name or "")
+        self._names.append(name)
+        if name and self._call == Call.MODULE:
+            self._modules.setdefault(name, None)
         rec = empty_records(1)[0]
         rec["op"] = op
         rec["call"] = self._call
@@ -338,53 +429,53 @@ class Net:
         self._rows.append(rec)
         return len(self._rows) - 1
 
-    def _window(self, op, x, kernel, stride, padding, dilation, flags, **extra) -> int:
+    def _window(self, op, x, kernel, stride, padding, dilation, flags, name, **extra) -> int:
         kh, kw = _pair(kernel, "kernel")
         sh, sw = _pair(stride, "stride")
         ph, pw = _pair(padding, "padding")
         dh, dw = _pair(dilation, "dilation")
         return self._append(op, [x], kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
                             pad_h=ph, pad_w=pw, dilation_h=dh, dilation_w=dw,
-                            flags=flags, **extra)
+                            flags=flags, name=name, **extra)
 
     # -- layers with weights ------------------------------------------------
     def conv(self, x: int, out_channels: int, kernel, stride=1, padding=0,
-             dilation=1, groups: int = 1, bias: bool = False) -> int:
+             dilation=1, groups: int = 1, bias: bool = False, name: str = "") -> int:
         """2-D convolution (``nn.Conv2d``); ``groups=in_channels`` is depthwise."""
         return self._window(Op.CONV2D, x, kernel, stride, padding, dilation,
-                            Flag.BIAS if bias else 0, out_channels=out_channels,
+                            Flag.BIAS if bias else 0, name, out_channels=out_channels,
                             groups=groups)
 
-    def linear(self, x: int, out_features: int, bias: bool = True) -> int:
+    def linear(self, x: int, out_features: int, bias: bool = True, name: str = "") -> int:
         """Fully connected layer on a 1x1 input (flatten or pool first)."""
-        return self._append(Op.LINEAR, [x], out_channels=out_features,
+        return self._append(Op.LINEAR, [x], name, out_channels=out_features,
                             flags=Flag.BIAS if bias else 0)
 
-    def bn(self, x: int, affine: bool = True) -> int:
+    def bn(self, x: int, affine: bool = True, name: str = "") -> int:
         """Batch norm (inference: running statistics)."""
-        return self._append(Op.BATCHNORM, [x], flags=Flag.AFFINE if affine else 0)
+        return self._append(Op.BATCHNORM, [x], name, flags=Flag.AFFINE if affine else 0)
 
-    def layernorm(self, x: int, affine: bool = True) -> int:
+    def layernorm(self, x: int, affine: bool = True, name: str = "") -> int:
         """Layer norm over the channels at each position (ConvNeXt's LayerNorm2d)."""
-        return self._append(Op.LAYERNORM, [x], flags=Flag.AFFINE if affine else 0)
+        return self._append(Op.LAYERNORM, [x], name, flags=Flag.AFFINE if affine else 0)
 
-    def scale(self, x: int, bias: bool = False) -> int:
+    def scale(self, x: int, bias: bool = False, name: str = "") -> int:
         """Learned per-channel scale (ConvNeXt's layer scale)."""
-        return self._append(Op.SCALE, [x], flags=Flag.BIAS if bias else 0)
+        return self._append(Op.SCALE, [x], name, flags=Flag.BIAS if bias else 0)
 
     # -- element-wise -------------------------------------------------------
-    def act(self, x: int, kind: str | int, inplace: bool = False) -> int:
+    def act(self, x: int, kind: str | int, inplace: bool = False, name: str = "") -> int:
         """Activation: relu, relu6, hardswish, hardsigmoid, sigmoid, silu, gelu, tanh.
 
         ``inplace=True`` overwrites the input (allocates nothing)."""
-        return self._append(Op.ACT, [x], act=int(parse_act(kind)),
+        return self._append(Op.ACT, [x], name, act=int(parse_act(kind)),
                             flags=Flag.INPLACE if inplace else 0)
 
-    def softmax(self, x: int) -> int:
+    def softmax(self, x: int, name: str = "") -> int:
         """Softmax over channels."""
-        return self._append(Op.SOFTMAX, [x])
+        return self._append(Op.SOFTMAX, [x], name)
 
-    def add(self, *xs: int, inplace: bool = False) -> int:
+    def add(self, *xs: int, inplace: bool = False, name: str = "") -> int:
         """Element-wise sum of two or more same-shape tensors.
 
         ``inplace=True`` accumulates into the first input (torch's ``out += x``):
@@ -393,18 +484,18 @@ class Net:
             raise ValueError("add needs at least two inputs")
         flags = Flag.INPLACE if inplace else 0
         head, rest = list(xs[:MAX_INPUTS]), list(xs[MAX_INPUTS:])
-        out = self._append(Op.ADD, head, flags=flags)
+        out = self._append(Op.ADD, head, name, flags=flags)
         while rest:
             take = rest[:MAX_INPUTS - 1]
             rest = rest[MAX_INPUTS - 1:]
-            out = self._append(Op.ADD, [out] + take, flags=flags)
+            out = self._append(Op.ADD, [out] + take, name, flags=flags)
         return out
 
-    def mul(self, x: int, gate: int) -> int:
+    def mul(self, x: int, gate: int, name: str = "") -> int:
         """Element-wise product; ``gate`` may broadcast (a C x 1 x 1 SE gate)."""
-        return self._append(Op.MUL, [x, gate])
+        return self._append(Op.MUL, [x, gate], name)
 
-    def concat(self, *xs: int) -> int:
+    def concat(self, *xs: int, name: str = "") -> int:
         """Concatenate along channels.
 
         Past four inputs the join is a chain whose later records carry
@@ -413,84 +504,84 @@ class Net:
         if not xs:
             raise ValueError("concat needs at least one input")
         head, rest = list(xs[:MAX_INPUTS]), list(xs[MAX_INPUTS:])
-        out = self._append(Op.CONCAT, head)
+        out = self._append(Op.CONCAT, head, name)
         while rest:
             take = rest[:MAX_INPUTS - 1]
             rest = rest[MAX_INPUTS - 1:]
-            out = self._append(Op.CONCAT, [out] + take, flags=Flag.INPLACE)
+            out = self._append(Op.CONCAT, [out] + take, name, flags=Flag.INPLACE)
         return out
 
     # -- pooling ------------------------------------------------------------
     def maxpool(self, x: int, kernel, stride=None, padding=0, dilation=1,
-                ceil_mode: bool = False) -> int:
+                ceil_mode: bool = False, name: str = "") -> int:
         """Max pooling; ``stride`` defaults to the kernel, as in torch."""
         return self._window(Op.MAXPOOL, x, kernel, kernel if stride is None else stride,
-                            padding, dilation, Flag.CEIL_MODE if ceil_mode else 0)
+                            padding, dilation, Flag.CEIL_MODE if ceil_mode else 0, name)
 
     def avgpool(self, x: int, kernel, stride=None, padding=0, ceil_mode: bool = False,
-                count_include_pad: bool = True) -> int:
+                count_include_pad: bool = True, name: str = "") -> int:
         """Average pooling; ``stride`` defaults to the kernel, as in torch."""
         flags = (Flag.CEIL_MODE if ceil_mode else 0) | (0 if count_include_pad else Flag.EXCLUDE_PAD)
         return self._window(Op.AVGPOOL, x, kernel, kernel if stride is None else stride,
-                            padding, 1, flags)
+                            padding, 1, flags, name)
 
-    def adaptive_avgpool(self, x: int, size) -> int:
+    def adaptive_avgpool(self, x: int, size, name: str = "") -> int:
         """Adaptive average pooling to ``size`` (an int or a pair)."""
         h, w = _pair(size, "size")
-        return self._append(Op.ADAPTIVE_AVGPOOL, [x], size_h=h, size_w=w)
+        return self._append(Op.ADAPTIVE_AVGPOOL, [x], name, size_h=h, size_w=w)
 
-    def global_avgpool(self, x: int) -> int:
+    def global_avgpool(self, x: int, name: str = "") -> int:
         """Global average pooling (adaptive to 1 x 1)."""
-        return self.adaptive_avgpool(x, 1)
+        return self.adaptive_avgpool(x, 1, name)
 
     # -- shape and wiring ---------------------------------------------------
-    def flatten(self, x: int) -> int:
+    def flatten(self, x: int, name: str = "") -> int:
         """Flatten C x H x W to features (a view)."""
-        return self._append(Op.FLATTEN, [x])
+        return self._append(Op.FLATTEN, [x], name)
 
-    def identity(self, x: int) -> int:
+    def identity(self, x: int, name: str = "") -> int:
         """Identity (a view; NAS "skip_connect")."""
-        return self._append(Op.IDENTITY, [x])
+        return self._append(Op.IDENTITY, [x], name)
 
-    def zero(self, x: int) -> int:
+    def zero(self, x: int, name: str = "") -> int:
         """Zeros shaped like the input (NAS "none"); costs nothing."""
-        return self._append(Op.ZERO, [x])
+        return self._append(Op.ZERO, [x], name)
 
-    def dropout(self, x: int) -> int:
+    def dropout(self, x: int, name: str = "") -> int:
         """Dropout (identity at inference; a view)."""
-        return self._append(Op.DROPOUT, [x])
+        return self._append(Op.DROPOUT, [x], name)
 
-    def channel_shuffle(self, x: int, groups: int) -> int:
+    def channel_shuffle(self, x: int, groups: int, name: str = "") -> int:
         """ShuffleNet channel shuffle."""
-        return self._append(Op.CHANNEL_SHUFFLE, [x], groups=groups)
+        return self._append(Op.CHANNEL_SHUFFLE, [x], name, groups=groups)
 
-    def slice(self, x: int, start: int, count: int, tokens: bool = False) -> int:
+    def slice(self, x: int, start: int, count: int, tokens: bool = False, name: str = "") -> int:
         """Channels ``start .. start + count`` of the input (a view; ``chunk``),
         or with ``tokens=True`` tokens of a sequence (``x[:, 0]``: ViT's class token)."""
-        return self._append(Op.SLICE, [x], start=start, out_channels=count,
+        return self._append(Op.SLICE, [x], name, start=start, out_channels=count,
                             flags=Flag.TOKENS if tokens else 0)
 
     # -- tokens and attention -----------------------------------------------
-    def tokens(self, x: int, flat: bool = False) -> int:
+    def tokens(self, x: int, flat: bool = False, name: str = "") -> int:
         """An image as tokens, channels last (a view): ``x.permute(0, 2, 3, 1)``,
         or with ``flat=True`` a sequence of H*W tokens (``x.flatten(2).transpose(1, 2)``)."""
-        return self._append(Op.TOKENS, [x], flags=Flag.FLAT if flat else 0)
+        return self._append(Op.TOKENS, [x], name, flags=Flag.FLAT if flat else 0)
 
-    def to_image(self, x: int) -> int:
+    def to_image(self, x: int, name: str = "") -> int:
         """Tokens on an H x W grid back to a C x H x W image (a view)."""
-        return self._append(Op.TO_IMAGE, [x])
+        return self._append(Op.TO_IMAGE, [x], name)
 
-    def prepend(self, x: int, count: int = 1) -> int:
+    def prepend(self, x: int, count: int = 1, name: str = "") -> int:
         """Prepend ``count`` learned tokens to a sequence (ViT's class token,
         DeiT's distillation token): ``count * C`` parameters, one copy."""
-        return self._append(Op.PREPEND, [x], size_h=count)
+        return self._append(Op.PREPEND, [x], name, size_h=count)
 
-    def param_add(self, x: int, params: int, inplace: bool = False) -> int:
+    def param_add(self, x: int, params: int, inplace: bool = False, name: str = "") -> int:
         """Add a learned tensor of ``params`` values broadcast to ``x`` (position
         embeddings, relative-position biases; 0 for a constant such as a mask)."""
-        return self._append(Op.PARAM_ADD, [x], extra=params, flags=Flag.INPLACE if inplace else 0)
+        return self._append(Op.PARAM_ADD, [x], name, extra=params, flags=Flag.INPLACE if inplace else 0)
 
-    def view_as(self, x: int, shape, layout: str = "image", copy: bool = False) -> int:
+    def view_as(self, x: int, shape, layout: str = "image", copy: bool = False, name: str = "") -> int:
         """Reshape (and permute) to ``shape`` in ``layout``: ``(C, H, W)`` for an
         image, ``(G, H, W, C)`` for tokens (G groups of an H x W grid, channels
         last), ``(G, H, W)`` for a stack of matrices.  ``copy=True`` when torch
@@ -513,31 +604,31 @@ class Net:
         else:
             raise ValueError(f"view_as: a {layout!r} shape is (C, H, W) for 'image', (G, H, W, C) "
                              f"for 'tokens' or (G, H, W) for 'matrix'; got {shape}")
-        return self._append(Op.VIEW_AS, [x], groups=g, out_channels=c, size_h=h, size_w=w,
+        return self._append(Op.VIEW_AS, [x], name, groups=g, out_channels=c, size_h=h, size_w=w,
                             flags=flags | (Flag.COPY if copy else 0))
 
-    def matmul(self, a: int, b: int) -> int:
+    def matmul(self, a: int, b: int, name: str = "") -> int:
         """Batched matrix product of two matrix stacks, ``a @ b``: (G, M, K) x
         (G or 1, K, N) -> (G, M, N)."""
-        return self._append(Op.MATMUL, [a, b])
+        return self._append(Op.MATMUL, [a, b], name)
 
     def attention(self, q: int, k: int, v: int, heads: int, kv_heads: int = 0,
-                  causal: bool = False) -> int:
+                  causal: bool = False, name: str = "") -> int:
         """Scaled dot-product attention of token tensors (``F.scaled_dot_product_attention``
         after splitting heads): ``heads`` query heads over ``kv_heads`` key/value
         heads (GQA/MQA; 0 = as many).  The score matrix counts in the memory
         metrics unless scored with ``fused_attention=True``."""
-        return self._append(Op.ATTENTION, [q, k, v], groups=heads, kv_heads=kv_heads,
+        return self._append(Op.ATTENTION, [q, k, v], name, groups=heads, kv_heads=kv_heads,
                             flags=Flag.CAUSAL if causal else 0)
 
-    def mha(self, x: int, embed_dim: int, heads: int, bias: bool = True) -> int:
+    def mha(self, x: int, embed_dim: int, heads: int, bias: bool = True, name: str = "") -> int:
         """``nn.MultiheadAttention(embed_dim, heads, bias=bias)`` as self-attention
         on a token tensor: in-projection, attention and out-projection in one
         record, as hook tools see the module."""
-        return self._append(Op.MHA, [x], out_channels=embed_dim, groups=heads,
+        return self._append(Op.MHA, [x], name, out_channels=embed_dim, groups=heads,
                             flags=Flag.BIAS if bias else 0)
 
-    def patch_merge(self, x: int) -> int:
+    def patch_merge(self, x: int, name: str = "") -> int:
         """Swin's patch merging: each 2 x 2 neighbourhood of a token grid to one
         token of 4C channels (odd sides zero-padded), one copy."""
-        return self._append(Op.PATCH_MERGE, [x])
+        return self._append(Op.PATCH_MERGE, [x], name)

@@ -36,7 +36,7 @@ import numpy as np
 
 from nasflops.spec import Net
 
-__all__ = ["MODELS", "PUBLISHED", "ALIASES", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
+__all__ = ["MODELS", "NETS", "PUBLISHED", "ALIASES", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
            "deit_tiny", "deit_small", "deit_base"]
 
 
@@ -48,82 +48,70 @@ def _check_resolution(resolution: int, patch: int) -> int:
     return resolution
 
 
-def _encoder_block(net: Net, x: int, dim: int, heads: int, mlp: int) -> int:
+def _encoder_block(net: Net, x: int, dim: int, heads: int, mlp: int, p: str) -> int:
     """torchvision ``EncoderBlock``: pre-norm attention and MLP, two residuals."""
-    y = net.layernorm(x)                                   # ln_1
-    y = net.mha(y, dim, heads)                             # self_attention
-    y = net.dropout(y)
+    y = net.layernorm(x, name=p + "ln_1")
+    y = net.mha(y, dim, heads, name=p + "self_attention")
+    y = net.dropout(y, name=p + "dropout")
     with net.calling("operator"):
         x = net.add(y, x)                                  # x + input
-    y = net.layernorm(x)                                   # ln_2
-    y = net.linear(y, mlp)                                 # mlp: Linear, GELU, Dropout,
-    y = net.dropout(net.act(y, "gelu"))                    #      Linear, Dropout
-    y = net.dropout(net.linear(y, dim))
+    y = net.layernorm(x, name=p + "ln_2")
+    y = net.linear(y, mlp, name=p + "mlp.0")               # MLPBlock: Linear, GELU, Dropout,
+    y = net.dropout(net.act(y, "gelu", name=p + "mlp.1"), name=p + "mlp.2")    # Linear, Dropout
+    y = net.dropout(net.linear(y, dim, name=p + "mlp.3"), name=p + "mlp.4")
     with net.calling("operator"):
         return net.add(x, y)                               # x + y
 
 
 def _vit(patch: int, layers: int, heads: int, dim: int, mlp: int, num_classes: int,
-         resolution: int) -> np.ndarray:
-    """torchvision ``VisionTransformer`` (class token, learned position embedding)."""
+         resolution: int) -> Net:
+    """torchvision ``VisionTransformer`` (class token, learned position embedding),
+    records named by module path."""
     resolution = _check_resolution(resolution, patch)
     seq = (resolution // patch) ** 2 + 1
     net = Net(3, resolution, resolution)
-    x = net.conv(net.input, dim, patch, stride=patch, bias=True)     # conv_proj
+    x = net.conv(net.input, dim, patch, stride=patch, bias=True, name="conv_proj")
     with net.calling("method"):
         x = net.tokens(x, flat=True)                                 # reshape, permute
     with net.calling("function"):
         x = net.prepend(x, 1)                                        # torch.cat([cls, x], 1)
     with net.calling("operator"):
         x = net.param_add(x, seq * dim)                              # + pos_embedding
-    x = net.dropout(x)
-    for _ in range(layers):
-        x = _encoder_block(net, x, dim, heads, mlp)
-    x = net.layernorm(x)                                             # encoder.ln
+    x = net.dropout(x, name="encoder.dropout")
+    for i in range(layers):
+        x = _encoder_block(net, x, dim, heads, mlp, f"encoder.layers.encoder_layer_{i}.")
+    x = net.layernorm(x, name="encoder.ln")
     with net.calling("operator"):
         x = net.slice(x, 0, 1, tokens=True)                          # x[:, 0]
-    net.linear(x, num_classes)                                       # heads.head
-    return net.records
+    net.linear(x, num_classes, name="heads.head")
+    return net
 
 
-def vit_b_16(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """ViT-B/16 (torchvision ``vit_b_16``)."""
-    return _vit(16, 12, 12, 768, 3072, num_classes, resolution)
+def _vit_net(patch, layers, heads, dim, mlp, doc: str):
+    def build(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+        return _vit(patch, layers, heads, dim, mlp, num_classes, resolution).records
+    build.__doc__ = doc
+    build.net = lambda num_classes, resolution: _vit(patch, layers, heads, dim, mlp,
+                                                     num_classes, resolution)
+    return build
 
 
-def vit_b_32(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """ViT-B/32 (torchvision ``vit_b_32``)."""
-    return _vit(32, 12, 12, 768, 3072, num_classes, resolution)
-
-
-def vit_l_16(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """ViT-L/16 (torchvision ``vit_l_16``)."""
-    return _vit(16, 24, 16, 1024, 4096, num_classes, resolution)
-
-
-def vit_l_32(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """ViT-L/32 (torchvision ``vit_l_32``)."""
-    return _vit(32, 24, 16, 1024, 4096, num_classes, resolution)
-
-
-def deit_tiny(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """DeiT-Tiny (Touvron et al. 2021): ViT, patch 16, dim 192, 3 heads."""
-    return _vit(16, 12, 3, 192, 768, num_classes, resolution)
-
-
-def deit_small(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """DeiT-Small: ViT, patch 16, dim 384, 6 heads."""
-    return _vit(16, 12, 6, 384, 1536, num_classes, resolution)
-
-
-def deit_base(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """DeiT-Base: ViT, patch 16, dim 768, 12 heads (the same network as ViT-B/16)."""
-    return _vit(16, 12, 12, 768, 3072, num_classes, resolution)
-
+vit_b_16 = _vit_net(16, 12, 12, 768, 3072, "ViT-B/16 (torchvision ``vit_b_16``).")
+vit_b_32 = _vit_net(32, 12, 12, 768, 3072, "ViT-B/32 (torchvision ``vit_b_32``).")
+vit_l_16 = _vit_net(16, 24, 16, 1024, 4096, "ViT-L/16 (torchvision ``vit_l_16``).")
+vit_l_32 = _vit_net(32, 24, 16, 1024, 4096, "ViT-L/32 (torchvision ``vit_l_32``).")
+deit_tiny = _vit_net(16, 12, 3, 192, 768,
+                     "DeiT-Tiny (Touvron et al. 2021): ViT, patch 16, dim 192, 3 heads.")
+deit_small = _vit_net(16, 12, 6, 384, 1536, "DeiT-Small: ViT, patch 16, dim 384, 6 heads.")
+deit_base = _vit_net(16, 12, 12, 768, 3072,
+                     "DeiT-Base: ViT, patch 16, dim 768, 12 heads (the network of ViT-B/16).")
 
 MODELS: dict[str, Callable[..., np.ndarray]] = {
-    f.__name__: f for f in (vit_b_16, vit_b_32, vit_l_16, vit_l_32, deit_tiny, deit_small)
+    "vit_b_16": vit_b_16, "vit_b_32": vit_b_32, "vit_l_16": vit_l_16, "vit_l_32": vit_l_32,
+    "deit_tiny": deit_tiny, "deit_small": deit_small,
 }
+#: the same models as named nets, ``(num_classes, resolution) -> Net``
+NETS: dict[str, Callable[[int, int], Net]] = {name: f.net for name, f in MODELS.items()}
 #: other names of zoo models: DeiT-Base is ViT-B/16, record for record
 ALIASES: dict[str, str] = {"deit_base": "vit_b_16"}
 

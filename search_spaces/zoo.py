@@ -13,8 +13,9 @@ order its ``forward`` runs them in eval mode, so that memory metrics
 * ``out += identity`` (ResNet, MobileNetV3, EfficientNet, ConvNeXt) is an
   ``add`` record carrying ``Flag.INPLACE``; ``x + f(x)`` (MobileNetV2, RegNet)
   is a plain ``add``.
-* Dropout layers are present (a view at inference); stochastic depth is the
-  identity at inference and is omitted.
+* Dropout layers are present (a view at inference); ``StochasticDepth``
+  (EfficientNet, ConvNeXt) is the identity at inference: an ``identity``
+  record where ``forward`` calls it.
 * Biases, affine norms, ``ceil_mode`` pooling (SqueezeNet, GoogLeNet) and
   adaptive pool sizes (AlexNet 6x6, VGG 7x7) are as in torchvision.
 * ShuffleNetV2's ``x.chunk(2, dim=1)`` is two ``slice`` views and its
@@ -28,18 +29,34 @@ order its ``forward`` runs them in eval mode, so that memory metrics
   three input channels, then a concat; no MACs, no parameters) has no
   parameter-free constant-affine op to express it and is left out.
 
+**Names and call kinds.** Every record made by a module carries the
+module's path in the torchvision model (``features.0``, ``layer1.0.conv1``,
+``features.3.block.2.fc1``; :func:`build` with ``with_names=True``), and
+every record says how torchvision's ``forward`` invokes it (``Call``):
+``torch.flatten``, ``torch.cat``, ``F.relu`` (GoogLeNet's ``BasicConv2d``,
+DenseNet's head), ``F.adaptive_avg_pool2d`` (MobileNetV2, DenseNet) and
+ShuffleNet's ``channel_shuffle`` are function calls; ``x.mean([2, 3])``
+(ShuffleNetV2), ``x.chunk`` and ``x.flatten(start_dim=1)`` (RegNet) are
+method calls; ``x + y``, ``out += identity`` and the SE and layer-scale
+products are operators; records without a module are unnamed (``""``).
+Modules called twice (ResNet's block ``relu``) name both records, so the
+earlier call is flagged ``called_again``; :func:`modules` lists the modules
+in torchvision's registration order (``named_modules``), including those
+never called in eval mode (ShuffleNet's empty ``branch1``, EfficientNet's
+unused ``stochastic_depth``).
+
 ConvNeXt mappings (torchvision ``convnext.py``):
 
 ==============================  ============================================
 torchvision                     nasflops records
 ==============================  ============================================
 ``LayerNorm2d`` / ``LayerNorm``  ``layernorm`` (over channels per position)
-``Permute``                     nothing (a view)
+``Permute``                     nothing (a view; no record, so no name)
 ``nn.Linear`` on channels-last  1x1 ``conv`` with bias: same parameters and
                                 the same MACs (H*W rows of a matmul)
 ``nn.GELU()``                   ``act`` gelu (allocates)
 ``layer_scale * block(x)``      ``scale`` without bias (C parameters)
-``StochasticDepth``             omitted (identity in eval)
+``StochasticDepth``             ``identity`` (eval)
 ``result += input``             in-place ``add``
 ==============================  ============================================
 
@@ -54,6 +71,9 @@ Examples
 >>> r = nasflops.score(zoo.resnet50())
 >>> int(r["params"][0]), int(r["macs"][0])
 (25557032, 4089184256)
+>>> records, names = zoo.build("resnet18", with_names=True)
+>>> names[1:5]
+['conv1', 'bn1', 'relu', 'maxpool']
 """
 from __future__ import annotations
 
@@ -68,12 +88,24 @@ from . import vision_transformers
 from .base import SearchSpace, make_divisible
 from .columns import NativeError
 
-__all__ = ["MODELS", "PUBLISHED", "MODEL_NAMES", "build", "ZooSpace",
+__all__ = ["MODELS", "PUBLISHED", "MODEL_NAMES", "build", "modules", "ZooSpace",
            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
            "vgg11", "vgg16", "vgg19", "alexnet", "mobilenet_v2",
            "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0",
            "densenet121", "shufflenet_v2_x1_0", "squeezenet1_0", "googlenet",
            "regnet_y_400mf", "convnext_tiny"]
+
+
+class _Seq:
+    """Names of the children of an ``nn.Sequential`` at ``prefix``:
+    ``prefix.0``, ``prefix.1``, ... in the order they are asked for."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.i = prefix, 0
+
+    def __call__(self) -> str:
+        self.i += 1
+        return f"{self.prefix}.{self.i - 1}"
 
 
 class _Net(Net):
@@ -89,11 +121,18 @@ class _Net(Net):
         super().__init__(channels, height, width)
         self._width[0] = int(channels)
 
+    def call(self, kind: str, method: str, *args, **kwargs) -> int:
+        """One record made by a ``kind`` call (``"function"``: ``torch.flatten``,
+        ``"method"``: ``x.mean``, ``"operator"``: ``x + y``), not a module."""
+        with self.calling(kind):
+            return getattr(self, method)(*args, **kwargs)
+
     def conv_norm_act(self, x: int, out: int, kernel: int, stride: int = 1,
                       padding: int | None = None, groups: int = 1, dilation: int = 1,
                       norm: bool = True, act: str | None = "relu", inplace: bool = True,
-                      bias: bool | None = None) -> int:
-        """torchvision's ``Conv2dNormActivation`` (BatchNorm, in-place act).
+                      bias: bool | None = None, name: str = "") -> int:
+        """torchvision's ``Conv2dNormActivation`` (BatchNorm, in-place act), a
+        Sequential named ``name``: ``name.0`` conv, ``name.1`` norm, ``name.2`` act.
 
         Padding defaults to ``(kernel - 1) // 2 * dilation`` and the conv has a
         bias only without a norm, as there.
@@ -102,29 +141,35 @@ class _Net(Net):
             padding = (kernel - 1) // 2 * dilation
         if bias is None:
             bias = not norm
+        seq = _Seq(name)
         x = self.conv(x, out, kernel, stride=stride, padding=padding,
-                      dilation=dilation, groups=groups, bias=bias)
+                      dilation=dilation, groups=groups, bias=bias, name=seq())
         if norm:
-            x = self.bn(x)
+            x = self.bn(x, name=seq())
         if act is not None:
-            x = self.act(x, act, inplace=inplace)
+            x = self.act(x, act, inplace=inplace, name=seq())
         return x
 
     def squeeze_excitation(self, x: int, squeeze: int, act: str = "relu",
-                           act_inplace: bool = False, gate: str = "sigmoid") -> int:
-        """torchvision's ``ops.misc.SqueezeExcitation``: ``gate(x) * x``."""
-        s = self.global_avgpool(x)
-        s = self.conv(s, squeeze, 1, bias=True)
-        s = self.act(s, act, inplace=act_inplace)
-        s = self.conv(s, self._channels(x), 1, bias=True)
-        s = self.act(s, gate)
-        return self.mul(x, s)
+                           act_inplace: bool = False, gate: str = "sigmoid",
+                           name: str = "") -> int:
+        """torchvision's ``ops.misc.SqueezeExcitation`` at ``name``: ``scale * x``."""
+        p = name + "."
+        # registered avgpool, fc1, fc2, activation, scale_activation; run in
+        # the order avgpool, fc1, activation, fc2, scale_activation
+        self.declare(p + "avgpool", p + "fc1", p + "fc2", p + "activation", p + "scale_activation")
+        s = self.global_avgpool(x, name=p + "avgpool")
+        s = self.conv(s, squeeze, 1, bias=True, name=p + "fc1")
+        s = self.act(s, act, inplace=act_inplace, name=p + "activation")
+        s = self.conv(s, self._channels(x), 1, bias=True, name=p + "fc2")
+        s = self.act(s, gate, name=p + "scale_activation")
+        return self.call("operator", "mul", x, s)
 
     def _channels(self, x: int) -> int:
         return self._width[x]
 
-    def _append(self, op, inputs, **fields):
-        idx = super()._append(op, inputs, **fields)
+    def _append(self, op, inputs, name="", **fields):
+        idx = super()._append(op, inputs, name, **fields)
         c = self._width[int(inputs[0])]
         if op in (Op.CONV2D, Op.LINEAR, Op.SLICE):
             c = int(fields["out_channels"])
@@ -146,64 +191,90 @@ def _adjust(channels: int, width_mult: float = 1.0) -> int:
     return make_divisible(channels * width_mult, 8)
 
 
+#: model name -> builder ``(num_classes, resolution) -> _Net``
+_NETS: dict[str, Callable[[int, int], _Net]] = {}
+
+
+def _model(fn: Callable[[int, int], _Net]) -> Callable[..., np.ndarray]:
+    """Register ``fn`` (returning a :class:`_Net`) under its name, and return
+    the public builder ``(num_classes=1000, resolution=224) -> records``."""
+    _NETS[fn.__name__] = fn
+
+    @functools.wraps(fn)
+    def records(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+        return fn(num_classes, resolution).records
+    records.__annotations__ = {"num_classes": int, "resolution": int, "return": np.ndarray}
+    del records.__wrapped__          # its signature is the records builder's
+    return records
+
+
 # ---------------------------------------------------------------------------
 # ResNet (torchvision/models/resnet.py)
 # ---------------------------------------------------------------------------
-def _basic_block(net: _Net, x: int, planes: int, stride: int, downsample: bool) -> int:
-    out = net.conv(x, planes, 3, stride=stride, padding=1)
-    out = net.bn(out)
-    out = net.act(out, "relu", inplace=True)
-    out = net.conv(out, planes, 3, padding=1)
-    out = net.bn(out)
+def _basic_block(net: _Net, x: int, planes: int, stride: int, downsample: bool, p: str) -> int:
+    out = net.conv(x, planes, 3, stride=stride, padding=1, name=p + "conv1")
+    out = net.bn(out, name=p + "bn1")
+    out = net.act(out, "relu", inplace=True, name=p + "relu")
+    out = net.conv(out, planes, 3, padding=1, name=p + "conv2")
+    out = net.bn(out, name=p + "bn2")
     identity = x
     if downsample:  # runs after the main branch in forward()
-        identity = net.bn(net.conv(x, planes, 1, stride=stride))
-    out = net.add(out, identity, inplace=True)
-    return net.act(out, "relu", inplace=True)
+        identity = net.conv(x, planes, 1, stride=stride, name=p + "downsample.0")
+        identity = net.bn(identity, name=p + "downsample.1")
+    out = net.call("operator", "add", out, identity, inplace=True)      # out += identity
+    return net.act(out, "relu", inplace=True, name=p + "relu")        # self.relu again
 
 
-def _bottleneck(net: _Net, x: int, planes: int, stride: int, downsample: bool) -> int:
+def _bottleneck(net: _Net, x: int, planes: int, stride: int, downsample: bool, p: str) -> int:
     width = planes  # groups=1, base_width=64
-    out = net.act(net.bn(net.conv(x, width, 1)), "relu", inplace=True)
+    # registered conv1, bn1, conv2, bn2, conv3, bn3, relu, downsample
+    net.declare(*(p + m for m in ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu")))
+    out = net.conv(x, width, 1, name=p + "conv1")
+    out = net.act(net.bn(out, name=p + "bn1"), "relu", inplace=True, name=p + "relu")
     # torchvision (ResNet V1.5) strides the 3x3 conv
-    out = net.act(net.bn(net.conv(out, width, 3, stride=stride, padding=1)), "relu", inplace=True)
-    out = net.bn(net.conv(out, planes * 4, 1))
+    out = net.conv(out, width, 3, stride=stride, padding=1, name=p + "conv2")
+    out = net.act(net.bn(out, name=p + "bn2"), "relu", inplace=True, name=p + "relu")
+    out = net.bn(net.conv(out, planes * 4, 1, name=p + "conv3"), name=p + "bn3")
     identity = x
     if downsample:
-        identity = net.bn(net.conv(x, planes * 4, 1, stride=stride))
-    out = net.add(out, identity, inplace=True)
-    return net.act(out, "relu", inplace=True)
+        identity = net.conv(x, planes * 4, 1, stride=stride, name=p + "downsample.0")
+        identity = net.bn(identity, name=p + "downsample.1")
+    out = net.call("operator", "add", out, identity, inplace=True)
+    return net.act(out, "relu", inplace=True, name=p + "relu")
 
 
-def _resnet(bottleneck: bool, layers: Sequence[int], num_classes: int, resolution: int) -> np.ndarray:
+def _resnet(bottleneck: bool, layers: Sequence[int], num_classes: int, resolution: int) -> _Net:
     net = _new(resolution)
     block, expansion = (_bottleneck, 4) if bottleneck else (_basic_block, 1)
-    x = net.conv(net.input, 64, 7, stride=2, padding=3)
-    x = net.act(net.bn(x), "relu", inplace=True)
-    x = net.maxpool(x, 3, stride=2, padding=1)
+    x = net.conv(net.input, 64, 7, stride=2, padding=3, name="conv1")
+    x = net.act(net.bn(x, name="bn1"), "relu", inplace=True, name="relu")
+    x = net.maxpool(x, 3, stride=2, padding=1, name="maxpool")
     inplanes = 64
-    for planes, blocks, stride in zip((64, 128, 256, 512), layers, (1, 2, 2, 2)):
+    for k, (planes, blocks, stride) in enumerate(zip((64, 128, 256, 512), layers, (1, 2, 2, 2))):
         downsample = stride != 1 or inplanes != planes * expansion
-        x = block(net, x, planes, stride, downsample)
+        x = block(net, x, planes, stride, downsample, f"layer{k + 1}.0.")
         inplanes = planes * expansion
-        for _ in range(1, blocks):
-            x = block(net, x, planes, 1, False)
-    x = net.flatten(net.global_avgpool(x))
-    net.linear(x, num_classes)
-    return net.records
+        for i in range(1, blocks):
+            x = block(net, x, planes, 1, False, f"layer{k + 1}.{i}.")
+    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    net.linear(x, num_classes, name="fc")
+    return net
 
 
-def resnet18(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def resnet18(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """ResNet-18 (torchvision ``resnet18``)."""
     return _resnet(False, (2, 2, 2, 2), num_classes, resolution)
 
 
-def resnet34(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def resnet34(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """ResNet-34 (torchvision ``resnet34``)."""
     return _resnet(False, (3, 4, 6, 3), num_classes, resolution)
 
 
-def resnet50(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def resnet50(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """ResNet-50 V1.5 (torchvision ``resnet50``).
 
     >>> import nasflops
@@ -213,12 +284,14 @@ def resnet50(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
     return _resnet(True, (3, 4, 6, 3), num_classes, resolution)
 
 
-def resnet101(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def resnet101(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """ResNet-101 V1.5 (torchvision ``resnet101``)."""
     return _resnet(True, (3, 4, 23, 3), num_classes, resolution)
 
 
-def resnet152(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def resnet152(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """ResNet-152 V1.5 (torchvision ``resnet152``)."""
     return _resnet(True, (3, 8, 36, 3), num_classes, resolution)
 
@@ -235,82 +308,90 @@ _VGG_CFGS = {
 }
 
 
-def _vgg(cfg: str, num_classes: int, resolution: int) -> np.ndarray:
+def _vgg(cfg: str, num_classes: int, resolution: int) -> _Net:
     net = _new(resolution)
-    x = net.input
+    x, f, c = net.input, _Seq("features"), _Seq("classifier")
     for v in _VGG_CFGS[cfg]:
         if v == "M":
-            x = net.maxpool(x, 2, stride=2)
+            x = net.maxpool(x, 2, stride=2, name=f())
         else:
-            x = net.act(net.conv(x, v, 3, padding=1, bias=True), "relu", inplace=True)
-    x = net.flatten(net.adaptive_avgpool(x, 7))
-    x = net.dropout(net.act(net.linear(x, 4096), "relu", inplace=True))
-    x = net.dropout(net.act(net.linear(x, 4096), "relu", inplace=True))
-    net.linear(x, num_classes)
-    return net.records
+            x = net.conv(x, v, 3, padding=1, bias=True, name=f())
+            x = net.act(x, "relu", inplace=True, name=f())
+    x = net.call("function", "flatten", net.adaptive_avgpool(x, 7, name="avgpool"))
+    x = net.act(net.linear(x, 4096, name=c()), "relu", inplace=True, name=c())
+    x = net.act(net.linear(net.dropout(x, name=c()), 4096, name=c()), "relu", inplace=True, name=c())
+    net.linear(net.dropout(x, name=c()), num_classes, name=c())
+    return net
 
 
-def vgg11(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def vgg11(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """VGG-11 without batch norm (torchvision ``vgg11``)."""
     return _vgg("A", num_classes, resolution)
 
 
-def vgg16(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def vgg16(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """VGG-16 without batch norm (torchvision ``vgg16``)."""
     return _vgg("D", num_classes, resolution)
 
 
-def vgg19(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def vgg19(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """VGG-19 without batch norm (torchvision ``vgg19``)."""
     return _vgg("E", num_classes, resolution)
 
 
-def alexnet(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def alexnet(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """AlexNet, "one weird trick" variant (torchvision ``alexnet``)."""
     net = _new(resolution)
-    x = net.act(net.conv(net.input, 64, 11, stride=4, padding=2, bias=True), "relu", inplace=True)
-    x = net.maxpool(x, 3, stride=2)
-    x = net.act(net.conv(x, 192, 5, padding=2, bias=True), "relu", inplace=True)
-    x = net.maxpool(x, 3, stride=2)
-    x = net.act(net.conv(x, 384, 3, padding=1, bias=True), "relu", inplace=True)
-    x = net.act(net.conv(x, 256, 3, padding=1, bias=True), "relu", inplace=True)
-    x = net.act(net.conv(x, 256, 3, padding=1, bias=True), "relu", inplace=True)
-    x = net.maxpool(x, 3, stride=2)
-    x = net.flatten(net.adaptive_avgpool(x, 6))
-    x = net.act(net.linear(net.dropout(x), 4096), "relu", inplace=True)
-    x = net.act(net.linear(net.dropout(x), 4096), "relu", inplace=True)
-    net.linear(x, num_classes)
-    return net.records
+    x, f, c = net.input, _Seq("features"), _Seq("classifier")
+    for out, k, s, p, pool in ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
+                               (256, 3, 1, 1, False), (256, 3, 1, 1, True)):
+        x = net.conv(x, out, k, stride=s, padding=p, bias=True, name=f())
+        x = net.act(x, "relu", inplace=True, name=f())
+        if pool:
+            x = net.maxpool(x, 3, stride=2, name=f())
+    x = net.call("function", "flatten", net.adaptive_avgpool(x, 6, name="avgpool"))
+    x = net.act(net.linear(net.dropout(x, name=c()), 4096, name=c()), "relu", inplace=True, name=c())
+    x = net.act(net.linear(net.dropout(x, name=c()), 4096, name=c()), "relu", inplace=True, name=c())
+    net.linear(x, num_classes, name=c())
+    return net
 
 
 # ---------------------------------------------------------------------------
 # MobileNetV2 (mobilenetv2.py), MobileNetV3 (mobilenetv3.py)
 # ---------------------------------------------------------------------------
-def mobilenet_v2(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def mobilenet_v2(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """MobileNetV2, width 1.0 (torchvision ``mobilenet_v2``)."""
     net = _new(resolution)
     setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
     inp = make_divisible(32, 8)
     last = make_divisible(1280, 8)
-    x = net.conv_norm_act(net.input, inp, 3, stride=2, act="relu6")
+    f = _Seq("features")
+    x = net.conv_norm_act(net.input, inp, 3, stride=2, act="relu6", name=f())
     for t, c, n, s in setting:
         oup = make_divisible(c, 8)
         for i in range(n):
             stride = s if i == 0 else 1
             hidden = int(round(inp * t))
-            y = x
+            y, b = x, _Seq(f() + ".conv")
             if t != 1:
-                y = net.conv_norm_act(y, hidden, 1, act="relu6")
-            y = net.conv_norm_act(y, hidden, 3, stride=stride, groups=hidden, act="relu6")
-            y = net.bn(net.conv(y, oup, 1))
+                y = net.conv_norm_act(y, hidden, 1, act="relu6", name=b())
+            y = net.conv_norm_act(y, hidden, 3, stride=stride, groups=hidden, act="relu6", name=b())
+            y = net.bn(net.conv(y, oup, 1, name=b()), name=b())
             # ``x + self.conv(x)``: a new tensor, not in place
-            x = net.add(x, y) if stride == 1 and inp == oup else y
+            x = net.call("operator", "add", x, y) if stride == 1 and inp == oup else y
             inp = oup
-    x = net.conv_norm_act(x, last, 1, act="relu6")
-    x = net.flatten(net.global_avgpool(x))
-    net.linear(net.dropout(x), num_classes)
-    return net.records
+    x = net.conv_norm_act(x, last, 1, act="relu6", name=f())
+    x = net.call("function", "global_avgpool", x)    # nn.functional.adaptive_avg_pool2d
+    x = net.call("function", "flatten", x)
+    c = _Seq("classifier")
+    net.linear(net.dropout(x, name=c()), num_classes, name=c())
+    return net
 
 
 _MBV3_LARGE = [  # in, kernel, expanded, out, use_se, activation, stride
@@ -333,34 +414,40 @@ _MBV3_SMALL = [
 ]
 
 
-def _mobilenet_v3(setting, last_channel: int, num_classes: int, resolution: int) -> np.ndarray:
+def _mobilenet_v3(setting, last_channel: int, num_classes: int, resolution: int) -> _Net:
     net = _new(resolution)
-    x = net.conv_norm_act(net.input, _adjust(setting[0][0]), 3, stride=2, act="hardswish")
+    f = _Seq("features")
+    x = net.conv_norm_act(net.input, _adjust(setting[0][0]), 3, stride=2, act="hardswish", name=f())
     for cin, k, exp, cout, use_se, a, stride in setting:
         cin, exp, cout = _adjust(cin), _adjust(exp), _adjust(cout)
         act = "hardswish" if a == "HS" else "relu"
-        y = x
+        y, b = x, _Seq(f() + ".block")
         if exp != cin:
-            y = net.conv_norm_act(y, exp, 1, act=act)
-        y = net.conv_norm_act(y, exp, k, stride=stride, groups=exp, act=act)
+            y = net.conv_norm_act(y, exp, 1, act=act, name=b())
+        y = net.conv_norm_act(y, exp, k, stride=stride, groups=exp, act=act, name=b())
         if use_se:
             y = net.squeeze_excitation(y, make_divisible(exp // 4, 8), act="relu",
-                                       gate="hardsigmoid")
-        y = net.conv_norm_act(y, cout, 1, act=None)
-        x = net.add(y, x, inplace=True) if stride == 1 and cin == cout else y
-    x = net.conv_norm_act(x, 6 * _adjust(setting[-1][3]), 1, act="hardswish")
-    x = net.flatten(net.global_avgpool(x))
-    x = net.act(net.linear(x, _adjust(last_channel)), "hardswish", inplace=True)
-    net.linear(net.dropout(x), num_classes)
-    return net.records
+                                       gate="hardsigmoid", name=b())
+        y = net.conv_norm_act(y, cout, 1, act=None, name=b())
+        if stride == 1 and cin == cout:     # result += input
+            y = net.call("operator", "add", y, x, inplace=True)
+        x = y
+    x = net.conv_norm_act(x, 6 * _adjust(setting[-1][3]), 1, act="hardswish", name=f())
+    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    c = _Seq("classifier")
+    x = net.act(net.linear(x, _adjust(last_channel), name=c()), "hardswish", inplace=True, name=c())
+    net.linear(net.dropout(x, name=c()), num_classes, name=c())
+    return net
 
 
-def mobilenet_v3_large(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def mobilenet_v3_large(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """MobileNetV3-Large (torchvision ``mobilenet_v3_large``)."""
     return _mobilenet_v3(_MBV3_LARGE, 1280, num_classes, resolution)
 
 
-def mobilenet_v3_small(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def mobilenet_v3_small(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """MobileNetV3-Small (torchvision ``mobilenet_v3_small``)."""
     return _mobilenet_v3(_MBV3_SMALL, 1024, num_classes, resolution)
 
@@ -368,171 +455,209 @@ def mobilenet_v3_small(num_classes: int = 1000, resolution: int = 224) -> np.nda
 # ---------------------------------------------------------------------------
 # EfficientNet-B0 (efficientnet.py)
 # ---------------------------------------------------------------------------
-def efficientnet_b0(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+def _mbconv(net: _Net, x: int, cin: int, cout: int, t: int, k: int, stride: int, p: str) -> int:
+    """One ``MBConv`` at ``p``: ``block`` (a Sequential), then ``stochastic_depth``
+    and ``result += input`` when the block is residual."""
+    exp = make_divisible(cin * t, 8)
+    y, b = x, _Seq(p + ".block")
+    if exp != cin:
+        y = net.conv_norm_act(y, exp, 1, act="silu", name=b())
+    y = net.conv_norm_act(y, exp, k, stride=stride, groups=exp, act="silu", name=b())
+    # SE with ``partial(nn.SiLU, inplace=True)`` and a sigmoid gate
+    y = net.squeeze_excitation(y, max(1, cin // 4), act="silu", act_inplace=True,
+                               gate="sigmoid", name=b())
+    y = net.conv_norm_act(y, cout, 1, act=None, name=b())
+    net.declare(p + ".stochastic_depth")    # registered after block; called when residual
+    if stride == 1 and cin == cout:
+        y = net.identity(y, name=p + ".stochastic_depth")
+        y = net.call("operator", "add", y, x, inplace=True)
+    return y
+
+
+@_model
+def efficientnet_b0(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """EfficientNet-B0 (torchvision ``efficientnet_b0``; width and depth 1.0)."""
     net = _new(resolution)
     # expand_ratio, kernel, stride, in, out, layers
     setting = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
                (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
                (6, 3, 1, 192, 320, 1)]
-    x = net.conv_norm_act(net.input, _adjust(setting[0][3]), 3, stride=2, act="silu")
+    f = _Seq("features")
+    x = net.conv_norm_act(net.input, _adjust(setting[0][3]), 3, stride=2, act="silu", name=f())
     for t, k, s, cin0, cout, n in setting:
-        cout = _adjust(cout)
+        cout, stage = _adjust(cout), f()
         for i in range(int(math.ceil(n * 1.0))):
             cin, stride = (_adjust(cin0), s) if i == 0 else (cout, 1)
-            exp = make_divisible(cin * t, 8)
-            y = x
-            if exp != cin:
-                y = net.conv_norm_act(y, exp, 1, act="silu")
-            y = net.conv_norm_act(y, exp, k, stride=stride, groups=exp, act="silu")
-            # SE with ``partial(nn.SiLU, inplace=True)`` and a sigmoid gate
-            y = net.squeeze_excitation(y, max(1, cin // 4), act="silu", act_inplace=True,
-                                       gate="sigmoid")
-            y = net.conv_norm_act(y, cout, 1, act=None)
-            x = net.add(y, x, inplace=True) if stride == 1 and cin == cout else y
-    x = net.conv_norm_act(x, 4 * _adjust(setting[-1][4]), 1, act="silu")
-    x = net.flatten(net.global_avgpool(x))
-    net.linear(net.dropout(x), num_classes)
-    return net.records
+            x = _mbconv(net, x, cin, cout, t, k, stride, f"{stage}.{i}")
+    x = net.conv_norm_act(x, 4 * _adjust(setting[-1][4]), 1, act="silu", name=f())
+    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    c = _Seq("classifier")
+    net.linear(net.dropout(x, name=c()), num_classes, name=c())
+    return net
 
 
 # ---------------------------------------------------------------------------
 # DenseNet-121 (densenet.py)
 # ---------------------------------------------------------------------------
-def densenet121(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def densenet121(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """DenseNet-121 (torchvision ``densenet121``; growth 32, bn_size 4)."""
     growth, bn_size, block_config, num_features = 32, 4, (6, 12, 24, 16), 64
     net = _new(resolution)
-    x = net.conv(net.input, num_features, 7, stride=2, padding=3)
-    x = net.act(net.bn(x), "relu", inplace=True)
-    x = net.maxpool(x, 3, stride=2, padding=1)
+    x = net.conv(net.input, num_features, 7, stride=2, padding=3, name="features.conv0")
+    x = net.act(net.bn(x, name="features.norm0"), "relu", inplace=True, name="features.relu0")
+    x = net.maxpool(x, 3, stride=2, padding=1, name="features.pool0")
     for i, num_layers in enumerate(block_config):
         features = [x]
-        for _ in range(num_layers):
+        for j in range(num_layers):
+            p = f"features.denseblock{i + 1}.denselayer{j + 1}."
             # bn_function: torch.cat(inputs, 1) -> norm1 -> relu1 -> conv1
-            y = net.concat(*features)
-            y = net.act(net.bn(y), "relu", inplace=True)
-            y = net.conv(y, bn_size * growth, 1)
-            y = net.act(net.bn(y), "relu", inplace=True)
-            features.append(net.conv(y, growth, 3, padding=1))
-        x = net.concat(*features)
+            y = net.call("function", "concat", *features)
+            y = net.act(net.bn(y, name=p + "norm1"), "relu", inplace=True, name=p + "relu1")
+            y = net.conv(y, bn_size * growth, 1, name=p + "conv1")
+            y = net.act(net.bn(y, name=p + "norm2"), "relu", inplace=True, name=p + "relu2")
+            features.append(net.conv(y, growth, 3, padding=1, name=p + "conv2"))
+        x = net.call("function", "concat", *features)
         num_features += num_layers * growth
         if i != len(block_config) - 1:
+            p = f"features.transition{i + 1}."
             num_features //= 2
-            x = net.act(net.bn(x), "relu", inplace=True)
-            x = net.conv(x, num_features, 1)
-            x = net.avgpool(x, 2, stride=2)
-    x = net.act(net.bn(x), "relu", inplace=True)  # norm5, then F.relu(inplace=True)
-    x = net.flatten(net.global_avgpool(x))
-    net.linear(x, num_classes)
-    return net.records
+            x = net.act(net.bn(x, name=p + "norm"), "relu", inplace=True, name=p + "relu")
+            x = net.conv(x, num_features, 1, name=p + "conv")
+            x = net.avgpool(x, 2, stride=2, name=p + "pool")
+    x = net.bn(x, name="features.norm5")
+    x = net.call("function", "act", x, "relu", inplace=True)     # F.relu(features, inplace=True)
+    x = net.call("function", "global_avgpool", x)               # F.adaptive_avg_pool2d
+    x = net.call("function", "flatten", x)
+    net.linear(x, num_classes, name="classifier")
+    return net
 
 
 # ---------------------------------------------------------------------------
 # ShuffleNetV2 x1.0 (shufflenetv2.py)
 # ---------------------------------------------------------------------------
-def shufflenet_v2_x1_0(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+def _shuffle_unit(net: _Net, x: int, inp: int, oup: int, stride: int, p: str) -> int:
+    """One ``InvertedResidual`` at ``p``: ``branch1`` (empty and never called
+    at stride 1), ``branch2``, ``torch.cat``, ``channel_shuffle``."""
+    half = oup // 2
+    b1, b2 = _Seq(p + "branch1"), _Seq(p + "branch2")
+    if stride == 1:   # x1, x2 = x.chunk(2, dim=1)
+        net.declare(p + "branch1")
+        left = net.call("method", "slice", x, 0, half)
+        src = net.call("method", "slice", x, half, half)
+    else:             # both branches see the whole input
+        left = net.conv(x, inp, 3, stride=2, padding=1, groups=inp, name=b1())
+        left = net.conv(net.bn(left, name=b1()), half, 1, name=b1())
+        left = net.act(net.bn(left, name=b1()), "relu", inplace=True, name=b1())
+        src = x
+    y = net.act(net.bn(net.conv(src, half, 1, name=b2()), name=b2()), "relu", inplace=True, name=b2())
+    y = net.bn(net.conv(y, half, 3, stride=stride, padding=1, groups=half, name=b2()), name=b2())
+    y = net.act(net.bn(net.conv(y, half, 1, name=b2()), name=b2()), "relu", inplace=True, name=b2())
+    return net.call("function", "channel_shuffle", net.call("function", "concat", left, y), 2)
+
+
+@_model
+def shufflenet_v2_x1_0(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """ShuffleNetV2 1.0x (torchvision ``shufflenet_v2_x1_0``)."""
     repeats, channels = (4, 8, 4), (24, 116, 232, 464, 1024)
     net = _new(resolution)
-    x = net.act(net.bn(net.conv(net.input, channels[0], 3, stride=2, padding=1)), "relu", inplace=True)
-    x = net.maxpool(x, 3, stride=2, padding=1)
+    x = net.conv(net.input, channels[0], 3, stride=2, padding=1, name="conv1.0")
+    x = net.act(net.bn(x, name="conv1.1"), "relu", inplace=True, name="conv1.2")
+    x = net.maxpool(x, 3, stride=2, padding=1, name="maxpool")
     inp = channels[0]
-    for n, oup in zip(repeats, channels[1:4]):
-        half = oup // 2
+    for k, (n, oup) in enumerate(zip(repeats, channels[1:4])):
         for i in range(n):
-            if i == 0:  # stride 2: both branches see the whole input
-                b1 = net.bn(net.conv(x, inp, 3, stride=2, padding=1, groups=inp))
-                b1 = net.act(net.bn(net.conv(b1, half, 1)), "relu", inplace=True)
-                src = x
-            else:       # stride 1: x.chunk(2, dim=1)
-                b1 = net.slice(x, 0, half)
-                src = net.slice(x, half, half)
-            b2 = net.act(net.bn(net.conv(src, half, 1)), "relu", inplace=True)
-            b2 = net.bn(net.conv(b2, half, 3, stride=2 if i == 0 else 1, padding=1, groups=half))
-            b2 = net.act(net.bn(net.conv(b2, half, 1)), "relu", inplace=True)
-            x = net.channel_shuffle(net.concat(b1, b2), 2)
+            x = _shuffle_unit(net, x, inp, oup, 2 if i == 0 else 1, f"stage{k + 2}.{i}.")
         inp = oup
-    x = net.act(net.bn(net.conv(x, channels[4], 1)), "relu", inplace=True)
-    x = net.global_avgpool(x)  # x.mean([2, 3])
-    net.linear(x, num_classes)
-    return net.records
+    x = net.conv(x, channels[4], 1, name="conv5.0")
+    x = net.act(net.bn(x, name="conv5.1"), "relu", inplace=True, name="conv5.2")
+    x = net.call("method", "global_avgpool", x)  # x.mean([2, 3])
+    net.linear(x, num_classes, name="fc")
+    return net
 
 
 # ---------------------------------------------------------------------------
 # SqueezeNet 1.0 (squeezenet.py)
 # ---------------------------------------------------------------------------
-def _fire(net: _Net, x: int, squeeze: int, e1: int, e3: int) -> int:
-    x = net.act(net.conv(x, squeeze, 1, bias=True), "relu", inplace=True)
-    a = net.act(net.conv(x, e1, 1, bias=True), "relu", inplace=True)
-    b = net.act(net.conv(x, e3, 3, padding=1, bias=True), "relu", inplace=True)
-    return net.concat(a, b)
+def _fire(net: _Net, x: int, squeeze: int, e1: int, e3: int, p: str) -> int:
+    x = net.conv(x, squeeze, 1, bias=True, name=p + "squeeze")
+    x = net.act(x, "relu", inplace=True, name=p + "squeeze_activation")
+    a = net.conv(x, e1, 1, bias=True, name=p + "expand1x1")
+    a = net.act(a, "relu", inplace=True, name=p + "expand1x1_activation")
+    b = net.conv(x, e3, 3, padding=1, bias=True, name=p + "expand3x3")
+    b = net.act(b, "relu", inplace=True, name=p + "expand3x3_activation")
+    return net.call("function", "concat", a, b)
 
 
-def squeezenet1_0(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def squeezenet1_0(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """SqueezeNet 1.0 (torchvision ``squeezenet1_0``)."""
     net = _new(resolution)
-    x = net.act(net.conv(net.input, 96, 7, stride=2, bias=True), "relu", inplace=True)
-    x = net.maxpool(x, 3, stride=2, ceil_mode=True)
-    x = _fire(net, x, 16, 64, 64)
-    x = _fire(net, x, 16, 64, 64)
-    x = _fire(net, x, 32, 128, 128)
-    x = net.maxpool(x, 3, stride=2, ceil_mode=True)
-    x = _fire(net, x, 32, 128, 128)
-    x = _fire(net, x, 48, 192, 192)
-    x = _fire(net, x, 48, 192, 192)
-    x = _fire(net, x, 64, 256, 256)
-    x = net.maxpool(x, 3, stride=2, ceil_mode=True)
-    x = _fire(net, x, 64, 256, 256)
-    x = net.conv(net.dropout(x), num_classes, 1, bias=True)
-    x = net.act(x, "relu", inplace=True)
-    net.flatten(net.global_avgpool(x))
-    return net.records
+    f = _Seq("features")
+    x = net.conv(net.input, 96, 7, stride=2, bias=True, name=f())
+    x = net.act(x, "relu", inplace=True, name=f())
+    for item in ("M", (16, 64), (16, 64), (32, 128), "M", (32, 128), (48, 192), (48, 192),
+                 (64, 256), "M", (64, 256)):
+        if item == "M":
+            x = net.maxpool(x, 3, stride=2, ceil_mode=True, name=f())
+        else:
+            x = _fire(net, x, item[0], item[1], item[1], f() + ".")
+    c = _Seq("classifier")
+    x = net.conv(net.dropout(x, name=c()), num_classes, 1, bias=True, name=c())
+    x = net.act(x, "relu", inplace=True, name=c())
+    net.call("function", "flatten", net.global_avgpool(x, name=c()))
+    return net
 
 
 # ---------------------------------------------------------------------------
 # GoogLeNet (googlenet.py)
 # ---------------------------------------------------------------------------
-def _basic_conv(net: _Net, x: int, out: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+def _basic_conv(net: _Net, x: int, out: int, kernel: int, stride: int = 1, padding: int = 0,
+                name: str = "") -> int:
     # BasicConv2d: conv (no bias) -> BN(eps=1e-3) -> F.relu(inplace=True)
-    x = net.conv(x, out, kernel, stride=stride, padding=padding)
-    return net.act(net.bn(x), "relu", inplace=True)
+    x = net.conv(x, out, kernel, stride=stride, padding=padding, name=name + ".conv")
+    return net.call("function", "act", net.bn(x, name=name + ".bn"), "relu", inplace=True)
 
 
-def _inception(net: _Net, x: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool: int) -> int:
-    b1 = _basic_conv(net, x, c1, 1)
-    b2 = _basic_conv(net, _basic_conv(net, x, c3r, 1), c3, 3, padding=1)
+def _inception(net: _Net, x: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool: int,
+               p: str) -> int:
+    b1 = _basic_conv(net, x, c1, 1, name=p + ".branch1")
+    b2 = _basic_conv(net, _basic_conv(net, x, c3r, 1, name=p + ".branch2.0"), c3, 3, padding=1,
+                     name=p + ".branch2.1")
     # kernel 3 in the "5x5" branch is torchvision's known quirk (vision#906)
-    b3 = _basic_conv(net, _basic_conv(net, x, c5r, 1), c5, 3, padding=1)
-    b4 = _basic_conv(net, net.maxpool(x, 3, stride=1, padding=1, ceil_mode=True), pool, 1)
-    return net.concat(b1, b2, b3, b4)
+    b3 = _basic_conv(net, _basic_conv(net, x, c5r, 1, name=p + ".branch3.0"), c5, 3, padding=1,
+                     name=p + ".branch3.1")
+    b4 = net.maxpool(x, 3, stride=1, padding=1, ceil_mode=True, name=p + ".branch4.0")
+    b4 = _basic_conv(net, b4, pool, 1, name=p + ".branch4.1")
+    return net.call("function", "concat", b1, b2, b3, b4)
 
 
-def googlenet(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+@_model
+def googlenet(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """GoogLeNet / Inception v1 as torchvision's pretrained model (no aux heads).
 
     ``transform_input`` is not represented (see the module docstring).
     """
     net = _new(resolution)
-    x = _basic_conv(net, net.input, 64, 7, stride=2, padding=3)
-    x = net.maxpool(x, 3, stride=2, ceil_mode=True)
-    x = _basic_conv(net, x, 64, 1)
-    x = _basic_conv(net, x, 192, 3, padding=1)
-    x = net.maxpool(x, 3, stride=2, ceil_mode=True)
-    x = _inception(net, x, 64, 96, 128, 16, 32, 32)
-    x = _inception(net, x, 128, 128, 192, 32, 96, 64)
-    x = net.maxpool(x, 3, stride=2, ceil_mode=True)
-    x = _inception(net, x, 192, 96, 208, 16, 48, 64)
-    x = _inception(net, x, 160, 112, 224, 24, 64, 64)
-    x = _inception(net, x, 128, 128, 256, 24, 64, 64)
-    x = _inception(net, x, 112, 144, 288, 32, 64, 64)
-    x = _inception(net, x, 256, 160, 320, 32, 128, 128)
-    x = net.maxpool(x, 2, stride=2, ceil_mode=True)
-    x = _inception(net, x, 256, 160, 320, 32, 128, 128)
-    x = _inception(net, x, 384, 192, 384, 48, 128, 128)
-    x = net.flatten(net.global_avgpool(x))
-    net.linear(net.dropout(x), num_classes)
-    return net.records
+    x = _basic_conv(net, net.input, 64, 7, stride=2, padding=3, name="conv1")
+    x = net.maxpool(x, 3, stride=2, ceil_mode=True, name="maxpool1")
+    x = _basic_conv(net, x, 64, 1, name="conv2")
+    x = _basic_conv(net, x, 192, 3, padding=1, name="conv3")
+    x = net.maxpool(x, 3, stride=2, ceil_mode=True, name="maxpool2")
+    x = _inception(net, x, 64, 96, 128, 16, 32, 32, "inception3a")
+    x = _inception(net, x, 128, 128, 192, 32, 96, 64, "inception3b")
+    x = net.maxpool(x, 3, stride=2, ceil_mode=True, name="maxpool3")
+    x = _inception(net, x, 192, 96, 208, 16, 48, 64, "inception4a")
+    x = _inception(net, x, 160, 112, 224, 24, 64, 64, "inception4b")
+    x = _inception(net, x, 128, 128, 256, 24, 64, 64, "inception4c")
+    x = _inception(net, x, 112, 144, 288, 32, 64, 64, "inception4d")
+    x = _inception(net, x, 256, 160, 320, 32, 128, 128, "inception4e")
+    x = net.maxpool(x, 2, stride=2, ceil_mode=True, name="maxpool4")
+    x = _inception(net, x, 256, 160, 320, 32, 128, 128, "inception5a")
+    x = _inception(net, x, 384, 192, 384, 48, 128, 128, "inception5b")
+    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    net.linear(net.dropout(x, name="dropout"), num_classes, name="fc")
+    return net
 
 
 # ---------------------------------------------------------------------------
@@ -560,57 +685,78 @@ def _regnet_block_params(depth: int, w_0: int, w_a: float, w_m: float, group_wid
     return list(zip(stage_widths, stage_depths, groups))
 
 
-def regnet_y_400mf(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+def _regnet_block(net: _Net, x: int, w_in: int, w_out: int, stride: int, group_width: int,
+                  p: str) -> int:
+    """``ResBottleneckBlock`` at ``p``: ``proj(x) + f(x)`` (proj evaluated first),
+    then the in-place ``activation``."""
+    skip = x
+    if w_in != w_out or stride != 1:
+        skip = net.conv_norm_act(x, w_out, 1, stride=stride, act=None, name=p + "proj")
+    w_b = int(round(w_out * 1.0))           # bottleneck_multiplier 1.0
+    y = net.conv_norm_act(x, w_b, 1, name=p + "f.a")
+    y = net.conv_norm_act(y, w_b, 3, stride=stride, groups=w_b // group_width, name=p + "f.b")
+    y = net.squeeze_excitation(y, int(round(0.25 * w_in)), act="relu", gate="sigmoid",
+                               name=p + "f.se")
+    y = net.conv_norm_act(y, w_out, 1, act=None, name=p + "f.c")
+    x = net.call("operator", "add", skip, y)
+    return net.act(x, "relu", inplace=True, name=p + "activation")
+
+
+@_model
+def regnet_y_400mf(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """RegNetY-400MF (torchvision ``regnet_y_400mf``)."""
-    se_ratio, bottleneck_multiplier = 0.25, 1.0
     stages = _regnet_block_params(depth=16, w_0=48, w_a=27.89, w_m=2.09, group_width=8)
     net = _new(resolution)
-    x = net.conv_norm_act(net.input, 32, 3, stride=2)  # SimpleStemIN
+    x = net.conv_norm_act(net.input, 32, 3, stride=2, name="stem")  # SimpleStemIN
     width_in = 32
-    for width_out, depth, group_width in stages:
+    for k, (width_out, depth, group_width) in enumerate(stages):
         for i in range(depth):
-            stride = 2 if i == 0 else 1
-            w_in = width_in if i == 0 else width_out
-            # forward: ``self.proj(x) + self.f(x)``, proj evaluated first
-            skip = x
-            if w_in != width_out or stride != 1:
-                skip = net.conv_norm_act(x, width_out, 1, stride=stride, act=None)
-            w_b = int(round(width_out * bottleneck_multiplier))
-            y = net.conv_norm_act(x, w_b, 1)
-            y = net.conv_norm_act(y, w_b, 3, stride=stride, groups=w_b // group_width)
-            y = net.squeeze_excitation(y, int(round(se_ratio * w_in)), act="relu", gate="sigmoid")
-            y = net.conv_norm_act(y, width_out, 1, act=None)
-            x = net.act(net.add(skip, y), "relu", inplace=True)
+            p = f"trunk_output.block{k + 1}.block{k + 1}-{i}."
+            x = _regnet_block(net, x, width_in if i == 0 else width_out, width_out,
+                              2 if i == 0 else 1, group_width, p)
         width_in = width_out
-    x = net.flatten(net.global_avgpool(x))
-    net.linear(x, num_classes)
-    return net.records
+    x = net.call("method", "flatten", net.global_avgpool(x, name="avgpool"))  # x.flatten(1)
+    net.linear(x, num_classes, name="fc")
+    return net
 
 
 # ---------------------------------------------------------------------------
 # ConvNeXt-Tiny (convnext.py)
 # ---------------------------------------------------------------------------
-def convnext_tiny(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+def _cn_block(net: _Net, x: int, dim: int, p: str) -> int:
+    """``CNBlock`` at ``p``: ``block`` (dwconv, Permute, LayerNorm, Linear, GELU,
+    Linear, Permute), ``layer_scale * ...``, ``stochastic_depth``, ``+= input``."""
+    y = net.conv(x, dim, 7, padding=3, groups=dim, bias=True, name=p + "block.0")
+    y = net.layernorm(y, name=p + "block.2")
+    y = net.conv(y, 4 * dim, 1, bias=True, name=p + "block.3")       # Linear(dim, 4 dim)
+    y = net.act(y, "gelu", name=p + "block.4")
+    y = net.conv(y, dim, 1, bias=True, name=p + "block.5")           # Linear(4 dim, dim)
+    y = net.call("operator", "scale", y)                               # layer_scale * ...
+    y = net.identity(y, name=p + "stochastic_depth")
+    return net.call("operator", "add", y, x, inplace=True)            # result += input
+
+
+@_model
+def convnext_tiny(num_classes: int = 1000, resolution: int = 224) -> _Net:
     """ConvNeXt-Tiny (torchvision ``convnext_tiny``); mappings in the module docstring."""
     stages = [(96, 192, 3), (192, 384, 3), (384, 768, 9), (768, None, 3)]
     net = _new(resolution)
+    f = _Seq("features")
     # stem: Conv2dNormActivation(3, 96, k=4, s=4, p=0, LayerNorm2d, no act, bias)
-    x = net.layernorm(net.conv(net.input, stages[0][0], 4, stride=4, bias=True))
+    p = f()
+    x = net.conv(net.input, stages[0][0], 4, stride=4, bias=True, name=p + ".0")
+    x = net.layernorm(x, name=p + ".1")
     for dim, out, n in stages:
-        for _ in range(n):
-            y = net.conv(x, dim, 7, padding=3, groups=dim, bias=True)
-            y = net.layernorm(y)
-            y = net.conv(y, 4 * dim, 1, bias=True)       # Linear(dim, 4 dim)
-            y = net.act(y, "gelu")
-            y = net.conv(y, dim, 1, bias=True)           # Linear(4 dim, dim)
-            y = net.scale(y)                             # layer_scale * ...
-            x = net.add(y, x, inplace=True)                           # result += input
+        stage = f()
+        for i in range(n):
+            x = _cn_block(net, x, dim, f"{stage}.{i}.")
         if out is not None:
-            x = net.conv(net.layernorm(x), out, 2, stride=2, bias=True)
-    x = net.global_avgpool(x)
-    x = net.flatten(net.layernorm(x))
-    net.linear(x, num_classes)
-    return net.records
+            p = f()
+            x = net.conv(net.layernorm(x, name=p + ".0"), out, 2, stride=2, bias=True, name=p + ".1")
+    x = net.global_avgpool(x, name="avgpool")
+    x = net.flatten(net.layernorm(x, name="classifier.0"), name="classifier.1")   # nn.Flatten(1)
+    net.linear(x, num_classes, name="classifier.2")
+    return net
 
 
 # ---------------------------------------------------------------------------
@@ -627,6 +773,7 @@ MODELS: dict[str, Callable[..., np.ndarray]] = {
 }
 # the vision transformers (ViT, DeiT, Swin, MaxViT) live in their own module
 MODELS.update(vision_transformers.MODELS)
+_NETS.update(vision_transformers.NETS)
 #: other names of zoo models (the same records)
 ALIASES: dict[str, str] = dict(vision_transformers.ALIASES)
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
@@ -665,30 +812,50 @@ PUBLISHED: dict[str, tuple[str, int]] = {
 
 
 @functools.lru_cache(maxsize=64)
-def _cached(name: str, resolution: int, num_classes: int) -> np.ndarray:
-    rec = MODELS[name](num_classes=num_classes, resolution=resolution)
+def _cached(name: str, resolution: int, num_classes: int) -> tuple:
+    """``(records, names, modules)`` of a model, records read-only."""
+    if name not in MODELS:
+        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    net = _NETS[name](num_classes, resolution)
+    rec = net.records
     rec.setflags(write=False)
-    return rec
+    return rec, tuple(net.names), tuple(net.modules)
 
 
-def build(name: str, resolution: int = 224, num_classes: int = 1000) -> np.ndarray:
+def build(name: str, resolution: int = 224, num_classes: int = 1000, with_names: bool = False):
     """Records of zoo model ``name`` (cached; a writable copy is returned).
+
+    With ``with_names=True``, ``(records, names)``: one name per record, the
+    path of the torchvision module that makes it (``""`` for the input and
+    for function, method and operator calls).
 
     >>> import nasflops
     >>> int(nasflops.score(build("alexnet"))["params"][0])
     61100840
+    >>> rec, names = build("vgg16", with_names=True)
+    >>> names[-3:]
+    ['classifier.4', 'classifier.5', 'classifier.6']
     """
-    name = ALIASES.get(name, name)
-    if name not in MODELS:
-        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(MODEL_NAMES)}")
-    return _cached(name, int(resolution), int(num_classes)).copy()
+    rec, names, _ = _cached(ALIASES.get(str(name), str(name)), int(resolution), int(num_classes))
+    return (rec.copy(), list(names)) if with_names else rec.copy()
+
+
+def modules(name: str, resolution: int = 224, num_classes: int = 1000) -> list[str]:
+    """The named modules of zoo model ``name`` in torchvision's registration
+    order (``model.named_modules()``, leaves only), including modules
+    torchvision registers but never calls in eval mode.
+
+    >>> modules("shufflenet_v2_x1_0")[:5]
+    ['conv1.0', 'conv1.1', 'conv1.2', 'maxpool', 'stage2.0.branch1.0']
+    """
+    return list(_cached(ALIASES.get(str(name), str(name)), int(resolution), int(num_classes))[2])
 
 
 def _models(positions: np.ndarray, resolution: int, num_classes: int) -> SpecBatch:
     """The zoo models at ``positions`` (each built once per resolution: a
     model that cannot take this resolution fails only when asked for)."""
     uniq, inverse = np.unique(positions, return_inverse=True)
-    built = SpecBatch.from_list([_cached(MODEL_NAMES[p], resolution, num_classes) for p in uniq])
+    built = SpecBatch.from_list([_cached(MODEL_NAMES[p], resolution, num_classes)[0] for p in uniq])
     return built.take(inverse)
 
 
@@ -777,7 +944,7 @@ class ZooSpace(SearchSpace):
         lengths = batch.lengths
         for m, name in enumerate(MODEL_NAMES):   # 19 models, each compared to same-length rows
             try:
-                ref = _cached(name, self.resolution, self.num_classes)
+                ref = _cached(name, self.resolution, self.num_classes)[0]
             except ValueError:        # a model this resolution does not fit
                 continue
             for i in np.flatnonzero(~found & (lengths == len(ref))):

@@ -26,7 +26,7 @@ LAYERS = {
         ["__main__"],
         ["cli"],
         ["plots"],
-        ["analytics", "torch_bridge"],
+        ["analytics", "torch_bridge", "reports"],
         ["pipeline"],
         ["storage"],
         ["search_spaces"],

@@ -42,7 +42,8 @@ def test_spaces_lists_sizes():
     p = run("spaces", "--json")
     spaces = {s["name"]: s for s in json.loads(p.stdout)}
     assert spaces["nb201"]["size"] == 15625
-    assert spaces["zoo"]["size"] == 19
+    from nasflops.search_spaces import zoo
+    assert spaces["zoo"]["size"] == len(zoo.MODEL_NAMES)
     assert "ofa-mbv3" in spaces
     table = run("spaces").stdout
     assert "15,625" in table and "nb201" in table
@@ -168,3 +169,56 @@ def test_validate_cli():
     p = run("validate", "nb201", "-n", "3", check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "mismatch" in p.stdout.lower() or "agree" in p.stdout.lower()
+
+
+def test_count_torchstat_report():
+    from nasflops.reports import torchstat_report
+    from nasflops.search_spaces import zoo
+    out = run("count", "vgg16", "--report", "torchstat").stdout
+    rec, names = zoo.build("vgg16", with_names=True)
+    assert out == torchstat_report(rec, names, zoo.modules("vgg16")).text
+    lines = out.splitlines()
+    assert lines[0].split() == ["module", "name", "input", "shape", "output", "shape", "params",
+                                "memory(MB)", "MAdd", "Flops", "MemRead(B)", "MemWrite(B)",
+                                "roofline[%]", "MemR+W(B)"]
+    assert lines[1].split()[:3] == ["0", "features.0", "3"]
+    assert "Total MAdd: 30.96GMAdd" in lines and "on t4 " in out
+    a100 = run("count", "resnet18", "--report", "torchstat", "--device", "a100").stdout
+    assert "on a100 " in a100 and "layer1.0.relu" in a100
+    assert_user_error(run("count", "vgg16", "--report", "torchstat", "--batch-size", "4", check=False),
+                      "batch 1, fp32")
+    assert_user_error(run("count", "vgg16", "--report", "torchstat", "-c", "flops", check=False),
+                      "drop --convention")
+    assert_user_error(run("count", "vgg16", "--report", "torchstat", "--device", "tpu9", check=False),
+                      "unknown device 'tpu9'")
+    assert_user_error(run("count", "vgg16", "--report", "nvidia-smi", check=False), "invalid choice")
+
+
+def test_count_memory_semantics_and_device():
+    rec = nf.get_space("zoo").encode(["vgg16"])
+    own = run("count", "vgg16").stdout
+    ts = run("count", "vgg16", "--memory", "torchstat").stdout
+    r = nf.score(rec, memory="torchstat")[0]
+    assert "torchstat memory" in ts and "torchstat memory" not in own
+    assert "written 109.39 MiB" in ts and "written 109.36 MiB" in own
+    assert f"{int(r['act_bytes']) / 2 ** 20:.2f}" == "109.39"
+    lat = run("count", "vgg16", "-c", "flops", "--device", "t4").stdout
+    r = nf.score(rec, convention="flops", device=nf.options.get_device("t4"))[0]
+    assert f"roofline latency on t4: {float(r['latency_s']) * 1e3:.4g} ms" in lat
+    assert_user_error(run("count", "vgg16", "--device", "t4", check=False), "count FLOPs")
+
+
+def test_count_torchstat_report_of_a_torch_file(tmp_path):
+    pytest.importorskip("torch")
+    f = tmp_path / "tiny.py"
+    f.write_text(
+        "import torch.nn as nn\n"
+        "INPUT_SHAPE = (3, 16, 16)\n"
+        "model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
+        "                      nn.Flatten(), nn.Linear(8, 10))\n")
+    out = run("count", f, "--report", "torchstat").stdout
+    # conv MAdd (2*27 - 1 + 1) * 8 * 256, relu 8 * 256, linear (2*8 - 1) * 10
+    assert f"Total MAdd: {(54 * 2048 + 2048 + 150) / 1e3:.2f}KMAdd" in out
+    assert "Total params: 314" in out
+    # from_torch gives no module names yet: rows are named by record index, and say so
+    assert "module names: record indices" in out

@@ -8,6 +8,11 @@ matching convention exactly.  See docs/conventions.md for what each counts.
 import pytest
 
 torch = pytest.importorskip("torch")
+from tests.conftest import import_torchvision  # noqa: E402
+
+# ptflops imports torchvision as it loads; torchvision 0.28 needs its two
+# kernel-less schemas defined on the CPU torch first (tests/conftest.py)
+import_torchvision()
 pytest.importorskip("thop")
 pytest.importorskip("ptflops")
 pytest.importorskip("fvcore")

@@ -154,6 +154,32 @@ def test_corrupted_specs_fail_like_definitions(rec, data):
             raise AssertionError("invalid spec scored without error")
 
 
+@SETTINGS
+@given(valid_nets(), st.data(), st.sampled_from(["torchstat-madd", "torchstat-flops", "flops", "thop"]),
+       st.sampled_from(["nasflops", "torchstat"]), st.integers(1, 4),
+       st.sampled_from(["fp32", "fp16"]), st.sampled_from(["fp32", "int8"]))
+def test_call_kinds_repeats_and_memory_semantics_match_definitions(rec, data, convention, memory,
+                                                                   batch, wdt, adt):
+    # every record may be any call kind and an earlier call of a module called again
+    n = len(rec)
+    rec["call"] = data.draw(st.lists(st.integers(0, len(nf.Call) - 1), min_size=n, max_size=n))
+    again = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    rec["flags"][again] |= int(nf.Flag.CALLED_AGAIN)
+    r = nf.score(rec, convention=convention, batch_size=batch, weight_dtype=wdt, act_dtype=adt,
+                 memory=memory)[0]
+    conv = nf.get_convention(convention)
+    ref = _pyref.score_one(rec, conv.weights, batch, nf.DTYPE_SIZES[wdt], nf.DTYPE_SIZES[adt],
+                           memory=memory, last_call_only=conv.last_call_only)
+    assert {m: int(r[m]) for m in nf.METRICS} == {m: ref[m] for m in nf.METRICS}
+    t = nf.layer_table(rec, convention=convention, batch_size=batch, weight_dtype=wdt,
+                       act_dtype=adt, memory=memory)
+    for m in ("ops", "params", "act_bytes", "read_bytes", "write_bytes"):
+        assert int(t[m].sum()) == int(r[m])
+    # the peak is the live buffers under either semantics
+    assert int(r["peak_act_bytes"]) == int(nf.score(rec, batch_size=batch, act_dtype=adt,
+                                                    weight_dtype=wdt)["peak_act_bytes"][0])
+
+
 # ------------------------------------------------ token tensors and attention
 @st.composite
 def token_nets(draw):

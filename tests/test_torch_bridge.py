@@ -123,9 +123,11 @@ def _space(name, **kw):
 
 
 def test_zoo_round_trip_and_hooks():
+    from nasflops.search_spaces import vision_transformers, zoo as zoo_mod
     zoo = _space("zoo")
     batch = zoo.enumerate()
-    for i in range(len(batch)):
+    cnns = [i for i, n in enumerate(zoo_mod.MODEL_NAMES) if n not in vision_transformers.MODELS]
+    for i in cnns:      # the vision transformers: tests/test_transformers.py
         recs = batch[i]
         model = to_torch(recs, device="meta")
         spec = from_torch(model, shape_of(recs))
@@ -395,9 +397,14 @@ def test_from_torch_on_ofa_subnets(ofa_importable):
 
 @pytest.mark.parametrize("name", [s["name"] for s in nf.list_spaces()])
 def test_validate_every_space_agrees_exactly(name):
-    # the whole zoo; a seeded sample of every other space; memory metrics included
-    n = 19 if name == "zoo" else 4
-    report = validate(name, samples=n, convention="flops", seed=0, batch_size=2, device="meta")
+    # the whole zoo (its CNNs; the vision transformers: tests/test_transformers.py);
+    # a seeded sample of every other space; memory metrics included
+    target, n = name, 4
+    if name == "zoo":
+        from nasflops.search_spaces import vision_transformers, zoo
+        cnns = [m for m in zoo.MODEL_NAMES if m not in vision_transformers.MODELS]
+        target, n = zoo.ZooSpace().encode(cnns), len(cnns)
+    report = validate(target, samples=n, convention="flops", seed=0, batch_size=2, device="meta")
     assert report.ok, str(report)
     assert report.n == n and not report.mismatches
 

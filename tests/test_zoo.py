@@ -283,3 +283,125 @@ def test_decode_names_models_from_records():
     other = nf.SpecBatch.concat([space.encode(["alexnet"]), zoo.ZooSpace(resolution=192).encode(["alexnet"])])
     with pytest.raises(NativeError, match="candidate 1"):
         space.decode(other)
+
+
+# -- names and call kinds, against torchvision 0.28 itself -------------------------------
+# Permute (ConvNeXt) is a view with no record; every other leaf module has one.
+_NO_RECORD = ("Permute",)
+
+
+def _torchvision_model(tv, name):
+    """The torchvision model on the meta device (shapes only, no arithmetic)."""
+    import torch
+    kw = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    if name.startswith("regnet"):     # computes its widths with tensors: build on the CPU
+        return getattr(tv.models, name)(**kw).to("meta").eval()
+    with torch.device("meta"):
+        if name in _DEIT:             # DeiT is torchvision's VisionTransformer, narrower
+            heads, dim = _DEIT[name]
+            return tv.models.VisionTransformer(224, 16, 12, heads, dim, 4 * dim).eval()
+        return getattr(tv.models, name)(**kw).eval()
+
+
+#: DeiT (Touvron et al. 2021): heads and width of a 12-layer, patch-16 ViT
+_DEIT = {"deit_tiny": (3, 192), "deit_small": (6, 384)}
+
+
+def _leaf_calls(model):
+    """Registered leaves and ``(name, output shape)`` of every leaf-module call, in order.
+
+    ``nn.MultiheadAttention`` counts as a leaf: one record, as hook tools see
+    the module (its ``out_proj`` only holds weights and is never called)."""
+    import torch
+    units = [n for n, m in model.named_modules() if isinstance(m, torch.nn.MultiheadAttention)]
+    inside = tuple(u + "." for u in units)
+    leaves = [(n, m) for n, m in model.named_modules()
+              if (not list(m.children()) or n in units) and not n.startswith(inside)
+              and type(m).__name__ not in _NO_RECORD]
+    calls = []
+
+    def record(m, i, o, n):
+        out = o[0] if isinstance(o, tuple) else o
+        calls.append((n, tuple(out.shape[1:])))
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: record(m, i, o, n)) for n, m in leaves]
+    with torch.no_grad():
+        model(torch.empty(1, 3, 224, 224, device="meta"))
+    for h in hooks:
+        h.remove()
+    return [n for n, _ in leaves], calls
+
+
+def _fx_calls(model):
+    """How many function, method and operator calls of each kind ``forward`` makes.
+
+    Shape arithmetic (``x.shape``, ``x.size()``, ``n_h * n_w``) and unpacking a
+    tuple (``x.chunk(2)``, ``nn.MultiheadAttention``'s output) compute nothing and
+    are left out."""
+    import collections
+    import operator
+
+    import torch.fx
+    kinds = collections.Counter()
+    shapes = set()       # nodes holding sizes, not tensors
+    for n in torch.fx.symbolic_trace(model).graph.nodes:
+        target = getattr(n.target, "__name__", n.target)
+        inputs = n.all_input_nodes
+        if n.target in (getattr, "size") or (inputs and all(a in shapes for a in inputs)):
+            shapes.add(n)
+            continue
+        if n.target is operator.getitem and isinstance(n.args[1], int) and (
+                n.args[0].op == "call_module" or n.args[0].target == "chunk"):
+            continue
+        if n.op == "call_function" and getattr(operator, str(target), None) is n.target:
+            kinds["operator", target] += 1
+        elif n.op in ("call_function", "call_method"):
+            kinds[n.op[5:], target] += 1
+    return kinds
+
+
+#: record (call kind, op) -> the call torchvision's forward makes, and records per call
+_RECORD_CALLS = {
+    ("operator", "add"): ("add", 1), ("operator", "mul"): ("mul", 1),
+    ("operator", "scale"): ("mul", 1), ("function", "flatten"): ("flatten", 1),
+    ("function", "concat"): ("cat", 1), ("function", "relu"): ("relu", 1),
+    ("function", "adaptive_avgpool"): ("adaptive_avg_pool2d", 1),
+    ("function", "channel_shuffle"): ("transpose", 1),   # view, transpose, contiguous, view
+    ("method", "adaptive_avgpool"): ("mean", 1), ("method", "flatten"): ("flatten", 1),
+    ("method", "slice"): ("chunk", 2),
+    # vision transformers: x.reshape(...).permute(...); torch.cat with the class token;
+    # + pos_embedding; x[:, 0]
+    ("method", "tokens"): ("reshape", 1), ("function", "prepend"): ("cat", 1),
+    ("operator", "param_add"): ("add", 1), ("operator", "slice"): ("getitem", 1),
+}
+
+
+@pytest.mark.parametrize("name", zoo.MODEL_NAMES)
+def test_names_and_call_kinds_mirror_torchvision(name, torchvision):
+    import collections
+    model = _torchvision_model(torchvision, name)
+    registered, calls = _leaf_calls(model)
+    rec, names = zoo.build(name, with_names=True)
+    t = nf.layer_table(rec)
+    mine = [(names[i], (int(t["channels"][i]), int(t["height"][i]), int(t["width"][i])))
+            for i in range(1, len(rec)) if rec["call"][i] == nf.Call.MODULE]
+    # every module call, in order, by name, with its output shape (a 2-D output is
+    # C x 1 x 1 here; ConvNeXt's channels-last tensors hold the same dimensions)
+    assert [n for n, _ in mine] == [n for n, _ in calls]
+    for (n, ours), (_, theirs) in zip(mine, calls):
+        assert sorted(ours) == sorted(theirs + (1,) * (3 - len(theirs))), n
+    assert all(names[i] == "" for i in range(len(rec)) if rec["call"][i] != nf.Call.MODULE)
+    # the modules in registration order, those never called in eval mode included
+    assert zoo.modules(name) == registered
+    # every function, method and operator call, by kind (a chained concat is one call;
+    # the calls inside LayerNorm2d and StochasticDepth, which fx traces through, aside)
+    fx = _fx_calls(model)
+    counted = collections.Counter()
+    for r in rec[1:]:
+        kind = nf.Call(int(r["call"])).name.lower()
+        if kind == "module" or (r["op"] == Op.CONCAT and r["flags"] & Flag.INPLACE):
+            continue
+        op = nf.Act(int(r["act"])).name.lower() if r["op"] == Op.ACT else nf.Op(int(r["op"])).name.lower()
+        call, per = _RECORD_CALLS[kind, op]
+        counted[kind, call] += 1 / per
+    assert counted == {k: v for k, v in fx.items() if k in counted or k[1] in
+                       {c for c, _ in _RECORD_CALLS.values()}}
