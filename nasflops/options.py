@@ -17,7 +17,7 @@ from typing import Optional, Union
 
 from .conventions import Convention, get_convention
 
-__all__ = ["DTYPE_SIZES", "Device", "ScoringOptions", "positive_int", "META_KEY",
+__all__ = ["DTYPE_SIZES", "Device", "ScoringOptions", "positive_int", "short_repr", "META_KEY",
            "metadata_of_schema"]
 
 #: schema-metadata key under which results (Arrow tables, Parquet files)
@@ -59,8 +59,18 @@ def positive_int(value, name: str, minimum: int = 1, maximum: int = (1 << 62)) -
             ok = False
     if not ok:
         bound = f">= {minimum}" if maximum >= (1 << 62) else f"in {minimum}..{maximum:,}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+        raise ValueError(f"{name} must be an integer {bound}, got {short_repr(value)}")
     return int(value)
+
+
+def short_repr(value, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line messages.
+
+    >>> short_repr(10 ** 400)
+    '1000000000000000000000000000000000000000... (401 characters)'
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)

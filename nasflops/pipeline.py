@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -30,7 +31,7 @@ from .engine import ENCODE_BLOCK, RawScores, score_into
 from .options import ScoringOptions, positive_int
 from .search_spaces import SearchSpace, get_space
 from .search_spaces.columns import take_columns
-from .storage import RunWriter, read_results, scores_table, write_part
+from .storage import RunWriter, commit_part, read_results, scores_table
 
 __all__ = ["score_space", "ScoreRun", "DEFAULT_CHUNK_SIZE"]
 
@@ -53,6 +54,10 @@ class ScoreRun:
         Part files (chunks) of the dataset.
     parts_written, parts_resumed : int
         Parts written by this call, and parts found complete and kept.
+    parts_repaired : list of (str, str)
+        Parts found damaged when resuming (file name, why): they failed their
+        checksum (or, never recorded, their verification), were deleted and
+        written again by this call.
     rows_written : int
         Candidates scored and written by this call.
     n_invalid : int
@@ -72,6 +77,7 @@ class ScoreRun:
     n_invalid: int
     seconds: float
     metadata: dict = field(repr=False)
+    parts_repaired: list = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -101,10 +107,11 @@ class _ChunkTask:
     encode_block: int
 
 
-def _run_chunk(task: _ChunkTask) -> tuple[int, int, int]:
+def _run_chunk(task: _ChunkTask) -> tuple[int, int, int, dict]:
     """Sample/enumerate, encode, score and write part ``task.k``.
 
-    Returns ``(k, rows, invalid_rows)``.
+    Returns ``(k, rows, invalid_rows, record)``, the record (rows, size,
+    hash) being what the run file keeps of the part.
     """
     m = task.stop - task.start
     space = task.space
@@ -129,8 +136,8 @@ def _run_chunk(task: _ChunkTask) -> tuple[int, int, int]:
     table = scores_table(raw.metrics, raw.status, raw.bad_layer, raw.latency,
                          arch_id=np.arange(task.start, task.stop, dtype=np.int64),
                          native=native, metadata=task.metadata)
-    write_part(task.out, task.k, table, token=task.token, compression=task.compression)
-    return task.k, m, int(np.count_nonzero(raw.status))
+    _, record = commit_part(task.out, task.k, table, token=task.token, compression=task.compression)
+    return task.k, m, int(np.count_nonzero(raw.status)), record
 
 
 def _progress_bar(total: int, completed: int, label: str):
@@ -176,7 +183,8 @@ def _fan_out(writer: RunWriter, tasks: list, n_jobs, bar, t0: float) -> tuple[in
     bar, bar_task = bar if bar is not None else (None, None)
     results = joblib.Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")(
         joblib.delayed(_run_chunk)(t) for t in tasks)
-    for _, m, bad in results:
+    for k, m, bad, record in results:
+        writer.record(k, record)
         written += 1
         rows += m
         invalid += bad
@@ -224,9 +232,14 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     progress : bool
         Show a progress bar (candidates/s and ETA) on stderr.
     resume : bool
-        Finish an interrupted run in ``out``: complete parts are kept,
-        missing ones written.  The run's parameters must match the stored
-        ones exactly (else ``ValueError`` naming the differences).
+        Finish an interrupted run in ``out``: parts that verify against the
+        checksums recorded when they were written are kept; missing and
+        damaged ones are written (damaged ones are listed in
+        ``parts_repaired`` and reported with a ``RuntimeWarning``).  The
+        run's parameters must match the stored ones exactly (else
+        ``ValueError`` naming the differences).  One writer at a time: a
+        second run on the same ``out`` raises
+        :class:`nasflops.storage.RunLockedError`.
     overwrite : bool
         Delete the part files and metadata of a previous run in ``out`` first.
     compression : str or None
@@ -268,20 +281,25 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
     writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size), total,
                        chunk_size, resume=resume, overwrite=overwrite)
-    tasks = [_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
-                        writer.metadata_bytes, writer.token, compression, encode_block)
-             for k in writer.todo()]
-    resumed_rows = sum(np.subtract(*writer.rows_of(k)[::-1]) for k in writer.done)
-    bar = None
-    if progress:
-        bar = _progress_bar(total, int(resumed_rows), f"{space.name} [{opts.convention.name}]")
-        bar[0].start()
+    for name, why in writer.repaired:
+        warnings.warn(f"{os.path.join(writer.path, name)} failed verification ({why}): "
+                      "writing it again", RuntimeWarning, stacklevel=2)
+    bar, failed = None, True
     try:
+        tasks = [_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
+                            writer.metadata_bytes, writer.token, compression, encode_block)
+                 for k in writer.todo()]
+        resumed_rows = sum(np.subtract(*writer.rows_of(k)[::-1]) for k in writer.done)
+        if progress:
+            bar = _progress_bar(total, int(resumed_rows), f"{space.name} [{opts.convention.name}]")
+            bar[0].start()
         written, rows, invalid = _fan_out(writer, tasks, n_jobs, bar, t0)
+        failed = False
     finally:
         if bar is not None:
             bar[0].stop()
-        writer.close()
+        writer.close(failed=failed)
     return ScoreRun(path=writer.path, n=total, n_parts=writer.n_parts, parts_written=written,
                     parts_resumed=len(writer.done), rows_written=rows, n_invalid=invalid,
-                    seconds=time.perf_counter() - t0, metadata=writer.metadata)
+                    seconds=time.perf_counter() - t0, metadata=writer.metadata,
+                    parts_repaired=list(writer.repaired))
