@@ -23,7 +23,7 @@ import numpy as np
 
 from .engine import METRICS, RawScores, score_into
 from .options import ScoringOptions, metadata_of_schema, short_repr
-from .scoring import SpecError, explain
+from .scoring import MissingColumnError, SpecError, explain
 from .spec import LAYER_DTYPE, Net, SpecBatch
 
 __all__ = ["Budget"]
@@ -54,8 +54,8 @@ def _bound(attr: str, v):
         else:
             v = math.floor(v)
     if not number or not 0 <= int(v) <= _INT64_MAX:
-        raise ValueError(f"{attr} must be an integer in 0..{_INT64_MAX:,} (counts are int64), "
-                         f"got {short_repr(given)}")
+        raise ValueError(f"{attr} must be an integer >= 0 and <= {_INT64_MAX:,} (counts are "
+                         f"int64), got {short_repr(given)}")
     return int(v)
 
 
@@ -279,6 +279,7 @@ def _column_getter(results):
             if not required:
                 return None
             hint = " (score with device=...)" if name == "latency_s" else ""
-            raise KeyError(f"{why} needs the {name!r} column, absent from these results{hint}")
+            raise MissingColumnError(f"{why} needs the {name!r} column, absent from these "
+                                     f"results{hint}")
         return get(name)
     return cols

@@ -38,6 +38,9 @@ __all__ = ["score_space", "ScoreRun", "DEFAULT_CHUNK_SIZE"]
 #: candidates per part file when ``chunk_size`` is not given: two sampling
 #: blocks (``SAMPLE_BLOCK``), so no chunk re-draws a block another one drew
 DEFAULT_CHUNK_SIZE = 1 << 17
+#: the most candidates one run may ask for (2**50, ~10**15: decades of one
+#: machine's time); beyond it a count is a mistake, not a request
+MAX_N = 1 << 50
 
 
 @dataclass
@@ -162,7 +165,7 @@ def _plan(space: SearchSpace, n, seed) -> tuple[str, int, Optional[int]]:
         return "enumerate", int(space.size), None
     if isinstance(n, str):
         raise ValueError(f"n must be a non-negative integer, 'all' or None, got {n!r}")
-    return "sample", positive_int(n, "n", 0), positive_int(seed, "seed", 0)
+    return "sample", positive_int(n, "n", 0, MAX_N), positive_int(seed, "seed", 0)
 
 
 def _run_metadata(space: SearchSpace, opts: ScoringOptions, mode: str, total: int,
@@ -173,13 +176,11 @@ def _run_metadata(space: SearchSpace, opts: ScoringOptions, mode: str, total: in
     return meta
 
 
-def _fan_out(writer: RunWriter, tasks: list, n_jobs, bar, t0: float) -> tuple[int, int, int]:
+def _fan_out(writer: RunWriter, tasks, n_jobs, bar, t0: float) -> tuple[int, int, int]:
     """Run the chunk tasks; return ``(parts, rows, invalid rows)`` written."""
     import joblib
 
     written = invalid = rows = 0
-    if not tasks:
-        return written, rows, invalid
     bar, bar_task = bar if bar is not None else (None, None)
     results = joblib.Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")(
         joblib.delayed(_run_chunk)(t) for t in tasks)
@@ -286,9 +287,10 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                       "writing it again", RuntimeWarning, stacklevel=2)
     bar, failed = None, True
     try:
-        tasks = [_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
+        # lazy: joblib draws tasks as workers free up, so nothing here grows with n
+        tasks = (_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
                             writer.metadata_bytes, writer.token, compression, encode_block)
-                 for k in writer.todo()]
+                 for k in writer.todo())
         resumed_rows = sum(np.subtract(*writer.rows_of(k)[::-1]) for k in writer.done)
         if progress:
             bar = _progress_bar(total, int(resumed_rows), f"{space.name} [{opts.convention.name}]")

@@ -53,6 +53,7 @@ import mmap
 import os
 import re
 import socket
+import time
 import uuid
 from typing import Iterator, Mapping, Optional, Union
 
@@ -283,6 +284,11 @@ class RunLock:
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
             self._fd = fd
         return self
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
 
     def release(self) -> None:
         """Remove the lock file and drop the lock (idempotent)."""
@@ -725,6 +731,9 @@ class RunWriter:
         Marks this writer's temporaries (removed by :meth:`close`).
     """
 
+    #: at most one rewrite of the run file per this many seconds while parts arrive
+    flush_seconds = 1.0
+
     def __init__(self, path, metadata: Mapping, n_rows: int, chunk_size: int,
                  resume: bool = False, overwrite: bool = False):
         self.path = os.fspath(path)
@@ -735,6 +744,7 @@ class RunWriter:
         self.token = uuid.uuid4().hex[:12]
         self.repaired: list[tuple[str, str]] = []
         self.parts: dict[str, dict] = {}
+        self._dirty, self._flushed = False, time.monotonic()
         self._created_dir = not os.path.exists(self.path)
         self._created_run = False
         os.makedirs(self.path, exist_ok=True)
@@ -774,28 +784,38 @@ class RunWriter:
         start = k * self.chunk_size
         return start, min(start + self.chunk_size, self.n_rows)
 
-    def todo(self) -> list[int]:
-        """Parts still to write, in order."""
-        return [k for k in range(self.n_parts) if k not in self.done]
+    def todo(self) -> Iterator[int]:
+        """Parts still to write, in order (lazily: a run may have billions)."""
+        return (k for k in range(self.n_parts) if k not in self.done)
 
     def record(self, k: int, info: Mapping) -> None:
-        """Record committed part ``k`` (rows, size, hash) in the run file."""
+        """Record committed part ``k`` (rows, size, hash) in the run file.
+
+        The run file is rewritten at most every :attr:`flush_seconds` (and
+        on :meth:`close`), so its cost does not grow with the square of the
+        number of parts; a part committed but not yet recorded when a run
+        is killed is verified in full on resume.
+        """
         start, stop = self.rows_of(k)
         if info.get("rows") != stop - start:
             raise ValueError(f"part {k} of {self.path} has {info.get('rows')} rows, expected "
                              f"{stop - start}")
         self.parts[part_name(k)] = dict(info)
-        self._write_run_file()
+        self._dirty = True
+        if time.monotonic() - self._flushed >= self.flush_seconds:
+            self._write_run_file()
 
     def close(self, failed: bool = False) -> None:
         """Remove this writer's temporaries and release the lock.  After a
         failure, a run this writer created that holds no part is removed
         (and its directory, if this writer created it and it is empty)."""
         try:
-            if os.path.isdir(self.path):
+            if os.path.isdir(self.path) and self._lock.held:
                 clean_temporaries(self.path, self.token)
                 if failed and self._created_run and not list_parts(self.path):
                     remove_run(self.path)
+                elif self._dirty:
+                    self._write_run_file()
         finally:
             self._lock.release()
             if failed and self._created_dir:
@@ -803,6 +823,7 @@ class RunWriter:
 
     def _write_run_file(self) -> None:
         write_run_file(self.path, self.metadata, self.parts)
+        self._dirty, self._flushed = False, time.monotonic()
 
     def _check_same(self, stored: Mapping) -> None:
         meta = self.metadata
