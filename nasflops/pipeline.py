@@ -27,7 +27,7 @@ import numpy as np
 
 from ._version import __version__
 from .conventions import Convention
-from .engine import ENCODE_BLOCK, RawScores, score_into
+from .engine import ENCODE_BLOCK, RawScores, encode_step, score_into
 from .options import ScoringOptions, positive_int
 from .search_spaces import SearchSpace, get_space
 from .search_spaces.columns import take_columns
@@ -124,16 +124,20 @@ def _run_chunk(task: _ChunkTask) -> tuple[int, int, int, dict]:
         cols = space.enumerate_columns(task.start, task.stop)
     raw = RawScores.allocate(m, task.opts.with_latency)
     # encode in sub-blocks: the layer records of a whole chunk could be
-    # hundreds of MB, the natives and results only a few hundred bytes a row
-    for lo in range(0, m, task.encode_block):
-        hi = min(lo + task.encode_block, m)
+    # hundreds of MB, the natives and results only a few hundred bytes a row;
+    # blocks grow from one candidate while the records stay within budget
+    lo, step, longest = 0, 1, 1
+    while lo < m:
+        hi = min(lo + step, m)
         sub = cols if (lo == 0 and hi == m) else take_columns(cols, slice(lo, hi))
         specs = space.encode_columns(sub)
         if len(specs) != hi - lo:
             raise ValueError(f"{getattr(space, 'name', space)}: encode_columns returned "
                              f"{len(specs)} architectures for {hi - lo} candidates")
         score_into(specs.records, specs.offsets, task.opts, raw.rows(lo, hi))
+        longest = max(longest, int(specs.lengths.max()))
         del specs
+        lo, step = hi, encode_step(step, longest, task.encode_block)
     native = space.arrow_columns(cols)
     del cols
     table = scores_table(raw.metrics, raw.status, raw.bad_layer, raw.latency,

@@ -323,7 +323,7 @@ class DeclarativeSpace(SearchSpace):
                            f"expected a dict with {', '.join(self.columns)}; got {type(nat).__name__}")
             extra = set(nat) - fields
             if extra:
-                self._fail(i, sorted(extra)[0], f"unknown field (fields are {', '.join(self.columns)})")
+                self._fail(i, sorted(map(str, extra))[0], f"unknown field (fields are {', '.join(self.columns)})")
             for col in self.columns:
                 if col not in nat:
                     self._fail(i, col, "missing")
