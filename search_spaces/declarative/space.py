@@ -62,6 +62,8 @@ class DeclarativeSpace(SearchSpace):
 
     def __init__(self, schema: Mapping, source: Optional[str] = None, shipped: bool = False,
                  overrides: Optional[Mapping] = None):
+        if not isinstance(schema, Mapping):   # e.g. an empty file, or a YAML list
+            raise SchemaError("<space>", f"expected a mapping, got {type(schema).__name__}")
         self.schema = copy.deepcopy(dict(schema))
         self.spec = spec = normalize(self.schema, overrides or {})
         self.source, self.shipped = source, shipped
