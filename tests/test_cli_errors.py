@@ -111,6 +111,7 @@ def cases(d):
         ["validate", "nb201", "-n", "0"], ["validate", "nb201", "-n", "1e9"],
         ["validate", "nope", "-n", "1"], ["validate", "nb201", "-n", "1", "-c", "gflops"],
         ["validate", "nb201", "-n", "1", "--batch-size", "0"],
+        ["validate", "zoo", "-n", "1", "--batch-size", "10000"],
         # stats
         ["stats", str(d / "nothing")], ["stats", ds, "--by", "nope"], ["stats", ds, "--metrics", "nope"],
         ["stats", ds, "--metric", "nope", "--by", "arch"], ["stats", ds, "--bins", "0"],
