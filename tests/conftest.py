@@ -30,6 +30,13 @@ def import_torchvision():
     return torchvision
 
 
+def pytest_configure(config):
+    # ptflops imports torchvision.ops at import time: the schemas must exist
+    # before any test (or reference tool) imports it
+    if importlib.util.find_spec("torch") is not None:
+        import_torchvision()
+
+
 @pytest.fixture(scope="session")
 def torchvision():
     """torchvision's model constructors (skipped when torchvision is absent)."""
