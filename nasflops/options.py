@@ -26,9 +26,20 @@ META_KEY = "nasflops"
 
 
 def metadata_of_schema(schema) -> dict:
-    """The ``nasflops`` metadata dict of a pyarrow schema (empty when absent)."""
+    """The ``nasflops`` metadata dict of a pyarrow schema (empty when absent).
+
+    Metadata that is not a JSON object raises ``ValueError`` (not whatever
+    the JSON decoder raises on bytes that are not text)."""
     raw = (schema.metadata or {}).get(META_KEY.encode())
-    return json.loads(raw) if raw else {}
+    if not raw:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"the '{META_KEY}' schema metadata is not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"the '{META_KEY}' schema metadata is not a JSON object")
+    return meta
 
 #: bytes per element of the element types accepted for weights and activations
 DTYPE_SIZES = {"fp64": 8, "float64": 8, "fp32": 4, "float32": 4, "fp16": 2,

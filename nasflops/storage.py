@@ -679,7 +679,10 @@ def read_metadata(path) -> dict:
             return meta
     import pyarrow.parquet as pq
     files = part_files(path)
-    meta = metadata_of_schema(pq.read_schema(files[0]))
+    try:
+        meta = metadata_of_schema(pq.read_schema(files[0]))
+    except (OSError, ValueError) as e:
+        raise CorruptResultsError(f"{files[0]}: cannot read its metadata ({_one_line(e)})") from None
     if not meta:
         raise ValueError(f"{files[0]} has no '{META_KEY}' metadata: not written by nasflops")
     return meta
