@@ -38,6 +38,8 @@ __all__ = ["score_space", "ScoreRun", "DEFAULT_CHUNK_SIZE"]
 #: candidates per part file when ``chunk_size`` is not given: two sampling
 #: blocks (``SAMPLE_BLOCK``), so no chunk re-draws a block another one drew
 DEFAULT_CHUNK_SIZE = 1 << 17
+#: the largest part: a chunk's natives and results are held in memory at once
+MAX_CHUNK_SIZE = 1 << 22
 #: the most candidates one run may ask for (2**50, ~10**15: decades of one
 #: machine's time); beyond it a count is a mistake, not a request
 MAX_N = 1 << 50
@@ -229,7 +231,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     chunk_size : int, optional
         Candidates per part file (default :data:`DEFAULT_CHUNK_SIZE`).  The
         ids of part ``k`` are ``k * chunk_size ...``.  Multiples of
-        ``SAMPLE_BLOCK`` (65536) sample fastest.
+        ``SAMPLE_BLOCK`` (65536) sample fastest; at most
+        :data:`MAX_CHUNK_SIZE`.
     n_jobs : int or None
         Chunks in flight at once, joblib's convention.  Threads by default;
         ``joblib.parallel_config(backend="loky" | "dask")`` moves the chunks
@@ -283,7 +286,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
     encode_block = positive_int(encode_block, "encode_block")
     mode, total, seed = _plan(space, n, seed)
-    chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
+    chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size",
+                              1, MAX_CHUNK_SIZE)
     writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size), total,
                        chunk_size, resume=resume, overwrite=overwrite)
     for name, why in writer.repaired:

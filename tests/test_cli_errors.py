@@ -75,7 +75,7 @@ def cases(d):
         score + ["-n", "2000000000000000"], score + ["-n", "10", "--seed", "-1"],
         score + ["-n", "10", "--seed", "1e3"], score + ["-n", "10", "--seed", "9" * 30],
         score + ["-n", "10", "-j", "0"], score + ["-n", "10", "-j", "100000"],
-        score + ["-n", "10", "--chunk-size", "0"], score + ["-n", "10", "--batch-size", "0"],
+        score + ["-n", "10", "--chunk-size", "0"], score + ["-n", "10", "--chunk-size", "1e12"], score + ["-n", "10", "--batch-size", "0"],
         score + ["-n", "10", "--batch-size", "9223372036854775808"],
         score + ["-n", "10", "--batch-size", "1.5"], score + ["-n", "10", "--convention", "gflops"],
         score + ["-n", "10", "--dtype", "fp13"], score + ["-n", "10", "--all"], score,
