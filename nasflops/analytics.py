@@ -65,9 +65,12 @@ def _filter(dataset, budget=None, where=None):
 
 
 def _need(dataset, cols):
+    from .scoring import MissingColumnError
+
     missing = [c for c in cols if c not in dataset.schema.names]
     if missing:
-        raise KeyError(f"column(s) {missing} not in the results; available: {dataset.schema.names}")
+        raise MissingColumnError(f"column(s) {', '.join(map(repr, missing))} not in the results; "
+                                 f"available: {', '.join(dataset.schema.names)}")
 
 
 def filter_results(data, budget=None, where=None, columns: Optional[Sequence[str]] = None):
@@ -394,8 +397,10 @@ def sql(data, query: str, table: str = "results"):
     con = duckdb.connect()
     try:
         if isinstance(data, (str, os.PathLike)):
-            from .storage import part_files
+            from .storage import part_files, verify_parts
             files = part_files(os.fspath(data))
+            if os.path.isdir(data):
+                verify_parts(data)          # DuckDB reads the files itself
             listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}])")
         else:

@@ -22,8 +22,8 @@ from typing import Mapping, Optional
 import numpy as np
 
 from .engine import METRICS, RawScores, score_into
-from .options import ScoringOptions, metadata_of_schema
-from .scoring import SpecError, explain
+from .options import ScoringOptions, metadata_of_schema, short_repr
+from .scoring import MissingColumnError, SpecError, explain
 from .spec import LAYER_DTYPE, Net, SpecBatch
 
 __all__ = ["Budget"]
@@ -31,6 +31,32 @@ __all__ = ["Budget"]
 # budget attribute -> result column
 _COLUMNS = (("max_macs", "macs"), ("max_flops", "ops"), ("max_params", "params"),
             ("max_peak_act_bytes", "peak_act_bytes"), ("max_latency", "latency_s"))
+
+
+#: counts are int64: a bound above this is refused rather than overflowing a filter
+_INT64_MAX = (1 << 63) - 1
+
+
+def _bound(attr: str, v):
+    """A budget bound checked: a count in ``0..2**63 - 1`` (a fractional float
+    is floored: counts are integers, so x <= 2.5 is x <= 2), or for
+    ``max_latency`` a non-negative number of seconds.  ``ValueError`` naming
+    the bound otherwise (bools, strings, NaN, infinities, out of range)."""
+    number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    if attr == "max_latency":
+        if not number or not float(v) >= 0:  # also rejects NaN
+            raise ValueError(f"{attr} must be a non-negative number of seconds, got {short_repr(v)}")
+        return float(v)
+    given = v
+    if number and isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            number = False
+        else:
+            v = math.floor(v)
+    if not number or not 0 <= int(v) <= _INT64_MAX:
+        raise ValueError(f"{attr} must be an integer >= 0 and <= {_INT64_MAX:,} (counts are "
+                         f"int64), got {short_repr(given)}")
+    return int(v)
 
 
 @dataclass(frozen=True)
@@ -78,17 +104,7 @@ class Budget:
             v = getattr(self, attr)
             if v is None:
                 continue
-            if attr == "max_latency":
-                v = float(v)
-                if not v >= 0:  # also rejects NaN
-                    raise ValueError(f"{attr} must be a non-negative number of seconds, got {v!r}")
-            else:
-                if isinstance(v, float) and not v.is_integer():
-                    # counts are integers: x <= 2.5 is x <= 2
-                    v = math.floor(v)
-                v = int(v)
-                if v < 0:
-                    raise ValueError(f"{attr} must be >= 0, got {v}")
+            v = _bound(attr, v)
             object.__setattr__(self, attr, v)
             limits.append((attr, col, v))
         object.__setattr__(self, "_limits", tuple(limits))
@@ -263,6 +279,7 @@ def _column_getter(results):
             if not required:
                 return None
             hint = " (score with device=...)" if name == "latency_s" else ""
-            raise KeyError(f"{why} needs the {name!r} column, absent from these results{hint}")
+            raise MissingColumnError(f"{why} needs the {name!r} column, absent from these "
+                                     f"results{hint}")
         return get(name)
     return cols

@@ -7,15 +7,24 @@ line on stderr with a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import operator
 import os
 import sys
+import warnings
 from typing import Optional, Sequence
 
 from ._version import __version__
 
 EXIT_USER_ERROR = 2
 EXIT_MISMATCH = 1
+#: bounds of user-given sizes (ScoringOptions refuses larger batches too)
+MAX_BATCH = 1 << 31
+MAX_SEED = (1 << 62)
+#: elements of a torch model's trial input (2**27 fp32 values: 512 MiB)
+MAX_INPUT_ELEMENTS = 1 << 27
 
 MAIN_EPILOG = """\
 examples:
@@ -46,6 +55,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ----------------------------------------------------------------- helpers
+def _one_line(e) -> str:
+    """An error message on one line (some libraries' messages span several)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _os_message(e: OSError) -> str:
+    if e.strerror and e.filename is not None:
+        return f"{e.strerror}: {e.filename}"
+    return _one_line(e)
+
+
 def _console():
     from rich.console import Console
     return Console(highlight=False, soft_wrap=False, width=max(100, _terminal_width()))
@@ -79,6 +99,45 @@ def _get_space(name: str, params: dict):
         raise UserError(f"space {name!r}: {e}") from None
 
 
+def _int_arg(lo: int, hi: int, name: str = "an integer"):
+    """An argparse type: an integer in ``lo..hi`` (no floats, no units)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in {lo:,}..{hi:,}, "
+                                             f"got {_short(text)}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be in {lo:,}..{hi:,}, got {_short(text)}")
+        return v
+    parse.__name__ = name        # argparse names the type in its messages
+    return parse
+
+
+def _jobs_arg(text: str) -> int:
+    """joblib's n_jobs: 1..1024 workers, or -1 (all cores) .. -1024; never 0."""
+    v = _int_arg(-1024, 1024, "jobs")(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("jobs must be >= 1, or negative for all cores but "
+                                         "(-jobs - 1); 0 is not a number of workers")
+    return v
+
+
+def _short(text, limit: int = 40) -> str:
+    text = repr(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a number >= 0, got {_short(text)}")
+    return v
+
+
 def _count_arg(text: str) -> int:
     from .units import parse_count
     try:
@@ -103,7 +162,8 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", default=None, choices=MEMORY_SEMANTICS,
                    help="what the byte metrics count: nasflops (buffers allocated, bytes every op "
                         "moves) or torchstat (its memory, MemRead, MemWrite) (default: nasflops)")
-    p.add_argument("--batch-size", "-b", type=int, default=1, metavar="B",
+    p.add_argument("--batch-size", "-b", type=_int_arg(1, MAX_BATCH, "batch size"), default=1,
+                   metavar="B",
                    help="samples per forward pass; multiplies every count but params (default: 1)")
     p.add_argument("--dtype", default=None, metavar="D",
                    help="element type of weights and activations: fp32, fp16, bf16, int8 (default: fp32)")
@@ -147,26 +207,39 @@ def cmd_score(args) -> int:
     if args.all and not space.enumerable:
         raise UserError(f"space {space.name!r} is too large to enumerate; sample it with -n N")
     wdt, adt = _dtypes(args)
-    run = score_space(space, n="all" if args.all else args.n, seed=args.seed, out=args.out,
-                      convention=args.convention or "macs", batch_size=args.batch_size,
-                      weight_dtype=wdt, act_dtype=adt, chunk_size=args.chunk_size,
-                      n_jobs=args.jobs, progress=not args.no_progress, resume=args.resume,
-                      overwrite=args.overwrite, memory=args.memory or "nasflops")
+    with warnings.catch_warnings():     # repaired parts are reported below, in one line each
+        warnings.simplefilter("ignore", RuntimeWarning)
+        run = score_space(space, n="all" if args.all else args.n, seed=args.seed, out=args.out,
+                          convention=args.convention or "macs", batch_size=args.batch_size,
+                          weight_dtype=wdt, act_dtype=adt, chunk_size=args.chunk_size,
+                          n_jobs=args.jobs, progress=not args.no_progress, resume=args.resume,
+                          overwrite=args.overwrite, memory=args.memory or "nasflops")
     con = _console()
     con.print(f"[bold]{run.n:,}[/] candidates of [bold]{space.name}[/] in {run.path} "
               f"({run.parts_written} part(s) written, {run.parts_resumed} resumed, "
               f"{run.seconds:.1f} s, {run.rate:,.0f} candidates/s)")
+    for name, why in run.parts_repaired:
+        con.print(f"[yellow]rewrote {name}: it failed verification ({why})[/]")
     if run.n_invalid:
         con.print(f"[yellow]{run.n_invalid:,} invalid candidates (status != 0)[/]")
-    _print_summary(con, run.path)
+    _print_summary(con, _open_results(run.path))
     return 0
+
+
+def _open_results(path):
+    """The results dataset at ``path``, opened (and verified) once per command."""
+    from .storage import open_dataset
+
+    if not os.path.exists(path):
+        raise UserError(f"no such results dataset: {path}")
+    return open_dataset(path)
 
 
 _SUMMARY_Q = {"min": 0.0, "median": 0.5, "max": 1.0}
 _STATS_Q = {"min": 0.0, "5%": 0.05, "25%": 0.25, "median": 0.5, "75%": 0.75, "95%": 0.95, "max": 1.0}
 
 
-def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes", "read_bytes"),
+def _print_summary(con, data, metrics=("ops", "macs", "params", "peak_act_bytes", "read_bytes"),
                    qs=_SUMMARY_Q) -> int:
     """Print quantiles per metric; return the number of valid candidates."""
     from rich.table import Table
@@ -174,10 +247,10 @@ def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes"
     from .analytics import quantiles
     from .storage import read_metadata
     from .units import format_bytes, format_count
-    meta = read_metadata(path)
+    meta = read_metadata(data)
     conv, unit = meta.get("convention", "?"), meta.get("unit", "")
-    q = quantiles(path, metrics, q=list(qs.values()))
-    n_valid = _count_valid(path)
+    q = quantiles(data, metrics, q=list(qs.values()))
+    n_valid = _count_valid(data)
     t = Table(title=f"{n_valid:,} valid candidates; ops under convention '{conv}' ({unit})")
     t.add_column("metric")
     for c in qs:
@@ -192,11 +265,10 @@ def _print_summary(con, path, metrics=("ops", "macs", "params", "peak_act_bytes"
     return n_valid
 
 
-def _count_valid(path) -> int:
+def _count_valid(dataset) -> int:
     import pyarrow.dataset as ds
 
-    from .storage import open_dataset
-    return open_dataset(path).count_rows(filter=ds.field("status") == 0)
+    return dataset.count_rows(filter=ds.field("status") == 0)
 
 
 # ----------------------------------------------------------------- count
@@ -246,24 +318,56 @@ def _records_from_python(path: str, input_shape: Optional[str]):
         from .torch_bridge import from_torch
     except ImportError as e:
         raise UserError(f"counting a torch model needs torch: pip install 'nasflops[torch]' ({e})") from None
-    spec = importlib.util.spec_from_file_location("_nasflops_user_model", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    if hasattr(mod, "model"):
-        model = mod.model
-    elif hasattr(mod, "build_model"):
-        model = mod.build_model()
-    else:
-        raise UserError(f"{path} must define `model` (an nn.Module) or `build_model()`")
-    shape = input_shape or getattr(mod, "INPUT_SHAPE", None)
+    # the file is the user's code, run as `python FILE.py` would run it: any
+    # exception it raises (or SystemExit) is its author's, reported in one line
+    with _user_code(path, "running"):
+        spec = importlib.util.spec_from_file_location("_nasflops_user_model", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        if hasattr(mod, "model"):
+            model = mod.model
+        elif hasattr(mod, "build_model"):
+            model = mod.build_model()
+        else:
+            raise UserError(f"{path} must define `model` (an nn.Module) or `build_model()`")
+    if not callable(getattr(model, "eval", None)):
+        raise UserError(f"{path}: `model` must be a torch nn.Module, got {type(model).__name__}")
+    shape = _input_shape(input_shape or getattr(mod, "INPUT_SHAPE", None), path)
+    with _user_code(path, "tracing the model of"):
+        return _with_names(from_torch(model.eval(), shape))
+
+
+@contextlib.contextmanager
+def _user_code(path: str, doing: str):
+    """Turn what the user's model code raises into one :class:`UserError` line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (Exception, SystemExit) as e:
+        where = ""
+        tb = e.__traceback__
+        while tb is not None:               # the innermost frame in the user's file
+            if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(path):
+                where = f" (line {tb.tb_lineno})"
+            tb = tb.tb_next
+        raise UserError(f"{doing} {path} failed{where}: {type(e).__name__}: {_one_line(e)}") from None
+
+
+def _input_shape(shape, path: str) -> tuple:
+    """``C,H,W`` (or a tuple) checked: positive sizes, a trial input of bounded size."""
     if shape is None:
         raise UserError(f"give --input-shape C,H,W (or define INPUT_SHAPE in {path})")
-    if isinstance(shape, str):
-        try:
+    try:
+        if isinstance(shape, str):
             shape = tuple(int(v) for v in shape.replace("x", ",").split(","))
-        except ValueError:
-            raise UserError(f"--input-shape must look like 3,224,224, got {shape!r}") from None
-    return _with_names(from_torch(model.eval(), tuple(shape)))
+        shape = tuple(operator.index(v) for v in shape)
+    except (TypeError, ValueError):
+        raise UserError(f"the input shape must look like 3,224,224, got {_short(shape)}") from None
+    if len(shape) not in (3, 4) or min(shape) < 1 or math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise UserError(f"the input shape must be C,H,W (or N,C,H,W) of positive sizes and at "
+                        f"most {MAX_INPUT_ELEMENTS:,} elements, got {_short(shape)}")
+    return shape
 
 
 def _with_names(traced):
@@ -387,15 +491,19 @@ def cmd_stats(args) -> int:
     from .analytics import group_by, histogram
     from .units import format_bytes, format_count
 
-    _need_results(args.results)
+    data = _open_results(args.results)
+    missing = [c for c in args.metrics + [args.by, args.metric] if c and c not in data.schema.names]
+    if missing:   # before any output: one line, not half a report
+        raise UserError(f"{args.results} has no field {', '.join(map(repr, missing))}; it has "
+                        f"{', '.join(data.schema.names)}")
     con = _console()
-    n_valid = _print_summary(con, args.results, metrics=tuple(args.metrics), qs=_STATS_Q)
+    n_valid = _print_summary(con, data, metrics=tuple(args.metrics), qs=_STATS_Q)
     con.print(f"histograms ({args.bins} bins, valid candidates):")
     for m in args.metrics:
-        counts, edges = histogram(args.results, m, bins=args.bins)
+        counts, edges = histogram(data, m, bins=args.bins)
         _print_histogram(con, m, counts, edges, format_bytes if m.endswith("_bytes") else format_count)
     if args.by:
-        g = group_by(args.results, args.by, metric=args.metric)
+        g = group_by(data, args.by, metric=args.metric)
         shown = g.slice(0, args.limit)
         more = g.num_rows - shown.num_rows
         t = Table(title=f"{args.metric} by {args.by} ({g.num_rows:,} groups)",
@@ -406,12 +514,15 @@ def cmd_stats(args) -> int:
             t.add_row(*(_cell(v) for v in row.values()))
         con.print(t)
     if args.plot:
-        from .plots import plot_distributions
+        try:
+            from .plots import plot_distributions
+        except ImportError as e:
+            raise UserError(f"--plot needs matplotlib: pip install 'nasflops[plot]' ({e})") from None
         from .storage import read_metadata
-        meta = read_metadata(args.results)
+        meta = read_metadata(data)
         space = (meta.get("space") or {}).get("name") or os.path.basename(os.path.normpath(args.results))
         title = f"{space}: {n_valid:,} valid candidates"
-        out = plot_distributions(args.results, args.plot, title=title)
+        out = plot_distributions(data, args.plot, title=title)
         con.print(f"plot written to {out}")
     return 0
 
@@ -435,21 +546,21 @@ def _print_histogram(con, metric, counts, edges, fmt, width: int = 50):
     con.print(f"{metric:>16} {fmt(edges[0]):>12} {spark} {fmt(edges[-1])}")
 
 
-def _need_results(path):
-    if not os.path.exists(path):
-        raise UserError(f"no such results dataset: {path}")
-
-
 # ----------------------------------------------------------------- filter
 def cmd_filter(args) -> int:
     from .analytics import filter_results
     from .budget import Budget
     from .storage import write_table
 
-    _need_results(args.results)
+    data = _open_results(args.results)
     budget = Budget(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
                     max_peak_act_bytes=args.max_peak_act_bytes, max_latency=args.max_latency)
-    table = filter_results(args.results, budget=budget)
+    missing = [c for c in budget.limits if c not in data.schema.names]
+    if missing:
+        raise UserError(f"{args.results} has no {', '.join(map(repr, missing))} column for this "
+                        "budget" + (" (score with a device for latency)" if "latency_s" in missing
+                                    else ""))
+    table = filter_results(data, budget=budget)
     out = write_table(args.out, table, overwrite=args.overwrite)
     _console().print(f"{table.num_rows:,} candidates within {budget} written to {out}")
     return 0
@@ -457,7 +568,6 @@ def cmd_filter(args) -> int:
 
 # ----------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from .options import DEVICES
     fmt = argparse.RawDescriptionHelpFormatter
     p = _Parser(
         prog="nasflops", formatter_class=fmt, epilog=MAIN_EPILOG,
@@ -466,13 +576,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nasflops {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for add in (_add_spaces_command, _add_score_command, _add_count_command,
+                _add_validate_command, _add_stats_command, _add_filter_command):
+        add(sub, fmt)
+    return p
 
+
+def _add_spaces_command(sub, fmt) -> None:
+    """The ``spaces`` subcommand."""
     s = sub.add_parser("spaces", help="list the search spaces", formatter_class=fmt,
                        description="List the available search spaces: size, native encoding, reference.",
                        epilog="example:\n  nasflops spaces\n  nasflops spaces --json")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_spaces)
 
+
+def _add_score_command(sub, fmt) -> None:
+    """The ``score`` subcommand."""
     s = sub.add_parser("score", help="score a search space into a Parquet dataset", formatter_class=fmt,
                        description="Sample (-n) or enumerate (--all) a search space, score every candidate "
                                    "and stream the results into a Parquet dataset (a directory of part files), "
@@ -485,12 +605,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("space", help="search space name (see 'nasflops spaces')")
     s.add_argument("-n", type=_count_arg, default=None, metavar="N", help="candidates to sample (e.g. 1M)")
     s.add_argument("--all", action="store_true", help="enumerate the whole space")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    s.add_argument("--seed", type=_int_arg(0, MAX_SEED, "seed"), default=0,
+                   help="sampling seed (default: 0)")
     s.add_argument("-o", "--out", required=True, help="output dataset directory")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="space parameter, e.g. -p dataset=cifar100 (repeatable)")
     _add_scoring_options(s)
-    s.add_argument("-j", "--jobs", type=int, default=1, help="parallel chunks (joblib; -1 = all cores)")
+    s.add_argument("-j", "--jobs", type=_jobs_arg, default=1, help="parallel chunks (joblib; -1 = all cores)")
     s.add_argument("--chunk-size", type=_count_arg, default=None, metavar="K",
                    help="candidates per part file")
     s.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")
@@ -498,10 +619,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_score)
 
+
+def _add_count_command(sub, fmt) -> None:
+    """The ``count`` subcommand."""
+    from .options import DEVICES
     s = sub.add_parser("count", help="per-layer table of one network", formatter_class=fmt,
                        description="Per-layer shapes, ops, params and memory of one network: a zoo model, "
                                    "a search-space candidate in its native encoding, or a Python file "
-                                   "defining a torch model (`model` or `build_model()`, and INPUT_SHAPE).",
+                                   "defining a torch model (`model` or `build_model()`, and INPUT_SHAPE).\n\n"
+                                   "WARNING: a FILE.py is executed, with your permissions, to build its "
+                                   "model: run only files you trust, as you would `python FILE.py`.",
                        epilog="examples:\n"
                               "  nasflops count resnet50\n"
                               "  nasflops count mobilenet_v2 --convention flops --batch-size 8 --dtype fp16\n"
@@ -510,13 +637,16 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nasflops count '{\"ks\": [3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5], \"e\": [3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4], \"d\": [2,3,4,2,3], \"r\": 176}'\n"
                               "  nasflops count my_model.py --input-shape 3,224,224\n"
                               "  nasflops count resnet18 --report torchstat --device a100")
-    s.add_argument("target", metavar="MODEL_OR_ARCH", help="zoo model, native encoding, or file.py")
+    s.add_argument("target", metavar="MODEL_OR_ARCH",
+                   help="zoo model, native encoding, or file.py (executed: trust it as you would "
+                        "`python file.py`)")
     s.add_argument("--space", default=None, help="space the native encoding belongs to (default: guessed)")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
     s.add_argument("--input-shape", default=None, metavar="C,H,W", help="input of a torch model")
     s.add_argument("--all-conventions", action="store_true",
                    help="every convention's total side by side, with what each counts")
-    s.add_argument("--top", type=int, default=0, metavar="K", help="only the K most expensive layers")
+    s.add_argument("--top", type=_int_arg(0, 1 << 31, "top"), default=0, metavar="K",
+                   help="only the K most expensive layers")
     s.add_argument("--report", choices=("nasflops", "torchstat"), default="nasflops",
                    help="nasflops' per-layer table, or torchstat 0.0.7's per-module report (its "
                         "MAdd, Flops, memory, MemRead, MemWrite) with a roofline[%%] column "
@@ -526,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_options(s)
     s.set_defaults(func=cmd_count)
 
+
+def _add_validate_command(sub, fmt) -> None:
+    """The ``validate`` subcommand."""
     s = sub.add_parser("validate", help="check the core against PyTorch hook counts", formatter_class=fmt,
                        description="Build N sampled candidates as torch modules, count them with forward "
                                    "hooks and with the core, and report per-metric agreement. Exits 1 on "
@@ -534,16 +667,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nasflops validate ofa-mbv3 -n 5 --convention flops --batch-size 4\n"
                               "  nasflops validate zoo -n 19 --device meta")
     s.add_argument("space", help="search space name, or 'random' for random DAGs of every op")
-    s.add_argument("-n", type=int, default=10, help="candidates to check (default: 10)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-n", type=_int_arg(1, 1 << 20, "n"), default=10,
+                   help="candidates to check (default: 10)")
+    s.add_argument("--seed", type=_int_arg(0, MAX_SEED, "seed"), default=0)
     s.add_argument("--convention", "-c", default="macs", help="convention compared (default: macs)")
-    s.add_argument("--batch-size", "-b", type=int, default=1, metavar="B", help="samples per pass (default: 1)")
+    s.add_argument("--batch-size", "-b", type=_int_arg(1, MAX_BATCH, "batch size"), default=1,
+                   metavar="B", help="samples per pass (default: 1)")
     s.add_argument("--device", default="cpu",
                    help="torch device for the hook run; 'meta' skips the arithmetic (shapes only, "
                         "much faster) (default: cpu)")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
     s.set_defaults(func=cmd_validate)
 
+
+def _add_stats_command(sub, fmt) -> None:
+    """The ``stats`` subcommand."""
     s = sub.add_parser("stats", help="distributions of a results dataset", formatter_class=fmt,
                        description="Quantiles and histograms per metric of a results dataset; group-by over "
                                    "a native field; a PNG of the distributions with the Pareto front.",
@@ -554,11 +692,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics to summarise")
     s.add_argument("--by", default=None, metavar="FIELD", help="group by a native field (e.g. r)")
     s.add_argument("--metric", default="macs", help="metric summarised per group (default: macs)")
-    s.add_argument("--limit", type=int, default=30, metavar="K", help="groups shown (default: 30)")
-    s.add_argument("--bins", type=int, default=40, help="histogram bins")
+    s.add_argument("--limit", type=_int_arg(0, 1 << 31, "limit"), default=30, metavar="K",
+                   help="groups shown (default: 30)")
+    s.add_argument("--bins", type=_int_arg(1, 10_000, "bins"), default=40, help="histogram bins")
     s.add_argument("--plot", default=None, metavar="OUT.png", help="write a PNG (needs matplotlib)")
     s.set_defaults(func=cmd_stats)
 
+
+def _add_filter_command(sub, fmt) -> None:
+    """The ``filter`` subcommand."""
     s = sub.add_parser("filter", help="write the candidates within a budget", formatter_class=fmt,
                        description="Write the valid candidates within a budget (bounds inclusive) to a new "
                                    "dataset; the filter is pushed down to the Parquet reader.",
@@ -569,10 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-flops", type=_count_arg, metavar="N", help="bound on 'ops' under the dataset's convention")
     s.add_argument("--max-params", type=_count_arg, metavar="N")
     s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES", help="e.g. 512KiB")
-    s.add_argument("--max-latency", type=float, metavar="SECONDS")
+    s.add_argument("--max-latency", type=_seconds_arg, metavar="SECONDS")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_filter)
-    return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -582,14 +723,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .search_spaces import NativeError
     try:
         return args.func(args)
-    except (UserError, SpecError, NativeError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"nasflops {args.command}: error: {e}", file=sys.stderr)
+    except (UserError, SpecError, NativeError, ValueError) as e:
+        # ValueError covers corrupt datasets, missing columns, schema errors
+        print(f"nasflops {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:      # output piped into `head`: not an error
+        return 0
+    except OSError as e:
+        # a path that does not exist, is read-only or not a directory, a full
+        # disk, a locked output: the environment, not a bug -- one line
+        out = getattr(args, "out", None)
+        where = f" (output: {out})" if out and e.filename is None else ""
+        print(f"nasflops {args.command}: error: {_os_message(e)}{where}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except MemoryError:
+        print(f"nasflops {args.command}: error: out of memory (ask for fewer candidates at once: "
+              "--chunk-size, or smaller parameters)", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

@@ -20,12 +20,29 @@ import numpy as np
 from . import _core
 from .options import ScoringOptions
 
-__all__ = ["RawScores", "score_into", "score_block", "score_chunks", "ENCODE_BLOCK"]
+__all__ = ["RawScores", "score_into", "score_block", "score_chunks", "ENCODE_BLOCK",
+           "RECORD_BUDGET", "encode_step"]
 
 #: candidates encoded and scored at a time by streaming callers (the pipeline,
 #: sampling); bounds the layer records held at once (~ ENCODE_BLOCK x layers x
 #: record size) and keeps them cache-sized
 ENCODE_BLOCK = 1 << 12
+#: bytes of layer records a streaming caller holds at once, at most (about):
+#: a space of very deep candidates gets smaller blocks, never a multi-GB one
+RECORD_BUDGET = 64 << 20
+
+
+def encode_step(step: int, longest: int, cap: int = ENCODE_BLOCK) -> int:
+    """Candidates a streaming caller encodes next: twice the last ``step``
+    (starting small, so the first blocks measure the space), at most ``cap``,
+    and few enough that candidates of ``longest`` layers (the longest seen so
+    far) stay within :data:`RECORD_BUDGET`.
+
+    >>> encode_step(1, 200), encode_step(2048, 200), encode_step(4096, 200_000)
+    (2, 4096, 5)
+    """
+    fits = RECORD_BUDGET // (max(1, int(longest)) * _core.LAYER_SIZE)
+    return int(max(1, min(2 * step, cap, fits)))
 
 #: integer metric columns of the core, in order
 METRICS: tuple[str, ...] = _core.METRICS

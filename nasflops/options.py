@@ -20,7 +20,7 @@ from . import _core
 from .conventions import Convention, get_convention
 
 __all__ = ["DTYPE_SIZES", "Device", "DEVICES", "get_device", "MEMORY_SEMANTICS",
-           "ScoringOptions", "positive_int", "META_KEY", "metadata_of_schema"]
+           "ScoringOptions", "positive_int", "short_repr", "META_KEY", "metadata_of_schema"]
 
 #: what ``act_bytes``, ``read_bytes`` and ``write_bytes`` count (README,
 #: "Memory metrics"): ``"nasflops"`` -- buffers allocated and bytes every op
@@ -35,9 +35,20 @@ META_KEY = "nasflops"
 
 
 def metadata_of_schema(schema) -> dict:
-    """The ``nasflops`` metadata dict of a pyarrow schema (empty when absent)."""
+    """The ``nasflops`` metadata dict of a pyarrow schema (empty when absent).
+
+    Metadata that is not a JSON object raises ``ValueError`` (not whatever
+    the JSON decoder raises on bytes that are not text)."""
     raw = (schema.metadata or {}).get(META_KEY.encode())
-    return json.loads(raw) if raw else {}
+    if not raw:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"the '{META_KEY}' schema metadata is not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"the '{META_KEY}' schema metadata is not a JSON object")
+    return meta
 
 #: bytes per element of the element types accepted for weights and activations
 DTYPE_SIZES = {"fp64": 8, "float64": 8, "fp32": 4, "float32": 4, "fp16": 2,
@@ -68,8 +79,18 @@ def positive_int(value, name: str, minimum: int = 1, maximum: int = (1 << 62)) -
             ok = False
     if not ok:
         bound = f">= {minimum}" if maximum >= (1 << 62) else f"in {minimum}..{maximum:,}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+        raise ValueError(f"{name} must be an integer {bound}, got {short_repr(value)}")
     return int(value)
+
+
+def short_repr(value, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line messages.
+
+    >>> short_repr(10 ** 400)
+    '1000000000000000000000000000000000000000... (401 characters)'
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)

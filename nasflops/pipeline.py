@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -26,17 +27,22 @@ import numpy as np
 
 from ._version import __version__
 from .conventions import Convention
-from .engine import ENCODE_BLOCK, RawScores, score_into
+from .engine import ENCODE_BLOCK, RawScores, encode_step, score_into
 from .options import ScoringOptions, positive_int
 from .search_spaces import SearchSpace, get_space
 from .search_spaces.columns import take_columns
-from .storage import RunWriter, read_results, scores_table, write_part
+from .storage import RunWriter, commit_part, read_results, scores_table
 
 __all__ = ["score_space", "ScoreRun", "DEFAULT_CHUNK_SIZE"]
 
 #: candidates per part file when ``chunk_size`` is not given: two sampling
 #: blocks (``SAMPLE_BLOCK``), so no chunk re-draws a block another one drew
 DEFAULT_CHUNK_SIZE = 1 << 17
+#: the largest part: a chunk's natives and results are held in memory at once
+MAX_CHUNK_SIZE = 1 << 22
+#: the most candidates one run may ask for (2**50, ~10**15: decades of one
+#: machine's time); beyond it a count is a mistake, not a request
+MAX_N = 1 << 50
 
 
 @dataclass
@@ -53,6 +59,10 @@ class ScoreRun:
         Part files (chunks) of the dataset.
     parts_written, parts_resumed : int
         Parts written by this call, and parts found complete and kept.
+    parts_repaired : list of (str, str)
+        Parts found damaged when resuming (file name, why): they failed their
+        checksum (or, never recorded, their verification), were deleted and
+        written again by this call.
     rows_written : int
         Candidates scored and written by this call.
     n_invalid : int
@@ -72,6 +82,7 @@ class ScoreRun:
     n_invalid: int
     seconds: float
     metadata: dict = field(repr=False)
+    parts_repaired: list = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -101,10 +112,11 @@ class _ChunkTask:
     encode_block: int
 
 
-def _run_chunk(task: _ChunkTask) -> tuple[int, int, int]:
+def _run_chunk(task: _ChunkTask) -> tuple[int, int, int, dict]:
     """Sample/enumerate, encode, score and write part ``task.k``.
 
-    Returns ``(k, rows, invalid_rows)``.
+    Returns ``(k, rows, invalid_rows, record)``, the record (rows, size,
+    hash) being what the run file keeps of the part.
     """
     m = task.stop - task.start
     space = task.space
@@ -114,23 +126,27 @@ def _run_chunk(task: _ChunkTask) -> tuple[int, int, int]:
         cols = space.enumerate_columns(task.start, task.stop)
     raw = RawScores.allocate(m, task.opts.with_latency)
     # encode in sub-blocks: the layer records of a whole chunk could be
-    # hundreds of MB, the natives and results only a few hundred bytes a row
-    for lo in range(0, m, task.encode_block):
-        hi = min(lo + task.encode_block, m)
+    # hundreds of MB, the natives and results only a few hundred bytes a row;
+    # blocks grow from one candidate while the records stay within budget
+    lo, step, longest = 0, 1, 1
+    while lo < m:
+        hi = min(lo + step, m)
         sub = cols if (lo == 0 and hi == m) else take_columns(cols, slice(lo, hi))
         specs = space.encode_columns(sub)
         if len(specs) != hi - lo:
             raise ValueError(f"{getattr(space, 'name', space)}: encode_columns returned "
                              f"{len(specs)} architectures for {hi - lo} candidates")
         score_into(specs.records, specs.offsets, task.opts, raw.rows(lo, hi))
+        longest = max(longest, int(specs.lengths.max()))
         del specs
+        lo, step = hi, encode_step(step, longest, task.encode_block)
     native = space.arrow_columns(cols)
     del cols
     table = scores_table(raw.metrics, raw.status, raw.bad_layer, raw.latency,
                          arch_id=np.arange(task.start, task.stop, dtype=np.int64),
                          native=native, metadata=task.metadata)
-    write_part(task.out, task.k, table, token=task.token, compression=task.compression)
-    return task.k, m, int(np.count_nonzero(raw.status))
+    _, record = commit_part(task.out, task.k, table, token=task.token, compression=task.compression)
+    return task.k, m, int(np.count_nonzero(raw.status)), record
 
 
 def _progress_bar(total: int, completed: int, label: str):
@@ -155,7 +171,7 @@ def _plan(space: SearchSpace, n, seed) -> tuple[str, int, Optional[int]]:
         return "enumerate", int(space.size), None
     if isinstance(n, str):
         raise ValueError(f"n must be a non-negative integer, 'all' or None, got {n!r}")
-    return "sample", positive_int(n, "n", 0), positive_int(seed, "seed", 0)
+    return "sample", positive_int(n, "n", 0, MAX_N), positive_int(seed, "seed", 0)
 
 
 def _run_metadata(space: SearchSpace, opts: ScoringOptions, mode: str, total: int,
@@ -166,17 +182,16 @@ def _run_metadata(space: SearchSpace, opts: ScoringOptions, mode: str, total: in
     return meta
 
 
-def _fan_out(writer: RunWriter, tasks: list, n_jobs, bar, t0: float) -> tuple[int, int, int]:
+def _fan_out(writer: RunWriter, tasks, n_jobs, bar, t0: float) -> tuple[int, int, int]:
     """Run the chunk tasks; return ``(parts, rows, invalid rows)`` written."""
     import joblib
 
     written = invalid = rows = 0
-    if not tasks:
-        return written, rows, invalid
     bar, bar_task = bar if bar is not None else (None, None)
     results = joblib.Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")(
         joblib.delayed(_run_chunk)(t) for t in tasks)
-    for _, m, bad in results:
+    for k, m, bad, record in results:
+        writer.record(k, record)
         written += 1
         rows += m
         invalid += bad
@@ -217,7 +232,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     chunk_size : int, optional
         Candidates per part file (default :data:`DEFAULT_CHUNK_SIZE`).  The
         ids of part ``k`` are ``k * chunk_size ...``.  Multiples of
-        ``SAMPLE_BLOCK`` (65536) sample fastest.
+        ``SAMPLE_BLOCK`` (65536) sample fastest; at most
+        :data:`MAX_CHUNK_SIZE`.
     n_jobs : int or None
         Chunks in flight at once, joblib's convention.  Threads by default;
         ``joblib.parallel_config(backend="loky" | "dask")`` moves the chunks
@@ -225,9 +241,14 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     progress : bool
         Show a progress bar (candidates/s and ETA) on stderr.
     resume : bool
-        Finish an interrupted run in ``out``: complete parts are kept,
-        missing ones written.  The run's parameters must match the stored
-        ones exactly (else ``ValueError`` naming the differences).
+        Finish an interrupted run in ``out``: parts that verify against the
+        checksums recorded when they were written are kept; missing and
+        damaged ones are written (damaged ones are listed in
+        ``parts_repaired`` and reported with a ``RuntimeWarning``).  The
+        run's parameters must match the stored ones exactly (else
+        ``ValueError`` naming the differences).  One writer at a time: a
+        second run on the same ``out`` raises
+        :class:`nasflops.storage.RunLockedError`.
     overwrite : bool
         Delete the part files and metadata of a previous run in ``out`` first.
     compression : str or None
@@ -271,23 +292,30 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                                fused_attention, memory)
     encode_block = positive_int(encode_block, "encode_block")
     mode, total, seed = _plan(space, n, seed)
-    chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
+    chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size",
+                              1, MAX_CHUNK_SIZE)
     writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size), total,
                        chunk_size, resume=resume, overwrite=overwrite)
-    tasks = [_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
-                        writer.metadata_bytes, writer.token, compression, encode_block)
-             for k in writer.todo()]
-    resumed_rows = sum(np.subtract(*writer.rows_of(k)[::-1]) for k in writer.done)
-    bar = None
-    if progress:
-        bar = _progress_bar(total, int(resumed_rows), f"{space.name} [{opts.convention.name}]")
-        bar[0].start()
+    for name, why in writer.repaired:
+        warnings.warn(f"{os.path.join(writer.path, name)} failed verification ({why}): "
+                      "writing it again", RuntimeWarning, stacklevel=2)
+    bar, failed = None, True
     try:
+        # lazy: joblib draws tasks as workers free up, so nothing here grows with n
+        tasks = (_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
+                            writer.metadata_bytes, writer.token, compression, encode_block)
+                 for k in writer.todo())
+        resumed_rows = sum(np.subtract(*writer.rows_of(k)[::-1]) for k in writer.done)
+        if progress:
+            bar = _progress_bar(total, int(resumed_rows), f"{space.name} [{opts.convention.name}]")
+            bar[0].start()
         written, rows, invalid = _fan_out(writer, tasks, n_jobs, bar, t0)
+        failed = False
     finally:
         if bar is not None:
             bar[0].stop()
-        writer.close()
+        writer.close(failed=failed)
     return ScoreRun(path=writer.path, n=total, n_parts=writer.n_parts, parts_written=written,
                     parts_resumed=len(writer.done), rows_written=rows, n_invalid=invalid,
-                    seconds=time.perf_counter() - t0, metadata=writer.metadata)
+                    seconds=time.perf_counter() - t0, metadata=writer.metadata,
+                    parts_repaired=list(writer.repaired))

@@ -16,8 +16,8 @@ from .engine import METRICS, RawScores, score_chunks
 from .options import DTYPE_SIZES, Device, ScoringOptions
 from .spec import INPUT_FIELDS, LAYER_DTYPE, Call, Flag, Net, Op, SpecBatch, act_name, op_name
 
-__all__ = ["score", "layer_table", "SpecError", "Device", "Scores", "DTYPE_SIZES",
-           "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "as_batch", "explain"]
+__all__ = ["score", "layer_table", "SpecError", "MissingColumnError", "Device", "Scores",
+           "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "as_batch", "explain"]
 
 #: row dtype of :func:`score` results
 RESULT_DTYPE = np.dtype([(m, np.int64) for m in METRICS]
@@ -25,6 +25,14 @@ RESULT_DTYPE = np.dtype([(m, np.int64) for m in METRICS]
 #: status code -> short name (0 is ``ok``)
 STATUS_NAMES = {v: k for k, v in _core.STATUS.items()}
 _ST = _core.STATUS
+
+
+class MissingColumnError(KeyError, ValueError):
+    """Results lack a column a computation names (a ``KeyError`` for lookups,
+    a ``ValueError`` for the caller's mistake); the message lists what there is."""
+
+    def __str__(self) -> str:   # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class SpecError(ValueError):

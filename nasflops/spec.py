@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import operator
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -422,9 +423,20 @@ class Net:
         rec = empty_records(1)[0]
         rec["op"] = op
         rec["call"] = self._call
-        for k, src in enumerate(inputs):
-            rec[INPUT_FIELDS[k]] = int(src)
-        for k, v in fields.items():
+        values = {INPUT_FIELDS[k]: src for k, src in enumerate(inputs)}
+        values.update(fields)
+        for k, v in values.items():
+            # a value the record cannot hold is the caller's mistake, named;
+            # never numpy's OverflowError or a silently wrapped field
+            info = np.iinfo(LAYER_DTYPE[k])
+            try:
+                v = operator.index(v)
+            except TypeError:
+                raise TypeError(f"layer {len(self._rows)} ({op_name(op)}): {k} must be an integer, "
+                                f"got {v!r}") from None
+            if not info.min <= v <= info.max:
+                raise ValueError(f"layer {len(self._rows)} ({op_name(op)}): {k}={v} does not fit "
+                                 f"the record's {LAYER_DTYPE[k].name} field ({info.min}..{info.max})")
             rec[k] = v
         self._rows.append(rec)
         return len(self._rows) - 1

@@ -25,14 +25,35 @@ Schema metadata, under the single key ``nasflops``, is a JSON object: package
 A part is written as ``.part-XXXXXX.parquet.<token>.incomplete`` and renamed
 when complete (``os.replace`` is atomic), so a killed run leaves complete
 parts only; the leading dot hides temporaries from ``pyarrow.dataset``.
+
+Integrity.  Parquet pages carry CRC checksums (``write_page_checksum``), and
+``_nasflops.json`` records, per committed part, its rows, size and a 128-bit
+XXH3 hash of the whole file.  Reading verifies every recorded part (a
+memory-mapped hash at several GB/s) and refuses one that differs or is
+missing (:class:`CorruptResultsError`, naming the file); resuming rewrites
+it.  One writer at a time: :class:`RunLock` holds an exclusive ``flock`` on
+``.nasflops.lock`` in the directory for as long as a run writes.
+
+The run file::
+
+    {"format": "nasflops-run/1",
+     "metadata": {...},                    # what read_metadata returns
+     "parts": {"part-000000.parquet": {"rows": 131072, "bytes": 6502211,
+                                       "xxh3_128": "9f0c..."}, ...}}
+
+(a run file of an older nasflops is the metadata alone: its parts are
+verified by their page checksums only).
 """
 from __future__ import annotations
 
 import contextlib
 import fnmatch
 import json
+import mmap
 import os
 import re
+import socket
+import time
 import uuid
 from typing import Iterator, Mapping, Optional, Union
 
@@ -41,14 +62,30 @@ import numpy as np
 from .engine import METRICS
 from .options import META_KEY, metadata_of_schema
 
-__all__ = ["META_KEY", "RUN_FILE", "read_results", "read_metadata", "open_dataset",
+__all__ = ["META_KEY", "RUN_FILE", "LOCK_FILE", "read_results", "read_metadata", "open_dataset",
            "scores_table", "write_results", "write_table", "part_name", "list_parts",
-           "metadata_of_schema", "atomic_path", "RunWriter", "write_part"]
+           "metadata_of_schema", "atomic_path", "RunWriter", "write_part", "RunLock",
+           "CorruptResultsError", "RunLockedError", "file_checksum", "verify_parts"]
 
 #: run metadata file inside a dataset directory (``_`` prefix: pyarrow skips it)
 RUN_FILE = "_nasflops.json"
+#: the writers' lock file (leading dot: pyarrow skips it; removed on release)
+LOCK_FILE = ".nasflops.lock"
+RUN_FORMAT = "nasflops-run/1"
+#: the whole-file hash recorded per part (xxhash's XXH3, 128 bits)
+HASH = "xxh3_128"
 _PART_RE = re.compile(r"^part-(\d+)\.parquet$")
 _TMP_SUFFIX = ".incomplete"
+
+
+class CorruptResultsError(ValueError):
+    """A results dataset whose files are not what was written: a part that
+    differs from its recorded checksum, is missing, or a run file that
+    cannot be read.  The message names the file."""
+
+
+class RunLockedError(OSError):
+    """Another process holds the write lock of an output directory."""
 
 
 def part_name(k: int) -> str:
@@ -104,26 +141,189 @@ def atomic_path(final: str, token: Optional[str] = None) -> Iterator[str]:
     tmp = os.path.join(head, f".{name}.{token or uuid.uuid4().hex[:12]}{_TMP_SUFFIX}")
     try:
         yield tmp
+        _fsync(tmp)                  # the bytes reach the disk before the name does
         os.replace(tmp, final)
+        _fsync(head or ".", directory=True)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def write_run_file(path: str, meta: Mapping) -> None:
-    """Write ``_nasflops.json`` atomically."""
+def _fsync(path: str, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:
+        if directory:            # some platforms cannot open a directory: best effort
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def file_checksum(path: str) -> dict:
+    """``{"bytes": size, "xxh3_128": hex digest}`` of a whole file.
+
+    The file is memory-mapped and hashed with XXH3 (several GB/s), so
+    verifying a dataset costs a fraction of decoding it.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from nasflops.storage import file_checksum
+    >>> f = os.path.join(tempfile.mkdtemp(), "x"); _ = open(f, "wb").write(b"nasflops")
+    >>> file_checksum(f)["bytes"], len(file_checksum(f)["xxh3_128"])
+    (8, 32)
+    """
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                h.update(mm)
+    return {"bytes": size, HASH: h.hexdigest()}
+
+
+def write_run_file(path: str, meta: Optional[Mapping], parts: Optional[Mapping] = None) -> None:
+    """Write ``_nasflops.json`` (metadata and the parts' checksums) atomically."""
+    doc = {"format": RUN_FORMAT, "metadata": meta, "parts": dict(sorted((parts or {}).items()))}
     with atomic_path(os.path.join(path, RUN_FILE)) as tmp:
         with open(tmp, "w") as fh:
-            json.dump(meta, fh, indent=1, sort_keys=True)
+            json.dump(doc, fh, indent=1, sort_keys=True)
 
 
-def read_run_file(path: str) -> Optional[dict]:
-    """The run metadata of a directory, or ``None`` when it has none."""
+def read_run(path) -> Optional[tuple[Optional[dict], dict]]:
+    """``(metadata, parts)`` of a run directory's ``_nasflops.json``, or ``None``
+    when it has none.  ``parts`` maps part file names to their recorded rows,
+    size and hash (empty for a run file of an older nasflops).
+
+    Raises :class:`CorruptResultsError` naming the file when it is not a run
+    file (not JSON, not the expected structure).
+    """
     f = os.path.join(os.fspath(path), RUN_FILE)
-    if not os.path.exists(f):
+    try:
+        with open(f, "rb") as fh:
+            doc = json.loads(fh.read())
+    except FileNotFoundError:
         return None
-    with open(f) as fh:
-        return json.load(fh)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise CorruptResultsError(f"{f} is corrupt ({e}): it is not a nasflops run file; "
+                                  "restore it, or delete it to read the parts' own metadata") from None
+    if not isinstance(doc, dict):
+        raise CorruptResultsError(f"{f} is corrupt: expected a JSON object, got "
+                                  f"{type(doc).__name__}")
+    if "format" not in doc:        # an older nasflops: the metadata alone
+        return doc, {}
+    meta, parts = doc.get("metadata"), doc.get("parts")
+    if (doc["format"] != RUN_FORMAT or not isinstance(parts, dict)
+            or not (meta is None or isinstance(meta, dict))
+            or not all(isinstance(v, dict) and _PART_RE.match(str(k)) for k, v in parts.items())):
+        raise CorruptResultsError(f"{f} is corrupt: not a {RUN_FORMAT} run file "
+                                  f"(format {doc.get('format')!r})")
+    return meta, parts
+
+
+def read_run_file(path) -> Optional[dict]:
+    """The run metadata of a directory, or ``None`` when it has none."""
+    run = read_run(path)
+    return None if run is None else run[0]
+
+
+class RunLock:
+    """An exclusive lock on an output directory, held while a run writes it.
+
+    An ``flock`` on ``<dir>/.nasflops.lock``, which holds the owner's pid and
+    host for the message a second writer gets.  The kernel drops the lock
+    when its process dies, so a killed run never leaves a stale lock; the
+    file is removed on release (after checking, on acquire, that the file
+    locked is still the one named, so two writers can never both win).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from nasflops.storage import RunLock, RunLockedError
+    >>> d = tempfile.mkdtemp()
+    >>> with RunLock(d):
+    ...     try:
+    ...         RunLock(d).acquire()
+    ...     except RunLockedError as e:
+    ...         print("refused")
+    refused
+    """
+
+    def __init__(self, path):
+        self.dir = os.fspath(path)
+        self.path = os.path.join(self.dir, LOCK_FILE)
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock, or raise :class:`RunLockedError` naming its holder."""
+        while self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if not _try_lock(fd):
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                    raise RunLockedError(f"{self.dir} is being written by another nasflops run "
+                                         f"({holder}); wait for it to finish or write elsewhere")
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:   # released and removed in between: try again
+                same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            self._fd = fd
+        return self
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (idempotent)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        os.close(fd)
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on ``fd``; False if another holds it."""
+    try:
+        import fcntl
+    except ImportError:          # Windows
+        import msvcrt
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 # ------------------------------------------------------------------ writing
@@ -219,16 +419,27 @@ def write_part(path: str, k: int, table, token: str = "0",
     The file is written under a hidden temporary name and renamed once
     complete; the temporary is removed in ``finally`` whatever happens.
     """
+    return commit_part(path, k, table, token, compression)[0]
+
+
+def commit_part(path: str, k: int, table, token: str = "0",
+                compression: Optional[str] = "zstd") -> tuple[str, dict]:
+    """Write part ``k`` atomically; return its path and what the run file
+    records of it (``rows``, ``bytes``, and the hash of exactly the bytes
+    renamed into place)."""
     import pyarrow.parquet as pq
 
     final = os.path.join(path, part_name(k))
     with atomic_path(final, token) as tmp:
         # statistics per row group let readers skip data on filters; metric
-        # columns are near-unique integers, where dictionaries only cost time
+        # columns are near-unique integers, where dictionaries only cost time;
+        # every page carries a CRC
         pq.write_table(table, tmp, compression=compression, write_statistics=True,
+                       write_page_checksum=True,
                        use_dictionary=[c for c in table.column_names if c in ("status", "bad_layer")
                                        or not _is_metric(c)])
-    return final
+        info = {"rows": table.num_rows, **file_checksum(tmp)}
+    return final, info
 
 
 def _is_metric(name: str) -> bool:
@@ -250,16 +461,38 @@ def write_table(path: Union[str, os.PathLike], table, overwrite: bool = False,
     'ofa-small.parquet'
     """
     path = os.fspath(path)
+    created = not os.path.exists(path)
     os.makedirs(path, exist_ok=True)
-    if list_parts(path) or os.path.exists(os.path.join(path, RUN_FILE)):
-        if not overwrite:
-            raise FileExistsError(f"{path} already holds results; pass overwrite=True to replace them")
-        remove_run(path)
-    meta = (table.schema.metadata or {}).get(META_KEY.encode())
-    if meta is not None:
-        write_run_file(path, json.loads(meta))
-    write_part(path, 0, table, compression=compression)
+    written = False
+    try:
+        with RunLock(path):
+            if list_parts(path) or os.path.exists(os.path.join(path, RUN_FILE)):
+                if not overwrite:
+                    raise FileExistsError(f"{path} already holds results; pass overwrite=True to "
+                                          "replace them")
+                remove_run(path)
+            meta = (table.schema.metadata or {}).get(META_KEY.encode())
+            # the part first, then the run file recording it: whatever fails
+            # (a full disk), no directory is left with metadata and no data
+            final, info = commit_part(path, 0, table, compression=compression)
+            try:
+                write_run_file(path, None if meta is None else json.loads(meta),
+                               {part_name(0): info})
+            except BaseException:
+                os.remove(final)
+                raise
+            written = True
+    finally:
+        if created and not written:
+            _remove_if_empty(path)
     return path
+
+
+def _remove_if_empty(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def write_results(path: Union[str, os.PathLike], scores, *, arch_id=None, native=None,
@@ -284,26 +517,104 @@ def part_files(path: str) -> list[str]:
     raise FileNotFoundError(f"no results at {path}")
 
 
-def open_dataset(path: Union[str, os.PathLike]):
+def verify_parts(path) -> int:
+    """Check a run directory's parts against ``_nasflops.json``; return how
+    many were verified by their recorded hash.
+
+    Every part the run file records must exist with its recorded size and
+    hash; otherwise :class:`CorruptResultsError` names the file.  Parts it
+    does not record (a run file of an older nasflops, or a part renamed
+    into place just before a crash) are left to their page checksums.
+
+    Examples
+    --------
+    >>> import nasflops, tempfile                              # doctest: +SKIP
+    >>> verify_parts("run.parquet")                            # doctest: +SKIP
+    3
+    """
+    path = os.fspath(path)
+    run = read_run(path)
+    if run is None:
+        return 0
+    on_disk = {os.path.basename(f) for f in list_parts(path).values()}
+    for name in run[1]:
+        if name not in on_disk:
+            raise CorruptResultsError(f"{os.path.join(path, name)} is missing: {RUN_FILE} records "
+                                      "it as written; resume the run to write it again")
+    # parts are hashed in parallel (xxhash releases the GIL), first failure named
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = sorted(run[1])
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1, len(names)))) as pool:
+        whys = pool.map(lambda n: part_mismatch(os.path.join(path, n), run[1][n]), names)
+        for name, why in zip(names, whys):
+            if why:
+                raise CorruptResultsError(f"{os.path.join(path, name)} is corrupt: {why}; resume "
+                                          "the run (--resume) to write it again")
+    return len(names)
+
+
+def part_mismatch(f: str, rec: Mapping) -> str:
+    """Why the file ``f`` differs from its record ``rec``, or ``""``."""
+    size = os.path.getsize(f)
+    if size != rec.get("bytes"):
+        return f"{size:,} bytes where {rec.get('bytes')!r} were written"
+    if file_checksum(f)[HASH] != rec.get(HASH):
+        return "its content differs from the checksum recorded when it was written"
+    return ""
+
+
+def _parquet_format():
+    """Parquet reading that verifies the page checksums of what it decodes."""
+    import pyarrow.dataset as ds
+    return ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        page_checksum_verification=True))
+
+
+def open_dataset(path: Union[str, os.PathLike], verify: bool = True):
     """The results at ``path`` as a ``pyarrow.dataset.Dataset`` (lazy, memory-mapped).
 
     Parts are listed in chunk order; temporaries and the metadata file are
-    not part of it.  The schema carries the ``nasflops`` metadata.
+    not part of it.  The schema carries the ``nasflops`` metadata.  With
+    ``verify`` (the default), every part recorded in ``_nasflops.json`` is
+    checked against its recorded size and hash first
+    (:func:`verify_parts`), and pages are checked against their CRCs as
+    they are decoded (only for parts without a recorded hash: a verified
+    hash already covers every byte); a corrupt or missing part raises
+    :class:`CorruptResultsError` naming the file.
     """
     import pyarrow.dataset as ds
     from pyarrow import fs
 
-    files = part_files(os.fspath(path))
-    dataset = ds.dataset(files, format="parquet", filesystem=fs.LocalFileSystem(use_mmap=True))
+    path = os.fspath(path)
+    files = part_files(path)
+    meta, hashed = None, 0
+    if os.path.isdir(path):
+        if verify:
+            hashed = verify_parts(path)
+        meta = read_run_file(path)
+    # a part whose whole-file hash was just checked needs no page CRC checks;
+    # parts without a recorded hash (a run file of an older nasflops, a part a
+    # kill left unrecorded, a lone file) get them as their pages are decoded
+    pages = verify and hashed < len(files)
+    try:
+        dataset = ds.dataset(files, format=_parquet_format() if pages else "parquet",
+                             filesystem=fs.LocalFileSystem(use_mmap=True))
+    except (OSError, ValueError) as e:   # pyarrow's errors name no file when a footer is bad
+        raise CorruptResultsError(f"{path}: a part cannot be opened as Parquet ({_one_line(e)})") from None
     if not dataset.schema.metadata or META_KEY.encode() not in dataset.schema.metadata:
-        meta = read_run_file(os.fspath(path)) if os.path.isdir(path) else None
         if meta is not None:
             dataset = dataset.replace_schema(dataset.schema.with_metadata(
                 {META_KEY: json.dumps(meta, sort_keys=True)}))
     return dataset
 
 
-def read_results(path, columns: Optional[list] = None, filter=None, as_dataset: bool = False):
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def read_results(path, columns: Optional[list] = None, filter=None, as_dataset: bool = False,
+                 verify: bool = True):
     """Read a results dataset (a run directory or one Parquet file).
 
     Parameters
@@ -319,6 +630,10 @@ def read_results(path, columns: Optional[list] = None, filter=None, as_dataset: 
     as_dataset : bool
         Return the lazy ``pyarrow.dataset.Dataset`` instead of a Table
         (``columns``/``filter`` must then be omitted).
+    verify : bool
+        Check every part against the hash recorded when it was written, and
+        pages against their CRCs (:func:`open_dataset`); a corrupt part
+        raises :class:`CorruptResultsError` naming the file.
 
     Returns
     -------
@@ -335,7 +650,7 @@ def read_results(path, columns: Optional[list] = None, filter=None, as_dataset: 
     >>> t = nasflops.read_results("run.parquet", columns=["arch_id", "macs"],
     ...                           filter=nasflops.Budget(max_macs=300_000_000))  # doctest: +SKIP
     """
-    dataset = open_dataset(path)
+    dataset = open_dataset(path, verify=verify)
     if as_dataset:
         if columns is not None or filter is not None:
             raise ValueError("columns and filter apply to tables; with as_dataset=True pass them "
@@ -343,7 +658,10 @@ def read_results(path, columns: Optional[list] = None, filter=None, as_dataset: 
         return dataset
     if hasattr(filter, "expression"):    # a nasflops.Budget
         filter = filter.expression(metadata_of_schema(dataset.schema))
-    table = dataset.to_table(columns=columns, filter=filter)
+    try:
+        table = dataset.to_table(columns=columns, filter=filter)
+    except OSError as e:     # a page that fails its CRC: name the dataset
+        raise CorruptResultsError(f"{os.fspath(path)}: {_one_line(e)}") from None
     if dataset.schema.metadata:
         table = table.replace_schema_metadata(dataset.schema.metadata)
     return table
@@ -371,7 +689,10 @@ def read_metadata(path) -> dict:
             return meta
     import pyarrow.parquet as pq
     files = part_files(path)
-    meta = metadata_of_schema(pq.read_schema(files[0]))
+    try:
+        meta = metadata_of_schema(pq.read_schema(files[0]))
+    except (OSError, ValueError) as e:
+        raise CorruptResultsError(f"{files[0]}: cannot read its metadata ({_one_line(e)})") from None
     if not meta:
         raise ValueError(f"{files[0]} has no '{META_KEY}' metadata: not written by nasflops")
     return meta
@@ -379,18 +700,27 @@ def read_metadata(path) -> dict:
 
 # ------------------------------------------------------------- run directories
 class RunWriter:
-    """Owns one run directory: its metadata, its part files, and resuming it.
+    """Owns one run directory: its lock, its metadata, its part files, and resuming it.
 
-    The pipeline only computes tables and hands them to :func:`write_part`
-    (possibly on another machine); everything about the directory's state is
-    decided here:
+    The pipeline only computes tables and hands them to :func:`commit_part`
+    (possibly on another machine), then reports each committed part to
+    :meth:`record`; everything about the directory's state is decided here:
 
-    * a new run writes ``_nasflops.json`` first, then parts;
+    * the directory is locked (:class:`RunLock`) from construction to
+      :meth:`close`: a second writer gets :class:`RunLockedError`;
+    * a new run writes ``_nasflops.json`` first, then parts, each recorded
+      in the run file (rows, size, hash) once renamed into place;
     * ``overwrite`` removes a previous run's parts and metadata (nothing else);
     * ``resume`` requires the stored parameters to equal the asked ones
       exactly (else ``ValueError`` naming the differences) and keeps every
-      part that is complete;
-    * anything else in an existing run is refused (``FileExistsError``).
+      part that verifies: its recorded hash, or for a part never recorded
+      (the run was killed between its rename and its record) a full read
+      checking page checksums, rows, ``arch_id`` and metadata.  A part that
+      fails is deleted, listed in :attr:`repaired` with the reason, and
+      written again;
+    * anything else in an existing run is refused (``FileExistsError``);
+    * a run that fails before any part is recorded leaves nothing behind
+      (:meth:`close` with ``failed=True``), not a directory of metadata.
 
     Parameters
     ----------
@@ -408,9 +738,14 @@ class RunWriter:
     ----------
     done : set of int
         Parts found complete and kept.
+    repaired : list of (str, str)
+        Parts found damaged on resume (file name, why), deleted to be rewritten.
     token : str
         Marks this writer's temporaries (removed by :meth:`close`).
     """
+
+    #: at most one rewrite of the run file per this many seconds while parts arrive
+    flush_seconds = 1.0
 
     def __init__(self, path, metadata: Mapping, n_rows: int, chunk_size: int,
                  resume: bool = False, overwrite: bool = False):
@@ -420,21 +755,37 @@ class RunWriter:
         self.n_rows, self.chunk_size = int(n_rows), int(chunk_size)
         self.n_parts = -(-self.n_rows // self.chunk_size)
         self.token = uuid.uuid4().hex[:12]
+        self.repaired: list[tuple[str, str]] = []
+        self.parts: dict[str, dict] = {}
+        self._dirty, self._flushed = False, time.monotonic()
+        self._created_dir = not os.path.exists(self.path)
+        self._created_run = False
         os.makedirs(self.path, exist_ok=True)
-        stored, parts = read_run_file(self.path), list_parts(self.path)
-        if overwrite:
+        self._lock = RunLock(self.path)
+        try:
+            self._lock.acquire()
+            self._open(resume, overwrite)
+        except BaseException:
+            self.close(failed=True)
+            raise
+
+    def _open(self, resume: bool, overwrite: bool) -> None:
+        if overwrite:      # before reading anything: a corrupt run file is replaced too
             remove_run(self.path)
-            stored, parts = None, {}
-        elif stored is not None or parts:
+        run, parts = read_run(self.path), list_parts(self.path)
+        if run is not None or parts:
             if not resume:
                 raise FileExistsError(f"{self.path} already holds a nasflops run ({len(parts)} "
                                       "parts); pass resume=True to finish it or overwrite=True to "
                                       "replace it")
-            self._check_same(stored if stored is not None else read_metadata(self.path))
+            stored = run[0] if run is not None and run[0] is not None else read_metadata(self.path)
+            self._check_same(stored)
         clean_temporaries(self.path)
-        if stored is None:
-            write_run_file(self.path, self.metadata)
-        self.done = self._complete_parts(parts)
+        recorded = {} if run is None else run[1]
+        self.done = self._complete_parts(parts, recorded)
+        if run is None:
+            self._created_run = True
+        self._write_run_file()
 
     @property
     def metadata_bytes(self) -> bytes:
@@ -446,13 +797,46 @@ class RunWriter:
         start = k * self.chunk_size
         return start, min(start + self.chunk_size, self.n_rows)
 
-    def todo(self) -> list[int]:
-        """Parts still to write, in order."""
-        return [k for k in range(self.n_parts) if k not in self.done]
+    def todo(self) -> Iterator[int]:
+        """Parts still to write, in order (lazily: a run may have billions)."""
+        return (k for k in range(self.n_parts) if k not in self.done)
 
-    def close(self) -> None:
-        """Remove this writer's leftover temporaries."""
-        clean_temporaries(self.path, self.token)
+    def record(self, k: int, info: Mapping) -> None:
+        """Record committed part ``k`` (rows, size, hash) in the run file.
+
+        The run file is rewritten at most every :attr:`flush_seconds` (and
+        on :meth:`close`), so its cost does not grow with the square of the
+        number of parts; a part committed but not yet recorded when a run
+        is killed is verified in full on resume.
+        """
+        start, stop = self.rows_of(k)
+        if info.get("rows") != stop - start:
+            raise ValueError(f"part {k} of {self.path} has {info.get('rows')} rows, expected "
+                             f"{stop - start}")
+        self.parts[part_name(k)] = dict(info)
+        self._dirty = True
+        if time.monotonic() - self._flushed >= self.flush_seconds:
+            self._write_run_file()
+
+    def close(self, failed: bool = False) -> None:
+        """Remove this writer's temporaries and release the lock.  After a
+        failure, a run this writer created that holds no part is removed
+        (and its directory, if this writer created it and it is empty)."""
+        try:
+            if os.path.isdir(self.path) and self._lock.held:
+                clean_temporaries(self.path, self.token)
+                if failed and self._created_run and not list_parts(self.path):
+                    remove_run(self.path)
+                elif self._dirty:
+                    self._write_run_file()
+        finally:
+            self._lock.release()
+            if failed and self._created_dir:
+                _remove_if_empty(self.path)
+
+    def _write_run_file(self) -> None:
+        write_run_file(self.path, self.metadata, self.parts)
+        self._dirty, self._flushed = False, time.monotonic()
 
     def _check_same(self, stored: Mapping) -> None:
         meta = self.metadata
@@ -463,24 +847,47 @@ class RunWriter:
             raise ValueError(f"cannot resume the run in {self.path}: its parameters differ "
                              f"({lines}); pass the same parameters, or overwrite=True to start again")
 
-    def _complete_parts(self, parts: Mapping[int, str]) -> set:
-        """Indices of parts on disk that hold exactly the rows they should.
-
-        A part exists only once fully written (atomic rename); the row count
-        read from its footer guards against a foreign or truncated file.
-        """
-        import pyarrow.parquet as pq
-
+    def _complete_parts(self, parts: Mapping[int, str], recorded: Mapping[str, dict]) -> set:
+        """Indices of parts on disk that verify (see the class); the others
+        are deleted and listed in :attr:`repaired`."""
         done = set()
         for k, path in parts.items():
             start, stop = self.rows_of(k)
             if stop <= start:
                 raise ValueError(f"{path} is part {k}, beyond the {self.n_parts} parts of this "
                                  "run; the directory holds another run")
-            try:
-                rows = pq.read_metadata(path).num_rows
-            except Exception:  # unreadable: write it again
-                rows = -1
-            if rows == stop - start:
-                done.add(k)
+            name = part_name(k)
+            rec = recorded.get(name)
+            if rec is not None:
+                why = part_mismatch(path, rec) or (
+                    "" if rec.get("rows") == stop - start else
+                    f"it was recorded with {rec.get('rows')!r} rows, expected {stop - start}")
+            else:
+                why = self._unrecorded_mismatch(path, start, stop)
+            if why:
+                os.remove(path)
+                self.repaired.append((name, why))
+                continue
+            self.parts[name] = dict(rec) if rec is not None else {"rows": stop - start,
+                                                                  **file_checksum(path)}
+            done.add(k)
         return done
+
+    def _unrecorded_mismatch(self, path: str, start: int, stop: int) -> str:
+        """Why a part the run file does not record cannot be kept, or ``""``:
+        it must decode with valid page checksums, carry this run's metadata
+        and hold exactly the ``arch_id`` range of its position."""
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path, page_checksum_verification=True, memory_map=True)
+        except Exception as e:  # anything unreadable is rewritten, whatever pyarrow says
+            return f"it is not readable Parquet ({_one_line(e)[:200]})"
+        if (table.schema.metadata or {}).get(META_KEY.encode()) != self.metadata_bytes:
+            return "its metadata is not this run's"
+        if table.num_rows != stop - start:
+            return f"it holds {table.num_rows:,} rows, expected {stop - start:,}"
+        ids = table.column("arch_id").to_numpy() if "arch_id" in table.column_names else None
+        if ids is None or not np.array_equal(ids, np.arange(start, stop, dtype=np.int64)):
+            return f"its arch_id column is not {start}..{stop - 1} (a part of another position)"
+        return ""

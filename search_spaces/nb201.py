@@ -63,6 +63,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from nasflops.options import positive_int, short_repr
 from nasflops.spec import LAYER_DTYPE, Act, Flag, Op, SpecBatch, empty_records
 from .base import SearchSpace
 from .columns import NativeError
@@ -272,6 +273,12 @@ class _Pool:
         self.N = N
 
 
+#: bounds of the skeleton parameters: widths up to 4 * MAX_C channels, and at
+#: most ~45 * MAX_N layers per architecture (a 4,096-candidate encode block
+#: then stays under ~200 MB of records)
+MAX_C, MAX_N = 1024, 16
+
+
 @functools.lru_cache(maxsize=4)   # ~36 MB each
 def _pool(C: int, N: int, dataset: str) -> _Pool:
     return _Pool(C, N, dataset)
@@ -400,11 +407,15 @@ class NB201Space(SearchSpace):
     native_example = _EXAMPLE
 
     def __init__(self, dataset: str = "cifar10", C: int = 16, N: int = 5):
-        if dataset not in DATASETS:
-            raise ValueError(f"nb201: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-        if int(C) != C or C < 1 or int(N) != N or N < 1:
-            raise ValueError(f"nb201: C and N must be positive integers, got C={C!r}, N={N!r}")
-        self.dataset, self.C, self.N = dataset, int(C), int(N)
+        if not isinstance(dataset, str) or dataset not in DATASETS:
+            raise ValueError(f"nb201: unknown dataset {short_repr(dataset)}; known: "
+                             f"{', '.join(DATASETS)}")
+        # bounded so that no parameter asks for a multi-GB template pool or
+        # encode block: C is the first stage's width (xautodl: 16), N the
+        # cells per stage (5); an architecture has ~45 * N layers
+        self.dataset = dataset
+        self.C = positive_int(C, "nb201: C", 1, MAX_C)
+        self.N = positive_int(N, "nb201: N", 1, MAX_N)
 
     @property
     def params(self) -> dict:

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from nasflops.budget import Budget
-from nasflops.engine import ENCODE_BLOCK
+from nasflops.engine import ENCODE_BLOCK, encode_step
 from nasflops.options import ScoringOptions, positive_int
 from nasflops.scoring import RESULT_DTYPE, Scores, score
 from nasflops.spec import SpecBatch
@@ -75,20 +75,28 @@ class BudgetSample:
         return self.space.from_columns(self.columns)
 
 
-def _encode_score(space, cols, opts: ScoringOptions):
-    return cols, score(space.encode_columns(cols), convention=opts.convention,
+def _encode_score(space, cols, opts: ScoringOptions, seen: dict):
+    specs = space.encode_columns(cols)
+    if len(specs):
+        seen["longest"] = max(seen["longest"], int(specs.lengths.max()))
+    return cols, score(specs, convention=opts.convention,
                        batch_size=opts.batch_size, weight_dtype=opts.weight_dtype,
                        act_dtype=opts.act_dtype, device=opts.device, errors="status")
 
 
-def _steps(max_draws: int, first_step: int, jobs: int) -> Iterator[list[tuple[int, int]]]:
+def _steps(max_draws: int, first_step: int, jobs: int,
+           seen: Optional[dict] = None) -> Iterator[list[tuple[int, int]]]:
     """Rounds of up to ``jobs`` consecutive stream ranges ``(start, stop)``,
     growing 4x per range up to ENCODE_BLOCK, never crossing a sampling block,
-    ``max_draws`` candidates in all."""
-    pos, step = 0, first_step
+    ``max_draws`` candidates in all.  ``seen["longest"]`` (the longest
+    candidate encoded so far, updated by the caller) keeps each range's
+    records within ``RECORD_BUDGET``."""
+    pos, step = 0, min(first_step, 16)   # the first ranges measure the space
+    seen = {"longest": 1} if seen is None else seen
     while pos < max_draws:
         rnd = []
         while len(rnd) < jobs and pos < max_draws:
+            step = min(step, encode_step(step, seen["longest"]))
             stop = min(pos + step, (pos // SAMPLE_BLOCK + 1) * SAMPLE_BLOCK, max_draws)
             rnd.append((pos, stop))
             pos = stop
@@ -102,15 +110,16 @@ def _scored_steps(space, seed: int, opts: ScoringOptions, max_draws: int, first_
     from joblib import Parallel, delayed, effective_n_jobs
 
     jobs = max(1, effective_n_jobs(n_jobs))
+    seen = {"longest": 1}
     with Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
-        for rnd in _steps(max_draws, first_step, jobs):
+        for rnd in _steps(max_draws, first_step, jobs, seen):
             # natives are drawn whole blocks at a time (that is how the seeded
             # stream is defined); encoding and scoring, the costly part, go by step
             parts = [space.sample_columns(hi - lo, seed, lo) for lo, hi in rnd]
             if len(rnd) == 1:
-                results = [_encode_score(space, parts[0], opts)]
+                results = [_encode_score(space, parts[0], opts, seen)]
             else:
-                results = parallel(delayed(_encode_score)(space, c, opts) for c in parts)
+                results = parallel(delayed(_encode_score)(space, c, opts, seen) for c in parts)
             for (lo, _), (cols, res) in zip(rnd, results):
                 yield lo, cols, res
 

@@ -83,6 +83,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from nasflops.options import positive_int
 from nasflops.spec import Net, Op, SpecBatch
 from . import vision_transformers
 from .base import SearchSpace, make_divisible
@@ -889,12 +890,9 @@ class ZooSpace(SearchSpace):
     native_example = "'resnet50'"
 
     def __init__(self, resolution: int = 224, num_classes: int = 1000):
-        self.resolution = int(resolution)
-        self.num_classes = int(num_classes)
-        if self.resolution < 1:
-            raise ValueError(f"zoo: resolution must be >= 1, got {resolution!r}")
-        if self.num_classes < 1:
-            raise ValueError(f"zoo: num_classes must be >= 1, got {num_classes!r}")
+        # bounded like every user-given size: records hold int32 fields
+        self.resolution = positive_int(resolution, "zoo: resolution", 1, 1 << 16)
+        self.num_classes = positive_int(num_classes, "zoo: num_classes", 1, 1 << 24)
 
     @property
     def params(self) -> dict:

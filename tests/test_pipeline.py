@@ -175,7 +175,9 @@ def test_resume_rewrites_missing_and_damaged_parts(tmp_path):
     with open(parts[2], "wb") as fh:                      # truncated by something else
         fh.write(b"PAR1garbage")
     (out / ".part-000003.parquet.deadbeef.incomplete").write_bytes(b"half")
-    run = score_space(space, n=1000, seed=5, out=out, chunk_size=250, progress=False, resume=True)
+    with pytest.warns(RuntimeWarning, match=r"part-000002.*failed verification.*writing it again"):
+        run = score_space(space, n=1000, seed=5, out=out, chunk_size=250, progress=False,
+                          resume=True)
     assert (run.parts_written, run.parts_resumed) == (2, 2)
     assert not [f for f in os.listdir(out) if f.endswith(".incomplete")]
     assert_tables_equal(ref, read_results(out))

@@ -364,6 +364,7 @@ def validate(specs_or_space, samples: Optional[int] = None, convention: str = "m
         core = score(batch, convention=convention, batch_size=batch_size, errors="raise")
         t_core = min(t_core, time.perf_counter() - t0)
 
+    _check_memory(core, device, batch_size)
     agree = dict.fromkeys(METRICS, 0)
     mismatches = []
     t_build = t_hooks = 0.0
@@ -379,6 +380,23 @@ def validate(specs_or_space, samples: Optional[int] = None, convention: str = "m
     worst = max(mismatches, key=lambda d: d["rel"]) if mismatches else None
     return ValidationReport(source, convention, n, batch_size, agree, worst, mismatches,
                             {"build": t_build, "hooks": t_hooks, "core": t_core})
+
+
+#: tensors a validation may allocate on a real device (fp32 weights plus every
+#: activation of one candidate, which the core knows before torch runs)
+VALIDATE_MEMORY = 4 << 30
+
+
+def _check_memory(core, device, batch_size: int) -> None:
+    """Refuse, before any allocation, a candidate too large to run for real."""
+    if str(device) == "meta" or len(core) == 0:
+        return
+    need = core["act_bytes"] + core["weight_bytes"]
+    i = int(np.argmax(need))
+    if int(need[i]) > VALIDATE_MEMORY:
+        raise ValueError(f"validating candidate {i} on {device} would allocate ~{int(need[i]) / 2**30:,.1f} "
+                         f"GiB of tensors (batch {batch_size}); use device='meta' (shapes only) or a "
+                         "smaller batch or resolution")
 
 
 def _compare(batch, convention, batch_size, device, core, agree, mismatches, times):

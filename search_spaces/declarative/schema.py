@@ -43,6 +43,18 @@ _DEFAULT_OPTIONS = {"divisor": 8, "inplace": ["relu", "relu6"], "global_pool": "
 _SE_DEFAULT = {"reduction": 4, "divisor": 8, "act": "relu", "gate": "hardsigmoid"}
 
 
+def _keys(keys) -> list:
+    """Mapping keys as sorted strings (YAML keys may be ints, floats or None)."""
+    return sorted(map(str, keys))
+
+
+def _type_name(where: str, t, known) -> str:
+    """A layer or block type: one of ``known`` (a string, so never unhashable)."""
+    if not isinstance(t, str) or t not in known:
+        raise SchemaError(where, f"unknown type {t!r}; known: {', '.join(known)}")
+    return t
+
+
 def _act(where: str, v) -> Optional[str]:
     if v is None or v == "none":
         return None
@@ -88,7 +100,7 @@ def _resolutions(where: str, v) -> list[int]:
     if isinstance(v, Mapping):
         extra = set(v) - {"min", "max", "step"}
         if extra:
-            raise SchemaError(where, f"unknown keys {sorted(extra)} (use min, max, step)")
+            raise SchemaError(where, f"unknown keys {_keys(extra)} (use min, max, step)")
         lo, hi = _int(where + ".min", v.get("min")), _int(where + ".max", v.get("max"))
         step = _int(where + ".step", v.get("step", 1))
         if hi < lo:
@@ -108,7 +120,7 @@ def _se(where: str, v) -> Optional[dict]:
     if isinstance(v, Mapping):
         extra = set(v) - set(_SE_DEFAULT)
         if extra:
-            raise SchemaError(where, f"unknown keys {sorted(extra)} (use {', '.join(_SE_DEFAULT)})")
+            raise SchemaError(where, f"unknown keys {_keys(extra)} (use {', '.join(_SE_DEFAULT)})")
         se.update(v)
     elif v is not True:
         raise SchemaError(where, f"expected true/false or a mapping, got {v!r}")
@@ -130,13 +142,10 @@ def _fixed_layer(where: str, spec, opts: dict) -> dict:
     """Validate one stem/head layer; fill its defaults."""
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise SchemaError(where, "a layer is a mapping with a 'type'")
-    t = spec["type"]
-    if t not in _LAYER_FIELDS:
-        raise SchemaError(where + ".type",
-                          f"unknown layer type {t!r}; known: {', '.join(_LAYER_FIELDS)}")
+    t = _type_name(where + ".type", spec["type"], tuple(_LAYER_FIELDS))
     extra = set(spec) - _LAYER_FIELDS[t] - {"type"}
     if extra:
-        raise SchemaError(where, f"unknown fields {sorted(extra)} for {t}")
+        raise SchemaError(where, f"unknown fields {_keys(extra)} for {t}")
     out = {"type": t}
     if t in ("conv", "mbconv", "resnet_basic", "resnet_bottleneck", "linear"):
         if "out" not in spec:
@@ -176,7 +185,7 @@ def _stage(where: str, spec, opts: dict) -> dict:
         raise SchemaError(where, "a stage is a mapping")
     extra = set(spec) - {"width", "depth", "stride", "block", "name"}
     if extra:
-        raise SchemaError(where, f"unknown fields {sorted(extra)} (use width, depth, stride, block)")
+        raise SchemaError(where, f"unknown fields {_keys(extra)} (use width, depth, stride, block)")
     for key in ("width", "depth", "block"):
         if key not in spec:
             raise SchemaError(where, f"missing '{key}'")
@@ -185,13 +194,13 @@ def _stage(where: str, spec, opts: dict) -> dict:
         raise SchemaError(where + ".block", "expected a mapping")
     extra = set(blk) - _BLOCK_FIELDS
     if extra:
-        raise SchemaError(where + ".block", f"unknown fields {sorted(extra)}")
+        raise SchemaError(where + ".block", f"unknown fields {_keys(extra)}")
     types = blk.get("type", "mbconv")
     types = list(types) if isinstance(types, (list, tuple)) else [types]
+    if not types:
+        raise SchemaError(where + ".block.type", "needs at least one block type")
     for t in types:
-        if t not in BLOCK_TYPES:
-            raise SchemaError(where + ".block.type",
-                              f"unknown block type {t!r}; known: {', '.join(BLOCK_TYPES)}")
+        _type_name(where + ".block.type", t, BLOCK_TYPES)
     if len(set(types)) != len(types):
         raise SchemaError(where + ".block.type", "duplicate block types")
     if types == ["skip"]:
@@ -232,12 +241,12 @@ def _options(schema: Mapping, overrides: Mapping) -> tuple[dict, dict]:
         raise SchemaError("parameters", "expected a mapping of option name to default value")
     bad = set(params) - set(_DEFAULT_OPTIONS)
     if bad:
-        raise SchemaError("parameters", f"unknown options {sorted(bad)}; parameters are options "
+        raise SchemaError("parameters", f"unknown options {_keys(bad)}; parameters are options "
                                         f"({', '.join(_DEFAULT_OPTIONS)})")
     unknown = set(overrides) - set(params)
     if unknown:
         raise SchemaError("<parameters>", f"{schema.get('name')!r} takes "
-                          f"{', '.join(sorted(params)) or 'no parameters'}; got {sorted(unknown)}")
+                          f"{', '.join(_keys(params)) or 'no parameters'}; got {_keys(unknown)}")
     params = {**params, **overrides}
     opts = dict(_DEFAULT_OPTIONS)
     o = schema.get("options") or {}
@@ -245,7 +254,7 @@ def _options(schema: Mapping, overrides: Mapping) -> tuple[dict, dict]:
         raise SchemaError("options", "expected a mapping")
     extra = set(o) - set(_DEFAULT_OPTIONS)
     if extra:
-        raise SchemaError("options", f"unknown options {sorted(extra)}")
+        raise SchemaError("options", f"unknown options {_keys(extra)}")
     opts.update(o)
     opts.update(params)
     if opts["global_pool"] not in ("adaptive", "mean_wh"):
@@ -275,7 +284,7 @@ def normalize(schema: Mapping, overrides: Mapping = ()) -> dict:
     extra = set(schema) - {"name", "reference", "description", "input", "options", "parameters",
                            "stem", "stages", "head"}
     if extra:
-        raise SchemaError("<space>", f"unknown keys {sorted(extra)}")
+        raise SchemaError("<space>", f"unknown keys {_keys(extra)}")
     if not isinstance(schema.get("name"), str) or not schema["name"]:
         raise SchemaError("name", "a space needs a non-empty string name")
     opts, params = _options(schema, dict(overrides))
@@ -284,7 +293,7 @@ def normalize(schema: Mapping, overrides: Mapping = ()) -> dict:
         raise SchemaError("input", "expected a mapping")
     extra = set(inp) - {"channels", "resolution"}
     if extra:
-        raise SchemaError("input", f"unknown keys {sorted(extra)}")
+        raise SchemaError("input", f"unknown keys {_keys(extra)}")
     stages = schema.get("stages")
     if not isinstance(stages, (list, tuple)) or not stages:
         raise SchemaError("stages", "a space needs a non-empty list of stages")

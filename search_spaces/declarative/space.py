@@ -62,6 +62,8 @@ class DeclarativeSpace(SearchSpace):
 
     def __init__(self, schema: Mapping, source: Optional[str] = None, shipped: bool = False,
                  overrides: Optional[Mapping] = None):
+        if not isinstance(schema, Mapping):   # e.g. an empty file, or a YAML list
+            raise SchemaError("<space>", f"expected a mapping, got {type(schema).__name__}")
         self.schema = copy.deepcopy(dict(schema))
         self.spec = spec = normalize(self.schema, overrides or {})
         self.source, self.shipped = source, shipped
@@ -362,7 +364,7 @@ class DeclarativeSpace(SearchSpace):
                            f"expected a dict with {', '.join(self.columns)}; got {type(nat).__name__}")
             extra = set(nat) - fields
             if extra:
-                self._fail(i, sorted(extra)[0], f"unknown field (fields are {', '.join(self.columns)})")
+                self._fail(i, sorted(map(str, extra))[0], f"unknown field (fields are {', '.join(self.columns)})")
             for col in self.columns:
                 if col not in nat:
                     self._fail(i, col, "missing")
