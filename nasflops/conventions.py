@@ -235,7 +235,7 @@ register_convention(
     "thop", "MACs",
     "thop 0.1.1 profile(): conv/linear MACs without bias, BN/LN 2/elem (4 affine), "
     "avg pool 1/out, adaptive pool in+out, softmax 3C-1 per position; activations, "
-    "max pool, add, mul, concat zero",
+    "max pool, add, mul, concat, matmul and attention zero",
     {
         "conv2d": _MAC,
         "linear": _MAC,
@@ -253,7 +253,8 @@ register_convention(
     "ptflops", "MACs",
     "ptflops 0.7.5 pytorch backend (its default): conv/linear MACs plus bias, BN 1/elem "
     "(2 affine), LN 1/elem, ReLU and GELU 2/elem (module hook + patched functional), "
-    "ReLU6 and SiLU 1/elem, pools 2 per input element, softmax 1/elem",
+    "ReLU6 and SiLU 1/elem, pools 2 per input element, softmax 1/elem, torch.matmul MACs, "
+    "its MultiheadAttention hook; F.linear, SDPA and the @ operator zero",
     {
         "conv2d": {"mac": 1, "bias": 1},
         "linear": {"mac": 1, "bias": 1},
@@ -281,8 +282,9 @@ register_convention(
 register_convention(
     "fvcore", "MACs",
     "fvcore 0.1.5 FlopCountAnalysis, eval mode: conv/linear MACs without bias, "
-    "BN 1/elem (2 affine), LN 4/elem (5 affine), adaptive avg pool 1 per input element; "
-    "every other op zero",
+    "BN 1/elem (2 affine), LN 4/elem (5 affine), adaptive avg pool 1 per input element, "
+    "matmul MACs, MultiheadAttention's projections (autograd on); every other op, "
+    "scaled-dot-product attention included, zero",
     {
         "conv2d": _MAC,
         "linear": _MAC,

@@ -1,0 +1,81 @@
+"""Vision transformers against the real torchvision models and the real tools.
+
+The zoo's specs (``search_spaces/vision_transformers.py``) must give, under
+the ``thop``, ``ptflops`` and ``fvcore`` conventions, exactly what those
+tools print for torchvision 0.28's own modules, and under ``macs`` the
+figure torchvision publishes; ``params`` must be ``sum(p.numel())``.  Why
+the tools disagree with each other is docs/conventions.md, "Transformers".
+"""
+import pytest
+
+torch = pytest.importorskip("torch")
+from tests.conftest import import_torchvision  # noqa: E402
+
+tv = import_torchvision()
+if tv is None:
+    pytest.skip("torchvision is not installed", allow_module_level=True)
+pytest.importorskip("thop")
+pytest.importorskip("ptflops")
+pytest.importorskip("fvcore")
+
+import nasflops as nf  # noqa: E402
+from nasflops.search_spaces import vision_transformers as vits  # noqa: E402
+from nasflops.search_spaces import zoo  # noqa: E402
+from nasflops.torch_bridge.reference import fvcore_count, ptflops_count, thop_count  # noqa: E402
+
+#: DeiT (Touvron et al. 2021) is torchvision's VisionTransformer, narrower:
+#: (heads, width) of a 12-layer, patch-16 ViT at 224
+DEIT = {"deit_tiny": (3, 192), "deit_small": (6, 384)}
+
+
+def torchvision_model(name):
+    torch.manual_seed(0)
+    if name in DEIT:
+        heads, dim = DEIT[name]
+        return tv.models.VisionTransformer(224, 16, 12, heads, dim, 4 * dim).eval()
+    return getattr(tv.models, name)().eval()
+
+
+def ops(name, convention):
+    return int(nf.score(zoo.build(name), convention=convention)["ops"][0])
+
+
+# deit_tiny: odd heads, never the fused path; deit_small and vit_b_32: the
+# fused path exists (even heads); vit_b_16: the headline model
+@pytest.mark.parametrize("name", ["deit_tiny", "deit_small", "vit_b_32", "vit_b_16"])
+def test_real_tools_on_real_torchvision_models(name):
+    model = torchvision_model(name)
+    shape = (3, 224, 224)
+    true_params = sum(p.numel() for p in model.parameters())
+    assert int(nf.score(zoo.build(name))["params"][0]) == true_params
+    macs, ptflops_params = ptflops_count(model, shape)
+    assert macs == ops(name, "ptflops")
+    assert ptflops_params == true_params
+    assert thop_count(model, shape)[0] == ops(name, "thop")
+    # fvcore with autograd on (its default): under no_grad, nn.MultiheadAttention's
+    # fast path hides the projections from it (docs/conventions.md)
+    assert torch.is_grad_enabled()
+    assert fvcore_count(model, shape) == ops(name, "fvcore")
+
+
+@pytest.mark.parametrize("name", [n for n, (gmacs, _) in vits.PUBLISHED.items() if gmacs])
+def test_macs_are_torchvisions_published_figures(name):
+    """torchvision's weights metadata: ``_ops`` (GFLOPS, which are GMACs) to 3
+    decimals and ``num_params`` exactly."""
+    weights = tv.models.get_model_weights(name).DEFAULT
+    r = nf.score(zoo.build(name), convention="macs")
+    assert f"{int(r['macs'][0]) / 1e9:.3f}" == f"{weights.meta['_ops']:.3f}"
+    assert int(r["params"][0]) == weights.meta["num_params"]
+
+
+def test_math_attention_counts_what_torchvision_published():
+    """torchvision's counter (one per MAC of mm/addmm/bmm/convolution) sees the
+    two attention products only when attention runs as matrix products: with
+    the math backend, ``FlopCounterMode`` gives exactly 2 x ``macs``."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+    model = torchvision_model("deit_tiny")
+    counter = FlopCounterMode(display=False)
+    with sdpa_kernel(SDPBackend.MATH), counter:
+        model(torch.randn(1, 3, 224, 224))
+    assert counter.get_total_flops() == ops("deit_tiny", "fma2") == 2 * ops("deit_tiny", "macs")
