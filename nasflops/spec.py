@@ -15,16 +15,19 @@ Record fields (see ``nasflops/_core.pxd`` for the C struct they mirror):
 op            :class:`Op` code
 act           :class:`Act` kind (``op == Op.ACT`` only)
 flags         :class:`Flag` bits: bias, affine, ceil_mode, exclude_pad, inplace
-out_channels  conv/linear outputs; input channels; slice channel count
+out_channels  conv/linear outputs; input channels; slice channel count; pad: channels
 groups        conv groups; channel-shuffle groups
-start         slice: first channel kept
-size_h/_w     input: height/width; adaptive avg pool: output size
+start         slice: first channel kept; pad: channels of zeros in front
+size_h/_w     input: height/width; adaptive avg pool, pad, crop: output size
 kernel_h/_w   conv/pool kernel
-stride_h/_w   conv/pool stride
-pad_h/_w      conv/pool zero padding on each side
+stride_h/_w   conv/pool stride; crop: step
+pad_h/_w      conv/pool zero padding on each side; pad: rows/columns of zeros
+              above/left; crop: first row/column kept
 dilation_h/_w conv/max-pool dilation
 input0..3     indices (within the architecture) of the layers feeding this one,
               used slots first, -1 for unused
+extra         concat: axis joined (0 channels, 1 height, 2 width); mean: axes
+              reduced (bits 1 channels, 2 height, 4 width)
 ============  =================================================================
 """
 from __future__ import annotations
@@ -369,7 +372,10 @@ class Net:
 
     # -- element-wise -------------------------------------------------------
     def act(self, x: int, kind: str | int, inplace: bool = False) -> int:
-        """Activation: relu, relu6, hardswish, hardsigmoid, sigmoid, silu, gelu, tanh.
+        """Activation: relu, relu6, hardswish, hardsigmoid, sigmoid, silu, gelu, tanh,
+        or element-wise arithmetic with a constant: add_const, sub_const,
+        mul_const, div_const, pow_const, clamp, sqrt (``x + 3``, ``x / 6``, ...:
+        the constant's value is not part of the record).
 
         ``inplace=True`` overwrites the input (allocates nothing)."""
         return self._append(Op.ACT, [x], act=int(parse_act(kind)),
@@ -395,12 +401,21 @@ class Net:
             out = self._append(Op.ADD, [out] + take, flags=flags)
         return out
 
-    def mul(self, x: int, gate: int) -> int:
-        """Element-wise product; ``gate`` may broadcast (a C x 1 x 1 SE gate)."""
-        return self._append(Op.MUL, [x, gate])
+    def mul(self, x: int, gate: int, inplace: bool = False) -> int:
+        """Element-wise product; ``gate`` may broadcast (a C x 1 x 1 SE gate).
+        ``inplace=True``: ``x *= gate``."""
+        return self._append(Op.MUL, [x, gate], flags=Flag.INPLACE if inplace else 0)
 
-    def concat(self, *xs: int) -> int:
-        """Concatenate along channels.
+    def sub(self, x: int, y: int, inplace: bool = False) -> int:
+        """Element-wise difference ``x - y``; ``y`` may broadcast like a gate."""
+        return self._append(Op.SUB, [x, y], flags=Flag.INPLACE if inplace else 0)
+
+    def div(self, x: int, y: int, inplace: bool = False) -> int:
+        """Element-wise quotient ``x / y``; ``y`` may broadcast like a gate."""
+        return self._append(Op.DIV, [x, y], flags=Flag.INPLACE if inplace else 0)
+
+    def concat(self, *xs: int, axis: int = 0) -> int:
+        """Concatenate along channels (``axis=0``), height (1) or width (2).
 
         Past four inputs the join is a chain whose later records carry
         ``Flag.INPLACE``: each grows the first record's buffer, so the chain
@@ -408,11 +423,11 @@ class Net:
         if not xs:
             raise ValueError("concat needs at least one input")
         head, rest = list(xs[:MAX_INPUTS]), list(xs[MAX_INPUTS:])
-        out = self._append(Op.CONCAT, head)
+        out = self._append(Op.CONCAT, head, extra=axis)
         while rest:
             take = rest[:MAX_INPUTS - 1]
             rest = rest[MAX_INPUTS - 1:]
-            out = self._append(Op.CONCAT, [out] + take, flags=Flag.INPLACE)
+            out = self._append(Op.CONCAT, [out] + take, flags=Flag.INPLACE, extra=axis)
         return out
 
     # -- pooling ------------------------------------------------------------
@@ -438,6 +453,13 @@ class Net:
         """Global average pooling (adaptive to 1 x 1)."""
         return self.adaptive_avgpool(x, 1)
 
+    def mean(self, x: int, channels: bool = False, height: bool = False,
+             width: bool = False) -> int:
+        """Mean over the chosen axes, each reduced to 1 (``x.mean(1, keepdim=True)``
+        is ``channels=True``)."""
+        mask = (1 if channels else 0) | (2 if height else 0) | (4 if width else 0)
+        return self._append(Op.MEAN, [x], extra=mask)
+
     # -- shape and wiring ---------------------------------------------------
     def flatten(self, x: int) -> int:
         """Flatten C x H x W to features (a view)."""
@@ -462,3 +484,19 @@ class Net:
     def slice(self, x: int, start: int, count: int) -> int:
         """Channels ``start .. start + count`` of the input (a view; ``chunk``)."""
         return self._append(Op.SLICE, [x], start=start, out_channels=count)
+
+    def crop(self, x: int, start, size, step=1) -> int:
+        """Spatial window (a view): rows ``start[0] + i * step[0]`` for
+        ``i < size[0]``, columns alike (``x[:, :, 1:, 1:]``, ``x[:, :, ::2, ::2]``)."""
+        (sh, sw), (zh, zw), (th, tw) = (_pair(start, "start"), _pair(size, "size"),
+                                        _pair(step, "step"))
+        return self._append(Op.CROP, [x], pad_h=sh, pad_w=sw, size_h=zh, size_w=zw,
+                            stride_h=th, stride_w=tw)
+
+    def pad(self, x: int, out_shape, offset=(0, 0, 0)) -> int:
+        """Zero padding: the input placed at ``offset`` (channels, rows, columns
+        of zeros before it) in a zero tensor of ``out_shape`` (C, H, W)."""
+        c, h, w = (int(v) for v in out_shape)
+        oc, oh, ow = (int(v) for v in offset)
+        return self._append(Op.PAD, [x], out_channels=c, size_h=h, size_w=w, start=oc,
+                            pad_h=oh, pad_w=ow)
