@@ -473,6 +473,11 @@ class Net:
         """Zeros shaped like the input (NAS "none"); costs nothing."""
         return self._append(Op.ZERO, [x])
 
+    def copy(self, x: int) -> int:
+        """A copy of the input (``x.permute(...).contiguous()``, ``x.clone()``):
+        a new tensor, no arithmetic."""
+        return self._append(Op.COPY, [x])
+
     def dropout(self, x: int) -> int:
         """Dropout (identity at inference; a view)."""
         return self._append(Op.DROPOUT, [x])

@@ -100,6 +100,7 @@ OPS = [
     ("crop", lambda n, x: n.crop(x, (1, 0), (3, 5), (3, 2)), (8, 3, 5), 0, 0, 0),
     ("sub_gate", lambda n, x: n.sub(x, n.mean(x, channels=True)), (8, 10, 10), 0, 0, E + E),
     ("div_gate", lambda n, x: n.div(x, n.global_avgpool(x)), (8, 10, 10), 0, 0, E + E),
+    ("copy", lambda n, x: n.copy(x), (8, 10, 10), 0, 0, 0),
     ("mean_channels", lambda n, x: n.mean(x, channels=True), (1, 10, 10), 0, 0, E),
     ("mean_all", lambda n, x: n.mean(x, True, True, True), (1, 1, 1), 0, 0, E),
     ("mean_height", lambda n, x: n.mean(x, height=True), (8, 1, 10), 0, 0, E),
