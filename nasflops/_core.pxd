@@ -73,7 +73,8 @@ cdef enum OpCode:
     OP_MEAN = 24          # mean over the axes in `extra` (1 channels, 2 height, 4 width),
                           # each reduced to 1 (x.mean(1, keepdim=True))
     OP_COPY = 25          # a copy of the input, same shape (x.permute(...).contiguous(), clone)
-    N_OPS = 26
+    OP_LOG_SOFTMAX = 26   # log-softmax over channels
+    N_OPS = 27
 
 # How an op is invoked in torch code.  Hook-based counters see these
 # differently (thop hooks modules only; ptflops also patches functions and a

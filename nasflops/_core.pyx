@@ -54,7 +54,7 @@ OPS = {
     "zero": OP_ZERO, "channel_shuffle": OP_CHANNEL_SHUFFLE,
     "dropout": OP_DROPOUT, "softmax": OP_SOFTMAX, "slice": OP_SLICE,
     "scale": OP_SCALE, "pad": OP_PAD, "crop": OP_CROP, "sub": OP_SUB, "div": OP_DIV,
-    "mean": OP_MEAN, "copy": OP_COPY,
+    "mean": OP_MEAN, "copy": OP_COPY, "log_softmax": OP_LOG_SOFTMAX,
 }
 ACTS = {
     "relu": ACT_RELU, "relu6": ACT_RELU6, "hardswish": ACT_HARDSWISH,
@@ -537,7 +537,7 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
             return ST_BAD_VALUE
         if f.cin % L.groups != 0:
             return ST_BAD_GROUPS
-    # OP_ZERO, OP_SOFTMAX, OP_COPY: same shape, nothing else to infer
+    # OP_ZERO, OP_SOFTMAX, OP_LOG_SOFTMAX, OP_COPY: same shape, nothing else to infer
     return ST_OK
 
 

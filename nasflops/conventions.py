@@ -148,7 +148,7 @@ register_convention(
     "every floating-point operation, multiplies and adds counted apart: "
     "conv/linear 2*MAC - out (+ out with bias), BN 4/elem, LN 6/elem (+2 affine), "
     "activation 1/elem, pool K*K/out, add (k-1)/elem, mul, sub, div 1/elem, mean 1 per input "
-    "element, softmax 2/elem",
+    "element, softmax and log-softmax 2/elem",
     {
         "conv2d": {"mac": 2, "out": -1, "bias": 1},
         "linear": {"mac": 2, "out": -1, "bias": 1},
@@ -167,6 +167,7 @@ register_convention(
         "div": {"out": 1},
         "mean": {"window": 1},
         "softmax": {"out": 2},
+        "log_softmax": {"out": 2},
     })
 
 register_convention(
@@ -273,8 +274,12 @@ register_convention(
         "avgpool@module": {"in": 2},
         "adaptive_avgpool@module": {"in": 2},
         "maxpool@function": {"in": 1},
-        "avgpool@function": {"in": 1},
-        "adaptive_avgpool@function": {"in": 1},
+        # F.avg_pool2d and F.adaptive_avg_pool2d are the only names of those
+        # functions: a "method" or "operator" call of them is the same call
+        "avgpool@function": {"in": 1}, "avgpool@method": {"in": 1},
+        "avgpool@operator": {"in": 1},
+        "adaptive_avgpool@function": {"in": 1}, "adaptive_avgpool@method": {"in": 1},
+        "adaptive_avgpool@operator": {"in": 1},
         "softmax@module": {"out": 1},        # no module hook; F.softmax is patched
         "softmax@function": {"out": 1},
     })
@@ -289,6 +294,5 @@ register_convention(
         "linear": _MAC,
         "batchnorm": {"out": 1, "affine": 1},
         "layernorm": {"out": 4, "affine": 1},
-        "adaptive_avgpool": {"in": 1},
-        "adaptive_avgpool@method": {},       # x.mean((2, 3)) is aten::mean: not counted
+        "adaptive_avgpool": {"in": 1},     # x.mean((2, 3)) is a mean: aten::mean, not counted
     })

@@ -385,6 +385,10 @@ class Net:
         """Softmax over channels."""
         return self._append(Op.SOFTMAX, [x])
 
+    def log_softmax(self, x: int) -> int:
+        """Log-softmax over channels."""
+        return self._append(Op.LOG_SOFTMAX, [x])
+
     def add(self, *xs: int, inplace: bool = False) -> int:
         """Element-wise sum of two or more same-shape tensors.
 

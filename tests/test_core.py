@@ -101,6 +101,7 @@ OPS = [
     ("sub_gate", lambda n, x: n.sub(x, n.mean(x, channels=True)), (8, 10, 10), 0, 0, E + E),
     ("div_gate", lambda n, x: n.div(x, n.global_avgpool(x)), (8, 10, 10), 0, 0, E + E),
     ("copy", lambda n, x: n.copy(x), (8, 10, 10), 0, 0, 0),
+    ("log_softmax", lambda n, x: n.log_softmax(x), (8, 10, 10), 0, 0, 2 * E),
     ("mean_channels", lambda n, x: n.mean(x, channels=True), (1, 10, 10), 0, 0, E),
     ("mean_all", lambda n, x: n.mean(x, True, True, True), (1, 1, 1), 0, 0, E),
     ("mean_height", lambda n, x: n.mean(x, height=True), (8, 1, 10), 0, 0, E),

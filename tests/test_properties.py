@@ -29,6 +29,7 @@ def valid_nets(draw):
         kind = draw(st.sampled_from([
             "conv", "conv", "bn", "ln", "act", "pool", "apool", "add", "mul", "concat", "flatten",
             "id", "zero", "shuffle", "dropout", "softmax", "slice", "scale", "linear", "copy",
+            "log_softmax",
             "pad", "crop", "sub", "div", "mean", "cat_hw"]))
         if kind == "conv":
             k = draw(st.integers(1, 5))
@@ -120,7 +121,7 @@ def valid_nets(draw):
              "ln": lambda: net.layernorm(x, affine=draw(st.booleans())),
              "act": lambda: net.act(x, draw(st.sampled_from(ACTS)), inplace=draw(st.booleans())),
              "id": lambda: net.identity(x), "zero": lambda: net.zero(x),
-             "copy": lambda: net.copy(x),
+             "copy": lambda: net.copy(x), "log_softmax": lambda: net.log_softmax(x),
              "dropout": lambda: net.dropout(x), "softmax": lambda: net.softmax(x),
              "scale": lambda: net.scale(x, bias=draw(st.booleans()))}[kind]()
             shapes.append((c, h, w))

@@ -272,7 +272,7 @@ def softmax(ctx: Ctx, ev: Event, vals: list):
     dim = ev.module.dim if ev.module is not None else arg(ev, 1, "dim")
     if dim is None or label(x, int(dim), ev.args[0].dim()) != "C":
         raise Unsupported(f"softmax over dim {dim} (over the channels only)")
-    return _same(ctx, "softmax", ev, x)
+    return _same(ctx, "log_softmax" if ev.entry.arg == "log" else "softmax", ev, x)
 
 
 def cat(ctx: Ctx, ev: Event, vals: list):

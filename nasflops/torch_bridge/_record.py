@@ -44,7 +44,7 @@ from ..spec import Call
 from . import registry
 from .registry import Entry
 
-__all__ = ["Event", "Run", "record", "eval_mode", "input_tensor", "same_buffer", "tensors",
+__all__ = ["Event", "Run", "record", "eval_mode", "input_tensor", "same_buffer", "tensors", "inputs",
            "check_module_map", "Offender", "UnsupportedOpsError"]
 
 _SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, contextlib)
@@ -188,6 +188,13 @@ def tensors(values) -> list:
         elif isinstance(v, dict):
             out.extend(tensors(v.values()))
     return out
+
+
+def inputs(ev: "Event") -> list:
+    """The tensors an event reads (``out=`` is written, not read)."""
+    kw = ev.kwargs if "out" not in ev.kwargs else {k: v for k, v in ev.kwargs.items()
+                                                   if k != "out"}
+    return tensors((ev.args, kw))
 
 
 def _where(depth: int = 2) -> Optional[tuple]:
@@ -360,7 +367,7 @@ def link(events: list, x: torch.Tensor) -> None:
     ``uses`` (how many later arguments read its output)."""
     producer = {id(x): -1}
     for i, ev in enumerate(events):
-        ev.sources = [producer.get(id(t)) for t in tensors((ev.args, ev.kwargs))]
+        ev.sources = [producer.get(id(t)) for t in inputs(ev)]
         for s in ev.sources:
             if s is not None and s >= 0:
                 events[s].uses += 1

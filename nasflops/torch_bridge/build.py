@@ -294,6 +294,12 @@ def _scale(r, ins, rank, call):
     return ScaleF(cin, bias, rank, method=call == Call.METHOD)
 
 
+def _operator(op: str, inplace: bool):
+    """``operator.add`` / ``operator.iadd`` ... (``div`` is ``truediv``)."""
+    name = "truediv" if op == "div" else op
+    return getattr(operator, f"i{name}" if inplace else name)
+
+
 #: the constant to_torch writes for each arithmetic activation (none may make
 #: the op vanish: not x + 0, not x * 0)
 _CONSTS = {"add_const": ("add", 1.0), "sub_const": ("sub", 1.0), "mul_const": ("mul", 0.5),
@@ -306,8 +312,10 @@ def _act(r, ins, rank, call):
     if kind in _CONSTS:
         op, c = _CONSTS[kind]
         if call == Call.METHOD:
-            return Fn(f"torch.{op}", c) if not inplace else _OutFn(op, c)
-        return Fn(getattr(operator, f"i{op}" if inplace else op), c)
+            if inplace:   # out=x: refused when autograd is on, as the tools run
+                raise ValueError(f"in-place {kind} called as a method has no torch spelling")
+            return Fn(f"torch.{op}", c)
+        return Fn(_operator(op, inplace), c)
     sp = ACTS[kind]
     extra = (-1.0, 1.0) if kind == "clamp" else ()
     if call == Call.OPERATOR and kind in ("hardsigmoid", "hardswish", "silu"):
@@ -326,17 +334,6 @@ def _act(r, ins, rank, call):
         raise ValueError(f"{'in-place ' if inplace else ''}{kind} called as a "
                          f"{call.name.lower()} has no torch spelling")
     return Fn(spelling(methods[0]), *extra)
-
-
-class _OutFn(nn.Module):
-    """``torch.<op>(x, c, out=x)``: the function form of an in-place op."""
-
-    def __init__(self, op: str, c):
-        super().__init__()
-        self.op, self.c = op, c
-
-    def forward(self, x):
-        return Fn(f"torch.{self.op}", self.c, out=x)(x)
 
 
 def _window(r, ins, rank, call):
@@ -361,28 +358,31 @@ def _window(r, ins, rank, call):
 
 def _join(r, ins, rank, call):
     op, inplace = int(r["op"]), bool(int(r["flags"]) & Flag.INPLACE)
+    if call != Call.MODULE and sum(int(r[f]) >= 0 for f in INPUT_FIELDS) > 2:
+        # torch adds two tensors at a time: a + b + c makes a tensor in between
+        raise ValueError("an add of more than two tensors is one op only as a module")
     name = {Op.ADD: "add", Op.MUL: "mul", Op.SUB: "sub", Op.DIV: "div"}[op]
     if call == Call.MODULE and op == Op.ADD:
         return InplaceAdd() if inplace else Add()
     if call == Call.MODULE and op == Op.MUL and not inplace:
         return Mul()
     if call == Call.METHOD:
-        return _Chain(f"torch.{name}", inplace)
-    return _Chain(getattr(operator, f"i{name}" if inplace else name), False)
+        if inplace:   # out=x: refused when autograd is on, as the tools run
+            raise ValueError(f"an in-place {name} called as a method has no torch spelling")
+        return _Chain(f"torch.{name}")
+    return _Chain(_operator(name, inplace))
 
 
 class _Chain(nn.Module):
-    """``fn(fn(a, b), c)``...: a join of several inputs; ``out=`` the first
-    input when the record is in place and ``fn`` a torch function."""
+    """``fn(fn(a, b), c)``...: a join of several inputs."""
 
-    def __init__(self, fn, out_first: bool):
+    def __init__(self, fn):
         super().__init__()
-        self.fn, self.out_first = fn, out_first
+        self.fn = Fn(fn)
 
     def forward(self, x, *others):
         for o in others:
-            kw = {"out": x} if self.out_first else {}
-            x = Fn(self.fn, **kw)(x, o)
+            x = self.fn(x, o)
         return x
 
 
@@ -448,10 +448,11 @@ def _simple(r, ins, rank, call):
     if op == Op.CHANNEL_SHUFFLE:
         g = int(r["groups"])
         return nn.ChannelShuffle(g) if call == Call.MODULE else Fn("torch.channel_shuffle", g)
-    if op == Op.SOFTMAX:
+    if op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
+        log = "log_" if op == Op.LOG_SOFTMAX else ""
         if call == Call.MODULE:
-            return nn.Softmax(dim=1)
-        return Fn("F.softmax" if call == Call.FUNCTION else "torch.softmax", 1)
+            return (nn.LogSoftmax if log else nn.Softmax)(dim=1)
+        return Fn(f"F.{log}softmax" if call == Call.FUNCTION else f"torch.{log}softmax", 1)
     return Fn(".clone")                      # Op.COPY
 
 
@@ -461,7 +462,7 @@ _BUILDERS = {
     Op.ADAPTIVE_AVGPOOL: _window, Op.ADD: _join, Op.MUL: _join, Op.SUB: _join, Op.DIV: _join,
     Op.CONCAT: _concat, Op.ZERO: _zero, Op.SLICE: _slice, Op.CROP: _crop, Op.PAD: _pad,
     Op.MEAN: _mean, Op.FLATTEN: _simple, Op.IDENTITY: _simple, Op.DROPOUT: _simple,
-    Op.CHANNEL_SHUFFLE: _simple, Op.SOFTMAX: _simple, Op.COPY: _simple,
+    Op.CHANNEL_SHUFFLE: _simple, Op.SOFTMAX: _simple, Op.COPY: _simple, Op.LOG_SOFTMAX: _simple,
 }
 
 

@@ -147,7 +147,8 @@ def _mean(ev, f: OpFacts):
 
 def _softmax(ev, f: OpFacts):
     dim = ev.module.dim if ev.module is not None else _kw(ev, 1, "dim")
-    f.kind, f.channels = "softmax", int(f.inputs[0].shape[int(dim)])
+    f.kind = "log_softmax" if ev.entry.arg == "log" else "softmax"
+    f.channels = int(f.inputs[0].shape[int(dim)])
     return f
 
 
@@ -251,7 +252,7 @@ def _flops_rules() -> dict[str, Rule]:
         "add": lambda f: sum(int(t.numel()) for t in f.inputs[1:]),
         "mul": lambda f: f.out_numel, "sub": lambda f: f.out_numel,
         "div": lambda f: f.out_numel,
-        "softmax": lambda f: 2 * f.out_numel,
+        "softmax": lambda f: 2 * f.out_numel, "log_softmax": lambda f: 2 * f.out_numel,
     }
 
 
@@ -376,7 +377,7 @@ def _classify(run: _record.Run, mmap: dict, model_name: str) -> list:
     facts = [OpFacts("input", "input", [], run.x)]
     offenders = []
     for i, ev in enumerate(run.events):
-        ts = _record.tensors((ev.args, ev.kwargs))
+        ts = _record.inputs(ev)
         acts = [(t, s) for t, s in zip(ts, ev.sources) if s is not None and s in fact_of]
         if not acts:     # parameters and what is made from them alone
             outs = ev.out if isinstance(ev.out, (tuple, list)) else (ev.out,)

@@ -303,7 +303,9 @@ class ScaleF(nn.Module):
 
     def __init__(self, channels: int, bias: bool, rank: int, method: bool):
         super().__init__()
-        shape = (channels,) + (1,) * (rank - 2)
+        # the input's rank: ptflops aligns the shapes of torch.mul / torch.add
+        # from the left, so a (C, 1, 1) weight would be counted C times over
+        shape = (1, channels) + (1,) * (rank - 2)
         self.weight = nn.Parameter(torch.ones(shape))
         self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
         self.method = method

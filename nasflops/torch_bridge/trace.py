@@ -121,7 +121,7 @@ def _stand_in(ctx: Ctx, ev: _record.Event, ins: list):
 
 def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
     """Translate one event; the reason when it is unsupported."""
-    ins = [_value(ctx, t) for t in _record.tensors((ev.args, ev.kwargs))]
+    ins = [_value(ctx, t) for t in _record.inputs(ev)]
     if any(isinstance(v, Bad) for v in ins):
         _set_out(ctx, ev, Bad())
         return None
@@ -130,7 +130,7 @@ def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
         used.update(id(p) for p in m.parameters())
         if any(True for _ in m.parameters(recurse=True)):
             seen.setdefault(id(m), []).append(ev)
-    for t in _record.tensors((ev.args, ev.kwargs)):
+    for t in _record.inputs(ev):
         if isinstance(ctx.vals.get(id(t)), Static):
             used.add(id(t))
     if not any(isinstance(v, _ACTIVE) for v in ins):

@@ -25,7 +25,8 @@ __all__ = ["validate", "ValidationReport", "random_specs", "op_specs"]
 
 
 # ------------------------------------------------------------ random specs
-_ACTS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "tanh")
+_ACTS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "tanh",
+         "add_const", "sub_const", "mul_const", "div_const", "pow_const", "clamp", "sqrt")
 
 
 def _random_net(rng: np.random.Generator) -> Net:
@@ -220,7 +221,22 @@ def op_specs(channels: int = 8, size: int = 10) -> dict[str, np.ndarray]:
         "dropout": lambda n, x: n.dropout(x),
         "softmax": lambda n, x: n.softmax(x),
         "softmax_1d": lambda n, x: n.softmax(n.linear(n.flatten(x), 10)),
+        "log_softmax": lambda n, x: n.log_softmax(x),
+        "log_softmax_1d": lambda n, x: n.log_softmax(n.linear(n.flatten(x), 10)),
         "slice": lambda n, x: n.slice(x, 2, 4),
+        "pad": lambda n, x: n.pad(x, (C + 2, size + 1, size + 3), (1, 1, 2)),
+        "pad_spatial": lambda n, x: n.pad(x, (C, size + 2, size + 2), (0, 1, 1)),
+        "crop": lambda n, x: n.crop(x, (1, 0), (4, 5), (2, 2)),
+        "sub": lambda n, x: n.sub(x, n.mean(x, channels=True)),
+        "sub_inplace": lambda n, x: n.sub(n.conv(x, C, 1), x, inplace=True),
+        "div": lambda n, x: n.div(x, n.act(n.global_avgpool(x), "sigmoid")),
+        "mul_inplace": lambda n, x: n.mul(n.conv(x, C, 1), n.global_avgpool(x), inplace=True),
+        "mean_channels": lambda n, x: n.mean(x, channels=True),
+        "mean_spatial": lambda n, x: n.mean(x, height=True, width=True),
+        "mean_height": lambda n, x: n.mean(x, height=True),
+        "copy": lambda n, x: n.copy(x),
+        "concat_height": lambda n, x: n.concat(x, n.crop(x, 0, (4, size)), axis=1),
+        "concat_width6": lambda n, x: n.concat(*([x] * 6), axis=2),
     }
     for a in _ACTS:
         cases[f"act_{a}"] = (lambda kind: lambda n, x: n.act(x, kind))(a)
