@@ -23,7 +23,7 @@ cdef packed struct Layer:
     int16_t kv_heads      # reserved for attention (key/value heads); 0 otherwise
     int32_t out_channels  # conv/linear: output channels or features;
                           # input: C; slice: number of channels kept
-    int32_t groups        # conv: groups; channel shuffle: groups
+    int32_t groups        # conv: groups; channel shuffle: groups; slice: step (0: 1)
     int32_t start         # slice: first channel kept
     int32_t size_h        # input: height; adaptive avg pool: output height
     int32_t size_w        # input: width; adaptive avg pool: output width

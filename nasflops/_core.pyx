@@ -528,7 +528,11 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif op == OP_IDENTITY or op == OP_DROPOUT:
         f.view = True
     elif op == OP_SLICE:
-        if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > f.cin:
+        # channels start, start + step, ... (out_channels of them); groups is
+        # the step, 0 meaning 1
+        if (L.start < 0 or L.out_channels < 1 or L.groups < 0
+                or L.start + (L.out_channels - 1) * <int64_t>(L.groups if L.groups > 1 else 1)
+                >= f.cin):
             return ST_BAD_VALUE
         f.c = L.out_channels
         f.view = True

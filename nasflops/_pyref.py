@@ -218,7 +218,9 @@ def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int) -> dict:
     elif op in (Op.IDENTITY, Op.DROPOUT):
         f["view"] = True
     elif op == Op.SLICE:
-        if L["start"] < 0 or L["out_channels"] < 1 or L["start"] + L["out_channels"] > cin:
+        step = max(L["groups"], 1)
+        if L["start"] < 0 or L["out_channels"] < 1 or L["groups"] < 0 or \
+                L["start"] + (L["out_channels"] - 1) * step >= cin:
             raise RefError(i, "bad_value")
         f["c"], f["view"] = L["out_channels"], True
     elif op == Op.CHANNEL_SHUFFLE:

@@ -16,7 +16,7 @@ op            :class:`Op` code
 act           :class:`Act` kind (``op == Op.ACT`` only)
 flags         :class:`Flag` bits: bias, affine, ceil_mode, exclude_pad, inplace
 out_channels  conv/linear outputs; input channels; slice channel count; pad: channels
-groups        conv groups; channel-shuffle groups
+groups        conv groups; channel-shuffle groups; slice: step (0 = 1)
 start         slice: first channel kept; pad: channels of zeros in front
 size_h/_w     input: height/width; adaptive avg pool, pad, crop: output size
 kernel_h/_w   conv/pool kernel
@@ -490,9 +490,11 @@ class Net:
         """ShuffleNet channel shuffle."""
         return self._append(Op.CHANNEL_SHUFFLE, [x], groups=groups)
 
-    def slice(self, x: int, start: int, count: int) -> int:
-        """Channels ``start .. start + count`` of the input (a view; ``chunk``)."""
-        return self._append(Op.SLICE, [x], start=start, out_channels=count)
+    def slice(self, x: int, start: int, count: int, step: int = 1) -> int:
+        """Channels ``start, start + step, ...`` (``count`` of them) of the input:
+        a view (``chunk``, ``x[:, a:b]``, ``x[:, 1::2]``)."""
+        return self._append(Op.SLICE, [x], start=start, out_channels=count,
+                            groups=step if step != 1 else 0)
 
     def crop(self, x: int, start, size, step=1) -> int:
         """Spatial window (a view): rows ``start[0] + i * step[0]`` for

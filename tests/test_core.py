@@ -94,6 +94,7 @@ OPS = [
     ("zero", lambda n, x: n.zero(x), (8, 10, 10), 0, 0, 0),
     ("channel_shuffle", lambda n, x: n.channel_shuffle(x, 4), (8, 10, 10), 0, 0, 0),
     ("slice", lambda n, x: n.slice(x, 2, 4), (4, 10, 10), 0, 0, 0),
+    ("slice_step", lambda n, x: n.slice(x, 1, 3, step=3), (3, 10, 10), 0, 0, 0),
     *[(f"act_{a}", (lambda a: lambda n, x: n.act(x, a))(a), (8, 10, 10), 0, 0, E)
       for a in ("add_const", "sub_const", "mul_const", "div_const", "pow_const", "clamp", "sqrt")],
     ("pad", lambda n, x: n.pad(x, (12, 13, 11), (2, 1, 0)), (12, 13, 11), 0, 0, 0),

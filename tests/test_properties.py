@@ -113,8 +113,9 @@ def valid_nets(draw):
             shapes.append((c, h, w))
         elif kind == "slice":
             start = draw(st.integers(0, c - 1))
-            n = draw(st.integers(1, c - start))
-            net.slice(x, start, n)
+            step = draw(st.integers(1, 3))
+            n = draw(st.integers(1, (c - 1 - start) // step + 1))
+            net.slice(x, start, n, step)
             shapes.append((n, h, w))
         else:
             {"bn": lambda: net.bn(x, affine=draw(st.booleans())),

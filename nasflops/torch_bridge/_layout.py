@@ -76,6 +76,8 @@ def _marker_reshape(ctx: Ctx, ev: Event, m: Marker, out: torch.Tensor):
         r = ctx.rec("channel_shuffle", ev, m.rec, m.groups, out=out, dims=CANON)
         return V(r)
     if m.kind == "pairs_t" and len(outs) == 5 and outs[0] == m.groups:
+        if not _record.same_buffer(out, ev.args[0]):
+            raise Unsupported("the split of a channel shuffle that torch had to copy")
         return Marker("pairs_split", m.rec, m.groups)
     raise Unsupported(f"a reshape to {outs} of a {m.kind} step of a channel shuffle")
 
@@ -173,9 +175,7 @@ def getitem(ctx: Ctx, ev: Event, vals: list):
     c, h, w = ctx.shape(rec)
     if "C" in ranges:
         start, count, step = ranges["C"]
-        if step != 1:
-            raise Unsupported("a channel slice with a step (x[:, ::2])")
-        rec = ctx.rec("slice", ev, rec, start, count)
+        rec = ctx.rec("slice", ev, rec, start, count, step)
         c = count
         ctx.shapes[rec] = (c, h, w)
     if "H" in ranges or "W" in ranges:
@@ -198,15 +198,11 @@ def getitem(ctx: Ctx, ev: Event, vals: list):
 
 
 def _pair_piece(ctx: Ctx, ev: Event, m: Marker, k: int) -> V:
-    """x[k] of megvii's ``reshape(2, -1, C/2, H, W)``: channels k, k+g, ... --
-    slice k of a channel shuffle with C/g groups (one copy for both halves)."""
+    """x[k] of megvii's ``reshape(2, -1, C/2, H, W)`` after its permute:
+    channels k, k + g, k + 2g, ... -- a strided view, as torch makes it."""
     c, h, w = ctx.shape(m.rec)
     n = c // m.groups
-    r = ctx.shuffled.get(m.rec)
-    if r is None:
-        r = ctx.shuffled[m.rec] = ctx.rec("channel_shuffle", ev, m.rec, n)
-        ctx.shapes[r] = (c, h, w)
-    s = ctx.rec("slice", ev, r, k * n, n, out=ev.out, dims=CANON)
+    s = ctx.rec("slice", ev, m.rec, k, n, m.groups, out=ev.out, dims=CANON)
     return V(s)
 
 

@@ -29,6 +29,7 @@ compute, keeping the call kind a hook tool sees.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -47,8 +48,11 @@ from .registry import Entry
 __all__ = ["Event", "Run", "record", "eval_mode", "input_tensor", "same_buffer", "tensors", "inputs",
            "check_module_map", "Offender", "UnsupportedOpsError"]
 
-_SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, contextlib)
-                   ) + (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+# frames of torch, of this package and of the wrappers between the user's line
+# and the recorder are skipped (contextlib and functools: their files only)
+_SKIP_DIRS = (os.path.dirname(torch.__file__) + os.sep,
+              os.path.dirname(os.path.abspath(__file__)) + os.sep,
+              contextlib.__file__, functools.__file__)
 try:  # einops' internals call torch: the user's line is the rearrange call
     import einops as _einops
     _SKIP_DIRS += (os.path.dirname(_einops.__file__) + os.sep,)
@@ -260,6 +264,8 @@ class _Recorder(TorchFunctionMode):
             if method and entry is not None and entry.call == Call.OPERATOR \
                     and entry.arg != "inplace":
                 call = Call.METHOD
+            # lists are copied: models append to them after the call (DenseNet)
+            args = tuple(list(a) if isinstance(a, list) else a for a in args)
             self.events.append(Event(entry, func, args, kwargs, out, self.paths[-1], _where(),
                                      call, owner=self.owners[-1]))
         return out
@@ -536,13 +542,15 @@ def check_module_map(module_map) -> dict:
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
     """Run ``model`` in inference mode (BN running stats, no dropout), then
-    restore its training flag whatever happens."""
-    was_training = model.training
-    model.eval()
+    restore every module's training flag whatever happens."""
+    training = [m for m in model.modules() if m.training]
+    for m in training:
+        m.__dict__["training"] = False     # what Module.eval() sets, without its overhead
     try:
         yield model
     finally:
-        model.train(was_training)
+        for m in training:
+            m.__dict__["training"] = True
 
 
 def input_tensor(model: nn.Module, input_shape, batch_size: int = 1) -> torch.Tensor:

@@ -81,7 +81,6 @@ class Ctx:
     shapes: list = field(default_factory=list)        # record -> (C, H, W)
     tensor_of: dict = field(default_factory=dict)     # record -> (tensor, dims), checked
     vals: dict = field(default_factory=dict)          # id(tensor) -> value
-    shuffled: dict = field(default_factory=dict)      # megvii split: source rec -> shuffle rec
     pieces: dict = field(default_factory=dict)        # chunk piece -> its record
 
     def rec(self, method: str, ev: Event, *args, call: Optional[Call] = None,

@@ -252,6 +252,10 @@ def _needed_rank(op: int, in_ranks: list[int]) -> int:
 # module, a torch.nn.functional function, a tensor method / torch.* function,
 # an operator.  Where torch has no distinct spelling for a call kind, the
 # nearest one is used and the conventions weigh both alike.
+class NoSpelling(ValueError):
+    """A record's op has no torch spelling with its call kind."""
+
+
 def _geometry(r):
     return ((int(r["kernel_h"]), int(r["kernel_w"])), (int(r["stride_h"]), int(r["stride_w"])),
             (int(r["pad_h"]), int(r["pad_w"])), (int(r["dilation_h"]), int(r["dilation_w"])))
@@ -313,7 +317,7 @@ def _act(r, ins, rank, call):
         op, c = _CONSTS[kind]
         if call == Call.METHOD:
             if inplace:   # out=x: refused when autograd is on, as the tools run
-                raise ValueError(f"in-place {kind} called as a method has no torch spelling")
+                raise NoSpelling(f"in-place {kind} called as a method has no torch spelling")
             return Fn(f"torch.{op}", c)
         return Fn(_operator(op, inplace), c)
     sp = ACTS[kind]
@@ -331,7 +335,7 @@ def _act(r, ins, rank, call):
         return Fn(spelling(sp.function), *extra, **kw)
     methods = sp.inplace_methods if inplace else sp.methods
     if not methods:
-        raise ValueError(f"{'in-place ' if inplace else ''}{kind} called as a "
+        raise NoSpelling(f"{'in-place ' if inplace else ''}{kind} called as a "
                          f"{call.name.lower()} has no torch spelling")
     return Fn(spelling(methods[0]), *extra)
 
@@ -360,7 +364,7 @@ def _join(r, ins, rank, call):
     op, inplace = int(r["op"]), bool(int(r["flags"]) & Flag.INPLACE)
     if call != Call.MODULE and sum(int(r[f]) >= 0 for f in INPUT_FIELDS) > 2:
         # torch adds two tensors at a time: a + b + c makes a tensor in between
-        raise ValueError("an add of more than two tensors is one op only as a module")
+        raise NoSpelling("an add of more than two tensors is one op only as a module")
     name = {Op.ADD: "add", Op.MUL: "mul", Op.SUB: "sub", Op.DIV: "div"}[op]
     if call == Call.MODULE and op == Op.ADD:
         return InplaceAdd() if inplace else Add()
@@ -368,7 +372,7 @@ def _join(r, ins, rank, call):
         return Mul()
     if call == Call.METHOD:
         if inplace:   # out=x: refused when autograd is on, as the tools run
-            raise ValueError(f"an in-place {name} called as a method has no torch spelling")
+            raise NoSpelling(f"an in-place {name} called as a method has no torch spelling")
         return _Chain(f"torch.{name}")
     return _Chain(_operator(name, inplace))
 
@@ -404,12 +408,12 @@ def _zero(r, ins, rank, call):
 
 
 def _slice(r, ins, rank, call):
-    start, count = int(r["start"]), int(r["out_channels"])
-    if call == Call.MODULE:
+    start, count, step = int(r["start"]), int(r["out_channels"]), max(int(r["groups"]), 1)
+    if call == Call.MODULE and step == 1:
         return Slice(start, count)
-    if call == Call.METHOD:
+    if call == Call.METHOD and step == 1:
         return Fn(".narrow", 1, start, count)
-    return Fn(operator.getitem, (slice(None), slice(start, start + count)))
+    return Fn(operator.getitem, (slice(None), slice(start, start + (count - 1) * step + 1, step)))
 
 
 def _crop(r, ins, rank, call):
@@ -486,7 +490,10 @@ def spellable(record) -> bool:
     False
     """
     try:
-        _make_layer(record, (4, 4, 4), 4)
-    except ValueError:
+        with torch.device("meta"):
+            _make_layer(record, (4, 4, 4), 4)
+    except NoSpelling:
         return False
+    except (ValueError, RuntimeError):   # the stand-in input does not fit: spelled all the same
+        pass
     return True

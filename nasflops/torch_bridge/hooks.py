@@ -66,6 +66,16 @@ class OpFacts:
         return int(self.inputs[0].numel()) if self.inputs else 0
 
 
+def _elems(t: torch.Tensor) -> int:
+    """Elements a tensor holds in memory: an expanded view (stride 0) reads
+    its base once per element, not once per position it is broadcast to."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride != 0:
+            n *= int(size)
+    return n
+
+
 def _pair(v) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         return int(v[0]), int(v[-1])
@@ -437,9 +447,10 @@ def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "mac
         under the recorder ``from_torch`` uses (no symbolic tracing).
     input_shape : tuple
         ``(C, H, W)`` (batch ``batch_size``) or ``(N, C, H, W)``.
-    convention : str
+    convention : str or sequence of str
         ``"macs"``, ``"flops"``, ``"fma2"``, ``"nb201"``, ``"ofa"``,
-        ``"thop"``, ``"ptflops"`` or ``"fvcore"`` (see :data:`HOOK_CONVENTIONS`).
+        ``"thop"``, ``"ptflops"`` or ``"fvcore"`` (see :data:`HOOK_CONVENTIONS`);
+        several (a list) are counted from one run.
     batch_size : int
         N when ``input_shape`` has three entries.
     weight_dtype, act_dtype : str
@@ -450,7 +461,7 @@ def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "mac
 
     Returns
     -------
-    HookCounts
+    HookCounts, or ``{convention: HookCounts}`` for a sequence of conventions
 
     Raises
     ------
@@ -466,9 +477,11 @@ def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "mac
     >>> c.macs, c.ops, c.params
     (13824, 28160, 224)
     """
-    if convention not in HOOK_CONVENTIONS:
-        raise ValueError(f"count_with_hooks implements conventions {', '.join(HOOK_CONVENTIONS)}; "
-                         f"got {convention!r}")
+    names = [convention] if isinstance(convention, str) else list(convention)
+    for name in names:
+        if name not in HOOK_CONVENTIONS:
+            raise ValueError(f"count_with_hooks implements conventions "
+                             f"{', '.join(HOOK_CONVENTIONS)}; got {name!r}")
     # element sizes are a table, not a count: shared with the core's front
     wsize, asize = dtype_size(weight_dtype, "weight_dtype"), dtype_size(act_dtype, "act_dtype")
     mmap = _record.check_module_map(module_map)
@@ -477,11 +490,14 @@ def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "mac
         run = _record.record(model, x, mmap)
     run.events = _record.fuse(run.events)
     facts = _classify(run, mmap, type(model).__name__)
-    tot, by_node = _totals(facts, HOOK_CONVENTIONS[convention], wsize, asize)
-    # torch's definition: every parameter once (shared ones are not repeated)
-    tot["params"] = sum(int(p.numel()) for p in model.parameters())
-    tot["weight_bytes"] = tot["params"] * wsize
-    return HookCounts(convention, **tot, by_node=by_node)
+    out = {}
+    for name in names:
+        tot, by_node = _totals(facts, HOOK_CONVENTIONS[name], wsize, asize)
+        # torch's definition: every parameter once (shared ones are not repeated)
+        tot["params"] = sum(int(p.numel()) for p in model.parameters())
+        tot["weight_bytes"] = tot["params"] * wsize
+        out[name] = HookCounts(name, **tot, by_node=by_node)
+    return out[convention] if isinstance(convention, str) else out
 
 
 def _totals(facts: list, rules: dict, wsize: int, asize: int) -> tuple[dict, list]:
@@ -496,7 +512,7 @@ def _totals(facts: list, rules: dict, wsize: int, asize: int) -> tuple[dict, lis
             act = rd = wr = 0
         else:
             act = wr = f.out_numel * asize
-            rd = own_params * wsize + sum(int(t.numel()) for t in f.inputs) * asize
+            rd = own_params * wsize + sum(_elems(t) for t in f.inputs) * asize
         # a view aliases its input by definition; a computing op does when its
         # output is its input's memory (in-place)
         src = f.sources[0] if f.sources else None

@@ -282,7 +282,10 @@ class BatchNormF(nn.Module):
 
 class LayerNormF(nn.Module):
     """Layer norm over the channels spelled ``F.layer_norm`` (channels-last
-    between two permutes on ``N x C x H x W``, torchvision's LayerNorm2d)."""
+    between two permutes on ``N x C x H x W``, torchvision's LayerNorm2d).
+
+    Its output is a channels-last view, as torchvision's: a flatten of it (or
+    of what an element-wise op makes of it) copies."""
 
     def __init__(self, channels: int, affine: bool, rank: int):
         super().__init__()

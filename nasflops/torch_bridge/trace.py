@@ -127,8 +127,10 @@ def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
         return None
     m = ev.module
     if m is not None:
-        used.update(id(p) for p in m.parameters())
-        if any(True for _ in m.parameters(recurse=True)):
+        own = list(m.parameters()) if m._modules else \
+            [p for p in m._parameters.values() if p is not None]
+        used.update(id(p) for p in own)
+        if own:
             seen.setdefault(id(m), []).append(ev)
     for t in _record.inputs(ev):
         if isinstance(ctx.vals.get(id(t)), Static):
