@@ -229,7 +229,7 @@ def _records_from_python(path: str, input_shape: Optional[str]):
     import importlib.util
 
     try:
-        from .torch_bridge import from_torch
+        from .torch_bridge import translate
     except ImportError as e:
         raise UserError(f"counting a torch model needs torch: pip install 'nasflops[torch]' ({e})") from None
     spec = importlib.util.spec_from_file_location("_nasflops_user_model", path)
@@ -249,7 +249,12 @@ def _records_from_python(path: str, input_shape: Optional[str]):
             shape = tuple(int(v) for v in shape.replace("x", ",").split(","))
         except ValueError:
             raise UserError(f"--input-shape must look like 3,224,224, got {shape!r}") from None
-    return from_torch(model.eval(), tuple(shape))
+    t = translate(model.eval(), tuple(shape))
+    if t.unused:
+        names = ", ".join(f"{n} ({k:,})" for n, k in t.unused)
+        print(f"note: {t.params_total - t.params_run:,} of {t.params_total:,} parameters never run "
+              f"and are not counted: {names}", file=sys.stderr)
+    return t.records
 
 
 def cmd_count(args) -> int:

@@ -241,6 +241,15 @@ class SpecBatch:
         return f"SpecBatch({len(self)} architectures, {self.n_layers} layers)"
 
 
+_FIELD_INDEX = {name: i for i, name in enumerate(LAYER_DTYPE.names)}
+_OP, _CALL, _INPUT0 = _FIELD_INDEX["op"], _FIELD_INDEX["call"], _FIELD_INDEX["input0"]
+_BLANK_ROW = [0] * len(LAYER_DTYPE.names)
+for _f in INPUT_FIELDS:
+    _BLANK_ROW[_FIELD_INDEX[_f]] = -1
+# the input slots are consecutive fields
+assert [_FIELD_INDEX[f] for f in INPUT_FIELDS] == list(range(_INPUT0, _INPUT0 + MAX_INPUTS))
+
+
 def _pair(v, name: str) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
@@ -278,14 +287,15 @@ class Net:
     """
 
     def __init__(self, channels: int, height: int, width: int):
-        self._rows: list[np.ndarray] = []
+        # one list of field values per record (LAYER_DTYPE's order): cheaper to
+        # append than numpy scalars, made into records in one go
+        self._rows: list[list[int]] = []
         self._call = int(Call.MODULE)
-        rec = empty_records(1)[0]
-        rec["op"] = Op.INPUT
-        rec["out_channels"] = channels
-        rec["size_h"] = height
-        rec["size_w"] = width
-        self._rows.append(rec)
+        row = _BLANK_ROW.copy()
+        row[_OP] = int(Op.INPUT)
+        for k, v in (("out_channels", channels), ("size_h", height), ("size_w", width)):
+            row[_FIELD_INDEX[k]] = int(v)
+        self._rows.append(row)
 
     input = 0
     """Index of the network input layer."""
@@ -301,7 +311,29 @@ class Net:
     @property
     def records(self) -> np.ndarray:
         """The architecture as a record array (a copy)."""
-        return np.array(self._rows, dtype=LAYER_DTYPE)
+        return np.array([tuple(r) for r in self._rows], dtype=LAYER_DTYPE)
+
+    def get(self, layer: int, field: str) -> int:
+        """One field of a record already written.
+
+        >>> net = Net(3, 8, 8)
+        >>> net.get(net.conv(net.input, 4, 3), "kernel_h")
+        3
+        """
+        return self._rows[layer][_FIELD_INDEX[field]]
+
+    def set(self, layer: int, **fields) -> None:
+        """Change fields of a record already written (``net.set(i, call=...)``).
+
+        >>> net = Net(3, 8, 8)
+        >>> i = net.conv(net.input, 4, 3)
+        >>> net.set(i, flags=int(Flag.BIAS))
+        >>> int(net.records["flags"][i])
+        1
+        """
+        row = self._rows[layer]
+        for k, v in fields.items():
+            row[_FIELD_INDEX[k]] = int(v)
 
     @contextlib.contextmanager
     def calling(self, call):
@@ -326,14 +358,13 @@ class Net:
     def _append(self, op: int, inputs: Sequence[int], **fields) -> int:
         if len(inputs) > MAX_INPUTS:
             raise ValueError(f"a record takes at most {MAX_INPUTS} inputs")
-        rec = empty_records(1)[0]
-        rec["op"] = op
-        rec["call"] = self._call
+        row = _BLANK_ROW.copy()
+        row[_OP], row[_CALL] = int(op), self._call
         for k, src in enumerate(inputs):
-            rec[INPUT_FIELDS[k]] = int(src)
+            row[_INPUT0 + k] = int(src)
         for k, v in fields.items():
-            rec[k] = v
-        self._rows.append(rec)
+            row[_FIELD_INDEX[k]] = int(v)
+        self._rows.append(row)
         return len(self._rows) - 1
 
     def _window(self, op, x, kernel, stride, padding, dilation, flags, **extra) -> int:

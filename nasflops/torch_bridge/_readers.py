@@ -203,11 +203,11 @@ def _with_param(ctx: Ctx, ev: Event, x: V, prm: Static, op: str):
                           "(per-channel scales x * w (+ b) only)")
     if op == "mul":
         return _same(ctx, "scale", ev, x, False, )
-    rows, last = ctx.net._rows, len(ctx.net._rows) - 1
-    r = rows[last]
-    if x.rec == last and r["op"] == Op.SCALE and not r["flags"] & Flag.BIAS \
-            and int(r["call"]) == int(ev.call):
-        r["flags"] |= Flag.BIAS                  # x * w + b: one scale with a bias
+    net, last = ctx.net, ctx.net.last
+    flags = net.get(last, "flags")
+    if x.rec == last and net.get(last, "op") == Op.SCALE and not flags & Flag.BIAS \
+            and net.get(last, "call") == int(ev.call):
+        net.set(last, flags=flags | Flag.BIAS)   # x * w + b: one scale with a bias
         ctx.tensor_of[last] = (ev.out, x.dims)
         ctx.vals[id(t)] = Stale(last)
         return V(last, x.dims)

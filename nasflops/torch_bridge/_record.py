@@ -16,9 +16,9 @@ under two recorders:
   names of :data:`registry.METHOD_NAMES` are wrapped while the model runs, so
   the call kind says which one it was.
 
-Convolutions and fully connected layers are not computed: their output is a
-zero tensor of the right shape (the counts need shapes, not values), so the
-run costs little more than the Python of the model.  Models whose parameters
+Convolutions, fully connected layers and batch norms are not computed: their
+output is a zero tensor of the right shape (the counts need shapes, not
+values), so the run costs little more than the Python of the model.  Models whose parameters
 live on the ``meta`` device run on meta tensors.
 
 After the run, :func:`link` ties every event to the events that produced its
@@ -130,6 +130,7 @@ class Event:
     uses: int = 0
     act: str = ""
     owner: Any = None     # the module whose forward made the call (calls only)
+    ins: list = field(default_factory=list)   # the tensors it reads (link fills it)
     live: bool = True     # its result reaches the model's output
 
     @property
@@ -222,8 +223,13 @@ def _linear_shape(x, w, bias=None):
     return tuple(x.shape[:-1]) + (w.shape[0],)
 
 
-#: the ops whose output the recorder makes instead of computing it
-_SHAPE_ONLY = {F.conv2d: _conv_shape, F.linear: _linear_shape}
+def _same_shape(x, *args, **kwargs):
+    return tuple(x.shape)
+
+
+#: the ops whose output the recorder makes (zeros of the right shape) instead
+#: of computing it: the heavy ones
+_SHAPE_ONLY = {F.conv2d: _conv_shape, F.linear: _linear_shape, F.batch_norm: _same_shape}
 
 
 class _Recorder(TorchFunctionMode):
@@ -373,7 +379,8 @@ def link(events: list, x: torch.Tensor) -> None:
     ``uses`` (how many later arguments read its output)."""
     producer = {id(x): -1}
     for i, ev in enumerate(events):
-        ev.sources = [producer.get(id(t)) for t in inputs(ev)]
+        ev.ins = inputs(ev)
+        ev.sources = [producer.get(id(t)) for t in ev.ins]
         for s in ev.sources:
             if s is not None and s >= 0:
                 events[s].uses += 1
@@ -480,8 +487,10 @@ def _divides_by_six(ev: Event) -> bool:
 
 
 def _fused(first: Event, last: Event, kind: str, call: Call, src) -> Event:
-    return Event(Entry("act", call, kind), "written-out " + kind, (first.args[0],), {},
-                 last.out, first.path, first.where, call, [src], last.uses, kind)
+    ev = Event(Entry("act", call, kind), "written-out " + kind, (first.args[0],), {},
+               last.out, first.path, first.where, call, [src], last.uses, kind)
+    ev.ins = [first.args[0]]
+    return ev
 
 
 def _hardswish_of(events: list, k: int, src, drop: set) -> None:

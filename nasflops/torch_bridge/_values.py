@@ -89,8 +89,8 @@ class Ctx:
         name; ``out``/``dims``: the tensor it stands for, checked at the end."""
         r = getattr(self.net, method)(*args, **kw)
         for i in range(len(self.names), r + 1):     # chains append several records
-            self.net._rows[i]["call"] = int(ev.call if call is None else call)
-            self.names.append(ev.name())
+            self.net.set(i, call=ev.call if call is None else call)
+            self.names.append(ev)       # named on demand (Translation.names)
             self.shapes.append(None)
         if isinstance(out, torch.Tensor) and dims is not None:
             self.tensor_of[r] = (out, dims)
@@ -130,6 +130,9 @@ class Ctx:
 
 def shape_of(t: torch.Tensor, dims: tuple) -> tuple:
     """The record shape ``(C, H, W)`` a tensor laid out ``dims`` stands for."""
+    if dims is CANON:
+        s = t.shape
+        return int(s[1]), int(s[2]), int(s[3])
     size = dict(zip(dims, (int(s) for s in t.shape)))
     return tuple(size.get(k, 1) for k in ("C", "H", "W"))
 

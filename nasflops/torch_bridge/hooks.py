@@ -387,7 +387,7 @@ def _classify(run: _record.Run, mmap: dict, model_name: str) -> list:
     facts = [OpFacts("input", "input", [], run.x)]
     offenders = []
     for i, ev in enumerate(run.events):
-        ts = _record.inputs(ev)
+        ts = ev.ins
         acts = [(t, s) for t, s in zip(ts, ev.sources) if s is not None and s in fact_of]
         if not acts:     # parameters and what is made from them alone
             outs = ev.out if isinstance(ev.out, (tuple, list)) else (ev.out,)

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .. import _core
+from ..conventions import get_convention
 from ..scoring import layer_table
 from ..spec import Net
 from . import _record, registry
@@ -59,6 +61,8 @@ class Translation:
         Per record: the module path of a module call (``layer1.0.conv1``), or
         ``<path of the calling module>:<callable>`` (``layer1.0:add``; the
         model's own forward is the empty path); ``"input"`` for record 0.
+        Several records made by one call (a concat of more than four tensors)
+        share its name.
     params_total : int
         ``sum(p.numel() for p in model.parameters())``.
     params_run : int
@@ -69,10 +73,14 @@ class Translation:
     """
 
     records: np.ndarray
-    names: list
     params_total: int
     params_run: int
     unused: list = field(default_factory=list)
+    made_by: list = field(default_factory=list, repr=False)   # per record: "input" or its event
+
+    @property
+    def names(self) -> list:
+        return [m if isinstance(m, str) else m.name() for m in self.made_by]
 
     def __str__(self) -> str:
         lines = [f"{len(self.records)} records; params {self.params_run:,} of "
@@ -121,7 +129,7 @@ def _stand_in(ctx: Ctx, ev: _record.Event, ins: list):
 
 def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
     """Translate one event; the reason when it is unsupported."""
-    ins = [_value(ctx, t) for t in _record.inputs(ev)]
+    ins = [_value(ctx, t) for t in ev.ins]
     if any(isinstance(v, Bad) for v in ins):
         _set_out(ctx, ev, Bad())
         return None
@@ -132,7 +140,7 @@ def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
         used.update(id(p) for p in own)
         if own:
             seen.setdefault(id(m), []).append(ev)
-    for t in _record.inputs(ev):
+    for t in ev.ins:
         if isinstance(ctx.vals.get(id(t)), Static):
             used.add(id(t))
     if not any(isinstance(v, _ACTIVE) for v in ins):
@@ -243,15 +251,17 @@ def _report(model: nn.Module, run: _record.Run, recs, names, used: set) -> Trans
     for pid, (name, p) in run.params.items():
         if pid not in used and pid not in inside:
             unused.append((name, int(p.numel())))
-    return Translation(recs, list(names), total, ran, unused)
+    return Translation(recs, total, ran, unused, list(names))
 
 
 def _checked(ctx: Ctx) -> np.ndarray:
     recs = ctx.net.records
-    table = layer_table(recs)
+    status, _bad, table = _core.layer_metrics(recs, get_convention("macs").weights, 1, 4, 4)
+    if status != 0:
+        layer_table(recs)        # raises the SpecError that names the layer
     for i, (t, dims) in ctx.tensor_of.items():
         want = shape_of(t, dims)
-        got = tuple(int(table[k][i]) for k in ("channels", "height", "width"))
+        got = tuple(int(v) for v in table[i, :3])       # channels, height, width
         if want != got:  # a translation bug, not a user error
             raise RuntimeError(f"from_torch: record {i} ({ctx.names[i]}) has shape {got} but "
                                f"torch produced {want} ({tuple(t.shape)} laid out {dims})")
