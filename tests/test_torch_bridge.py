@@ -455,3 +455,68 @@ def test_counting_and_tracing_restore_training_mode():
     m.eval()
     from_torch(m, (3, 8, 8))
     assert not m.training
+
+
+# ------------------------------------------------- runs, errors, einops
+def test_from_torch_runs_the_model_once():
+    m = Functional().eval()
+    calls = []
+    h = m.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        from_torch(m, (3, 32, 32))
+        count_with_hooks(m, (3, 32, 32), ["flops", "thop"])
+    finally:
+        h.remove()
+    assert calls == [1, 1]
+
+
+class Repeated(nn.Module):
+    """One unsupported construct met at every block, a rank-3 layer norm."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in range(3))
+        self.norm = nn.LayerNorm(6)
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = torch.erf(conv(x))          # one line, three calls
+        return self.norm(x.mean(3))         # N x C x H: normalised over H
+
+
+def test_errors_name_each_construct_once():
+    with pytest.raises(UnsupportedOpsError) as err:
+        from_torch(Repeated(), (4, 6, 6))
+    erf, norm = err.value.offenders
+    assert erf.target == "torch.erf" and erf.count == 3 and erf.name == ":erf"
+    assert norm.target == "nn.LayerNorm" and norm.name == "norm"
+    assert "rank-3 tensor (1, 4, 6)" in norm.reason and "N x C x H" in norm.reason
+    lines = str(err.value).splitlines()
+    assert lines[0] == "cannot translate Repeated: 2 unsupported constructs:"
+    assert "(3 calls)" in lines[1] and "module_map=" in lines[-1]
+    with pytest.raises(ValueError, match="module_map"):
+        from_torch(Repeated(), (4, 6, 6), module_map={nn.LayerNorm: "layernorm"})
+
+
+def test_einops_translates():
+    einops = pytest.importorskip("einops")
+    from einops.layers.torch import Rearrange
+
+    class Mixer(nn.Module):
+        def __init__(self, c=8):
+            super().__init__()
+            self.conv = nn.Conv2d(3, c, 3, padding=1)
+            self.to_last = Rearrange("b c h w -> b h w c")
+            self.norm, self.mlp = nn.LayerNorm(c), nn.Linear(c, c)
+
+        def forward(self, x):
+            y = self.mlp(self.norm(self.to_last(self.conv(x))))     # channels-last
+            y = einops.rearrange(y, "b h w c -> b c h w")
+            return einops.reduce(y, "b c h w -> b c", "mean")
+
+    model = Mixer().eval()
+    spec = from_torch(model, (3, 8, 8))
+    assert [nf.spec.op_name(o) for o in spec["op"]] == ["input", "conv2d", "layernorm", "conv2d",
+                                                       "mean"]
+    for conv in CONVENTIONS:
+        assert count_with_hooks(model, (3, 8, 8), conv, 2).as_dict() == core(spec, conv, 2), conv

@@ -362,6 +362,9 @@ def record(model: nn.Module, x: torch.Tensor, module_map: dict) -> Run:
     try:
         with torch.no_grad(), _wrapped_methods(rec), rec:
             out = model(x)
+    except Exception as exc:
+        raise RuntimeError(f"running {type(model).__name__} once on one input of shape "
+                           f"{tuple(x.shape)} failed: {type(exc).__name__}: {exc}") from exc
     finally:
         for h in hooks:
             h.remove()
@@ -447,7 +450,8 @@ def fuse(events: list) -> list:
     """Fold written-out activations into one event each (see module docstring).
 
     ``relu6(x + 3) / 6`` is hardsigmoid, ``x * hardsigmoid(x)`` and
-    ``x * relu6(x + 3) / 6`` hardswish, ``x * sigmoid(x)`` silu.  The fused
+    ``x * relu6(x + 3) / 6`` hardswish, ``x * sigmoid(x)`` silu (the module,
+    function or method forms of sigmoid and hardsigmoid included).  The fused
     event's call kind is ``operator`` when a tool sees a relu6 inside
     (``F.relu6``, ``nn.ReLU6``: ptflops counts it), ``method`` when nothing is
     seen (``clamp``); a step a tool would count on its own (``x.add(3)``,
@@ -477,7 +481,7 @@ def fuse(events: list) -> list:
             if m is not None and _divides_by_six(events[m]) and events[m].sources[:1] == [k]:
                 events[m] = _fused(ev, events[m], "hardswish", seen, src)
                 drop |= {i, j, k}
-    _silu(events, drop)
+    _gated(events, drop)
     return _renumber(events, drop)
 
 
@@ -505,9 +509,13 @@ def _hardswish_of(events: list, k: int, src, drop: set) -> None:
         drop.add(k)
 
 
-def _silu(events: list, drop: set) -> None:
+def _gated(events: list, drop: set) -> None:
+    """``x * sigmoid(x)`` is silu (no tool sees one: an operator call);
+    ``x * hardsigmoid(x)`` (the module or a function) is hardswish, called as
+    its hardsigmoid was."""
     for k, ev in enumerate(events):
-        if k in drop or ev.kind != "act" or ev.entry.arg != "sigmoid" or ev.module is not None:
+        kind = ev.entry.arg if ev.kind == "act" and not ev.act else None
+        if k in drop or kind not in ("sigmoid", "hardsigmoid"):
             continue
         m = _only_user(events, k, k + 1)
         if m is None:
@@ -516,7 +524,8 @@ def _silu(events: list, drop: set) -> None:
         src = ev.sources[0] if ev.sources else None
         if mev.kind == "mul" and mev.call == Call.OPERATOR and src is not None and \
                 sorted(s for s in mev.sources if s is not None) == sorted([src, k]):
-            events[m] = _fused(ev, mev, "silu", Call.OPERATOR, src)
+            fused, call = ("silu", Call.OPERATOR) if kind == "sigmoid" else ("hardswish", ev.call)
+            events[m] = _fused(ev, mev, fused, call, src)
             drop.add(k)
 
 
