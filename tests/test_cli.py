@@ -88,6 +88,18 @@ def test_count_torch_file(tmp_path):
     out = run("count", f).stdout
     params = 3 * 8 * 9 + 8 + 8 * 10 + 10
     assert f"{params:,} params" in out
+    # a module that never runs: its parameters are named, not counted
+    f.write_text(f.read_text().replace("model = nn.Sequential(", "body = nn.Sequential(") +
+                 "class Model(nn.Module):\n"
+                 "    def __init__(self):\n"
+                 "        super().__init__()\n"
+                 "        self.body, self.spare = body, nn.Conv2d(8, 8, 1)\n"
+                 "    def forward(self, x):\n"
+                 "        return self.body(x)\n"
+                 "model = Model()\n")
+    done = run("count", f)
+    assert f"{params:,} params" in done.stdout
+    assert "note: 72 of" in done.stderr and "spare (72)" in done.stderr
 
 
 def test_user_errors_are_one_line():

@@ -36,8 +36,7 @@ from ..spec import Net
 from . import _record, registry
 from ._readers import MODULE_READERS, READERS
 from ._record import Offender, UnsupportedOpsError
-from ._values import (CANON, Bad, Ctx, Lazy, Marker, Stale, Static, Unsupported, V, shape_of,
-                      what)
+from ._values import CANON, Bad, Ctx, Lazy, Marker, Stale, Static, Unsupported, V, shape_of
 
 __all__ = ["from_torch", "translate", "Translation", "UnusedParametersWarning"]
 
