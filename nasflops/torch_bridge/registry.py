@@ -38,7 +38,7 @@ from .modules import (Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Sca
 __all__ = ["Entry", "MODULES", "CALLABLES", "ACTS", "ARITH", "METHOD_NAMES", "MAPPABLE",
            "entry_of", "callable_name", "spelling"]
 
-TB = torch._C.TensorBase
+TB = getattr(torch._C, "TensorBase", None) or torch._C._TensorBase   # renamed in torch 2.1
 M, FN, ME, OP = Call.MODULE, Call.FUNCTION, Call.METHOD, Call.OPERATOR
 
 

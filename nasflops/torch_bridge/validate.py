@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..scoring import METRICS, score
-from ..spec import Call, Net, Op, SpecBatch
+from ..spec import Act, Call, Net, Op, SpecBatch
 from .build import spellable, to_torch
 from .hooks import HOOK_CONVENTIONS, count_with_hooks
 
@@ -25,8 +25,7 @@ __all__ = ["validate", "ValidationReport", "random_specs", "op_specs"]
 
 
 # ------------------------------------------------------------ random specs
-_ACTS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "tanh",
-         "add_const", "sub_const", "mul_const", "div_const", "pow_const", "clamp", "sqrt")
+_ACTS = tuple(a.name.lower() for a in Act)
 
 
 def _random_net(rng: np.random.Generator) -> Net:
