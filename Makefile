@@ -33,6 +33,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_spaces.py
 	$(PYTHON) benchmarks/bench_pipeline.py
 	$(PYTHON) benchmarks/bench_vs_hooks.py
+	$(PYTHON) benchmarks/bench_bridge.py
 
 clean:
 	rm -rf build *.egg-info nasflops/_core.c nasflops/*.so $(OUT)

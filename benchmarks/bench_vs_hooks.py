@@ -99,6 +99,13 @@ def main(argv=None):
           f"({os.cpu_count()} cpus)")
 
     # ---- (a), (b): build each candidate once, count it with every tool
+    try:   # ptflops imports torchvision.ops, which the CUDA wheel needs help with
+        import sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from tests.conftest import import_torchvision
+        import_torchvision()
+    except ImportError:
+        pass
     tools = {"hooks": None}
     for name in ("thop", "ptflops", "fvcore"):
         try:

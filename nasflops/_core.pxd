@@ -25,7 +25,7 @@ cdef packed struct Layer:
                           # input: C; slice: number of channels (tokens) kept;
                           # mha: embedding dimension
     int32_t groups        # conv: groups; channel shuffle: groups; attention, mha: heads;
-                          # view_as: groups (stacks) of the result
+                          # view_as: groups (stacks) of the result; slice: step (0: 1)
     int32_t start         # slice: first channel (or token) kept
     int32_t size_h        # input: height; adaptive avg pool: output height;
                           # prepend: tokens prepended; view_as: height (rows)
@@ -43,7 +43,9 @@ cdef packed struct Layer:
     int32_t input1        # the same architecture, in slot order; -1 marks an
     int32_t input2        # unused slot, and used slots come first
     int32_t input3
-    int32_t extra         # param_add: learned values added (0: a constant)
+    int32_t extra         # per-op integer: concat: the axis joined (0 channels, 1 height,
+                          # 2 width); mean: the axes reduced (bits 1 C, 2 H, 4 W);
+                          # param_add: learned values added (0: a constant); 0 otherwise
 
 # Operation codes.  Append only: codes are stored in Parquet files.
 cdef enum OpCode:
@@ -76,7 +78,17 @@ cdef enum OpCode:
     OP_ATTENTION = 26     # scaled dot-product attention of q, k, v token tensors
     OP_MHA = 27           # nn.MultiheadAttention: in-projection, attention, out-projection
     OP_PATCH_MERGE = 28   # 2x2 neighbourhoods to channels (Swin's patch merging)
-    N_OPS = 29
+    OP_PAD = 29           # zero padding: the input placed at (start, pad_h, pad_w) of a
+                          # zero tensor out_channels x size_h x size_w (F.pad, nn.ZeroPad2d)
+    OP_CROP = 30          # spatial window with a step, a view (x[:, :, a:b:s, c:d:t]):
+                          # rows pad_h + i*stride_h for i < size_h, columns alike
+    OP_SUB = 31           # element-wise difference; the second input broadcasts
+    OP_DIV = 32           # element-wise quotient; the second input broadcasts
+    OP_MEAN = 33          # mean over the axes in `extra` (1 channels, 2 height, 4 width),
+                          # each reduced to 1 (x.mean(1, keepdim=True))
+    OP_COPY = 34          # a copy of the input, same shape (x.permute(...).contiguous(), clone)
+    OP_LOG_SOFTMAX = 35   # log-softmax over channels
+    N_OPS = 36
 
 # How an op is invoked in torch code.  Hook-based counters see these
 # differently (thop hooks modules only; ptflops also patches functions and a
@@ -99,14 +111,21 @@ cdef enum ActKind:
     ACT_SILU = 5
     ACT_GELU = 6
     ACT_TANH = 7
-    N_ACTS = 8
+    ACT_ADD_CONST = 8     # element-wise arithmetic with a constant (x + 3, x - 1, x * 0.5,
+    ACT_SUB_CONST = 9     # x / 6, x ** 2): unary functions of one tensor, so activations
+    ACT_MUL_CONST = 10
+    ACT_DIV_CONST = 11
+    ACT_POW_CONST = 12
+    ACT_CLAMP = 13        # clamp / hardtanh with other bounds than relu's and relu6's
+    ACT_SQRT = 14
+    N_ACTS = 15
 
 cdef enum Flag:
     FLAG_BIAS = 1              # conv/linear/scale carry a bias
     FLAG_AFFINE = 2            # batch/layer norm carry weight and bias
     FLAG_CEIL_MODE = 4         # pooling output size rounds up
     FLAG_EXCLUDE_PAD = 8       # avg pool: count_include_pad=False
-    FLAG_INPLACE = 16          # act/add: overwrites its first input; concat:
+    FLAG_INPLACE = 16          # act/add/mul/sub/div: overwrites its first input; concat:
                                # grows its first input's buffer (a chain continuation)
     FLAG_CAUSAL = 256          # attention: causal mask (counted in full unless scored otherwise)
     FLAG_TOKENS = 512          # view_as: the result is a token tensor (channels last);

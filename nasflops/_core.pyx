@@ -57,12 +57,15 @@ OPS = {
     "scale": OP_SCALE, "tokens": OP_TOKENS, "to_image": OP_TO_IMAGE,
     "prepend": OP_PREPEND, "param_add": OP_PARAM_ADD, "view_as": OP_VIEW_AS,
     "matmul": OP_MATMUL, "attention": OP_ATTENTION, "mha": OP_MHA,
-    "patch_merge": OP_PATCH_MERGE,
+    "patch_merge": OP_PATCH_MERGE, "pad": OP_PAD, "crop": OP_CROP, "sub": OP_SUB,
+    "div": OP_DIV, "mean": OP_MEAN, "copy": OP_COPY, "log_softmax": OP_LOG_SOFTMAX,
 }
 ACTS = {
     "relu": ACT_RELU, "relu6": ACT_RELU6, "hardswish": ACT_HARDSWISH,
     "hardsigmoid": ACT_HARDSIGMOID, "sigmoid": ACT_SIGMOID, "silu": ACT_SILU,
-    "gelu": ACT_GELU, "tanh": ACT_TANH,
+    "gelu": ACT_GELU, "tanh": ACT_TANH, "add_const": ACT_ADD_CONST,
+    "sub_const": ACT_SUB_CONST, "mul_const": ACT_MUL_CONST, "div_const": ACT_DIV_CONST,
+    "pow_const": ACT_POW_CONST, "clamp": ACT_CLAMP, "sqrt": ACT_SQRT,
 }
 CALLS = {
     "module": CALL_MODULE, "function": CALL_FUNCTION, "method": CALL_METHOD,
@@ -356,7 +359,7 @@ cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
     elif op == OP_ADD:
         lo = 2
         hi = MAX_INPUTS
-    elif op == OP_MUL or op == OP_MATMUL:
+    elif op == OP_MUL or op == OP_SUB or op == OP_DIV or op == OP_MATMUL:
         lo = 2
         hi = 2
     elif op == OP_ATTENTION:
@@ -444,10 +447,19 @@ cdef inline bint same_shape(const Tensor* a, const LayerFacts* f) noexcept nogil
             and a.layout == f.lin)
 
 
+cdef inline bint writes_in_place(int op) noexcept nogil:
+    """Ops whose ``FLAG_INPLACE`` overwrites input 0: they allocate nothing but
+    still read and write (torch's ``x.relu_()``, ``out += x``, ``x *= g``,
+    ``x += pos_embedding``)."""
+    return (op == OP_ACT or op == OP_ADD or op == OP_MUL or op == OP_SUB or op == OP_DIV
+            or op == OP_PARAM_ADD)
+
+
 cdef inline int infer_join(const Layer* L, const Tensor* t, LayerFacts* f) noexcept nogil:
-    """add, mul, concat: several inputs whose shapes must agree."""
+    """add, mul, sub, div, concat: several inputs whose shapes must agree."""
     cdef int k
     cdef int32_t j
+    cdef int axis = L.extra
     if L.op == OP_ADD:
         # torch's `out += identity` writes into its first input
         f.view = (L.flags & FLAG_INPLACE) != 0
@@ -456,8 +468,9 @@ cdef inline int infer_join(const Layer* L, const Tensor* t, LayerFacts* f) noexc
             if not same_shape(t + j, f):
                 return ST_SHAPE_MISMATCH
             f.other += t[j].elems
-    elif L.op == OP_MUL:
+    elif L.op == OP_MUL or L.op == OP_SUB or L.op == OP_DIV:
         # the second input broadcasts: each dim equal or 1 (SE gate C x 1 x 1)
+        f.view = (L.flags & FLAG_INPLACE) != 0
         j = input_of(L, 1)
         if (t[j].layout != f.lin or (t[j].g != f.gin and t[j].g != 1)
                 or (t[j].c != f.cin and t[j].c != 1) or (t[j].h != f.hin and t[j].h != 1)
@@ -469,13 +482,21 @@ cdef inline int infer_join(const Layer* L, const Tensor* t, LayerFacts* f) noexc
         # more than MAX_INPUTS tensors written as a chain of records)
         if not has_channels(f):
             return ST_BAD_SHAPE
+        if axis < 0 or axis > 2:
+            return ST_BAD_VALUE
         f.extend = (L.flags & FLAG_INPLACE) != 0
         for k in range(1, f.nin):
             j = input_of(L, k)
-            if (t[j].h != f.hin or t[j].w != f.win or t[j].g != f.gin
-                    or t[j].layout != f.lin):
+            if (t[j].g != f.gin or t[j].layout != f.lin
+                    or (axis != 0 and t[j].c != f.cin) or (axis != 1 and t[j].h != f.hin)
+                    or (axis != 2 and t[j].w != f.win)):
                 return ST_SHAPE_MISMATCH
-            f.c += t[j].c
+            if axis == 0:
+                f.c += t[j].c
+            elif axis == 1:
+                f.h += t[j].h
+            else:
+                f.w += t[j].w
             f.other += t[j].elems
     return ST_OK
 
@@ -602,6 +623,40 @@ cdef inline int infer_attention(const Layer* L, const Tensor* t, LayerFacts* f,
     return ST_OK
 
 
+cdef inline int infer_reshape(const Layer* L, LayerFacts* f) noexcept nogil:
+    """pad, crop, mean: the output shape from the record's geometry (pad and
+    crop of images; mean of images and token tensors)."""
+    if f.lin == LAYOUT_MATRIX or f.gin != 1 or (L.op != OP_MEAN and f.lin != LAYOUT_IMAGE):
+        return ST_BAD_SHAPE
+    if L.op == OP_MEAN:
+        if L.extra < 1 or L.extra > 7:
+            return ST_BAD_VALUE
+        if L.extra & 1:
+            f.c = 1
+        if L.extra & 2:
+            f.h = 1
+        if L.extra & 4:
+            f.w = 1
+        return ST_OK
+    if L.size_h < 1 or L.size_w < 1 or L.pad_h < 0 or L.pad_w < 0:
+        return ST_BAD_VALUE
+    if L.op == OP_PAD:
+        if (L.out_channels < 1 or L.start < 0 or L.start + f.cin > L.out_channels
+                or L.pad_h + f.hin > L.size_h or L.pad_w + f.win > L.size_w):
+            return ST_BAD_VALUE
+        f.c = L.out_channels
+    else:
+        # a crop: rows pad_h, pad_h + stride_h, ... (size_h of them), all inside
+        if (L.stride_h < 1 or L.stride_w < 1
+                or L.pad_h + (L.size_h - 1) * <int64_t>L.stride_h >= f.hin
+                or L.pad_w + (L.size_w - 1) * <int64_t>L.stride_w >= f.win):
+            return ST_BAD_VALUE
+        f.view = True
+    f.h = L.size_h
+    f.w = L.size_w
+    return ST_OK
+
+
 cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
                             bint* ovf) noexcept nogil:
     """Output shape and per-op quantities of one layer, every field checked."""
@@ -664,8 +719,10 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
         if L.act < 0 or L.act >= N_ACTS:
             return ST_BAD_OP
         f.view = (L.flags & FLAG_INPLACE) != 0
-    elif op == OP_ADD or op == OP_MUL or op == OP_CONCAT:
+    elif op == OP_ADD or op == OP_MUL or op == OP_CONCAT or op == OP_SUB or op == OP_DIV:
         return infer_join(L, t, f)
+    elif op == OP_PAD or op == OP_CROP or op == OP_MEAN:
+        return infer_reshape(L, f)
     elif op == OP_FLATTEN:
         if not is_image(f):
             return ST_BAD_SHAPE
@@ -676,15 +733,17 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif op == OP_IDENTITY or op == OP_DROPOUT:
         f.view = True
     elif op == OP_SLICE:
+        # channels (with FLAG_TOKENS: tokens) start, start + step, ...
+        # (out_channels of them); groups is the step, 0 meaning 1
         if not has_channels(f) or ((L.flags & FLAG_TOKENS) and f.lin != LAYOUT_TOKENS):
             return ST_BAD_SHAPE
-        if L.flags & FLAG_TOKENS:   # tokens start .. start + count (grid rows)
-            if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > f.hin:
-                return ST_BAD_VALUE
+        if (L.start < 0 or L.out_channels < 1 or L.groups < 0
+                or L.start + (L.out_channels - 1) * <int64_t>(L.groups if L.groups > 1 else 1)
+                >= (f.hin if L.flags & FLAG_TOKENS else f.cin)):
+            return ST_BAD_VALUE
+        if L.flags & FLAG_TOKENS:
             f.h = L.out_channels
         else:
-            if L.start < 0 or L.out_channels < 1 or L.start + <int64_t>L.out_channels > f.cin:
-                return ST_BAD_VALUE
             f.c = L.out_channels
         f.view = True
     elif op == OP_CHANNEL_SHUFFLE:
@@ -701,7 +760,7 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif (op == OP_TOKENS or op == OP_TO_IMAGE or op == OP_PREPEND or op == OP_PARAM_ADD
           or op == OP_VIEW_AS or op == OP_PATCH_MERGE):
         return infer_tokens(L, f, ovf)
-    # OP_ZERO, OP_SOFTMAX: same shape, nothing else to infer
+    # OP_ZERO, OP_SOFTMAX, OP_LOG_SOFTMAX, OP_COPY: same shape, nothing else to infer
     return ST_OK
 
 
@@ -728,6 +787,8 @@ cdef inline int64_t term_value(int t, int op, const LayerFacts* f, int64_t n,
     if t == T_AFFINE:
         return mul2(f.e, n, ovf) if f.has_affine else 0
     if t == T_WINDOW:
+        if op == OP_MEAN:
+            return mul2(f.e_in, n, ovf)   # every input element summed once
         if op == OP_ADAPTIVE_AVGPOOL:
             return mul3(mul3(f.c, adaptive_window_sum(f.hin, f.h),
                              adaptive_window_sum(f.win, f.w), ovf), n, 1, ovf)
@@ -766,13 +827,12 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
 cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* f,
                              int64_t out_bytes, int64_t scratch_bytes, int64_t weight_size,
                              LayerCost* cost, bint* ovf) noexcept nogil:
-    """Views and the network input move no bytes; in-place ops (act, add)
+    """Views and the network input move no bytes; in-place ops (act, add, ...)
     allocate nothing but still read and write; a concat continuation writes
     only what it adds; intermediates an op materialises and drops (attention
     scores) are written once and read once."""
     cdef int k
-    if L.op == OP_INPUT or (f.view and L.op != OP_ACT and L.op != OP_ADD
-                            and L.op != OP_PARAM_ADD):
+    if L.op == OP_INPUT or (f.view and not writes_in_place(L.op)):
         cost.act = 0
         cost.rd = 0
         cost.wr = 0

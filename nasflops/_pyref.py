@@ -78,8 +78,8 @@ def check_inputs(L: dict, i: int) -> list[int]:
         ins.append(L[f])
     if any(L[f] != -1 for f in INPUT_FIELDS[len(ins):]) or any(j >= i for j in ins):
         raise RefError(i, "bad_input_ref")
-    lo, hi = {Op.INPUT: (0, 0), Op.ADD: (2, 4), Op.MUL: (2, 2), Op.MATMUL: (2, 2),
-              Op.ATTENTION: (3, 3), Op.CONCAT: (1, 4)}.get(L["op"], (1, 1))
+    lo, hi = {Op.INPUT: (0, 0), Op.ADD: (2, 4), Op.MUL: (2, 2), Op.SUB: (2, 2), Op.DIV: (2, 2),
+              Op.MATMUL: (2, 2), Op.ATTENTION: (3, 3), Op.CONCAT: (1, 4)}.get(L["op"], (1, 1))
     if not lo <= len(ins) <= hi:
         raise RefError(i, "bad_input_ref")
     return ins
@@ -127,6 +127,10 @@ def infer_window(L: dict, i: int, f: dict) -> None:
     f["win_k"] = kh * kw
 
 
+#: ops whose Flag.INPLACE overwrites input 0 (allocate nothing, still read and write)
+WRITES_IN_PLACE = (Op.ACT, Op.ADD, Op.MUL, Op.SUB, Op.DIV, Op.PARAM_ADD)
+
+
 def infer_join(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
     op = L["op"]
     mine = (f["gin"], f["cin"], f["hin"], f["win"], f["lin"])
@@ -136,7 +140,8 @@ def infer_join(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
             if shapes[j] != mine:
                 raise RefError(i, "shape_mismatch")
             f["other"] += _numel(shapes[j])
-    elif op == Op.MUL:
+    elif op in (Op.MUL, Op.SUB, Op.DIV):
+        f["view"] = bool(L["flags"] & Flag.INPLACE)
         g = shapes[ins[1]]
         if g[4] != f["lin"] or any(a != b and a != 1 for a, b in zip(g[:4], mine[:4])):
             raise RefError(i, "shape_mismatch")
@@ -144,13 +149,48 @@ def infer_join(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
     else:
         if f["lin"] == MATRIX:
             raise RefError(i, "bad_shape")
+        axis = L["extra"]
+        if not 0 <= axis <= 2:
+            raise RefError(i, "bad_value")
         f["extend"] = bool(L["flags"] & Flag.INPLACE)
+        out = [f["c"], f["h"], f["w"]]
         for j in ins[1:]:
             g, c, h, w, lay = shapes[j]
-            if (h, w, g, lay) != (f["hin"], f["win"], f["gin"], f["lin"]):
+            if (g, lay) != (f["gin"], f["lin"]) or any(
+                    a != b for k, (a, b) in enumerate(zip((c, h, w), (f["cin"], f["hin"], f["win"])))
+                    if k != axis):
                 raise RefError(i, "shape_mismatch")
-            f["c"] += c
+            out[axis] += (c, h, w)[axis]
             f["other"] += _numel(shapes[j])
+        f["c"], f["h"], f["w"] = out
+
+
+def infer_reshape(L: dict, i: int, f: dict) -> None:
+    """pad, crop, mean: the output shape from the record's geometry (pad and
+    crop of images; mean of images and token tensors)."""
+    if f["lin"] == MATRIX or f["gin"] != 1 or (L["op"] != Op.MEAN and f["lin"] != IMAGE):
+        raise RefError(i, "bad_shape")
+    if L["op"] == Op.MEAN:
+        if not 1 <= L["extra"] <= 7:
+            raise RefError(i, "bad_value")
+        f["c"], f["h"], f["w"] = (1 if L["extra"] & bit else v
+                                  for bit, v in ((1, f["c"]), (2, f["h"]), (4, f["w"])))
+        return
+    sh, sw, ph, pw = L["size_h"], L["size_w"], L["pad_h"], L["pad_w"]
+    if min(sh, sw) < 1 or min(ph, pw) < 0:
+        raise RefError(i, "bad_value")
+    if L["op"] == Op.PAD:
+        c = L["out_channels"]
+        if c < 1 or L["start"] < 0 or L["start"] + f["cin"] > c or ph + f["hin"] > sh \
+                or pw + f["win"] > sw:
+            raise RefError(i, "bad_value")
+        f["c"] = c
+    else:
+        if min(L["stride_h"], L["stride_w"]) < 1 or ph + (sh - 1) * L["stride_h"] >= f["hin"] \
+                or pw + (sw - 1) * L["stride_w"] >= f["win"]:
+            raise RefError(i, "bad_value")
+        f["view"] = True
+    f["h"], f["w"] = sh, sw
 
 
 def infer_tokens(L: dict, i: int, f: dict) -> None:
@@ -294,8 +334,9 @@ def _infer_simple(L: dict, i: int, f: dict, n_acts: int) -> None:
         along_tokens = bool(L["flags"] & Flag.TOKENS)
         if f["lin"] == MATRIX or (along_tokens and f["lin"] != TOKENS):
             raise RefError(i, "bad_shape")
-        size = hin if along_tokens else cin
-        if L["start"] < 0 or L["out_channels"] < 1 or L["start"] + L["out_channels"] > size:
+        size, step = (hin if along_tokens else cin), max(L["groups"], 1)
+        if L["start"] < 0 or L["out_channels"] < 1 or L["groups"] < 0 or \
+                L["start"] + (L["out_channels"] - 1) * step >= size:
             raise RefError(i, "bad_value")
         f["h" if along_tokens else "c"], f["view"] = L["out_channels"], True
     elif op == Op.CHANNEL_SHUFFLE:
@@ -319,8 +360,10 @@ def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int) -> dict:
              params=0, other=0, win_k=0, bias=False, affine=False, view=False, extend=False)
     if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
         infer_window(L, i, f)
-    elif op in (Op.ADD, Op.MUL, Op.CONCAT):
+    elif op in (Op.ADD, Op.MUL, Op.CONCAT, Op.SUB, Op.DIV):
         infer_join(L, i, f, ins, shapes)
+    elif op in (Op.PAD, Op.CROP, Op.MEAN):
+        infer_reshape(L, i, f)
     elif op == Op.MATMUL:
         infer_matmul(L, i, f, ins, shapes)
     elif op in (Op.ATTENTION, Op.MHA):
@@ -345,6 +388,8 @@ def term_value(term: str, op: int, f: dict, n: int) -> int:
     if term == "affine":
         return _prod(f["e"], n) if f["affine"] else 0
     if term == "window":
+        if op == Op.MEAN:
+            return _prod(f["e_in"], n)
         if op == Op.ADAPTIVE_AVGPOOL:
             return _prod(f["c"], _adaptive(f["hin"], f["h"]), _adaptive(f["win"], f["w"]), n)
         return _prod(f["win_k"], f["e"], n) if f["win_k"] else 0
@@ -383,7 +428,7 @@ def layer_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: int,
     materialises and drops (written once, read once)."""
     nbytes = [_numel(shapes[j]) * n * asize for j in ins]
     out = f["e"] * n * asize
-    if L["op"] == Op.INPUT or (f["view"] and L["op"] not in (Op.ACT, Op.ADD, Op.PARAM_ADD)):
+    if L["op"] == Op.INPUT or (f["view"] and L["op"] not in WRITES_IN_PLACE):
         return 0, 0, 0
     if f["extend"]:   # grows input 0's buffer: writes and reads only the new part
         act = out - nbytes[0]

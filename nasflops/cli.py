@@ -315,7 +315,7 @@ def _records_from_python(path: str, input_shape: Optional[str]):
     import importlib.util
 
     try:
-        from .torch_bridge import from_torch
+        from .torch_bridge import translate
     except ImportError as e:
         raise UserError(f"counting a torch model needs torch: pip install 'nasflops[torch]' ({e})") from None
     # the file is the user's code, run as `python FILE.py` would run it: any
@@ -334,7 +334,16 @@ def _records_from_python(path: str, input_shape: Optional[str]):
         raise UserError(f"{path}: `model` must be a torch nn.Module, got {type(model).__name__}")
     shape = _input_shape(input_shape or getattr(mod, "INPUT_SHAPE", None), path)
     with _user_code(path, "tracing the model of"):
-        return _with_names(from_torch(model.eval(), shape))
+        t = translate(model.eval(), shape)
+    if t.unused:
+        unused = ", ".join(f"{n} ({k:,})" for n, k in t.unused)
+        print(f"note: {t.params_total - t.params_run:,} of {t.params_total:,} parameters never run "
+              f"and are not counted: {unused}", file=sys.stderr)
+    from .spec import Call
+    # module paths name module calls (torchstat's rows); other calls are unnamed
+    names = [n if r["call"] == Call.MODULE and ":" not in n and i else ""
+             for i, (r, n) in enumerate(zip(t.records, t.names))]
+    return t.records, names
 
 
 @contextlib.contextmanager
@@ -368,16 +377,6 @@ def _input_shape(shape, path: str) -> tuple:
         raise UserError(f"the input shape must be C,H,W (or N,C,H,W) of positive sizes and at "
                         f"most {MAX_INPUT_ELEMENTS:,} elements, got {_short(shape)}")
     return shape
-
-
-def _with_names(traced):
-    """``(records, names or None)`` from what ``from_torch`` returns: records,
-    a ``(records, names)`` pair, or an object with ``records`` and ``names``."""
-    if isinstance(traced, tuple) and len(traced) == 2:
-        return traced[0], list(traced[1])
-    if hasattr(traced, "records") and getattr(traced, "names", None) is not None:
-        return traced.records, list(traced.names)
-    return traced, None
 
 
 def _count_torchstat(args, records, names, modules) -> int:

@@ -161,8 +161,9 @@ register_convention(
     "flops", "FLOPs",
     "every floating-point operation, multiplies and adds counted apart: "
     "conv/linear 2*MAC - out (+ out with bias), BN 4/elem, LN 6/elem (+2 affine), "
-    "activation 1/elem, pool K*K/out, add (k-1)/elem, mul 1/elem, softmax 2/elem, "
-    "matmul 2*MAC - out, attention 2*MAC + 2/score - out (scale, softmax)",
+    "activation 1/elem, pool K*K/out, add (k-1)/elem, mul, sub, div 1/elem, mean 1 per input "
+    "element, softmax and log-softmax 2/elem, matmul 2*MAC - out, "
+    "attention 2*MAC + 2/score - out (scale, softmax)",
     {
         "conv2d": {"mac": 2, "out": -1, "bias": 1},
         "linear": {"mac": 2, "out": -1, "bias": 1},
@@ -177,7 +178,11 @@ register_convention(
         "adaptive_avgpool": {"window": 1},
         "add": {"extra_in": 1},
         "mul": {"out": 1},
+        "sub": {"out": 1},
+        "div": {"out": 1},
+        "mean": {"window": 1},
         "softmax": {"out": 2},
+        "log_softmax": {"out": 2},
         "param_add": {"out": 1},
         # k multiplies and k - 1 adds per output element
         "matmul": {"mac": 2, "out": -1},
@@ -227,49 +232,81 @@ register_convention(
     "Once-for-All's flops_counter.profile: conv and linear MACs, no bias, nothing else "
     "(OFA's 'MFLOPs'; its linear hook ignores the batch, equal at batch 1)",
     {"conv2d": _MAC, "linear": _MAC})
-# -- thop / ptflops / fvcore: the totals those tools print for the models
-# nasflops.torch_bridge.to_torch builds (standard nn modules, `x + y`, `x * g`,
-# torch.cat); tests/test_compat.py runs the real tools and compares exactly.
-# docs/conventions.md explains every row and each tool's quirks.
+# -- thop / ptflops / fvcore: the totals those tools print for the same torch
+# model.  Each tool sees an op only through its own window, so each row says
+# which call kinds it sees (Call, docs/design.md section 5):
+#   thop     hooks modules of an exact registered type: "@module" rows only;
+#   ptflops  hooks modules of an exact registered type *and* patches a few
+#            torch.nn.functional functions (F.relu, F.relu6, F.gelu, F.silu,
+#            F.softmax, the pools) and torch.add/mul, Tensor.add/mul: "@module",
+#            "@function" and "@method" rows; Python operators are invisible;
+#   fvcore   traces aten ops, whatever the spelling: rows for every call kind,
+#            except that x.mean() (a "method" adaptive pool) is aten::mean,
+#            which it does not count.
+# tests/test_compat.py runs the real tools on to_torch models (every op under
+# every call kind), on torchvision's own models and on a corpus of third-party
+# model files, and compares exactly.  docs/conventions.md explains every row.
 register_convention(
     "thop", "MACs",
-    "thop 0.1.1 profile(): conv/linear MACs without bias, BN/LN 2/elem (4 affine), "
-    "avg pool 1/out, adaptive pool in+out, softmax 3C-1 per position; activations, "
-    "max pool, add, mul, concat, matmul and attention zero",
+    "thop 0.1.1 profile(): modules only: conv/linear MACs without bias, BN/LN 2/elem "
+    "(4 affine), avg pool 1/out, adaptive pool in+out, softmax 3C-1 per position; "
+    "functions, methods and operators zero, nn.MultiheadAttention zero",
     {
-        "conv2d": _MAC,
-        "linear": _MAC,
+        "conv2d@module": _MAC,
+        "linear@module": _MAC,
         # count_normalization: 2 * x.numel(), doubled when affine
-        "batchnorm": {"out": 2, "affine": 2},
-        "layernorm": {"out": 2, "affine": 2},
+        "batchnorm@module": {"out": 2, "affine": 2},
+        "layernorm@module": {"out": 2, "affine": 2},
         # count_avgpool: y.numel(); count_adap_avgpool: (Hin*Win/(Ho*Wo) + 1) * y.numel()
-        "avgpool": {"out": 1},
-        "adaptive_avgpool": {"in": 1, "out": 1},
+        "avgpool@module": {"out": 1},
+        "adaptive_avgpool@module": {"in": 1, "out": 1},
         # count_softmax: per position, C exp + (C - 1) add + C div
-        "softmax": {"out": 3, "rows": -1},
+        "softmax@module": {"out": 3, "rows": -1},
     })
 
 register_convention(
     "ptflops", "MACs",
-    "ptflops 0.7.5 pytorch backend (its default): conv/linear MACs plus bias, BN 1/elem "
-    "(2 affine), LN 1/elem, ReLU and GELU 2/elem (module hook + patched functional), "
-    "ReLU6 and SiLU 1/elem, pools 2 per input element, softmax 1/elem, torch.matmul MACs, "
-    "its MultiheadAttention hook; F.linear, SDPA and the @ operator zero",
+    "ptflops 0.7.5 pytorch backend (its default): conv/linear modules MACs plus bias, BN "
+    "modules 1/elem (2 affine), LN modules 1/elem; nn.ReLU and nn.GELU 2/elem (module hook + "
+    "patched functional), F.relu, F.gelu, ReLU6, SiLU 1/elem; pool modules 2 per input "
+    "element, F.*pool* 1; softmax 1/elem; torch.add/mul and x.add/mul 1 per output element; "
+    "torch.matmul/bmm MACs, its MultiheadAttention hook; F.linear, SDPA and @ zero",
     {
-        "conv2d": {"mac": 1, "bias": 1},
-        "linear": {"mac": 1, "bias": 1},
-        "batchnorm": {"out": 1, "affine": 1},
-        "layernorm": {"out": 1},
-        "act:relu": {"out": 2},
-        "act:gelu": {"out": 2},
-        "act:relu6": {"out": 1},
-        "act:silu": {"out": 1},
-        "maxpool": {"in": 2},
-        "avgpool": {"in": 2},
-        "adaptive_avgpool": {"in": 2},
-        "softmax": {"out": 1},
-        # ptflops does not patch F.linear (the patch is commented out in 0.7.5)
-        "linear@function": {},
+        "conv2d@module": {"mac": 1, "bias": 1},
+        "linear@module": {"mac": 1, "bias": 1},
+        "batchnorm@module": {"out": 1, "affine": 1},
+        "layernorm@module": {"out": 1},
+        # nn.ReLU/nn.GELU: module hook + the F.relu/F.gelu their forward calls
+        "act:relu@module": {"out": 2},
+        "act:gelu@module": {"out": 2},
+        "act:relu6@module": {"out": 1},      # module hook; F.hardtanh is not patched
+        "act:silu@module": {"out": 1},       # no module hook; F.silu is patched
+        "act:relu@function": {"out": 1},
+        "act:gelu@function": {"out": 1},
+        "act:relu6@function": {"out": 1},
+        "act:silu@function": {"out": 1},
+        # written out, relu6(x + 3) / 6: the F.relu6 or nn.ReLU6 inside counts
+        "act:hardsigmoid@operator": {"out": 1},
+        "act:hardswish@operator": {"out": 1},
+        # torch.add / torch.mul / x.add / x.mul: one per output element
+        "act:add_const@method": {"out": 1},
+        "act:mul_const@method": {"out": 1},
+        "add@method": {"extra_in": 1},
+        "mul@method": {"out": 1},
+        "zero@method": {"out": 1},            # x.mul(0.)
+        "scale@method": {"out": 1, "bias": 1},   # x.mul(w) (.add(b))
+        "maxpool@module": {"in": 2},
+        "avgpool@module": {"in": 2},
+        "adaptive_avgpool@module": {"in": 2},
+        "maxpool@function": {"in": 1},
+        # F.avg_pool2d and F.adaptive_avg_pool2d are the only names of those
+        # functions: a "method" or "operator" call of them is the same call
+        "avgpool@function": {"in": 1}, "avgpool@method": {"in": 1},
+        "avgpool@operator": {"in": 1},
+        "adaptive_avgpool@function": {"in": 1}, "adaptive_avgpool@method": {"in": 1},
+        "adaptive_avgpool@operator": {"in": 1},
+        "softmax@module": {"out": 1},        # no module hook; F.softmax is patched
+        "softmax@function": {"out": 1},
         # its nn.MultiheadAttention hook: q scaling (L*E), projections, in-proj
         # bias (3*L*E), per head Q.K^T + softmax + A.V, out-proj with a bias
         # "always enabled" (L*E)
@@ -282,15 +319,15 @@ register_convention(
 register_convention(
     "fvcore", "MACs",
     "fvcore 0.1.5 FlopCountAnalysis, eval mode: conv/linear MACs without bias, "
-    "BN 1/elem (2 affine), LN 4/elem (5 affine), adaptive avg pool 1 per input element, "
-    "matmul MACs, MultiheadAttention's projections (autograd on); every other op, "
-    "scaled-dot-product attention included, zero",
+    "BN 1/elem (2 affine), LN 4/elem (5 affine), adaptive avg pool 1 per input element "
+    "(not x.mean()), matmul MACs, MultiheadAttention's projections (autograd on); every "
+    "other op, scaled-dot-product attention included, zero",
     {
         "conv2d": _MAC,
         "linear": _MAC,
         "batchnorm": {"out": 1, "affine": 1},
         "layernorm": {"out": 4, "affine": 1},
-        "adaptive_avgpool": {"in": 1},
+        "adaptive_avgpool": {"in": 1},     # x.mean((2, 3)) is a mean: aten::mean, not counted
         "matmul": _MAC,
         # aten::linear of the projections; the attention itself is
         # aten::scaled_dot_product_attention, which fvcore does not count

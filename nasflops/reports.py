@@ -105,7 +105,7 @@ def _flat(records: np.ndarray) -> np.ndarray:
         op = int(r["op"])
         if op in (Op.FLATTEN, Op.LINEAR):
             flat[i] = True
-        elif op == Op.ADAPTIVE_AVGPOOL and int(r["call"]) == Call.METHOD:
+        elif op == Op.MEAN and int(r["extra"]) & 6 == 6:
             flat[i] = True          # x.mean([2, 3]) drops the spatial dimensions
         elif op not in _WINDOWED:
             flat[i] = flat[int(r["input0"])]

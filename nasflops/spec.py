@@ -16,17 +16,21 @@ op            :class:`Op` code
 act           :class:`Act` kind (``op == Op.ACT`` only)
 call          :class:`Call`: module (default), function, method or operator
 flags         :class:`Flag` bits: bias, affine, ceil_mode, exclude_pad, inplace,
-              called_again
-out_channels  conv/linear outputs; input channels; slice channel count
-groups        conv groups; channel-shuffle groups
-start         slice: first channel kept
-size_h/_w     input: height/width; adaptive avg pool: output size
+              called_again, causal, tokens, matrix, copy, flat
+out_channels  conv/linear outputs; input channels; slice channel count; pad: channels
+groups        conv groups; channel-shuffle groups; slice: step (0 = 1);
+              attention: heads
+start         slice: first channel (token) kept; pad: channels of zeros in front
+size_h/_w     input: height/width; adaptive avg pool, pad, crop: output size
 kernel_h/_w   conv/pool kernel
-stride_h/_w   conv/pool stride
-pad_h/_w      conv/pool zero padding on each side
+stride_h/_w   conv/pool stride; crop: step
+pad_h/_w      conv/pool zero padding on each side; pad: rows/columns of zeros
+              above/left; crop: first row/column kept
 dilation_h/_w conv/max-pool dilation
 input0..3     indices (within the architecture) of the layers feeding this one,
               used slots first, -1 for unused
+extra         concat: axis joined (0 channels, 1 height, 2 width); mean: axes
+              reduced (bits 1 channels, 2 height, 4 width)
 ============  =================================================================
 """
 from __future__ import annotations
@@ -246,6 +250,34 @@ class SpecBatch:
         return f"SpecBatch({len(self)} architectures, {self.n_layers} layers)"
 
 
+_FIELD_INDEX = {name: i for i, name in enumerate(LAYER_DTYPE.names)}
+_OP, _CALL, _INPUT0 = _FIELD_INDEX["op"], _FIELD_INDEX["call"], _FIELD_INDEX["input0"]
+_BLANK_ROW = [0] * len(LAYER_DTYPE.names)
+for _f in INPUT_FIELDS:
+    _BLANK_ROW[_FIELD_INDEX[_f]] = -1
+# the input slots are consecutive fields
+assert [_FIELD_INDEX[f] for f in INPUT_FIELDS] == list(range(_INPUT0, _INPUT0 + MAX_INPUTS))
+#: field -> (lowest, highest) value the record can hold
+_FIELD_BOUNDS = {name: (int(np.iinfo(LAYER_DTYPE[name]).min), int(np.iinfo(LAYER_DTYPE[name]).max))
+                 for name in LAYER_DTYPE.names}
+
+
+def _field_value(layer: int, op: int, field: str, value) -> int:
+    """``value`` as the integer a record field holds, or the caller's mistake
+    named: never numpy's OverflowError, a silently wrapped field or a
+    truncated float."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"layer {layer} ({op_name(op)}): {field} must be an integer, "
+                        f"got {value!r}") from None
+    lo, hi = _FIELD_BOUNDS[field]
+    if not lo <= v <= hi:
+        raise ValueError(f"layer {layer} ({op_name(op)}): {field}={v} does not fit the record's "
+                         f"{LAYER_DTYPE[field].name} field ({lo}..{hi})")
+    return v
+
+
 def _continues(records, names, i: int, j: int) -> bool:
     """Whether record ``i`` continues the call that made record ``j`` (a
     chained add or concat: one torch call written as several records)."""
@@ -336,16 +368,17 @@ class Net:
     """
 
     def __init__(self, channels: int, height: int, width: int):
-        self._rows: list[np.ndarray] = []
+        # one list of field values per record (LAYER_DTYPE's order): cheaper to
+        # append than numpy scalars, made into records in one go
+        self._rows: list[list[int]] = []
         self._names: list[str] = [""]
         self._modules: dict[str, None] = {}     # module names, registration order
         self._call = int(Call.MODULE)
-        rec = empty_records(1)[0]
-        rec["op"] = Op.INPUT
-        rec["out_channels"] = channels
-        rec["size_h"] = height
-        rec["size_w"] = width
-        self._rows.append(rec)
+        row = _BLANK_ROW.copy()
+        row[_OP] = int(Op.INPUT)
+        for k, v in (("out_channels", channels), ("size_h", height), ("size_w", width)):
+            row[_FIELD_INDEX[k]] = _field_value(0, Op.INPUT, k, v)
+        self._rows.append(row)
 
     input = 0
     """Index of the network input layer."""
@@ -362,7 +395,7 @@ class Net:
     def records(self) -> np.ndarray:
         """The architecture as a record array (a copy); earlier calls of a
         named module called again carry ``Flag.CALLED_AGAIN``."""
-        rows = np.array(self._rows, dtype=LAYER_DTYPE)
+        rows = np.array([tuple(r) for r in self._rows], dtype=LAYER_DTYPE)
         return mark_called_again(rows, self._names) if self._modules else rows
 
     @property
@@ -393,6 +426,28 @@ class Net:
         for n in names:
             self._modules.setdefault(str(n), None)
 
+    def get(self, layer: int, field: str) -> int:
+        """One field of a record already written.
+
+        >>> net = Net(3, 8, 8)
+        >>> net.get(net.conv(net.input, 4, 3), "kernel_h")
+        3
+        """
+        return self._rows[layer][_FIELD_INDEX[field]]
+
+    def set(self, layer: int, **fields) -> None:
+        """Change fields of a record already written (``net.set(i, call=...)``).
+
+        >>> net = Net(3, 8, 8)
+        >>> i = net.conv(net.input, 4, 3)
+        >>> net.set(i, flags=int(Flag.BIAS))
+        >>> int(net.records["flags"][i])
+        1
+        """
+        row = self._rows[layer]
+        for k, v in fields.items():
+            row[_FIELD_INDEX[k]] = _field_value(layer, int(row[_OP]), k, v)
+
     @contextlib.contextmanager
     def calling(self, call):
         """Records added inside the block carry call kind ``call`` (a
@@ -420,25 +475,14 @@ class Net:
         self._names.append(name)
         if name and self._call == Call.MODULE:
             self._modules.setdefault(name, None)
-        rec = empty_records(1)[0]
-        rec["op"] = op
-        rec["call"] = self._call
-        values = {INPUT_FIELDS[k]: src for k, src in enumerate(inputs)}
-        values.update(fields)
-        for k, v in values.items():
-            # a value the record cannot hold is the caller's mistake, named;
-            # never numpy's OverflowError or a silently wrapped field
-            info = np.iinfo(LAYER_DTYPE[k])
-            try:
-                v = operator.index(v)
-            except TypeError:
-                raise TypeError(f"layer {len(self._rows)} ({op_name(op)}): {k} must be an integer, "
-                                f"got {v!r}") from None
-            if not info.min <= v <= info.max:
-                raise ValueError(f"layer {len(self._rows)} ({op_name(op)}): {k}={v} does not fit "
-                                 f"the record's {LAYER_DTYPE[k].name} field ({info.min}..{info.max})")
-            rec[k] = v
-        self._rows.append(rec)
+        row = _BLANK_ROW.copy()
+        row[_OP], row[_CALL] = int(op), self._call
+        layer = len(self._rows)
+        for k, src in enumerate(inputs):
+            row[_INPUT0 + k] = _field_value(layer, op, INPUT_FIELDS[k], src)
+        for k, v in fields.items():
+            row[_FIELD_INDEX[k]] = _field_value(layer, op, k, v)
+        self._rows.append(row)
         return len(self._rows) - 1
 
     def _window(self, op, x, kernel, stride, padding, dilation, flags, name, **extra) -> int:
@@ -477,7 +521,10 @@ class Net:
 
     # -- element-wise -------------------------------------------------------
     def act(self, x: int, kind: str | int, inplace: bool = False, name: str = "") -> int:
-        """Activation: relu, relu6, hardswish, hardsigmoid, sigmoid, silu, gelu, tanh.
+        """Activation: relu, relu6, hardswish, hardsigmoid, sigmoid, silu, gelu, tanh,
+        or element-wise arithmetic with a constant: add_const, sub_const,
+        mul_const, div_const, pow_const, clamp, sqrt (``x + 3``, ``x / 6``, ...:
+        the constant's value is not part of the record).
 
         ``inplace=True`` overwrites the input (allocates nothing)."""
         return self._append(Op.ACT, [x], name, act=int(parse_act(kind)),
@@ -486,6 +533,10 @@ class Net:
     def softmax(self, x: int, name: str = "") -> int:
         """Softmax over channels."""
         return self._append(Op.SOFTMAX, [x], name)
+
+    def log_softmax(self, x: int, name: str = "") -> int:
+        """Log-softmax over channels."""
+        return self._append(Op.LOG_SOFTMAX, [x], name)
 
     def add(self, *xs: int, inplace: bool = False, name: str = "") -> int:
         """Element-wise sum of two or more same-shape tensors.
@@ -503,12 +554,22 @@ class Net:
             out = self._append(Op.ADD, [out] + take, name, flags=flags)
         return out
 
-    def mul(self, x: int, gate: int, name: str = "") -> int:
-        """Element-wise product; ``gate`` may broadcast (a C x 1 x 1 SE gate)."""
-        return self._append(Op.MUL, [x, gate], name)
+    def mul(self, x: int, gate: int, inplace: bool = False, name: str = "") -> int:
+        """Element-wise product; ``gate`` may broadcast (a C x 1 x 1 SE gate).
+        ``inplace=True``: ``x *= gate``."""
+        return self._append(Op.MUL, [x, gate], name, flags=Flag.INPLACE if inplace else 0)
 
-    def concat(self, *xs: int, name: str = "") -> int:
-        """Concatenate along channels.
+    def sub(self, x: int, y: int, inplace: bool = False, name: str = "") -> int:
+        """Element-wise difference ``x - y``; ``y`` may broadcast like a gate."""
+        return self._append(Op.SUB, [x, y], name, flags=Flag.INPLACE if inplace else 0)
+
+    def div(self, x: int, y: int, inplace: bool = False, name: str = "") -> int:
+        """Element-wise quotient ``x / y``; ``y`` may broadcast like a gate."""
+        return self._append(Op.DIV, [x, y], name, flags=Flag.INPLACE if inplace else 0)
+
+    def concat(self, *xs: int, axis: int = 0, name: str = "") -> int:
+        """Concatenate along channels (``axis=0``), height (1: tokens of a
+        sequence) or width (2).
 
         Past four inputs the join is a chain whose later records carry
         ``Flag.INPLACE``: each grows the first record's buffer, so the chain
@@ -516,11 +577,11 @@ class Net:
         if not xs:
             raise ValueError("concat needs at least one input")
         head, rest = list(xs[:MAX_INPUTS]), list(xs[MAX_INPUTS:])
-        out = self._append(Op.CONCAT, head, name)
+        out = self._append(Op.CONCAT, head, name, extra=axis)
         while rest:
             take = rest[:MAX_INPUTS - 1]
             rest = rest[MAX_INPUTS - 1:]
-            out = self._append(Op.CONCAT, [out] + take, name, flags=Flag.INPLACE)
+            out = self._append(Op.CONCAT, [out] + take, name, flags=Flag.INPLACE, extra=axis)
         return out
 
     # -- pooling ------------------------------------------------------------
@@ -546,6 +607,13 @@ class Net:
         """Global average pooling (adaptive to 1 x 1)."""
         return self.adaptive_avgpool(x, 1, name)
 
+    def mean(self, x: int, channels: bool = False, height: bool = False,
+             width: bool = False, name: str = "") -> int:
+        """Mean over the chosen axes, each reduced to 1 (``x.mean(1, keepdim=True)``
+        is ``channels=True``)."""
+        mask = (1 if channels else 0) | (2 if height else 0) | (4 if width else 0)
+        return self._append(Op.MEAN, [x], name, extra=mask)
+
     # -- shape and wiring ---------------------------------------------------
     def flatten(self, x: int, name: str = "") -> int:
         """Flatten C x H x W to features (a view)."""
@@ -559,6 +627,11 @@ class Net:
         """Zeros shaped like the input (NAS "none"); costs nothing."""
         return self._append(Op.ZERO, [x], name)
 
+    def copy(self, x: int, name: str = "") -> int:
+        """A copy of the input (``x.permute(...).contiguous()``, ``x.clone()``):
+        a new tensor, no arithmetic."""
+        return self._append(Op.COPY, [x], name)
+
     def dropout(self, x: int, name: str = "") -> int:
         """Dropout (identity at inference; a view)."""
         return self._append(Op.DROPOUT, [x], name)
@@ -567,11 +640,13 @@ class Net:
         """ShuffleNet channel shuffle."""
         return self._append(Op.CHANNEL_SHUFFLE, [x], name, groups=groups)
 
-    def slice(self, x: int, start: int, count: int, tokens: bool = False, name: str = "") -> int:
-        """Channels ``start .. start + count`` of the input (a view; ``chunk``),
-        or with ``tokens=True`` tokens of a sequence (``x[:, 0]``: ViT's class token)."""
+    def slice(self, x: int, start: int, count: int, step: int = 1, tokens: bool = False,
+              name: str = "") -> int:
+        """Channels ``start, start + step, ...`` (``count`` of them) of the input:
+        a view (``chunk``, ``x[:, a:b]``, ``x[:, 1::2]``); with ``tokens=True``,
+        tokens of a sequence (``x[:, 0]``: ViT's class token)."""
         return self._append(Op.SLICE, [x], name, start=start, out_channels=count,
-                            flags=Flag.TOKENS if tokens else 0)
+                            groups=step if step != 1 else 0, flags=Flag.TOKENS if tokens else 0)
 
     # -- tokens and attention -----------------------------------------------
     def tokens(self, x: int, flat: bool = False, name: str = "") -> int:
@@ -644,3 +719,19 @@ class Net:
         """Swin's patch merging: each 2 x 2 neighbourhood of a token grid to one
         token of 4C channels (odd sides zero-padded), one copy."""
         return self._append(Op.PATCH_MERGE, [x], name)
+
+    def crop(self, x: int, start, size, step=1, name: str = "") -> int:
+        """Spatial window (a view): rows ``start[0] + i * step[0]`` for
+        ``i < size[0]``, columns alike (``x[:, :, 1:, 1:]``, ``x[:, :, ::2, ::2]``)."""
+        (sh, sw), (zh, zw), (th, tw) = (_pair(start, "start"), _pair(size, "size"),
+                                        _pair(step, "step"))
+        return self._append(Op.CROP, [x], name, pad_h=sh, pad_w=sw, size_h=zh, size_w=zw,
+                            stride_h=th, stride_w=tw)
+
+    def pad(self, x: int, out_shape, offset=(0, 0, 0), name: str = "") -> int:
+        """Zero padding: the input placed at ``offset`` (channels, rows, columns
+        of zeros before it) in a zero tensor of ``out_shape`` (C, H, W)."""
+        c, h, w = (int(v) for v in out_shape)
+        oc, oh, ow = (int(v) for v in offset)
+        return self._append(Op.PAD, [x], name, out_channels=c, size_h=h, size_w=w, start=oc,
+                            pad_h=oh, pad_w=ow)

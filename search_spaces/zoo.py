@@ -35,8 +35,10 @@ module's path in the torchvision model (``features.0``, ``layer1.0.conv1``,
 every record says how torchvision's ``forward`` invokes it (``Call``):
 ``torch.flatten``, ``torch.cat``, ``F.relu`` (GoogLeNet's ``BasicConv2d``,
 DenseNet's head), ``F.adaptive_avg_pool2d`` (MobileNetV2, DenseNet) and
-ShuffleNet's ``channel_shuffle`` are function calls; ``x.mean([2, 3])``
-(ShuffleNetV2), ``x.chunk`` and ``x.flatten(start_dim=1)`` (RegNet) are
+ShuffleNet's ``channel_shuffle`` are function calls, and so is ConvNeXt's
+``LayerNorm2d`` (a subclass of ``nn.LayerNorm`` whose ``forward`` calls
+``F.layer_norm``: unnamed, as its calls are what the tools see); ``x.mean([2, 3])``
+(ShuffleNetV2: a ``mean``), ``x.chunk`` and ``x.flatten(start_dim=1)`` (RegNet) are
 method calls; ``x + y``, ``out += identity`` and the SE and layer-scale
 products are operators; records without a module are unnamed (``""``).
 Modules called twice (ResNet's block ``relu``) name both records, so the
@@ -50,7 +52,11 @@ ConvNeXt mappings (torchvision ``convnext.py``):
 ==============================  ============================================
 torchvision                     nasflops records
 ==============================  ============================================
-``LayerNorm2d`` / ``LayerNorm``  ``layernorm`` (over channels per position)
+``LayerNorm``                    ``layernorm`` (over channels per position)
+``LayerNorm2d``                  ``layernorm`` called as a function: its
+                                ``forward`` permutes and calls
+                                ``F.layer_norm`` (hook tools match module
+                                types exactly and see the function)
 ``Permute``                     nothing (a view; no record, so no name)
 ``nn.Linear`` on channels-last  1x1 ``conv`` with bias: same parameters and
                                 the same MACs (H*W rows of a matmul)
@@ -572,7 +578,7 @@ def shufflenet_v2_x1_0(num_classes: int = 1000, resolution: int = 224) -> _Net:
         inp = oup
     x = net.conv(x, channels[4], 1, name="conv5.0")
     x = net.act(net.bn(x, name="conv5.1"), "relu", inplace=True, name="conv5.2")
-    x = net.call("method", "global_avgpool", x)  # x.mean([2, 3])
+    x = net.call("method", "mean", x, height=True, width=True)  # x.mean([2, 3])
     net.linear(x, num_classes, name="fc")
     return net
 
@@ -746,16 +752,17 @@ def convnext_tiny(num_classes: int = 1000, resolution: int = 224) -> _Net:
     # stem: Conv2dNormActivation(3, 96, k=4, s=4, p=0, LayerNorm2d, no act, bias)
     p = f()
     x = net.conv(net.input, stages[0][0], 4, stride=4, bias=True, name=p + ".0")
-    x = net.layernorm(x, name=p + ".1")
+    x = net.call("function", "layernorm", x)     # LayerNorm2d: F.layer_norm, permuted
     for dim, out, n in stages:
         stage = f()
         for i in range(n):
             x = _cn_block(net, x, dim, f"{stage}.{i}.")
         if out is not None:
             p = f()
-            x = net.conv(net.layernorm(x, name=p + ".0"), out, 2, stride=2, bias=True, name=p + ".1")
+            x = net.conv(net.call("function", "layernorm", x), out, 2, stride=2, bias=True,
+                         name=p + ".1")
     x = net.global_avgpool(x, name="avgpool")
-    x = net.flatten(net.layernorm(x, name="classifier.0"), name="classifier.1")   # nn.Flatten(1)
+    x = net.flatten(net.call("function", "layernorm", x), name="classifier.1")   # nn.Flatten(1)
     net.linear(x, num_classes, name="classifier.2")
     return net
 

@@ -52,7 +52,8 @@ LAYERS = {
         ["__init__"], ["space"], ["decode", "blocks"], ["schema"],
     ],
     "nasflops.torch_bridge": [
-        ["__init__"], ["validate"], ["trace"], ["hooks"], ["_fx"], ["build"], ["reference"],
+        ["__init__"], ["validate"], ["trace"], ["_readers"], ["_layout"], ["_values"],
+        ["hooks"], ["build", "_record"], ["registry"], ["modules"], ["reference"],
     ],
 }
 

@@ -89,6 +89,18 @@ def test_count_torch_file(tmp_path):
     out = run("count", f).stdout
     params = 3 * 8 * 9 + 8 + 8 * 10 + 10
     assert f"{params:,} params" in out
+    # a module that never runs: its parameters are named, not counted
+    f.write_text(f.read_text().replace("model = nn.Sequential(", "body = nn.Sequential(") +
+                 "class Model(nn.Module):\n"
+                 "    def __init__(self):\n"
+                 "        super().__init__()\n"
+                 "        self.body, self.spare = body, nn.Conv2d(8, 8, 1)\n"
+                 "    def forward(self, x):\n"
+                 "        return self.body(x)\n"
+                 "model = Model()\n")
+    done = run("count", f)
+    assert f"{params:,} params" in done.stdout
+    assert "note: 72 of" in done.stderr and "spare (72)" in done.stderr
 
 
 def test_user_errors_are_one_line():
@@ -212,13 +224,16 @@ def test_count_torchstat_report_of_a_torch_file(tmp_path):
     pytest.importorskip("torch")
     f = tmp_path / "tiny.py"
     f.write_text(
+        "import collections\n"
         "import torch.nn as nn\n"
         "INPUT_SHAPE = (3, 16, 16)\n"
-        "model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
-        "                      nn.Flatten(), nn.Linear(8, 10))\n")
+        "model = nn.Sequential(collections.OrderedDict(conv=nn.Conv2d(3, 8, 3, padding=1),\n"
+        "    relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(8, 10)))\n")
     out = run("count", f, "--report", "torchstat").stdout
     # conv MAdd (2*27 - 1 + 1) * 8 * 256, relu 8 * 256, linear (2*8 - 1) * 10
     assert f"Total MAdd: {(54 * 2048 + 2048 + 150) / 1e3:.2f}KMAdd" in out
     assert "Total params: 314" in out
-    # from_torch gives no module names yet: rows are named by record index, and say so
-    assert "module names: record indices" in out
+    # rows named by module path, as torchstat names them
+    rows = [line.split()[:2] for line in out.splitlines()[1:6]]
+    assert rows == [["0", "conv"], ["1", "relu"], ["2", "pool"], ["3", "flat"], ["4", "fc"]]
+    assert "module names: record indices" not in out

@@ -94,6 +94,20 @@ OPS = [
     ("zero", lambda n, x: n.zero(x), (8, 10, 10), 0, 0, 0),
     ("channel_shuffle", lambda n, x: n.channel_shuffle(x, 4), (8, 10, 10), 0, 0, 0),
     ("slice", lambda n, x: n.slice(x, 2, 4), (4, 10, 10), 0, 0, 0),
+    ("slice_step", lambda n, x: n.slice(x, 1, 3, step=3), (3, 10, 10), 0, 0, 0),
+    *[(f"act_{a}", (lambda a: lambda n, x: n.act(x, a))(a), (8, 10, 10), 0, 0, E)
+      for a in ("add_const", "sub_const", "mul_const", "div_const", "pow_const", "clamp", "sqrt")],
+    ("pad", lambda n, x: n.pad(x, (12, 13, 11), (2, 1, 0)), (12, 13, 11), 0, 0, 0),
+    ("crop", lambda n, x: n.crop(x, (1, 0), (3, 5), (3, 2)), (8, 3, 5), 0, 0, 0),
+    ("sub_gate", lambda n, x: n.sub(x, n.mean(x, channels=True)), (8, 10, 10), 0, 0, E + E),
+    ("div_gate", lambda n, x: n.div(x, n.global_avgpool(x)), (8, 10, 10), 0, 0, E + E),
+    ("copy", lambda n, x: n.copy(x), (8, 10, 10), 0, 0, 0),
+    ("log_softmax", lambda n, x: n.log_softmax(x), (8, 10, 10), 0, 0, 2 * E),
+    ("mean_channels", lambda n, x: n.mean(x, channels=True), (1, 10, 10), 0, 0, E),
+    ("mean_all", lambda n, x: n.mean(x, True, True, True), (1, 1, 1), 0, 0, E),
+    ("mean_height", lambda n, x: n.mean(x, height=True), (8, 1, 10), 0, 0, E),
+    ("concat_height", lambda n, x: n.concat(x, n.crop(x, 0, (4, 10)), axis=1), (8, 14, 10), 0, 0, 0),
+    ("concat_width6", lambda n, x: n.concat(*([x] * 6), axis=2), (8, 10, 60), 0, 0, 0),
 ]
 
 
@@ -144,6 +158,31 @@ def test_views_allocate_nothing():
     # only the input (256 floats) and the linear output (3 floats) ever exist
     assert int(r["peak_act_bytes"]) == (256 + 3) * 4
     assert int(r["act_bytes"]) == 3 * 4
+
+
+def test_crop_is_a_view_pad_and_mean_allocate():
+    # 2x4x4 input; crop rows/cols 1.. (a view); pad back to 3x5x5 (new); mean over C
+    net = nf.Net(2, 4, 4)
+    c = net.crop(net.input, (1, 1), (3, 3))
+    p = net.pad(c, (3, 5, 5), (1, 1, 1))
+    net.mean(p, channels=True)
+    x = 4
+    inp, pad, mean = 32 * x, 75 * x, 25 * x
+    r = nf.score(net)[0]
+    assert nf.layer_table(net)["live_bytes"].tolist() == [inp, inp, inp + pad, pad + mean]
+    assert int(r["act_bytes"]) == pad + mean
+    # the pad reads the 18 cropped elements, the mean the 75 padded ones
+    assert int(r["read_bytes"]) == 18 * x + pad
+    assert int(r["peak_act_bytes"]) == inp + pad
+
+
+def test_inplace_sub_allocates_nothing():
+    net = nf.Net(2, 4, 4)
+    a = net.conv(net.input, 2, 1)
+    net.sub(a, net.mean(a, channels=True), inplace=True)
+    t, m = 32 * 4, 16 * 4
+    assert nf.layer_table(net)["live_bytes"].tolist() == [t, 2 * t, t + m, t + m]
+    assert int(nf.score(net)[0]["act_bytes"]) == t + m + t
 
 
 def test_inplace_add_allocates_nothing():

@@ -29,7 +29,9 @@ def valid_nets(draw):
         c, h, w = shapes[x]
         kind = draw(st.sampled_from([
             "conv", "conv", "bn", "ln", "act", "pool", "apool", "add", "mul", "concat", "flatten",
-            "id", "zero", "shuffle", "dropout", "softmax", "slice", "scale", "linear"]))
+            "id", "zero", "shuffle", "dropout", "softmax", "slice", "scale", "linear", "copy",
+            "log_softmax",
+            "pad", "crop", "sub", "div", "mean", "cat_hw"]))
         if kind == "conv":
             k = draw(st.integers(1, 5))
             d = draw(st.integers(1, 2))
@@ -70,10 +72,34 @@ def valid_nets(draw):
             if len(shapes) < len(net):
                 t = nf.layer_table(net.records)
                 shapes = [tuple(int(v) for v in r[["channels", "height", "width"]].tolist()) for r in t]
-        elif kind == "mul":
+        elif kind in ("mul", "sub", "div"):
             gates = [j for j, s in enumerate(shapes) if s in ((c, h, w), (c, 1, 1), (1, h, w), (1, 1, 1))]
-            net.mul(x, draw(st.sampled_from(gates)))
+            getattr(net, kind)(x, draw(st.sampled_from(gates)), inplace=draw(st.booleans()))
             shapes.append((c, h, w))
+        elif kind == "cat_hw":
+            axis = draw(st.sampled_from([1, 2]))
+            same = [j for j, s in enumerate(shapes) if all(a == b for k, (a, b) in
+                                                         enumerate(zip(s, (c, h, w))) if k != axis)]
+            others = draw(st.lists(st.sampled_from(same), min_size=1, max_size=5))
+            net.concat(x, *others, axis=axis)
+            t = nf.layer_table(net.records)
+            shapes = [tuple(int(v) for v in r[["channels", "height", "width"]].tolist()) for r in t]
+        elif kind == "pad":
+            off = (draw(st.integers(0, 2)), draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+            out = tuple(v + o + draw(st.integers(0, 2)) for v, o in zip((c, h, w), off))
+            net.pad(x, out, off)
+            shapes.append(out)
+        elif kind == "crop":
+            st_h, st_w = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            a, b = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
+            zh = draw(st.integers(1, (h - 1 - a) // st_h + 1))
+            zw = draw(st.integers(1, (w - 1 - b) // st_w + 1))
+            net.crop(x, (a, b), (zh, zw), (st_h, st_w))
+            shapes.append((c, zh, zw))
+        elif kind == "mean":
+            axes = draw(st.lists(st.booleans(), min_size=3, max_size=3).filter(any))
+            net.mean(x, *axes)
+            shapes.append(tuple(1 if r else v for r, v in zip(axes, (c, h, w))))
         elif kind == "flatten":
             net.flatten(x)
             shapes.append((c * h * w, 1, 1))
@@ -88,14 +114,16 @@ def valid_nets(draw):
             shapes.append((c, h, w))
         elif kind == "slice":
             start = draw(st.integers(0, c - 1))
-            n = draw(st.integers(1, c - start))
-            net.slice(x, start, n)
+            step = draw(st.integers(1, 3))
+            n = draw(st.integers(1, (c - 1 - start) // step + 1))
+            net.slice(x, start, n, step)
             shapes.append((n, h, w))
         else:
             {"bn": lambda: net.bn(x, affine=draw(st.booleans())),
              "ln": lambda: net.layernorm(x, affine=draw(st.booleans())),
              "act": lambda: net.act(x, draw(st.sampled_from(ACTS)), inplace=draw(st.booleans())),
              "id": lambda: net.identity(x), "zero": lambda: net.zero(x),
+             "copy": lambda: net.copy(x), "log_softmax": lambda: net.log_softmax(x),
              "dropout": lambda: net.dropout(x), "softmax": lambda: net.softmax(x),
              "scale": lambda: net.scale(x, bias=draw(st.booleans()))}[kind]()
             shapes.append((c, h, w))

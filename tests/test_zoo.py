@@ -288,6 +288,8 @@ def test_decode_names_models_from_records():
 # -- names and call kinds, against torchvision 0.28 itself -------------------------------
 # Permute (ConvNeXt) is a view with no record; every other leaf module has one.
 _NO_RECORD = ("Permute",)
+#: leaf modules whose record is the function their forward calls (unnamed)
+_FUNCTION_RECORD = ("LayerNorm2d",)
 
 
 def _torchvision_model(tv, name):
@@ -317,7 +319,7 @@ def _leaf_calls(model):
     inside = tuple(u + "." for u in units)
     leaves = [(n, m) for n, m in model.named_modules()
               if (not list(m.children()) or n in units) and not n.startswith(inside)
-              and type(m).__name__ not in _NO_RECORD]
+              and type(m).__name__ not in _NO_RECORD + _FUNCTION_RECORD]
     calls = []
 
     def record(m, i, o, n):
@@ -366,7 +368,8 @@ _RECORD_CALLS = {
     ("function", "concat"): ("cat", 1), ("function", "relu"): ("relu", 1),
     ("function", "adaptive_avgpool"): ("adaptive_avg_pool2d", 1),
     ("function", "channel_shuffle"): ("transpose", 1),   # view, transpose, contiguous, view
-    ("method", "adaptive_avgpool"): ("mean", 1), ("method", "flatten"): ("flatten", 1),
+    ("method", "mean"): ("mean", 1), ("method", "flatten"): ("flatten", 1),
+    ("function", "layernorm"): ("layer_norm", 1),        # ConvNeXt's LayerNorm2d
     ("method", "slice"): ("chunk", 2),
     # vision transformers: x.reshape(...).permute(...); torch.cat with the class token;
     # + pos_embedding; x[:, 0]

@@ -20,6 +20,7 @@ nothing under every convention and move no bytes.
 """
 from __future__ import annotations
 
+import operator
 from typing import Optional, Sequence
 
 import numpy as np
@@ -27,142 +28,16 @@ import torch
 import torch.nn as nn
 
 from ..scoring import SpecError, layer_table
-from ..spec import INPUT_FIELDS, LAYER_DTYPE, Act, Flag, Op, SpecBatch
+from ..spec import INPUT_FIELDS, LAYER_DTYPE, Act, Call, Flag, Op, SpecBatch
+from .modules import (Add, BatchNormF, Concat, ConvF, Fn, Fused, InplaceAct, InplaceAdd,
+                      LayerNorm2d, LayerNormF, LinearF, Mul, Scale, ScaleF, Slice, Written, Zero)
+from .registry import ACTS, spelling
 
-__all__ = ["to_torch", "SpecModule", "Add", "InplaceAdd", "Mul", "Concat", "Slice", "Zero", "Scale",
-           "LayerNorm2d", "InplaceAct", "BRIDGE_MODULES"]
-
-
-# ------------------------------------------------------------ tiny modules
-class Add(nn.Module):
-    """Element-wise sum of two or more same-shape tensors (``a + b + ...``)."""
-
-    def forward(self, x, *others):
-        for o in others:
-            x = x + o
-        return x
+__all__ = ["to_torch", "SpecModule", "spellable"]
 
 
-class InplaceAdd(nn.Module):
-    """In-place sum into the first input (torch's ``out += identity``)."""
-
-    def forward(self, x, *others):
-        for o in others:
-            x += o
-        return x
-
-
-class _Fused(nn.Module):
-    """Stands for a record folded into a later one (the head of a concat chain,
-    which one ``torch.cat`` computes); never called."""
-
-    def forward(self, *xs):  # pragma: no cover - never called
-        raise RuntimeError("a fused record is computed by the record that consumes it")
-
-
-class Mul(nn.Module):
-    """Element-wise product; the gate broadcasts (an SE gate ``N x C x 1 x 1``)."""
-
-    def forward(self, x, gate):
-        return x * gate
-
-
-class Concat(nn.Module):
-    """Concatenation along channels (``torch.cat(xs, dim=1)``)."""
-
-    def forward(self, *xs):
-        return torch.cat(xs, dim=1)
-
-
-class Slice(nn.Module):
-    """Channels ``start .. start + count`` of the input (a view, like ``chunk``)."""
-
-    def __init__(self, start: int, count: int):
-        super().__init__()
-        self.start, self.count = int(start), int(count)
-
-    def forward(self, x):
-        return x.narrow(1, self.start, self.count)
-
-    def extra_repr(self):
-        return f"start={self.start}, count={self.count}"
-
-
-class Zero(nn.Module):
-    """NAS-Bench "none": zeros shaped like the input (a new tensor)."""
-
-    def forward(self, x):
-        return torch.zeros_like(x)
-
-
-class Scale(nn.Module):
-    """Learned per-channel scale (ConvNeXt's layer scale), optional shift.
-
-    Parameters: ``C`` weights, plus ``C`` biases with ``bias=True``.
-    """
-
-    def __init__(self, channels: int, bias: bool = False, rank: int = 4):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
-        # the parameter's broadcast shape is fixed at build time (tracing
-        # cannot branch on x.dim())
-        self.shape = (1, channels) + (1,) * (rank - 2)
-
-    def forward(self, x):
-        y = x * self.weight.view(self.shape)
-        if self.bias is not None:
-            y = y + self.bias.view(self.shape)
-        return y
-
-
-class LayerNorm2d(nn.Module):
-    """Layer norm over the channels at each position (ConvNeXt's LayerNorm2d).
-
-    Holds a plain ``nn.LayerNorm`` child, applied channels-last, so tools that
-    key on the ``nn.LayerNorm`` type see it.
-    """
-
-    def __init__(self, channels: int, affine: bool = True):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels, elementwise_affine=affine)
-
-    def forward(self, x):
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class InplaceAct(nn.Module):
-    """In-place sigmoid, tanh or GELU, which ``torch.nn`` has no in-place flag for.
-
-    The activation is a plain ``nn.Sigmoid``/``nn.Tanh``/``nn.GELU`` child whose
-    result is written back into the input, so tools keyed on those module
-    types count it exactly as they count the out-of-place activation.
-    """
-
-    def __init__(self, kind: str):
-        super().__init__()
-        fns = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
-        if kind not in fns:
-            raise ValueError(f"InplaceAct handles sigmoid, tanh and gelu, got {kind!r}")
-        self.kind = kind
-        self.fn = fns[kind]()
-
-    def forward(self, x):
-        return x.copy_(self.fn(x))
-
-    def extra_repr(self):
-        return self.kind
-
-
-#: nasflops' own modules (leaves for tracing, known to the hook counter)
-BRIDGE_MODULES = (Add, InplaceAdd, Mul, Concat, Slice, Zero, Scale, LayerNorm2d, InplaceAct)
-
-# activations with an ``inplace`` argument in torch.nn
-_ACT_MODULES = {
-    Act.RELU: nn.ReLU, Act.RELU6: nn.ReLU6, Act.HARDSWISH: nn.Hardswish,
-    Act.HARDSIGMOID: nn.Hardsigmoid, Act.SILU: nn.SiLU,
-}
-_ACT_PLAIN = {Act.SIGMOID: nn.Sigmoid, Act.TANH: nn.Tanh, Act.GELU: nn.GELU}
+# activations whose torch.nn module takes ``inplace=``
+_INPLACE_MODULES = {k for k, sp in ACTS.items() if sp.inplace_kw and sp.module is not None}
 
 # input adaptation codes
 _KEEP, _TO_2D, _TO_4D = 0, 1, 2
@@ -266,6 +141,8 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
     recs = _one_arch(spec)
     table = layer_table(recs)  # validates; raises SpecError naming the layer
     chans = table["channels"].astype(int)
+    shapes = [tuple(int(v) for v in row) for row in zip(table["channels"], table["height"],
+                                                         table["width"])]
     n = len(recs)
     ins = [[int(r[f]) for f in INPUT_FIELDS if r[f] >= 0] for r in recs]
     ins, fused = _fuse_concat_chains(recs, ins)
@@ -287,7 +164,7 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
         if i in fused:
             adapt.append([])
             rank[i] = 4 if 4 in [rank[j] for j in src] else 2
-            layers.append(_Fused())
+            layers.append(Fused())
             ins[i] = []
             continue
         need = _needed_rank(op, [rank[j] for j in src])
@@ -297,9 +174,9 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
         try:
             if ctx is not None and init:
                 with ctx:
-                    mod = factory(r, int(chans[src[0]]), rank[i])
+                    mod = factory(r, shapes[src[0]], rank[i])
             else:
-                mod = factory(r, int(chans[src[0]]), rank[i])
+                mod = factory(r, shapes[src[0]], rank[i])
         except (ValueError, RuntimeError) as exc:  # pragma: no cover - the core validated it
             raise SpecError(None, i, 0, f"cannot build a torch module: {exc}") from exc
         layers.append(mod)
@@ -358,69 +235,265 @@ def _fuse_concat_chains(recs, ins):
 def _needed_rank(op: int, in_ranks: list[int]) -> int:
     if op == Op.LINEAR:
         return 2
-    if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.CHANNEL_SHUFFLE):
+    if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.CHANNEL_SHUFFLE,
+              Op.PAD, Op.CROP, Op.MEAN):
         return 4
-    if op == Op.FLATTEN:
+    if op in (Op.FLATTEN, Op.COPY):
         return in_ranks[0]
     # element-wise and joins: one rank for all inputs, 4 if any is spatial
     return 4 if 4 in in_ranks else 2
 
 
-def _make_layer(r, cin: int, rank: int) -> nn.Module:
-    op = int(r["op"])
-    flags = int(r["flags"])
-    kernel = (int(r["kernel_h"]), int(r["kernel_w"]))
-    stride = (int(r["stride_h"]), int(r["stride_w"]))
-    pad = (int(r["pad_h"]), int(r["pad_w"]))
-    dil = (int(r["dilation_h"]), int(r["dilation_w"]))
-    if op == Op.CONV2D:
-        return nn.Conv2d(cin, int(r["out_channels"]), kernel, stride, pad, dil,
-                         groups=int(r["groups"]), bias=bool(flags & Flag.BIAS))
-    if op == Op.LINEAR:
-        return nn.Linear(cin, int(r["out_channels"]), bias=bool(flags & Flag.BIAS))
-    if op == Op.BATCHNORM:
-        cls = nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d
-        return cls(cin, affine=bool(flags & Flag.AFFINE))
-    if op == Op.LAYERNORM:
-        if rank == 4:
-            return LayerNorm2d(cin, affine=bool(flags & Flag.AFFINE))
-        return nn.LayerNorm(cin, elementwise_affine=bool(flags & Flag.AFFINE))
-    if op == Op.SCALE:
-        return Scale(cin, bias=bool(flags & Flag.BIAS), rank=rank)
-    if op == Op.ACT:
-        kind = Act(int(r["act"]))
-        inplace = bool(flags & Flag.INPLACE)
-        if kind in _ACT_MODULES:
-            return _ACT_MODULES[kind](inplace=inplace)
+
+
+# ----------------------------------------------------------- the spellings
+# One builder per op: ``(record, input channels, rank, call) -> nn.Module``.
+# The call kind picks the spelling a hook tool sees (registry.py): a torch.nn
+# module, a torch.nn.functional function, a tensor method / torch.* function,
+# an operator.  Where torch has no distinct spelling for a call kind, the
+# nearest one is used and the conventions weigh both alike.
+class NoSpelling(ValueError):
+    """A record's op has no torch spelling with its call kind."""
+
+
+def _geometry(r):
+    return ((int(r["kernel_h"]), int(r["kernel_w"])), (int(r["stride_h"]), int(r["stride_w"])),
+            (int(r["pad_h"]), int(r["pad_w"])), (int(r["dilation_h"]), int(r["dilation_w"])))
+
+
+def _conv(r, ins, rank, call):
+    cin = ins[0]
+    k, s, p, d = _geometry(r)
+    bias, cout, g = bool(int(r["flags"]) & Flag.BIAS), int(r["out_channels"]), int(r["groups"])
+    if call == Call.MODULE:
+        return nn.Conv2d(cin, cout, k, s, p, d, groups=g, bias=bias)
+    return ConvF(cin, cout, k, s, p, d, g, bias)
+
+
+def _linear(r, ins, rank, call):
+    cin = ins[0]
+    bias, cout = bool(int(r["flags"]) & Flag.BIAS), int(r["out_channels"])
+    return nn.Linear(cin, cout, bias=bias) if call == Call.MODULE else LinearF(cin, cout, bias)
+
+
+def _norm(r, ins, rank, call):
+    cin = ins[0]
+    affine = bool(int(r["flags"]) & Flag.AFFINE)
+    if int(r["op"]) == Op.BATCHNORM:
+        if call != Call.MODULE:
+            return BatchNormF(cin, affine)
+        return (nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d)(cin, affine=affine)
+    if call != Call.MODULE:
+        return LayerNormF(cin, affine, rank)
+    if rank == 4:
+        return LayerNorm2d(cin, affine=affine)
+    return nn.LayerNorm(cin, elementwise_affine=affine)
+
+
+def _scale(r, ins, rank, call):
+    cin = ins[0]
+    bias = bool(int(r["flags"]) & Flag.BIAS)
+    if call == Call.MODULE:
+        return Scale(cin, bias=bias, rank=rank)
+    return ScaleF(cin, bias, rank, method=call == Call.METHOD)
+
+
+def _operator(op: str, inplace: bool):
+    """``operator.add`` / ``operator.iadd`` ... (``div`` is ``truediv``)."""
+    name = "truediv" if op == "div" else op
+    return getattr(operator, f"i{name}" if inplace else name)
+
+
+#: the constant to_torch writes for each arithmetic activation (none may make
+#: the op vanish: not x + 0, not x * 0)
+_CONSTS = {"add_const": ("add", 1.0), "sub_const": ("sub", 1.0), "mul_const": ("mul", 0.5),
+           "div_const": ("div", 2.0), "pow_const": ("pow", 2)}
+
+
+def _act(r, ins, rank, call):
+    kind = Act(int(r["act"])).name.lower()
+    inplace = bool(int(r["flags"]) & Flag.INPLACE)
+    if kind in _CONSTS:
+        op, c = _CONSTS[kind]
+        if call == Call.METHOD:
+            if inplace:   # out=x: refused when autograd is on, as the tools run
+                raise NoSpelling(f"in-place {kind} called as a method has no torch spelling")
+            return Fn(f"torch.{op}", c)
+        return Fn(_operator(op, inplace), c)
+    sp = ACTS[kind]
+    extra = (-1.0, 1.0) if kind == "clamp" else ()
+    if call == Call.OPERATOR and kind in ("hardsigmoid", "hardswish", "silu"):
+        return Written(kind, inplace=inplace)
+    if call == Call.MODULE and sp.module is not None:
+        if kind in _INPLACE_MODULES:
+            return sp.module(*extra, inplace=inplace)
         if inplace:
-            return InplaceAct(kind.name.lower())
-        return _ACT_PLAIN[kind]()
+            return InplaceAct(kind)
+        return sp.module()
+    if call == Call.FUNCTION and sp.function is not None and (sp.inplace_kw or not inplace):
+        kw = {"inplace": True} if inplace else {}
+        return Fn(spelling(sp.function), *extra, **kw)
+    methods = sp.inplace_methods if inplace else sp.methods
+    if not methods:
+        raise NoSpelling(f"{'in-place ' if inplace else ''}{kind} called as a "
+                         f"{call.name.lower()} has no torch spelling")
+    return Fn(spelling(methods[0]), *extra)
+
+
+def _window(r, ins, rank, call):
+    op, flags = int(r["op"]), int(r["flags"])
+    k, s, p, d = _geometry(r)
+    ceil = bool(flags & Flag.CEIL_MODE)
     if op == Op.MAXPOOL:
-        return nn.MaxPool2d(kernel, stride, pad, dil, ceil_mode=bool(flags & Flag.CEIL_MODE))
+        if call == Call.MODULE:
+            return nn.MaxPool2d(k, s, p, d, ceil_mode=ceil)
+        fn = "F.max_pool2d" if call == Call.FUNCTION else "torch.max_pool2d"
+        return Fn(fn, k, s, p, d, ceil_mode=ceil)
     if op == Op.AVGPOOL:
-        return nn.AvgPool2d(kernel, stride, pad, ceil_mode=bool(flags & Flag.CEIL_MODE),
-                            count_include_pad=not (flags & Flag.EXCLUDE_PAD))
-    if op == Op.ADAPTIVE_AVGPOOL:
-        return nn.AdaptiveAvgPool2d((int(r["size_h"]), int(r["size_w"])))
-    if op == Op.ADD:
-        return InplaceAdd() if flags & Flag.INPLACE else Add()
-    if op == Op.MUL:
+        incl = not (flags & Flag.EXCLUDE_PAD)
+        if call == Call.MODULE:
+            return nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=incl)
+        return Fn("F.avg_pool2d", k, s, p, ceil, incl)
+    size = (int(r["size_h"]), int(r["size_w"]))
+    if call == Call.MODULE:
+        return nn.AdaptiveAvgPool2d(size)
+    return Fn("F.adaptive_avg_pool2d", size)
+
+
+def _join(r, ins, rank, call):
+    op, inplace = int(r["op"]), bool(int(r["flags"]) & Flag.INPLACE)
+    if call != Call.MODULE and sum(int(r[f]) >= 0 for f in INPUT_FIELDS) > 2:
+        # torch adds two tensors at a time: a + b + c makes a tensor in between
+        raise NoSpelling("an add of more than two tensors is one op only as a module")
+    name = {Op.ADD: "add", Op.MUL: "mul", Op.SUB: "sub", Op.DIV: "div"}[op]
+    if call == Call.MODULE and op == Op.ADD:
+        return InplaceAdd() if inplace else Add()
+    if call == Call.MODULE and op == Op.MUL and not inplace:
         return Mul()
-    if op == Op.CONCAT:
-        return Concat()
+    if call == Call.METHOD:
+        if inplace:   # out=x: refused when autograd is on, as the tools run
+            raise NoSpelling(f"an in-place {name} called as a method has no torch spelling")
+        return _Chain(f"torch.{name}")
+    return _Chain(_operator(name, inplace))
+
+
+class _Chain(nn.Module):
+    """``fn(fn(a, b), c)``...: a join of several inputs."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = Fn(fn)
+
+    def forward(self, x, *others):
+        for o in others:
+            x = self.fn(x, o)
+        return x
+
+
+def _concat(r, ins, rank, call):
+    dim = 1 + int(r["extra"])
+    if call == Call.MODULE:
+        return Concat(dim)
+    return Fn("torch.cat", dim=dim, packed=True)
+
+
+def _zero(r, ins, rank, call):
+    if call == Call.MODULE:
+        return Zero()
+    if call == Call.METHOD:
+        return Fn(".mul", 0.0)              # NAS-Bench-201's none: x.mul(0.)
+    if call == Call.OPERATOR:
+        return Fn(operator.mul, 0.0)
+    return Fn("torch.zeros_like")
+
+
+def _slice(r, ins, rank, call):
+    start, count, step = int(r["start"]), int(r["out_channels"]), max(int(r["groups"]), 1)
+    if call == Call.MODULE and step == 1:
+        return Slice(start, count)
+    if call == Call.METHOD and step == 1:
+        return Fn(".narrow", 1, start, count)
+    return Fn(operator.getitem, (slice(None), slice(start, start + (count - 1) * step + 1, step)))
+
+
+def _crop(r, ins, rank, call):
+    idx = [slice(None), slice(None)]
+    for a in ("h", "w"):
+        b, n, s = int(r[f"pad_{a}"]), int(r[f"size_{a}"]), int(r[f"stride_{a}"])
+        idx.append(slice(b, b + (n - 1) * s + 1, s))
+    return Fn(operator.getitem, tuple(idx))
+
+
+def _pad(r, ins, rank, call):
+    c, h, w = ins
+    before = (int(r["start"]), int(r["pad_h"]), int(r["pad_w"]))
+    after = (int(r["out_channels"]) - c - before[0], int(r["size_h"]) - h - before[1],
+             int(r["size_w"]) - w - before[2])
+    if call == Call.MODULE and before[0] == after[0] == 0:
+        return nn.ZeroPad2d((before[2], after[2], before[1], after[1]))
+    return Fn("F.pad", (before[2], after[2], before[1], after[1], before[0], after[0]))
+
+
+def _mean(r, ins, rank, call):
+    mask = int(r["extra"])
+    dims = tuple(d for bit, d in ((1, 1), (2, 2), (4, 3)) if mask & bit)
+    return Fn(".mean", dims, keepdim=True)
+
+
+def _simple(r, ins, rank, call):
+    op = int(r["op"])
     if op == Op.FLATTEN:
-        return nn.Flatten()
+        return nn.Flatten() if call == Call.MODULE else Fn("torch.flatten", 1)
     if op == Op.IDENTITY:
         return nn.Identity()
     if op == Op.DROPOUT:
         # eval-mode dropout returns its input; p is not part of the spec
-        return nn.Dropout(0.0)
-    if op == Op.ZERO:
-        return Zero()
+        return nn.Dropout(0.0) if call == Call.MODULE else Fn("F.dropout", 0.0, False)
     if op == Op.CHANNEL_SHUFFLE:
-        return nn.ChannelShuffle(int(r["groups"]))
-    if op == Op.SOFTMAX:
-        return nn.Softmax(dim=1)
-    if op == Op.SLICE:
-        return Slice(int(r["start"]), int(r["out_channels"]))
-    raise ValueError(f"op code {op} has no torch module")
+        g = int(r["groups"])
+        return nn.ChannelShuffle(g) if call == Call.MODULE else Fn("torch.channel_shuffle", g)
+    if op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
+        log = "log_" if op == Op.LOG_SOFTMAX else ""
+        if call == Call.MODULE:
+            return (nn.LogSoftmax if log else nn.Softmax)(dim=1)
+        return Fn(f"F.{log}softmax" if call == Call.FUNCTION else f"torch.{log}softmax", 1)
+    return Fn(".clone")                      # Op.COPY
+
+
+_BUILDERS = {
+    Op.CONV2D: _conv, Op.LINEAR: _linear, Op.BATCHNORM: _norm, Op.LAYERNORM: _norm,
+    Op.SCALE: _scale, Op.ACT: _act, Op.MAXPOOL: _window, Op.AVGPOOL: _window,
+    Op.ADAPTIVE_AVGPOOL: _window, Op.ADD: _join, Op.MUL: _join, Op.SUB: _join, Op.DIV: _join,
+    Op.CONCAT: _concat, Op.ZERO: _zero, Op.SLICE: _slice, Op.CROP: _crop, Op.PAD: _pad,
+    Op.MEAN: _mean, Op.FLATTEN: _simple, Op.IDENTITY: _simple, Op.DROPOUT: _simple,
+    Op.CHANNEL_SHUFFLE: _simple, Op.SOFTMAX: _simple, Op.COPY: _simple, Op.LOG_SOFTMAX: _simple,
+}
+
+
+def _make_layer(r, ins: tuple, rank: int) -> nn.Module:
+    """The module of record ``r``, whose input 0 is ``ins`` = (C, H, W)."""
+    op = int(r["op"])
+    builder = _BUILDERS.get(op)
+    if builder is None:
+        raise ValueError(f"op code {op} has no torch module")
+    return builder(r, ins, rank, Call(int(r["call"])))
+
+
+def spellable(record) -> bool:
+    """Whether ``to_torch`` can spell this record's op with its call kind.
+
+    >>> import nasflops as nf
+    >>> net = nf.Net(4, 8, 8)
+    >>> with net.calling("function"):
+    ...     _ = net.act(net.input, "gelu", inplace=True)
+    >>> spellable(net.records[1])
+    False
+    """
+    try:
+        with torch.device("meta"):
+            _make_layer(record, (4, 4, 4), 4)
+    except NoSpelling:
+        return False
+    except (ValueError, RuntimeError):   # the stand-in input does not fit: spelled all the same
+        pass
+    return True

@@ -1,59 +1,41 @@
 """``count_with_hooks``: an independent, hook-based reference counter.
 
-It never calls the core.  The model is traced with ``torch.fx`` and run on a
-real input; every leaf module reports its input and output tensors through a
-forward hook, and functional calls (``x + y``, ``torch.cat``, ``F.relu``,
-``x.mean((2, 3))``, ...) are read off the traced graph as it executes.  Each
-op's count is then computed from the *tensors* (shapes of the real inputs and
-outputs, the module's own parameters) with the formulas of docs/design.md sections
-3-4 and, for the compatibility conventions, with the rules of the tools'
-sources (thop 0.1.1 ``vision/basic_hooks.py``, ptflops 0.7.5
-``pytorch_ops.py`` + ``pytorch_engine.py``, fvcore 0.1.5 ``jit_handles.py``),
-transcribed below one convention per table.
+It never calls the core and writes no records.  The model runs once under the
+same recorder as ``from_torch`` (``_record.py``: every leaf-module call, torch
+function, tensor method and operator, with its real tensors and the call kind
+a hook tool sees), but each op's count is computed here, from the *tensors*
+(shapes of the real inputs and outputs, the module's own parameters), with the
+formulas of docs/conventions.md and, for the compatibility conventions, with
+the rules of the tools' sources (thop 0.1.1 ``vision/basic_hooks.py``,
+ptflops 0.7.5 ``pytorch_ops.py`` + ``pytorch_engine.py``, fvcore 0.1.5
+``jit_handles.py``), transcribed below one convention per table.
 
 Memory follows the same definitions, measured on the run:
 
 * ``act_bytes``/``write_bytes``: output elements of every op that computes
   (views -- flatten, identity, dropout, slices, reshapes -- move no bytes);
 * ``read_bytes``: that op's activation inputs plus its parameters;
-* ``peak_act_bytes``: buffers live while the graph runs in order, each freed
+* ``peak_act_bytes``: buffers live while the ops run in order, each freed
   after its last consumer; a view or an op whose output shares memory with its
-  input (in-place activations, detected from the real tensors) allocates
-  nothing.
+  input (in-place ops, detected from the real tensors) allocates nothing.
 """
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from ..options import dtype_size
-from . import _fx
-from .build import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul, Scale,
-                    Slice, Zero)
+from ..spec import Call
+from . import _record
+from ._record import Offender, UnsupportedOpsError
 
 __all__ = ["count_with_hooks", "HookCounts", "HOOK_CONVENTIONS", "UnsupportedOpsError"]
 
 _METRICS = ("ops", "macs", "params", "weight_bytes", "act_bytes", "peak_act_bytes",
             "read_bytes", "write_bytes")
-
-
-class UnsupportedOpsError(ValueError):
-    """Ops of a torch model nasflops cannot translate or count, all listed.
-
-    Attributes
-    ----------
-    offenders : list of (node name, target, reason)
-    """
-
-    def __init__(self, what: str, offenders: list[tuple[str, str, str]]):
-        self.offenders = offenders
-        lines = "\n".join(f"  - {name}: {target} ({reason})" for name, target, reason in offenders)
-        super().__init__(f"{what}: {len(offenders)} unsupported op(s):\n{lines}")
+M, FN, ME, OP = Call.MODULE, Call.FUNCTION, Call.METHOD, Call.OPERATOR
 
 
 # ------------------------------------------------------------------ op facts
@@ -66,12 +48,14 @@ class OpFacts:
     inputs: list                    # activation tensors read
     out: Optional[torch.Tensor]
     params: list = field(default_factory=list)   # parameter tensors it owns
+    call: Call = Call.MODULE
     act: str = ""                   # activation kind
     mac: int = 0
     bias: bool = False
     affine: bool = False
     window: int = 0                 # pooling: input elements summed over windows
-    input_nodes: list = field(default_factory=list)
+    sources: list = field(default_factory=list)  # facts producing the inputs
+    channels: int = 0               # softmax: size of the normalised dim
 
     @property
     def out_numel(self) -> int:
@@ -80,6 +64,16 @@ class OpFacts:
     @property
     def in_numel(self) -> int:
         return int(self.inputs[0].numel()) if self.inputs else 0
+
+
+def _elems(t: torch.Tensor) -> int:
+    """Elements a tensor holds in memory: an expanded view (stride 0) reads
+    its base once per element, not once per position it is broadcast to."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride != 0:
+            n *= int(size)
+    return n
 
 
 def _pair(v) -> tuple[int, int]:
@@ -99,258 +93,157 @@ def _adaptive_window(x: torch.Tensor, y: torch.Tensor) -> int:
                * _adaptive_windows(x.shape[-1], y.shape[-1]))
 
 
-_MODULE_ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish",
-                nn.Hardsigmoid: "hardsigmoid", nn.Sigmoid: "sigmoid", nn.SiLU: "silu",
-                nn.GELU: "gelu", nn.Tanh: "tanh"}
-_FUNC_ACTS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu",
-              F.relu6: "relu6", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid",
-              torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.silu: "silu", F.gelu: "gelu",
-              torch.tanh: "tanh", F.tanh: "tanh"}
-_METHOD_ACTS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid",
-                "tanh": "tanh", "tanh_": "tanh"}
-_VIEW_METHODS = {"flatten", "view", "reshape", "unsqueeze", "squeeze", "contiguous", "narrow",
-                 "chunk", "split", "permute", "transpose", "unflatten", "detach"}
-_VIEW_FUNCS = {torch.flatten, operator.getitem, torch.chunk, torch.split, torch.narrow,
-               torch.reshape, torch.squeeze, torch.unsqueeze, F.dropout, torch.permute,
-               torch.transpose}
-_ADD_FUNCS = {operator.add, operator.iadd, torch.add}
-_MUL_FUNCS = {operator.mul, operator.imul, torch.mul}
-_ADD_METHODS = {"add", "add_", "__add__", "__iadd__"}
-_MUL_METHODS = {"mul", "mul_", "__mul__", "__imul__"}
+def _kw(ev, pos: int, name: str, default=None):
+    if name in ev.kwargs:
+        return ev.kwargs[name]
+    return ev.args[pos] if len(ev.args) > pos else default
 
 
-def _tensors(values) -> list:
-    out = []
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            out.append(v)
-        elif isinstance(v, (tuple, list)):
-            out.extend(_tensors(v))
-    return out
-
-
-def _dim_arg(run, pos: int, default=None):
-    if "dim" in run.kwargs:
-        return run.kwargs["dim"]
-    return run.args[pos] if len(run.args) > pos else default
-
-
-def _facts(run: _fx.NodeRun, param_nodes: set, module_map: Optional[dict] = None
-           ) -> tuple[Optional[OpFacts], Optional[str]]:
-    """Facts of an executed node, or (None, reason) when unsupported.
-
-    Returns ``(None, None)`` for nodes that are not tensor ops (``size``,
-    ``getattr``).
-    """
-    if run.node.op == "call_module":
-        return _module_facts(run, module_map)
-    if run.node.op not in ("call_function", "call_method"):
-        return None, None
-    return _call_facts(run, param_nodes)
-
-
-def _module_facts(run: _fx.NodeRun, module_map: Optional[dict]
-                  ) -> tuple[Optional[OpFacts], Optional[str]]:
-    """Facts of a leaf-module call, from the tensors its forward hook saw."""
-    n, name, res = run.node, run.node.name, run.result
-    m = run.module
-    x = list(run.hook_inputs) if run.hook_inputs is not None else _tensors(run.args)
-    y = run.hook_output if run.hook_output is not None else res
-    own = list(m.parameters())
-    f = OpFacts(name, "", [t for t in x if isinstance(t, torch.Tensor)], y, own)
-    t = type(m)
-    mapped = (module_map or {}).get(t)
-    if mapped is not None:
-        if mapped == "global_avgpool":
-            f.kind, f.window = "adaptive", int(x[0].numel())
-        elif mapped == "zero":
-            f.kind = "zero"
-        elif mapped in ("identity", "dropout", "flatten"):
-            f.kind = "view"
-        else:
-            f.kind, f.act = "act", mapped
-        return f, None
-    if t is nn.Conv2d:
-        w = m.weight
-        f.kind, f.bias = "conv", m.bias is not None
-        f.mac = int(y.numel()) * int(w.shape[1] * w.shape[2] * w.shape[3])
-    elif t is nn.Linear:
-        f.kind, f.bias = "linear", m.bias is not None
-        f.mac = int(y.numel()) * int(m.in_features)
-    elif t in (nn.BatchNorm1d, nn.BatchNorm2d):
-        f.kind, f.affine = "bn", bool(m.affine)
-    elif t is nn.LayerNorm:
-        if tuple(m.normalized_shape) != (x[0].shape[-1],) or x[0].dim() != 2:
-            return None, "LayerNorm is supported over the channels of an N x C tensor " \
-                         "(use nasflops.torch_bridge.LayerNorm2d for N x C x H x W)"
-        f.kind, f.affine = "ln", bool(m.elementwise_affine)
-    elif t is LayerNorm2d:
-        f.kind, f.affine = "ln", bool(m.norm.elementwise_affine)
-    elif t is Scale:
-        f.kind, f.bias = "scale", m.bias is not None
-    elif t in _MODULE_ACTS:
-        f.kind, f.act = "act", _MODULE_ACTS[t]
-    elif t is InplaceAct:
-        f.kind, f.act = "act", m.kind
-    elif t in (nn.MaxPool2d, nn.AvgPool2d):
-        kh, kw = _pair(m.kernel_size)
-        f.kind = "maxpool" if t is nn.MaxPool2d else "avgpool"
-        f.window = kh * kw * int(y.numel())
-    elif t is nn.AdaptiveAvgPool2d:
-        f.kind, f.window = "adaptive", _adaptive_window(x[0], y)
-    elif t in (nn.Flatten, nn.Identity, nn.Dropout, Slice):
-        f.kind = "view"
-    elif t is nn.Softmax:
-        if m.dim not in (1, 1 - x[0].dim()):
-            return None, f"softmax over dim {m.dim} (only channels, dim=1)"
-        f.kind = "softmax"
-    elif t is nn.ChannelShuffle:
-        f.kind = "shuffle"
-    elif t in (Add, InplaceAdd):
-        f.kind = "add"
-    elif t is Mul:
-        f.kind = "mul"
-    elif t is Concat:
-        f.kind = "concat"
-    elif t is Zero:
-        f.kind = "zero"
-    else:
-        return None, f"module {t.__module__}.{t.__name__} has no counting rule"
-    return f, None
-
-
-def _call_facts(run: _fx.NodeRun, param_nodes: set) -> tuple[Optional[OpFacts], Optional[str]]:
-    """Facts of a function or tensor-method call, read off the traced graph."""
-    n, name, res = run.node, run.node.name, run.result
-    target = n.target
-    if n.op == "call_method" and target in ("size", "dim", "numel"):
-        return None, None
-    if n.op == "call_function" and target is getattr:
-        return None, None
-    if not isinstance(res, (torch.Tensor, tuple, list)):
-        return None, None
-    # split arguments by where they come from: parameters (get_attr nodes and
-    # views of them) or activations
-    acts, prms = [], []
-    for a, v in list(zip(n.args, run.args)) + [(n.kwargs[k], run.kwargs[k]) for k in n.kwargs]:
-        is_param = isinstance(a, torch.fx.Node) and a in param_nodes
-        (prms if is_param else acts).extend(_tensors([v]))
-    out = res if isinstance(res, torch.Tensor) else None
-    f = OpFacts(name, "", acts, out, prms)
-    is_f, is_m = n.op == "call_function", n.op == "call_method"
-    if (is_f and target in _FUNC_ACTS) or (is_m and target in _METHOD_ACTS):
-        f.kind, f.act = "act", _FUNC_ACTS[target] if is_f else _METHOD_ACTS[target]
-        return f, None
-    if (is_f and target in _VIEW_FUNCS) or (is_m and target in _VIEW_METHODS):
-        # a reshape that had to copy (a transposed tensor made contiguous, as
-        # in the channel-shuffle pattern) writes a new tensor
-        copied = (out is not None and acts and isinstance(acts[0], torch.Tensor)
-                  and not _fx.same_buffer(out, acts[0]))
-        f.kind = "copy" if copied else "view"
-        return f, None
-    scalars = [a for a in run.args if isinstance(a, (int, float))]
-    if (is_f and target in _ADD_FUNCS) or (is_m and target in _ADD_METHODS):
-        if len(acts) == 2 and not prms:
-            f.kind = "add"
-            return f, None
-        if len(acts) == 1 and not prms and scalars == [0]:
-            # `0 + x`, the start of Python's sum(): the identity
-            f.kind = "view"
-            return f, None
-        return None, ("add needs two activation tensors (or 0 + x; no other constants, "
-                      "no parameters)")
-    if (is_f and target in _MUL_FUNCS) or (is_m and target in _MUL_METHODS):
-        if len(acts) == 2 and not prms:
-            f.kind = "mul"
-            return f, None
-        if len(acts) == 1 and len(prms) == 1 and prms[0].numel() == acts[0].shape[1]:
-            f.kind = "scale"
-            return f, None
-        if len(acts) == 1 and not prms and scalars in ([0], [0.0]):
-            f.kind = "zero"
-            return f, None
-        return None, "mul needs two activation tensors, a per-channel parameter or a zero"
-    if (is_f and target in (torch.cat, torch.concat)):
-        if _dim_arg(run, 1, 0) not in (1,):
-            return None, "concat along a dim other than channels (dim=1)"
-        f.kind = "concat"
-        return f, None
-    if (is_f and target in (torch.mean,)) or (is_m and target == "mean"):
-        dims = _dim_arg(run, 1)
-        d = acts[0].dim() if acts else 4
-        dims = tuple(sorted(v % d for v in dims)) if isinstance(dims, (tuple, list)) else None
-        if dims == (2, 3) and d == 4:
-            f.kind, f.window = "adaptive", int(acts[0].numel())
-            return f, None
-        one = _dim_arg(run, 1)
-        if isinstance(one, int) and d == 4 and one % d in (2, 3) and out.dim() == 4:
-            # a mean over one spatial dim (keepdim): an adaptive pool to H x 1
-            f.kind, f.window = "adaptive", _adaptive_window(acts[0], out)
-            return f, None
-        return None, "mean over other dims than (2, 3) or one spatial dim with keepdim=True"
-    if is_f and target is F.layer_norm:
-        shape = tuple(run.kwargs.get("normalized_shape", run.args[1] if len(run.args) > 1 else ()))
-        if shape != (int(acts[0].shape[-1]),):
-            return None, f"layer_norm over {shape} (only the channels)"
-        weight = run.kwargs.get("weight", run.args[2] if len(run.args) > 2 else None)
-        f.kind, f.affine = "ln", weight is not None
-        return f, None
-    if is_f and target is F.adaptive_avg_pool2d:
-        f.kind, f.window = "adaptive", _adaptive_window(acts[0], out)
-        return f, None
-    if is_f and target in (F.max_pool2d, F.avg_pool2d):
-        k = run.kwargs.get("kernel_size", run.args[1] if len(run.args) > 1 else None)
-        kh, kw = _pair(k)
-        f.kind = "maxpool" if target is F.max_pool2d else "avgpool"
-        f.window = kh * kw * int(out.numel())
-        return f, None
-    if (is_f and target in (F.softmax, torch.softmax)) or (is_m and target == "softmax"):
-        if _dim_arg(run, 1) not in (1, 1 - acts[0].dim()):
-            return None, "softmax over a dim other than channels (dim=1)"
-        f.kind = "softmax"
-        return f, None
-    if is_f and target in (torch.channel_shuffle, getattr(F, "channel_shuffle", None)):
-        f.kind = "shuffle"
-        return f, None
-    if is_f and target is torch.zeros_like:
-        f.kind = "zero"
-        return f, None
-    tname = target if isinstance(target, str) else getattr(target, "__qualname__", repr(target))
-    return None, f"no counting rule for {n.op} {tname}"
-
-
-def _scale_bias(run, param_nodes: set, facts: dict) -> Optional[OpFacts]:
-    """``x * w + b`` with per-channel parameters: one scale with a bias.
-
-    The multiply (already a ``scale``) is folded into the add: it becomes a
-    view of its input, and the add carries both parameters, so the pair
-    counts and moves bytes as the one op it is.
-    """
-    n = run.node
-    if n.op == "call_function" and n.target not in _ADD_FUNCS:
-        return None
-    if n.op == "call_method" and n.target not in ("add", "__add__"):
-        return None
-    args = list(zip(n.args, run.args))
-    if len(args) != 2:
-        return None
-    acts = [(a, v) for a, v in args if isinstance(a, torch.fx.Node) and a not in param_nodes]
-    prms = [v for a, v in args if isinstance(a, torch.fx.Node) and a in param_nodes]
-    if len(acts) != 1 or len(prms) != 1:
-        return None
-    src, val = acts[0]
-    mul = facts.get(src)
-    if (mul is None or mul.kind != "scale" or mul.bias or len(src.users) != 1
-            or prms[0].numel() != val.shape[1]):
-        return None
-    mul.kind = "view"
-    f = OpFacts(n.name, "scale", [val], run.result, mul.params + prms, bias=True)
+# one function per registry kind: (event, facts so far) -> facts, or a reason
+def _weighted(ev, f: OpFacts):
+    m = ev.module
+    w = m.weight if m is not None else ev.args[1]
+    bias = m.bias if m is not None else _kw(ev, 2, "bias")
+    f.bias = bias is not None
+    if m is None:
+        f.params = [t for t in (w, bias) if t is not None]
+    # every output element is one dot product over the weight's fan-in
+    f.mac = f.out_numel * (int(w[0].numel()))
+    f.kind = ev.kind
     return f
 
 
+def _norm(ev, f: OpFacts):
+    m = ev.module
+    if ev.kind == "bn":
+        f.affine = bool(m.affine) if m is not None else _kw(ev, 3, "weight") is not None
+    elif m is not None and hasattr(m, "norm"):         # nasflops' LayerNorm2d
+        f.affine = bool(m.norm.elementwise_affine)
+    else:
+        f.affine = bool(m.elementwise_affine) if m is not None else \
+            _kw(ev, 2, "weight") is not None
+    if m is None:
+        f.params = [t for t in (_kw(ev, 3 if ev.kind == "bn" else 2, "weight"),
+                                _kw(ev, 4 if ev.kind == "bn" else 3, "bias")) if t is not None]
+    f.kind = ev.kind
+    return f
+
+
+def _act_facts(ev, f: OpFacts):
+    f.kind = "act"
+    f.act = ev.act or ev.entry.arg or getattr(ev.module, "kind", "") or "clamp"
+    if ev.kind == "clamp":
+        f.act = "clamp"
+    return f
+
+
+def _pool(ev, f: OpFacts):
+    k = ev.module.kernel_size if ev.module is not None else _kw(ev, 1, "kernel_size")
+    kh, kw = _pair(k)
+    f.kind = "maxpool" if ev.entry.arg == "max" else "avgpool"
+    f.window = kh * kw * f.out_numel
+    return f
+
+
+def _apool(ev, f: OpFacts):
+    f.kind, f.window = "adaptive", _adaptive_window(f.inputs[0], f.out)
+    return f
+
+
+def _mean(ev, f: OpFacts):
+    f.kind, f.window = "mean", f.in_numel      # every element summed once
+    return f
+
+
+def _softmax(ev, f: OpFacts):
+    dim = ev.module.dim if ev.module is not None else _kw(ev, 1, "dim")
+    f.kind = "log_softmax" if ev.entry.arg == "log" else "softmax"
+    f.channels = int(f.inputs[0].shape[int(dim)])
+    return f
+
+
+def _view_or_copy(ev, f: OpFacts):
+    # a reshape that had to copy (a permuted tensor made contiguous) writes a
+    # new tensor
+    copied = f.out is not None and f.inputs and not _record.same_buffer(f.out, f.inputs[0])
+    f.kind = "copy" if copied else "view"
+    return f
+
+
+def _arith(ev, f: OpFacts, prms: list):
+    """``+ - * / **`` with a tensor, a parameter or a number."""
+    op = ev.kind
+    nums = [a for a in list(ev.args[1:]) + [ev.kwargs.get("other")]
+            if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if len(f.inputs) == 2 and not prms:
+        f.kind = op
+        return f
+    if len(f.inputs) == 1 and prms and op in ("mul", "add"):
+        f.params, f.kind = prms, "scale" if op == "mul" else "scale_bias"
+        return f
+    if len(f.inputs) == 1 and not prms and len(nums) == 1:
+        inplace = _record.same_buffer(f.out, f.inputs[0])
+        if op == "add" and nums[0] == 0 and ev.call == OP and not inplace:
+            f.kind = "view"
+        elif op == "mul" and nums[0] == 0 and not inplace:
+            f.kind = "zero"
+        else:
+            f.kind, f.act = "act", f"{op}_const"
+        return f
+    return f"{op} of {len(f.inputs)} activations, {len(prms)} parameters and {nums}"
+
+
+def _mapped(ev, f: OpFacts, module_map: dict):
+    op = module_map[type(ev.module)]
+    if op == "global_avgpool":
+        f.kind, f.window = "adaptive", f.in_numel
+    elif op == "zero":
+        f.kind = "zero"
+    elif op in ("identity", "dropout", "flatten"):
+        f.kind = "view"
+    else:
+        f.kind, f.act = "act", op
+    return f
+
+
+_SIMPLE = {"cat": "concat", "pad": "pad", "shuffle": "shuffle", "zeros_like": "zero",
+           "clone": "copy", "dropout": "view", "identity": "view", "alias": "view",
+           "expand": "view", "scale": "scale"}
+_FACTS = {"conv": _weighted, "linear": _weighted, "bn": _norm, "ln": _norm, "act": _act_facts,
+          "clamp": _act_facts, "pool": _pool, "apool": _apool, "mean": _mean,
+          "softmax": _softmax}
+for _k in ("reshape", "flatten", "permute", "transpose", "getitem", "chunk", "split", "narrow",
+           "contiguous"):
+    _FACTS[_k] = _view_or_copy
+
+
+def _facts(ev, inputs: list, prms: list, module_map: dict):
+    """Facts of one event, or a reason when there is no counting rule."""
+    f = OpFacts(ev.name(), "", inputs, ev.out if isinstance(ev.out, torch.Tensor) else None,
+                list(ev.module.parameters()) if ev.module is not None else [], ev.call)
+    kind = ev.kind
+    if kind == "mapped":
+        return _mapped(ev, f, module_map)
+    if ev.module is not None and kind in ("add", "mul"):
+        f.kind = kind            # nasflops' Add / Mul modules
+        return f
+    if kind in ("add", "sub", "mul", "div", "pow"):
+        return _arith(ev, f, prms)
+    if kind in _SIMPLE:
+        f.kind = _SIMPLE[kind]
+        if kind == "scale":
+            f.bias = ev.module.bias is not None
+        return f
+    rule = _FACTS.get(kind)
+    if rule is None:
+        return f"no counting rule for {ev.callable()}"
+    return rule(ev, f)
+
+
 # ------------------------------------------------------------- conventions
-# One table per convention: kind -> count of one op, from its facts.  Kinds
-# missing from a table count zero *by that convention's definition*.
+# One table per convention: kind -> count of one op, from its facts (its
+# call kind included).  Kinds missing from a table count zero *by that
+# convention's definition*.
 Rule = Callable[[OpFacts], int]
 
 
@@ -365,58 +258,74 @@ def _flops_rules() -> dict[str, Rule]:
         "scale": lambda f: f.out_numel + (f.out_numel if f.bias else 0),
         "act": lambda f: f.out_numel,
         "maxpool": lambda f: f.window, "avgpool": lambda f: f.window,
-        "adaptive": lambda f: f.window,
+        "adaptive": lambda f: f.window, "mean": lambda f: f.window,
         "add": lambda f: sum(int(t.numel()) for t in f.inputs[1:]),
-        "mul": lambda f: f.out_numel,
-        "softmax": lambda f: 2 * f.out_numel,
+        "mul": lambda f: f.out_numel, "sub": lambda f: f.out_numel,
+        "div": lambda f: f.out_numel,
+        "softmax": lambda f: 2 * f.out_numel, "log_softmax": lambda f: 2 * f.out_numel,
     }
 
 
+def _module_only(rule: Rule) -> Rule:
+    return lambda f: rule(f) if f.call == M else 0
+
+
 def _thop_rules() -> dict[str, Rule]:
-    # thop/vision/basic_hooks.py: count_convNd (no bias), count_linear
-    # (in_features * y.numel()), count_normalization (2 * x.numel(), x2 when
-    # affine), count_softmax, count_avgpool (y.numel()), count_adap_avgpool
-    # ((Hin*Win/(Ho*Wo) + 1) * y.numel(), computed here in exact integers);
-    # ReLU/ReLU6/MaxPool/Dropout are zero_ops; other modules have no rule.
+    # thop/vision/basic_hooks.py, hooked on modules of an exact registered
+    # type only: count_convNd (no bias), count_linear (in_features *
+    # y.numel()), count_normalization (2 * x.numel(), x2 when affine),
+    # count_softmax, count_avgpool (y.numel()), count_adap_avgpool ((Hin*Win /
+    # (Ho*Wo) + 1) * y.numel(), here in exact integers); ReLU/ReLU6/MaxPool/
+    # Dropout are zero_ops; functions, methods and operators are invisible.
     def norm(f):
         return 2 * f.in_numel * (2 if f.affine else 1)
 
     def softmax(f):
-        c = int(f.inputs[0].shape[1])
-        return (f.in_numel // c) * (3 * c - 1)
-    return {
-        "conv": lambda f: f.mac, "linear": lambda f: f.mac,
-        "bn": norm, "ln": norm, "softmax": softmax,
-        "avgpool": lambda f: f.out_numel,
-        "adaptive": lambda f: f.in_numel + f.out_numel,
-    }
+        return (f.in_numel // f.channels) * (3 * f.channels - 1)
+    rules = {"conv": lambda f: f.mac, "linear": lambda f: f.mac, "bn": norm, "ln": norm,
+             "softmax": softmax, "avgpool": lambda f: f.out_numel,
+             "adaptive": lambda f: f.in_numel + f.out_numel}
+    return {k: _module_only(r) for k, r in rules.items()}
 
 
 def _ptflops_rules() -> dict[str, Rule]:
-    # ptflops 0.7.5, default pytorch backend: module hooks (pytorch_ops.py
-    # MODULES_MAPPING) plus patched functionals (FUNCTIONAL_MAPPING), which
-    # count again inside nn.ReLU (F.relu), nn.GELU (F.gelu), the pools
-    # (F.max_pool2d, ...) and count alone inside nn.SiLU (F.silu) and
-    # nn.Softmax (F.softmax).  LayerNorm has no `affine` attribute, so
-    # bn_flops_counter_hook never doubles it.
-    acts = {"relu": 2, "gelu": 2, "relu6": 1, "silu": 1}
+    # ptflops 0.7.5, default pytorch backend: module hooks on exact types
+    # (pytorch_ops.py MODULES_MAPPING) plus patched functionals
+    # (FUNCTIONAL_MAPPING: F.relu, F.relu6, F.gelu, F.silu, F.softmax, the
+    # pools, counted 1 per input element) and tensor ops (TENSOR_OPS_MAPPING:
+    # torch.add/mul, Tensor.add/mul, 1 per output element).  Modules whose
+    # forward calls a patched function count twice (nn.ReLU, nn.GELU, the
+    # pools); nn.SiLU and nn.Softmax have no hook but call F.silu / F.softmax.
+    # A written-out hard-sigmoid/-swish (call "operator") holds an F.relu6 or
+    # nn.ReLU6.  LayerNorm has no `affine` attribute: never doubled.
+    acts = {M: {"relu": 2, "gelu": 2, "relu6": 1, "silu": 1},
+            FN: {"relu": 1, "gelu": 1, "relu6": 1, "silu": 1},
+            ME: {"add_const": 1, "mul_const": 1},
+            OP: {"hardsigmoid": 1, "hardswish": 1}}
+    pool = {M: 2, FN: 1}
+    bias = (lambda f: f.mac + (f.out_numel if f.bias else 0))
+    method = (lambda rule: (lambda f: rule(f) if f.call == ME else 0))
     return {
-        "conv": lambda f: f.mac + (f.out_numel if f.bias else 0),
-        "linear": lambda f: f.mac + (f.out_numel if f.bias else 0),
-        "bn": lambda f: f.in_numel * (2 if f.affine else 1),
-        "ln": lambda f: f.in_numel,
-        "act": lambda f: acts.get(f.act, 0) * f.out_numel,
-        "maxpool": lambda f: 2 * f.in_numel, "avgpool": lambda f: 2 * f.in_numel,
-        "adaptive": lambda f: 2 * f.in_numel,
-        "softmax": lambda f: f.in_numel,
+        "conv": _module_only(bias), "linear": _module_only(bias),
+        "bn": _module_only(lambda f: f.in_numel * (2 if f.affine else 1)),
+        "ln": _module_only(lambda f: f.in_numel),
+        "act": lambda f: acts[f.call].get(f.act, 0) * f.out_numel,
+        "maxpool": lambda f: pool.get(f.call, 0) * f.in_numel,
+        "avgpool": lambda f: pool.get(f.call, 0) * f.in_numel,
+        "adaptive": lambda f: pool.get(f.call, 0) * f.in_numel,
+        "softmax": lambda f: f.in_numel if f.call in (M, FN) else 0,
+        "add": method(lambda f: f.out_numel), "mul": method(lambda f: f.out_numel),
+        "zero": method(lambda f: f.out_numel),
+        "scale": method(lambda f: f.out_numel + (f.out_numel if f.bias else 0)),
     }
 
 
 def _fvcore_rules() -> dict[str, Rule]:
-    # fvcore 0.1.5 flop_count.py _DEFAULT_SUPPORTED_OPS / jit_handles.py,
-    # model in eval mode: conv (no bias), linear, batch_norm (1 or 2 per
-    # element), layer_norm (4 or 5), adaptive_avg_pool2d (1 per input
-    # element); every other aten op is ignored or unsupported (zero).
+    # fvcore 0.1.5 flop_count.py _DEFAULT_SUPPORTED_OPS / jit_handles.py: aten
+    # ops whatever the spelling, model in eval mode: conv (no bias), linear,
+    # batch_norm (1 or 2 per element), layer_norm (4 or 5),
+    # adaptive_avg_pool2d (1 per input element; a mean is aten::mean, not
+    # counted); every other aten op is ignored or unsupported (zero).
     return {
         "conv": lambda f: f.mac, "linear": lambda f: f.mac,
         "bn": lambda f: f.in_numel * (2 if f.affine else 1),
@@ -448,8 +357,8 @@ HOOK_CONVENTIONS: dict[str, dict[str, Rule]] = {
 class HookCounts:
     """Totals measured by :func:`count_with_hooks` (all exact integers).
 
-    ``by_node`` lists, per counted op, its fx node name, kind, ops, macs,
-    params and bytes.
+    ``by_node`` lists, per counted op, its name, kind, ops, macs, params and
+    bytes.
     """
 
     convention: str
@@ -468,46 +377,64 @@ class HookCounts:
         return {m: getattr(self, m) for m in _METRICS}
 
 
-def _classify(runs: list, mmap: dict, model_name: str) -> tuple[dict, list]:
-    """Pass 1 of :func:`count_with_hooks`: what every executed node is.
+def _classify(run: _record.Run, mmap: dict, model_name: str) -> list:
+    """Pass 1 of :func:`count_with_hooks`: the facts of every op, in order.
 
-    Returns the facts of every counted node and their execution order; raises
-    :class:`UnsupportedOpsError` listing every node without a rule.
+    Raises :class:`UnsupportedOpsError` listing every op without a rule.
     """
-    # pass 1: what every node is
-    facts: dict = {}
+    static = set(run.params)             # parameters, and tensors made from them only
+    fact_of = {-1: 0}                    # event index -> fact index
+    facts = [OpFacts("input", "input", [], run.x)]
     offenders = []
-    order = []
-    param_nodes: set = set()
-    for run in runs:
-        n = run.node
-        if n.op == "get_attr" or (n.op in ("call_function", "call_method") and n.all_input_nodes
-                                  and all(a in param_nodes for a in n.all_input_nodes)):
-            param_nodes.add(n)
+    for i, ev in enumerate(run.events):
+        ts = ev.ins
+        acts = [(t, s) for t, s in zip(ts, ev.sources) if s is not None and s in fact_of]
+        if not acts:     # parameters and what is made from them alone
+            outs = ev.out if isinstance(ev.out, (tuple, list)) else (ev.out,)
+            static.update(id(t) for t in outs if isinstance(t, torch.Tensor))
             continue
-        if n.op == "placeholder":
-            facts[n] = OpFacts(n.name, "input", [], run.result)
-            order.append(n)
+        prms = [t for t, s in zip(ts, ev.sources) if not (s is not None and s in fact_of)
+                and id(t) in static]
+        f = _facts(ev, [t for t, _ in acts], prms, mmap) if ev.entry is not None else \
+            "count_with_hooks has no rule for it"
+        if isinstance(f, str):
+            if ev.live:    # a dead end (`if x.sum() > 0`) is left out
+                offenders.append(Offender(ev.name(), ev.callable(), f, ev.location()))
+                # a stand-in, so that the ops after it are checked too
+                fact_of[i] = len(facts)
+                facts.append(OpFacts(ev.name(), "view", [t for t, _ in acts], None))
             continue
-        f, why = _facts(run, param_nodes, mmap)
-        if f is None and why is not None:
-            f = _scale_bias(run, param_nodes, facts) or f
-        if f is None:
-            if why is not None:
-                tgt = n.target if isinstance(n.target, str) else \
-                    getattr(n.target, "__name__", str(n.target))
-                offenders.append((n.name, f"{n.op} {tgt}", why))
-            continue
-        f.input_nodes = [a for a in n.all_input_nodes if a in facts]
-        facts[n] = f
-        order.append(n)
+        f.sources = [fact_of.get(s) for _, s in acts]
+        if f.kind == "scale_bias":
+            f = _scale_bias(f, facts, run.events, acts)
+            if isinstance(f, str):
+                offenders.append(Offender(ev.name(), ev.callable(), f, ev.location()))
+                continue
+        fact_of[i] = len(facts)
+        facts.append(f)
     if offenders:
         raise UnsupportedOpsError(f"cannot count {model_name}", offenders)
+    return facts
 
-    return facts, order
+
+def _scale_bias(f: OpFacts, facts: list, events: list, acts: list):
+    """``x * w + b``: the multiply (a ``scale`` fact) becomes a view of its
+    input and the add carries both parameters, so the pair counts and moves
+    bytes as the one op it is."""
+    src = f.sources[0]
+    mul = facts[src] if src is not None else None
+    ev = events[acts[0][1]]
+    if mul is None or mul.kind != "scale" or mul.bias or ev.uses != 1 or mul.call != f.call:
+        return "adding a parameter that is not the bias of a per-channel scale (x * w + b)"
+    mul.kind = "view"
+    f.kind, f.bias = "scale", True
+    f.params = mul.params + f.params
+    f.inputs = mul.inputs
+    f.sources = mul.sources
+    return f
 
 
-def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
+def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "macs",
                      batch_size: int = 1, weight_dtype: str = "fp32",
                      act_dtype: str = "fp32", module_map: Optional[dict] = None) -> HookCounts:
     """Count a torch model by running it, independently of the nasflops core.
@@ -516,14 +443,14 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
     ----------
     model : nn.Module
         A model whose ops are in docs/conventions.md (every op nasflops
-        knows, as modules or functional calls).  It is traced with
-        ``torch.fx``; a model fx cannot trace is counted from forward hooks
-        on its leaf modules alone, and code between modules is then reported.
+        knows, as modules, functions, methods or operators).  It runs once
+        under the recorder ``from_torch`` uses (no symbolic tracing).
     input_shape : tuple
         ``(C, H, W)`` (batch ``batch_size``) or ``(N, C, H, W)``.
-    convention : str
+    convention : str or sequence of str
         ``"macs"``, ``"flops"``, ``"fma2"``, ``"nb201"``, ``"ofa"``,
-        ``"thop"``, ``"ptflops"`` or ``"fvcore"`` (see :data:`HOOK_CONVENTIONS`).
+        ``"thop"``, ``"ptflops"`` or ``"fvcore"`` (see :data:`HOOK_CONVENTIONS`);
+        several (a list) are counted from one run.
     batch_size : int
         N when ``input_shape`` has three entries.
     weight_dtype, act_dtype : str
@@ -534,12 +461,12 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
 
     Returns
     -------
-    HookCounts
+    HookCounts, or ``{convention: HookCounts}`` for a sequence of conventions
 
     Raises
     ------
     UnsupportedOpsError
-        Listing every op without a counting rule, with its fx node name.
+        Listing every op without a counting rule.
 
     Examples
     --------
@@ -550,81 +477,78 @@ def count_with_hooks(model: nn.Module, input_shape, convention: str = "macs",
     >>> c.macs, c.ops, c.params
     (13824, 28160, 224)
     """
-    if convention not in HOOK_CONVENTIONS:
-        raise ValueError(f"count_with_hooks implements conventions {', '.join(HOOK_CONVENTIONS)}; "
-                         f"got {convention!r}")
+    names = [convention] if isinstance(convention, str) else list(convention)
+    for name in names:
+        if name not in HOOK_CONVENTIONS:
+            raise ValueError(f"count_with_hooks implements conventions "
+                             f"{', '.join(HOOK_CONVENTIONS)}; got {name!r}")
     # element sizes are a table, not a count: shared with the core's front
     wsize, asize = dtype_size(weight_dtype, "weight_dtype"), dtype_size(act_dtype, "act_dtype")
-    rules = HOOK_CONVENTIONS[convention]
-    mmap = _fx.check_module_map(module_map)
-    with _fx.eval_mode(model):
-        x = _fx.input_tensor(model, input_shape, batch_size)
-        try:
-            runs = _fx.run_recorded(_fx.trace(model, tuple(mmap)), x)
-        except _fx.TraceFailed:
-            # hooks where tracing cannot go: module by module
-            runs, missing = _fx.run_hooked(model, x, BRIDGE_MODULES + tuple(mmap))
-            if missing:
-                raise UnsupportedOpsError(f"cannot count {type(model).__name__}", missing) from None
+    mmap = _record.check_module_map(module_map)
+    with _record.eval_mode(model):
+        x = _record.input_tensor(model, input_shape, batch_size)
+        run = _record.record(model, x, mmap)
+    run.events = _record.fuse(run.events)
+    facts = _classify(run, mmap, type(model).__name__)
+    out = {}
+    for name in names:
+        tot, by_node = _totals(facts, HOOK_CONVENTIONS[name], wsize, asize)
+        # torch's definition: every parameter once (shared ones are not repeated)
+        tot["params"] = sum(int(p.numel()) for p in model.parameters())
+        tot["weight_bytes"] = tot["params"] * wsize
+        out[name] = HookCounts(name, **tot, by_node=by_node)
+    return out[convention] if isinstance(convention, str) else out
 
-    facts, order = _classify(runs, mmap, type(model).__name__)
-    # pass 2: counts and bytes per op; buffers for the peak
+
+def _totals(facts: list, rules: dict, wsize: int, asize: int) -> tuple[dict, list]:
+    """Pass 2: counts and bytes per op, and the peak of live buffers."""
     tot = dict.fromkeys(_METRICS, 0)
-    owner: dict = {}
+    owner: list = []
     by_node = []
-    for n in order:
-        f = facts[n]
+    for i, f in enumerate(facts):
         own_params = sum(int(p.numel()) for p in f.params)
         ops = int(rules[f.kind](f)) if f.kind in rules else 0
-        macs = f.mac
         if f.kind in ("input", "view") or f.out is None:
             act = rd = wr = 0
         else:
             act = wr = f.out_numel * asize
-            rd = own_params * wsize + sum(int(t.numel()) for t in f.inputs) * asize
+            rd = own_params * wsize + sum(_elems(t) for t in f.inputs) * asize
         # a view aliases its input by definition; a computing op does when its
         # output is its input's memory (in-place)
-        src = f.input_nodes[0] if f.input_nodes else None
-        if f.kind == "view" and src is not None:
-            owner[n] = owner[src]
-        elif (src is not None and f.out is not None and f.inputs
-              and _fx.same_buffer(f.out, f.inputs[0])):
-            owner[n] = owner[src]
+        src = f.sources[0] if f.sources else None
+        if src is not None and (f.kind == "view" or (
+                f.out is not None and f.inputs and _record.same_buffer(f.out, f.inputs[0]))):
+            owner.append(owner[src])
         else:
-            owner[n] = n
+            owner.append(i)
         tot["ops"] += ops
-        tot["macs"] += macs
+        tot["macs"] += f.mac
         tot["act_bytes"] += act
         tot["read_bytes"] += rd
         tot["write_bytes"] += wr
         by_node.append({"node": f.name, "kind": f.kind + (f":{f.act}" if f.act else ""),
-                        "ops": ops, "macs": macs, "params": own_params,
+                        "ops": ops, "macs": f.mac, "params": own_params,
                         "act_bytes": act, "read_bytes": rd, "write_bytes": wr})
-    # torch's definition: every parameter once (shared ones are not repeated)
-    tot["params"] = sum(int(p.numel()) for p in model.parameters())
-    tot["weight_bytes"] = tot["params"] * wsize
-    tot["peak_act_bytes"] = _peak(order, facts, owner, asize)
-    return HookCounts(convention, **tot, by_node=by_node)
+    tot["peak_act_bytes"] = _peak(facts, owner, asize)
+    return tot, by_node
 
 
-def _peak(order, facts, owner, asize: int) -> int:
-    pos = {n: i for i, n in enumerate(order)}
-    last = {}
-    for n in order:
-        o = owner[n]
-        last[o] = max(last.get(o, pos[n]), pos[n])
-        for u in n.users:
-            if u in pos:
-                last[o] = max(last[o], pos[u])
-    freed = [0] * len(order)
-    size = {}
-    for n in order:
-        if owner[n] is n and facts[n].out is not None:
-            size[n] = int(facts[n].out.numel()) * asize
-            freed[last[n]] += size[n]
+def _peak(facts: list, owner: list, asize: int) -> int:
+    last = list(range(len(facts)))
+    for i, f in enumerate(facts):
+        for s in f.sources:
+            if s is not None:
+                last[owner[s]] = max(last[owner[s]], i)
+        last[owner[i]] = max(last[owner[i]], i)
+    freed = [0] * len(facts)
+    size = [0] * len(facts)
+    for i, f in enumerate(facts):
+        if owner[i] == i and f.out is not None:
+            size[i] = f.out_numel * asize
+            freed[last[i]] += size[i]
     live = peak = 0
-    for i, n in enumerate(order):
-        live += size.get(n, 0)
+    for i in range(len(facts)):
+        live += size[i]
         peak = max(peak, live)
         live -= freed[i]
     return peak

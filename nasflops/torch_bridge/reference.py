@@ -14,7 +14,8 @@ import warnings
 import torch
 import torch.nn as nn
 
-__all__ = ["thop_count", "ptflops_count", "fvcore_count", "REFERENCE_TOOLS"]
+__all__ = ["thop_count", "ptflops_count", "fvcore_count", "flop_counter_count",
+           "REFERENCE_TOOLS"]
 
 
 def _input(input_shape, batch_size: int = 1) -> torch.Tensor:
@@ -63,9 +64,23 @@ def fvcore_count(model: nn.Module, input_shape, batch_size: int = 1) -> int:
         return int(fca.total())
 
 
+def flop_counter_count(model: nn.Module, input_shape, batch_size: int = 1) -> int:
+    """torch's own ``FlopCounterMode`` total (a multiply-add counts two: the
+    ``fma2`` convention), the model run once without gradients in eval mode."""
+    from torch.utils.flop_counter import FlopCounterMode
+    p = next(iter(model.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    x = torch.randn((batch_size,) + tuple(int(v) for v in input_shape), device=device)
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return int(counter.get_total_flops())
+
+
 #: tool name -> callable(model, (C, H, W)) -> ops total
 REFERENCE_TOOLS = {
     "thop": lambda m, s: thop_count(m, s)[0],
     "ptflops": lambda m, s: ptflops_count(m, s)[0],
     "fvcore": fvcore_count,
+    "fma2": flop_counter_count,
 }

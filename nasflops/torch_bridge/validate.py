@@ -17,15 +17,15 @@ import numpy as np
 import torch
 
 from ..scoring import METRICS, score
-from ..spec import Net, SpecBatch
-from .build import to_torch
+from ..spec import Act, Call, Net, Op, SpecBatch
+from .build import spellable, to_torch
 from .hooks import HOOK_CONVENTIONS, count_with_hooks
 
 __all__ = ["validate", "ValidationReport", "random_specs", "op_specs"]
 
 
 # ------------------------------------------------------------ random specs
-_ACTS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "tanh")
+_ACTS = tuple(a.name.lower() for a in Act)
 
 
 def _random_net(rng: np.random.Generator) -> Net:
@@ -54,7 +54,7 @@ def _random_net(rng: np.random.Generator) -> Net:
         return y
 
     for _ in range(int(rng.integers(2, 7))):
-        kind = rng.choice(["conv", "res", "se", "cat", "pool", "norm", "misc"])
+        kind = rng.choice(["conv", "res", "se", "cat", "pool", "norm", "misc", "shape"])
         C = shape[0]
         small = min(shape[1], shape[2]) < 4
         if kind == "conv":
@@ -119,6 +119,8 @@ def _random_net(rng: np.random.Generator) -> Net:
                 if ceil and (o - 1) * s >= shape[d] + p:
                     o -= 1
                 shape[d] = o
+        elif kind == "shape":
+            x = _random_shape_op(net, x, shape, rng)
         elif kind == "norm":
             x = net.layernorm(x, affine=bool(rng.random() < 0.7))
             if rng.random() < 0.5:
@@ -147,8 +149,48 @@ def _random_net(rng: np.random.Generator) -> Net:
     return net
 
 
+def _random_shape_op(net: Net, x: int, shape: list, rng: np.random.Generator) -> int:
+    """One of the ops that slice, pad, reduce or recombine (shape updated)."""
+    C, H, W = shape
+    r = int(rng.integers(0, 6))
+    if r == 0 and H > 2 and W > 2:                  # x[:, :, 1:, ::2] and back
+        y = net.crop(x, (1, 0), (H - 1, (W + 1) // 2), (1, 2))
+        return net.pad(y, (C, H, W), (0, 1, W - (W + 1) // 2))
+    if r == 1:                                      # channels-first layer norm, written out
+        m = net.mean(x, channels=True)
+        d = net.sub(x, m)
+        v = net.act(net.mean(net.act(d, "pow_const"), channels=True), "add_const")
+        return net.div(d, net.act(v, "sqrt"))
+    if r == 2 and C % 2 == 0:                       # even and odd channels, joined
+        return net.concat(net.slice(x, 0, C // 2, 2), net.slice(x, 1, C // 2, 2))
+    if r == 3:                                      # stack along height or width
+        axis = int(rng.integers(1, 3))
+        shape[axis] *= 2
+        return net.concat(x, net.copy(x), axis=axis)
+    if r == 4:
+        return net.mul(net.conv(x, C, 1), net.act(net.mean(x, height=True, width=True),
+                                                   "hardsigmoid"), inplace=True)
+    return net.log_softmax(x) if rng.random() < 0.5 else net.act(x, "clamp", inplace=True)
+
+
+def _random_calls(recs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each op called as a module, a function, a method or an operator, at
+    random among the spellings torch has for it."""
+    for i in range(1, len(recs)):
+        if int(recs[i]["op"]) == Op.LAYERNORM and recs[i]["call"] == Call.MODULE:
+            # F.layer_norm between permutes leaves a channels-last view, which
+            # a later flatten of it copies (records of a flatten are views)
+            continue
+        old = int(recs[i]["call"])
+        recs[i]["call"] = int(rng.integers(0, len(Call)))
+        if not spellable(recs[i]):
+            recs[i]["call"] = old
+    return recs
+
+
 def random_specs(n: int, seed: int = 0) -> SpecBatch:
-    """``n`` random valid architectures covering every op (seeded).
+    """``n`` random valid architectures covering every op (seeded), each op
+    called as a module, a function, a method or an operator at random.
 
     Small (inputs up to 24 x 24) so that building and running them in torch is
     quick.
@@ -160,7 +202,8 @@ def random_specs(n: int, seed: int = 0) -> SpecBatch:
     3
     """
     rng = np.random.default_rng(seed)
-    return SpecBatch.from_list([_random_net(rng).records for _ in range(int(n))])
+    return SpecBatch.from_list([_random_calls(_random_net(rng).records, rng)
+                                for _ in range(int(n))])
 
 
 def op_specs(channels: int = 8, size: int = 10) -> dict[str, np.ndarray]:
@@ -220,7 +263,23 @@ def op_specs(channels: int = 8, size: int = 10) -> dict[str, np.ndarray]:
         "dropout": lambda n, x: n.dropout(x),
         "softmax": lambda n, x: n.softmax(x),
         "softmax_1d": lambda n, x: n.softmax(n.linear(n.flatten(x), 10)),
+        "log_softmax": lambda n, x: n.log_softmax(x),
+        "log_softmax_1d": lambda n, x: n.log_softmax(n.linear(n.flatten(x), 10)),
         "slice": lambda n, x: n.slice(x, 2, 4),
+        "slice_step": lambda n, x: n.slice(x, 1, 3, step=3),
+        "pad": lambda n, x: n.pad(x, (C + 2, size + 1, size + 3), (1, 1, 2)),
+        "pad_spatial": lambda n, x: n.pad(x, (C, size + 2, size + 2), (0, 1, 1)),
+        "crop": lambda n, x: n.crop(x, (1, 0), (4, 5), (2, 2)),
+        "sub": lambda n, x: n.sub(x, n.mean(x, channels=True)),
+        "sub_inplace": lambda n, x: n.sub(n.conv(x, C, 1), x, inplace=True),
+        "div": lambda n, x: n.div(x, n.act(n.global_avgpool(x), "sigmoid")),
+        "mul_inplace": lambda n, x: n.mul(n.conv(x, C, 1), n.global_avgpool(x), inplace=True),
+        "mean_channels": lambda n, x: n.mean(x, channels=True),
+        "mean_spatial": lambda n, x: n.mean(x, height=True, width=True),
+        "mean_height": lambda n, x: n.mean(x, height=True),
+        "copy": lambda n, x: n.copy(x),
+        "concat_height": lambda n, x: n.concat(x, n.crop(x, 0, (4, size)), axis=1),
+        "concat_width6": lambda n, x: n.concat(*([x] * 6), axis=2),
     }
     for a in _ACTS:
         cases[f"act_{a}"] = (lambda kind: lambda n, x: n.act(x, kind))(a)
