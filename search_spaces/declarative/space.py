@@ -144,10 +144,9 @@ class DeclarativeSpace(SearchSpace):
                     if typ == "skip":
                         pool.add_empty()
                         continue
-                    bnet, patches = Net(cin, 0, 0), []
-                    b.block(bnet, bnet.input, typ, cin, wout, k, stride, e, sd, h if i == 0 else h_out,
-                            patches)
-                    pool.add_net(bnet, patches=patches)
+                    bnet, patches, h_in = Net(cin, 0, 0), [], h if i == 0 else h_out
+                    b.block(bnet, bnet.input, typ, cin, wout, k, stride, e, sd, h_in, patches)
+                    pool.add_net(bnet, patches=patches, size=h_in)
             h, prev_widths = h_out, sd["widths"]
         self._head_base = len(pool)
         for w in prev_widths:
@@ -156,7 +155,7 @@ class DeclarativeSpace(SearchSpace):
             for i, layer in enumerate(spec["head"]):
                 x, c, hh = b.fixed(hnet, x, layer, c, hh, patches)
                 self._check_size(hh, f"head[{i}]")
-            pool.add_net(hnet, patches=patches)
+            pool.add_net(hnet, patches=patches, size=h)
         pool.freeze()
 
     def _build_lookups(self) -> None:

@@ -1,0 +1,296 @@
+# cython: language_level=3
+"""Compiled kernels of block-table scoring and exact profiles (``tables.py``, ``dists.py``).
+
+Counts of exact distributions are unsigned 128-bit integers, stored as
+``(n, 2)`` uint64 arrays (``[:, 0]`` the low word, ``[:, 1]`` the high word)
+and computed in C's ``unsigned __int128``; every product and sum is checked
+for overflow.  Metric values are int64, also checked.  Nothing here
+allocates Python objects in its loops, and every loop runs without the GIL.
+"""
+import numpy as np
+
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from *:
+    """
+    typedef unsigned __int128 nf_u128;
+    static inline int nf_u128_mul(nf_u128 a, nf_u128 b, nf_u128 *r) {
+        return __builtin_mul_overflow(a, b, r);
+    }
+    static inline int nf_u128_add(nf_u128 a, nf_u128 b, nf_u128 *r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static inline int nf_i64_add(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static inline nf_u128 nf_u128_make(uint64_t lo, uint64_t hi) {
+        return ((nf_u128)hi << 64) | (nf_u128)lo;
+    }
+    static inline uint64_t nf_u128_lo(nf_u128 x) { return (uint64_t)x; }
+    static inline uint64_t nf_u128_hi(nf_u128 x) { return (uint64_t)(x >> 64); }
+    """
+    ctypedef unsigned long long u128 "nf_u128"
+    bint u128_mul "nf_u128_mul"(u128 a, u128 b, u128* r) noexcept nogil
+    bint u128_add "nf_u128_add"(u128 a, u128 b, u128* r) noexcept nogil
+    bint i64_add "nf_i64_add"(int64_t a, int64_t b, int64_t* r) noexcept nogil
+    u128 mk "nf_u128_make"(uint64_t lo, uint64_t hi) noexcept nogil
+    uint64_t lo64 "nf_u128_lo"(u128 x) noexcept nogil
+    uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
+
+
+cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
+    return mk(a[i, 0], a[i, 1])
+
+
+cdef inline void put(uint64_t[:, ::1] a, Py_ssize_t i, u128 x) noexcept nogil:
+    a[i, 0] = lo64(x)
+    a[i, 1] = hi64(x)
+
+
+# ------------------------------------------------------------ table scoring
+def table_sums(const int64_t[:, ::1] table, int64_t n_groups, const int64_t[:, ::1] tids,
+               const int64_t[::1] groups, int64_t peak_col, int64_t[:, ::1] out):
+    """Row ``i`` of ``out``: the sum over slots ``s`` of ``table[tids[i, s] *
+    n_groups + groups[i]]``, column ``peak_col`` their maximum instead.
+
+    Returns the first row whose sum overflows int64, or -1.  Rows and
+    groups must be in range (the caller validates them).
+    """
+    cdef Py_ssize_t n = tids.shape[0], S = tids.shape[1], M = table.shape[1], i, s, m
+    cdef int64_t row, v
+    cdef int64_t bad = -1
+    if out.shape[0] != n or out.shape[1] != M or groups.shape[0] != n:
+        raise ValueError("table_sums: shapes disagree")
+    with nogil:
+        for i in range(n):
+            for m in range(M):
+                out[i, m] = 0
+            for s in range(S):
+                row = tids[i, s] * n_groups + groups[i]
+                for m in range(M):
+                    v = table[row, m]
+                    if m == peak_col:
+                        if v > out[i, m]:
+                            out[i, m] = v
+                    elif i64_add(out[i, m], v, &out[i, m]):
+                        bad = i
+                        break
+                if bad >= 0:
+                    break
+            if bad >= 0:
+                break
+    return bad
+
+
+# ---------------------------------------------------------- accumulation
+def accumulate(const int64_t[::1] k, const uint64_t[:, ::1] c, int64_t a, int64_t b,
+               uint64_t mult, uint64_t[:, ::1] acc):
+    """``acc[k[i] * a + b] += c[i] * mult`` for every ``i`` (dense lattice step).
+
+    Returns True on overflow of a 128-bit count.  Indices must be in range.
+    """
+    cdef Py_ssize_t i, n = k.shape[0]
+    cdef int64_t j
+    cdef u128 x, y
+    cdef bint ovf = False
+    with nogil:
+        for i in range(n):
+            j = k[i] * a + b
+            if u128_mul(get(c, i), <u128>mult, &x):
+                ovf = True
+                break
+            if u128_add(get(acc, j), x, &y):
+                ovf = True
+                break
+            put(acc, j, y)
+    return ovf
+
+
+def sum_runs(const int64_t[::1] keys, const uint64_t[:, ::1] counts, int64_t[::1] out_keys,
+             uint64_t[:, ::1] out_counts):
+    """Merge runs of equal ``keys`` (sorted), summing their counts.
+
+    Returns the number of distinct keys written, or -1 on overflow.
+    """
+    cdef Py_ssize_t i, n = keys.shape[0], m = -1
+    cdef u128 x
+    cdef bint ovf = False
+    with nogil:
+        for i in range(n):
+            if m < 0 or keys[i] != out_keys[m]:
+                m += 1
+                out_keys[m] = keys[i]
+                put(out_counts, m, get(counts, i))
+            else:
+                if u128_add(get(out_counts, m), get(counts, i), &x):
+                    ovf = True
+                    break
+                put(out_counts, m, x)
+    return -1 if ovf else m + 1
+
+
+def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):
+    """Inclusive cumulative sums of 128-bit counts; True on overflow."""
+    cdef Py_ssize_t i, n = c.shape[0]
+    cdef u128 t = 0
+    cdef bint ovf = False
+    with nogil:
+        for i in range(n):
+            if u128_add(t, get(c, i), &t):
+                ovf = True
+                break
+            put(out, i, t)
+    return ovf
+
+
+# ------------------------------------------------------------- pair counts
+cdef inline bint pair_count(const int64_t[::1] lv, const uint64_t[:, ::1] lc,
+                            const uint64_t[:, ::1] rcum, int64_t rlo, int64_t rg,
+                            int64_t q, u128* total, bint write, uint64_t[:, ::1] weights
+                            ) noexcept nogil:
+    """Sum over ``i`` of ``lc[i] * rcum[j]``, ``j`` the last lattice point of
+    the right side with ``lv[i] + rlo + j * rg <= q`` (none: 0); ``lv``
+    ascending.  With ``write``, also writes the running sum per ``i`` to ``weights``."""
+    cdef Py_ssize_t i, n = lv.shape[0]
+    cdef int64_t j = rcum.shape[0] - 1
+    cdef int64_t x
+    cdef u128 t = 0, p
+    for i in range(n):
+        x = q - lv[i] - rlo
+        while j >= 0 and j * rg > x:
+            j -= 1
+        if j >= 0:
+            if u128_mul(get(lc, i), get(rcum, j), &p) or u128_add(t, p, &t):
+                return True
+        if write:
+            put(weights, i, t)
+    total[0] = t
+    return False
+
+
+def pair_cdf(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const uint64_t[:, ::1] rcum,
+             int64_t rlo, int64_t rg, const int64_t[::1] points, uint64_t[:, ::1] out):
+    """Exact CDF of ``L + R`` at every point: ``#{(l, r): l + r <= q}``.
+
+    ``L`` is sparse (values ``lv`` ascending, counts ``lc``), ``R`` a dense
+    cumulative on its lattice (``rcum[j]``: count of values ``<= rlo + j *
+    rg``).  Returns True on overflow.
+    """
+    cdef Py_ssize_t k
+    cdef u128 t
+    cdef bint ovf = False
+    with nogil:
+        for k in range(points.shape[0]):
+            if pair_count(lv, lc, rcum, rlo, rg, points[k], &t, False, out):
+                ovf = True
+                break
+            put(out, k, t)
+    return ovf
+
+
+def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const uint64_t[:, ::1] rcum,
+                 int64_t rlo, int64_t rg, int64_t q, uint64_t[:, ::1] out):
+    """Running sums over the left values of their pair counts within ``q``
+    (see :func:`pair_cdf`); True on overflow."""
+    cdef u128 t
+    cdef bint ovf
+    with nogil:
+        ovf = pair_count(lv, lc, rcum, rlo, rg, q, &t, True, out)
+    return ovf
+
+
+# ---------------------------------------------------------------- sampling
+cdef inline Py_ssize_t upper(const uint64_t[:, ::1] cum, Py_ssize_t lo, Py_ssize_t hi,
+                             u128 rank) noexcept nogil:
+    """First index in ``lo .. hi - 1`` whose cumulative count exceeds ``rank``."""
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if get(cum, mid) > rank:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def search(const uint64_t[:, ::1] cum, const uint64_t[:, ::1] ranks, int64_t[::1] out):
+    """``out[i]``: the first index whose cumulative count exceeds ``ranks[i]``."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(ranks.shape[0]):
+            out[i] = upper(cum, 0, cum.shape[0], get(ranks, i))
+
+
+def uniform_below(const uint64_t[:, ::1] raw, uint64_t n_lo, uint64_t n_hi,
+                  uint64_t[:, ::1] out):
+    """Uniform ranks in ``[0, N)`` from uniform 128-bit words, by rejection:
+    ``out[i] = raw[i] mod N`` when ``raw[i]`` lies below the largest multiple
+    of ``N``; returns the indices to redraw (an int64 array)."""
+    cdef u128 N = mk(n_lo, n_hi), x
+    cdef u128 top = ((<u128>0) - 1) - (((<u128>0) - 1) % N + 1) % N
+    cdef Py_ssize_t i, m = 0
+    redo = np.empty(raw.shape[0], dtype=np.int64)
+    cdef int64_t[::1] rv = redo
+    with nogil:
+        for i in range(raw.shape[0]):
+            x = get(raw, i)
+            if x > top:
+                rv[m] = i
+                m += 1
+            else:
+                put(out, i, x % N)
+    return redo[:m]
+
+
+def unrank(const int64_t[::1] state, const int64_t[::1] value, const uint64_t[:, ::1] rank,
+           const int64_t[::1] e_ptr, const int64_t[::1] e_other, const int64_t[::1] e_shift,
+           const uint64_t[::1] e_mult, const int64_t[::1] d_ptr, const int64_t[::1] d_val,
+           const uint64_t[:, ::1] d_cnt, int64_t[::1] edge, uint64_t[::1] sub,
+           int64_t[::1] new_state, int64_t[::1] new_value, uint64_t[:, ::1] new_rank):
+    """One step of unranking paths of a trellis, for every sample at once.
+
+    Sample ``i`` sits in ``state[i]`` with path value ``value[i]`` and rank
+    ``rank[i]`` among the paths that reach it with that value.  The edges
+    of state ``s`` are ``e_ptr[s] .. e_ptr[s + 1] - 1``, each leading to
+    ``e_other`` (the neighbouring boundary's state) with value ``e_shift``
+    and multiplicity ``e_mult``; that boundary's distribution of state ``t``
+    is ``d_val/d_cnt[d_ptr[t] .. d_ptr[t + 1] - 1]`` (values ascending).
+    Edges are weighed by ``count(value - shift) * mult`` in order; the chosen
+    edge, the sub-index among its multiplicity and the rank within the
+    neighbour are written out.  Returns the first sample whose rank is not
+    below its total weight (inconsistent input), or -1.
+    """
+    cdef Py_ssize_t i, e, lo, hi, mid
+    cdef int64_t t, v, bad = -1
+    cdef u128 r, c, w
+    with nogil:
+        for i in range(state.shape[0]):
+            r = get(rank, i)
+            edge[i] = -1
+            for e in range(e_ptr[state[i]], e_ptr[state[i] + 1]):
+                t = e_other[e]
+                v = value[i] - e_shift[e]
+                lo = d_ptr[t]
+                hi = d_ptr[t + 1]
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if d_val[mid] < v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo >= d_ptr[t + 1] or d_val[lo] != v:
+                    continue
+                c = get(d_cnt, lo)
+                w = c * e_mult[e]
+                if r < w:
+                    edge[i] = e
+                    sub[i] = <uint64_t>(r // c)
+                    put(new_rank, i, r % c)
+                    new_state[i] = t
+                    new_value[i] = v
+                    break
+                r -= w
+            if edge[i] < 0:
+                bad = i
+                break
+    return bad
