@@ -27,6 +27,9 @@ cdef extern from *:
         return ((nf_u128)hi << 64) | (nf_u128)lo;
     }
     static inline uint64_t nf_u128_lo(nf_u128 x) { return (uint64_t)x; }
+    static inline int nf_mul_u64(uint64_t a, uint64_t b, uint64_t *r) {
+        return __builtin_mul_overflow(a, b, r);
+    }
     static inline uint64_t nf_u128_hi(nf_u128 x) { return (uint64_t)(x >> 64); }
     """
     ctypedef unsigned long long u128 "nf_u128"
@@ -36,6 +39,7 @@ cdef extern from *:
     u128 mk "nf_u128_make"(uint64_t lo, uint64_t hi) noexcept nogil
     uint64_t lo64 "nf_u128_lo"(u128 x) noexcept nogil
     uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
+    bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
 
 
 cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
@@ -53,36 +57,53 @@ def table_sums(const int64_t[:, ::1] table, int64_t n_groups, const int64_t[:, :
     """Row ``i`` of ``out``: the sum over slots ``s`` of ``table[tids[i, s] *
     n_groups + groups[i]]``, column ``peak_col`` their maximum instead.
 
-    Returns the first row whose sum overflows int64, or -1.  Rows and
-    groups must be in range (the caller validates them).
+    ``table`` has 8 columns.  Returns the first row whose sum overflows
+    int64, or -1.  Rows and groups must be in range (the caller validates
+    them).
     """
-    cdef Py_ssize_t n = tids.shape[0], S = tids.shape[1], M = table.shape[1], i, s, m
-    cdef int64_t row, v
+    cdef Py_ssize_t n = tids.shape[0], S = tids.shape[1], i, s, m
+    cdef const int64_t* row
+    cdef int64_t acc[8]
+    cdef int64_t peak
+    cdef bint ovf
     cdef int64_t bad = -1
-    if out.shape[0] != n or out.shape[1] != M or groups.shape[0] != n:
+    if out.shape[0] != n or out.shape[1] != 8 or table.shape[1] != 8 or groups.shape[0] != n \
+            or not 0 <= peak_col < 8:
         raise ValueError("table_sums: shapes disagree")
     with nogil:
         for i in range(n):
-            for m in range(M):
-                out[i, m] = 0
+            ovf = False
+            for m in range(8):
+                acc[m] = 0
+            peak = 0
             for s in range(S):
-                row = tids[i, s] * n_groups + groups[i]
-                for m in range(M):
-                    v = table[row, m]
-                    if m == peak_col:
-                        if v > out[i, m]:
-                            out[i, m] = v
-                    elif i64_add(out[i, m], v, &out[i, m]):
-                        bad = i
-                        break
-                if bad >= 0:
-                    break
-            if bad >= 0:
+                row = &table[tids[i, s] * n_groups + groups[i], 0]
+                if row[peak_col] > peak:
+                    peak = row[peak_col]
+                for m in range(8):
+                    ovf |= i64_add(acc[m], row[m], &acc[m])
+            acc[peak_col] = peak
+            for m in range(8):
+                out[i, m] = acc[m]
+            if ovf:
+                bad = i
                 break
     return bad
 
 
 # ---------------------------------------------------------- accumulation
+cdef inline bint mul64(u128 c, uint64_t m, u128* r) noexcept nogil:
+    """``r = c * m`` for a 128-bit ``c`` and a 64-bit ``m``; True on overflow."""
+    cdef uint64_t hi = hi64(c), top
+    cdef u128 p = <u128>lo64(c) * m
+    if hi == 0:
+        r[0] = p
+        return False
+    if __builtin_mul_overflow_u64(hi, m, &top):
+        return True
+    return u128_add(p, (<u128>top) << 64, r)
+
+
 def accumulate(const int64_t[::1] k, const uint64_t[:, ::1] c, int64_t a, int64_t b,
                uint64_t mult, uint64_t[:, ::1] acc):
     """``acc[k[i] * a + b] += c[i] * mult`` for every ``i`` (dense lattice step).
@@ -93,17 +114,128 @@ def accumulate(const int64_t[::1] k, const uint64_t[:, ::1] c, int64_t a, int64_
     cdef int64_t j
     cdef u128 x, y
     cdef bint ovf = False
+    cdef const uint64_t* cp
+    cdef uint64_t* ap
+    if n == 0:
+        return False
+    cp = &c[0, 0]
+    ap = &acc[0, 0]
     with nogil:
         for i in range(n):
-            j = k[i] * a + b
-            if u128_mul(get(c, i), <u128>mult, &x):
+            j = 2 * (k[i] * a + b)
+            if mul64(mk(cp[2 * i], cp[2 * i + 1]), mult, &x) or \
+                    u128_add(mk(ap[j], ap[j + 1]), x, &y):
                 ovf = True
                 break
-            if u128_add(get(acc, j), x, &y):
-                ovf = True
-                break
-            put(acc, j, y)
+            ap[j] = lo64(y)
+            ap[j + 1] = hi64(y)
     return ovf
+
+
+def compact(const uint64_t[:, ::1] acc, int64_t lo, int64_t g, int64_t[::1] values,
+            uint64_t[:, ::1] counts):
+    """The non-zero points of a dense accumulator: values ``lo + j * g`` and
+    their counts, in order; returns how many (at most ``len(values)``)."""
+    cdef Py_ssize_t j, m = 0, cap = values.shape[0], n = acc.shape[0]
+    with nogil:
+        for j in range(n):
+            if acc[j, 0] | acc[j, 1]:
+                if m == cap:
+                    break
+                values[m] = lo + j * g
+                counts[m, 0] = acc[j, 0]
+                counts[m, 1] = acc[j, 1]
+                m += 1
+    return m
+
+
+cdef inline int64_t head_key(const int64_t* val, const int64_t* pos, const int64_t* shift,
+                             const int64_t* src_of, bint take_max, Py_ssize_t p) noexcept nogil:
+    cdef int64_t v = val[pos[p]]
+    if take_max:
+        return v if v > shift[p] else shift[p]
+    return v + shift[p]
+
+
+cdef inline void sift_down(int64_t* heap, int64_t* key, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """Restore the min-heap of part indices ``heap[0 .. n-1]`` keyed by ``key[part]``."""
+    cdef Py_ssize_t c
+    cdef int64_t x = heap[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and (key[heap[c + 1]] < key[heap[c]]
+                          or (key[heap[c + 1]] == key[heap[c]] and heap[c + 1] < heap[c])):
+            c += 1
+        if key[heap[c]] < key[x] or (key[heap[c]] == key[x] and heap[c] < x):
+            heap[i] = heap[c]
+            i = c
+        else:
+            break
+    heap[i] = x
+
+
+def merge_shifted(const int64_t[::1] src_ptr, const int64_t[::1] src_val,
+                  const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
+                  const int64_t[::1] part_shift, const uint64_t[::1] part_mult, bint take_max,
+                  int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+    """Merge shifted, scaled copies of sorted distributions into one (k-way, by a heap).
+
+    Part ``p`` is source ``part_src[p]`` (values ``src_val[src_ptr[s] ..
+    src_ptr[s + 1] - 1]``, ascending) with every value ``v`` turned into
+    ``v + part_shift[p]`` (or ``max(v, part_shift[p])`` with ``take_max``)
+    and its count times ``part_mult[p]``.  Writes the distinct values, in
+    order, with summed counts; returns how many, or -1 on overflow.  The
+    output must hold the total length of the parts.
+    """
+    cdef Py_ssize_t P = part_src.shape[0], n = 0, m = 0, p, i
+    cdef int64_t v
+    cdef u128 x, y
+    cdef bint ovf = False
+    pos_a = np.empty(max(P, 1), dtype=np.int64)
+    end_a = np.empty(max(P, 1), dtype=np.int64)
+    key_a = np.empty(max(P, 1), dtype=np.int64)
+    heap_a = np.empty(max(P, 1), dtype=np.int64)
+    cdef int64_t[::1] pos = pos_a, end = end_a, key = key_a, heap = heap_a
+    cdef const uint64_t* cp = &src_cnt[0, 0] if src_cnt.shape[0] else NULL
+    with nogil:
+        for p in range(P):
+            pos[p] = src_ptr[part_src[p]]
+            end[p] = src_ptr[part_src[p] + 1]
+            if pos[p] < end[p]:
+                key[p] = head_key(&src_val[0], &pos[0], &part_shift[0], &part_src[0], take_max, p)
+                heap[n] = p
+                n += 1
+        i = n // 2
+        while i > 0:
+            i -= 1
+            sift_down(&heap[0], &key[0], n, i)
+        while n > 0:
+            p = heap[0]
+            v = key[p]
+            if mul64(mk(cp[2 * pos[p]], cp[2 * pos[p] + 1]), part_mult[p], &x):
+                ovf = True
+                break
+            if m > 0 and out_val[m - 1] == v:
+                if u128_add(mk(out_cnt[m - 1, 0], out_cnt[m - 1, 1]), x, &y):
+                    ovf = True
+                    break
+                out_cnt[m - 1, 0] = lo64(y)
+                out_cnt[m - 1, 1] = hi64(y)
+            else:
+                out_val[m] = v
+                out_cnt[m, 0] = lo64(x)
+                out_cnt[m, 1] = hi64(x)
+                m += 1
+            pos[p] += 1
+            if pos[p] < end[p]:
+                key[p] = head_key(&src_val[0], &pos[0], &part_shift[0], &part_src[0], take_max, p)
+            else:
+                n -= 1
+                heap[0] = heap[n]
+            sift_down(&heap[0], &key[0], n, 0)
+    return -1 if ovf else m
 
 
 def sum_runs(const int64_t[::1] keys, const uint64_t[:, ::1] counts, int64_t[::1] out_keys,

@@ -79,13 +79,14 @@ class Dist:
     ([1, 6], 12)
     """
 
-    __slots__ = ("values", "counts", "_g", "_cum")
+    __slots__ = ("values", "counts", "_g", "_cum", "_k")
 
     def __init__(self, values: np.ndarray, counts: np.ndarray):
         self.values = np.ascontiguousarray(values, dtype=np.int64)
         self.counts = np.ascontiguousarray(counts, dtype=np.uint64).reshape(-1, 2)
         self._g: Optional[int] = None
         self._cum: Optional[np.ndarray] = None
+        self._k: Optional[np.ndarray] = None
 
     @classmethod
     def point(cls, value: int = 0, count: int = 1) -> "Dist":
@@ -112,6 +113,13 @@ class Dist:
             d = np.diff(self.values)
             self._g = int(np.gcd.reduce(d)) if d.size else 0
         return self._g
+
+    def lattice_index(self) -> np.ndarray:
+        """``(values - values[0]) // step``: each value's point on its lattice."""
+        if self._k is None:
+            g = self.step
+            self._k = (self.values - self.values[0]) // g if g else np.zeros(len(self), np.int64)
+        return self._k
 
     def cumulative(self) -> np.ndarray:
         """Inclusive cumulative counts, ``(n, 2)`` uint64."""
@@ -144,28 +152,36 @@ class Dist:
         return Dist(self.values[keep], self.counts[keep])
 
 
-def _scaled(counts: np.ndarray, mult: int) -> np.ndarray:
-    out = np.zeros_like(counts)
-    n = len(counts)
-    if _dist.accumulate(np.arange(n, dtype=np.int64), counts, 1, 0, np.uint64(mult), out):
-        raise OverflowError("a count exceeds 2**128")
-    return out
-
-
-def _merge_sorted(keys: np.ndarray, counts: np.ndarray) -> Dist:
-    order = np.argsort(keys, kind="stable")
-    keys, counts = keys[order], np.ascontiguousarray(counts[order])
-    out_k = np.empty_like(keys)
-    out_c = np.empty_like(counts)
-    m = _dist.sum_runs(keys, counts, out_k, out_c)
-    if m < 0:
-        raise OverflowError("a count exceeds 2**128")
-    return Dist(out_k[:m], out_c[:m])
-
-
 def _check_range(lo: int, hi: int) -> None:
     if lo < _I64[0] or hi > _I64[1]:
         raise OverflowError("a metric total exceeds int64")
+
+
+def _merge(parts, how: str, what: str) -> Dist:
+    """k-way merge of the shifted parts (any span), by the compiled heap merge."""
+    srcs, src_of, seen = [], [], {}
+    for d, _, _ in parts:
+        if id(d) not in seen:
+            seen[id(d)] = len(srcs)
+            srcs.append(d)
+        src_of.append(seen[id(d)])
+    n = sum(len(srcs[i]) for i in src_of)
+    if n > SPARSE_LIMIT:
+        raise TooLarge(f"{what}: merging {n:,} entries exceeds the exact profile's limit of "
+                       f"{SPARSE_LIMIT:,}")
+    ptr = np.zeros(len(srcs) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in srcs], out=ptr[1:])
+    vals = np.concatenate([d.values for d in srcs])
+    cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
+    out_v = np.empty(n, dtype=np.int64)
+    out_c = np.empty((n, 2), dtype=np.uint64)
+    m = _dist.merge_shifted(ptr, vals, cnts, np.asarray(src_of, dtype=np.int64),
+                            np.array([s for _, s, _ in parts], dtype=np.int64),
+                            np.array([k for _, _, k in parts], dtype=np.uint64), how == "max",
+                            out_v, out_c)
+    if m < 0:
+        raise OverflowError("a count exceeds 2**128")
+    return Dist(out_v[:m].copy(), out_c[:m].copy())
 
 
 def _combine_sum(parts, limit: int, what: str) -> Dist:
@@ -176,40 +192,25 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
     for d, s, _ in parts:
         g = math.gcd(g, d.step, int(d.values[0]) + s - lo)
     span = (hi - lo) // g + 1 if g else 1
-    if span <= limit:
-        acc = np.zeros((span, 2), dtype=np.uint64)
-        for d, s, m in parts:
-            gd = d.step or g or 1
-            k = (d.values - d.values[0]) // gd if d.step else np.zeros(len(d), dtype=np.int64)
-            a, b = (gd // g if g else 0), ((int(d.values[0]) + s - lo) // g if g else 0)
-            if _dist.accumulate(k, d.counts, a, b, np.uint64(m), acc):
-                raise OverflowError("a count exceeds 2**128")
-        nz = np.flatnonzero(acc[:, 0] | acc[:, 1])
-        return Dist(lo + nz * g, acc[nz])
     n = sum(len(d) for d, _, _ in parts)
-    if n > SPARSE_LIMIT:
-        raise TooLarge(f"{what}: a distribution spanning {span:,} values in steps of {g:,} "
-                       f"({n:,} entries to merge) exceeds the exact profile's limits "
-                       f"({limit:,} lattice points, {SPARSE_LIMIT:,} entries)")
-    keys = np.concatenate([d.values + s for d, s, _ in parts])
-    counts = np.concatenate([_scaled(d.counts, m) for d, _, m in parts])
-    return _merge_sorted(keys, counts)
+    if span <= limit and span <= 16 * n + 4096:     # dense pays when the lattice fills
+        return _accumulate(parts, lo, g, span)
+    return _merge(parts, "sum", what)
 
 
-def _combine_max(parts) -> Dist:
-    keys, counts = [], []
+def _accumulate(parts, lo: int, g: int, span: int) -> Dist:
+    """Dense accumulation on the lattice ``lo + j * g`` (``span`` points)."""
+    acc = np.zeros((span, 2), dtype=np.uint64)
     for d, s, m in parts:
-        i = int(np.searchsorted(d.values, s, side="left"))
-        c = _scaled(d.counts, m)
-        if i:
-            cum = np.empty_like(c[:i])
-            if _dist.cumsum(c[:i], cum):
-                raise OverflowError("a count exceeds 2**128")
-            keys.append(np.array([s], dtype=np.int64))
-            counts.append(cum[-1:])
-        keys.append(d.values[i:])
-        counts.append(c[i:])
-    return _merge_sorted(np.concatenate(keys), np.concatenate(counts))
+        a = d.step // g if g else 0
+        b = (int(d.values[0]) + s - lo) // g if g else 0
+        if _dist.accumulate(d.lattice_index(), d.counts, a, b, np.uint64(m), acc):
+            raise OverflowError("a count exceeds 2**128")
+    cap = min(span, sum(len(d) for d, _, _ in parts))
+    values = np.empty(cap, dtype=np.int64)
+    counts = np.empty((cap, 2), dtype=np.uint64)
+    m = _dist.compact(acc, lo, g, values, counts)
+    return Dist(values[:m], counts[:m])
 
 
 def combine(parts: Sequence, how: str = "sum", limit: int = DENSE_LIMIT,
@@ -225,8 +226,11 @@ def combine(parts: Sequence, how: str = "sum", limit: int = DENSE_LIMIT,
     parts = [(d, int(s), int(m)) for d, s, m in parts if d is not None and len(d) and m]
     if not parts:
         return None
+    if len(parts) == 1 and parts[0][2] == 1 and (parts[0][1] == 0 if how == "sum"
+                                                 else parts[0][1] <= parts[0][0].values[0]):
+        return parts[0][0]          # unchanged: share it (distributions are read-only)
     if how == "max":
-        return _combine_max(parts)
+        return _merge(parts, "max", what)
     return _combine_sum(parts, limit, what)
 
 

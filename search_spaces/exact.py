@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _dist
-from .dists import DENSE_LIMIT, Dist, TooLarge, as_int, combine, dense_cumulative, from_ints, pair_cdf
+from .dists import DENSE_LIMIT, Dist, TooLarge, combine, dense_cumulative, pair_cdf
 from .tables import Trellis
 
 __all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank",
@@ -130,14 +130,17 @@ class GroupDist:
         return [(a, b) for a, b in zip(self.left, self.right)
                 if a is not None and b is not None and len(a) and len(b)]
 
+    @staticmethod
+    def swapped(a: Dist, b: Dist) -> bool:
+        """Whether the prefix side ``a`` (not ``b``) is the one to lay out dense:
+        the side with the narrower lattice span is."""
+        sa = (int(a.values[-1]) - int(a.values[0])) // (a.step or 1)
+        sb = (int(b.values[-1]) - int(b.values[0])) // (b.step or 1)
+        return sa < sb
+
     def oriented(self):
-        """Pairs as (swept, dense): the side with the narrower lattice span is laid out dense."""
-        out = []
-        for a, b in self.pairs():
-            sa = (int(a.values[-1]) - int(a.values[0])) // (a.step or 1)
-            sb = (int(b.values[-1]) - int(b.values[0])) // (b.step or 1)
-            out.append((a, b) if sb <= sa else (b, a))
-        return out
+        """Pairs as (swept, dense) (see :meth:`swapped`)."""
+        return [(b, a) if self.swapped(a, b) else (a, b) for a, b in self.pairs()]
 
     def cdf(self, points: Sequence[int]) -> list:
         """Exact counts of candidates with value ``<= p``, per point."""
@@ -349,14 +352,3 @@ def paths_to_columns(trellis: Trellis, path: np.ndarray, subs: np.ndarray,
     """The native columns of paths, through the space's decoder."""
     return trellis.decode(path, subs, np.asarray(groups, dtype=np.int64))
 
-
-def _u128(values: Sequence[int]) -> np.ndarray:
-    return from_ints(values)
-
-
-def count_pairs(gd: GroupDist, bound: int) -> int:
-    """Exact number of paths of a group with value ``<= bound``."""
-    return gd.cdf([bound])[0]
-
-
-_ = as_int  # re-exported for profiles

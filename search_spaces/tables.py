@@ -100,6 +100,11 @@ class SlotTable:
         object.__setattr__(self, "_flat", flat)
 
     @property
+    def all_valid(self) -> bool:
+        """Every template scores without error at every resolution."""
+        return bool(self.valid.all())
+
+    @property
     def n_groups(self) -> int:
         """Groups (input resolutions) of the table."""
         return int(self.values.shape[1])
@@ -117,7 +122,8 @@ def score_slots(table: SlotTable, tids: np.ndarray, groups: np.ndarray) -> Optio
     tids = np.ascontiguousarray(tids, dtype=np.int64)
     groups = np.ascontiguousarray(groups, dtype=np.int64)
     n = tids.shape[0]
-    if not table.peak_exact or (n and not table.valid[tids, groups[:, None]].all()):
+    if not table.peak_exact or (not table.all_valid and n
+                                and not table.valid[tids, groups[:, None]].all()):
         return None
     out = RawScores.allocate(n, False)
     if table_sums(table._flat, table.n_groups, tids, groups, _PEAK_COL, out.metrics) >= 0:
@@ -206,8 +212,6 @@ class Trellis:
         of an edge's multiplicity (encodings), ``groups`` (n,).
     options : ScoringOptions
         What the values count.
-    group_mult : sequence of int
-        Multiplicity of each group in each count mode (usually 1).
     """
 
     steps: list
@@ -216,7 +220,6 @@ class Trellis:
     exact: frozenset
     decode: Callable
     options: ScoringOptions
-    group_mult: Sequence = ((1, 1),)
 
     def __post_init__(self):
         if not self.steps:
@@ -229,8 +232,6 @@ class Trellis:
         G = self.n_groups
         if any(s.values.shape[1] != G for s in self.steps):
             raise ValueError("every step needs values for every group")
-        if len(self.group_mult) == 1 and G > 1:
-            self.group_mult = tuple(self.group_mult) * G
 
     @property
     def n_groups(self) -> int:

@@ -1,0 +1,552 @@
+"""Exact answers about a whole decomposable space, without sampling.
+
+Everything here is a dynamic program over the space's
+:class:`~.tables.Trellis` (``exact.py``), per group (input resolution):
+
+* :func:`profile` -- the exact distribution of one metric (:class:`Profile`:
+  counts within any bound, CDF, histogram with exact bin counts, exact
+  quantiles, mean, minimum and maximum with a witness architecture);
+* :func:`count_within` -- the exact number of candidates within a
+  :class:`~nasflops.Budget` (one additive metric, any peak bound; two or
+  more additive metrics through their joint table where it stays small);
+* :func:`pareto_front` -- the exact (MACs, params) front with witnesses;
+* :func:`sample_exact` -- uniform draws among the candidates within a
+  budget, by unranking: no rejection, seeded, reproducible.
+
+What is counted is ``over="networks"`` (distinct networks, the space's
+``size``) or ``over="encodings"`` (native encodings: entries a network does
+not use multiply encodings, not networks).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from nasflops.budget import Budget
+from .columns import SAMPLE_BLOCK
+from .dists import Dist, TooLarge, as_int, as_ints, combine, dense_cumulative, from_ints
+from .exact import GroupDist, edges_of, extreme, group_dist, pareto, unrank
+from .tables import COUNT_MODES, PEAK, NotDecomposable, Trellis, metric_column
+from . import _dist
+
+__all__ = ["Profile", "Witness", "Within", "profile", "count_within", "pareto_front",
+           "sample_exact", "path_counts"]
+
+_PEAK_COL = metric_column(PEAK)
+
+
+@dataclass(frozen=True)
+class Witness:
+    """One architecture achieving a value: ``native`` (the space's Python
+    native), its ``group`` (e.g. the resolution) and the ``value``."""
+
+    value: int
+    group: Any
+    native: Any
+
+
+def _mode(over: str) -> str:
+    if over not in COUNT_MODES:
+        raise ValueError(f"over must be one of {', '.join(COUNT_MODES)}, got {over!r}")
+    return over
+
+
+def _col_value(col: int):
+    return lambda step, g: step.values[:, g, col]
+
+
+def _zero_value(step, g):
+    return np.zeros(len(step.src), dtype=np.int64)
+
+
+def _witness(space, trellis: Trellis, path, g: int, value) -> Witness:
+    cols = trellis.decode(path[None, :], np.zeros((1, len(path)), dtype=np.uint64),
+                          np.array([g]))
+    gv = trellis.group_values[g].item() if trellis.group_name else None
+    return Witness(int(value), gv, space.from_columns(cols)[0])
+
+
+def path_counts(trellis: Trellis, mode: str, keep=None) -> list:
+    """Exact number of paths (candidates) per group, as Python ints."""
+    out = []
+    for g in range(trellis.n_groups):
+        cur = [1]
+        for step in trellis.steps:
+            m = step.mode_mult(mode)
+            ok = m > 0 if keep is None else (m > 0) & keep(step, g)
+            nxt = [0] * step.n_out
+            for i in np.flatnonzero(ok):
+                nxt[step.dst[i]] += cur[step.src[i]] * int(m[i])
+            cur = nxt
+        out.append(cur[0])
+    return out
+
+
+def _group_dists(trellis: Trellis, value, how: str, mode: str, keep=None, what: str = "profile",
+                 dense: bool = True, want: Optional[Sequence[int]] = None) -> dict:
+    """``{group: GroupDist}`` (groups with identical edges share one object)."""
+    out, seen = {}, {}
+    for g in (range(trellis.n_groups) if want is None else want):
+        edges = edges_of(trellis, g, value, mode, keep)
+        key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
+        if key not in seen:
+            seen[key] = group_dist(trellis, edges, how, what, dense=dense)
+        out[g] = seen[key]
+    return out
+
+
+# ------------------------------------------------------------------ profile
+class Profile:
+    """The exact distribution of one metric over a whole space.
+
+    Counts are Python ints (exact beyond int64).  Per group (``by``, e.g.
+    the input resolution) and pooled.  A distribution too wide to list
+    (OFA's MACs at 224 px: ~10^7 distinct values) is held as exact prefix
+    and suffix halves (``exact.py``): counts, CDF, histograms and quantiles
+    stay exact, only :attr:`values`/:attr:`counts` are refused.
+
+    Attributes
+    ----------
+    space, metric, convention, unit, over, by : str
+        What was profiled and how it is counted.
+    group_name : str or None
+        The native field of the groups (``"r"``), whatever ``by`` is.
+    group_values : list
+        Its value per group.
+    totals : list of int
+        Candidates per group.
+    total : int
+        Candidates in the space (as ``over`` counts them).
+    min, max : Witness
+        The extremes, with one architecture each.
+    group_min, group_max : list of Witness
+        The same per group.
+    """
+
+    def __init__(self, space, trellis: Trellis, metric: str, over: str, by: Optional[str],
+                 groups: dict):
+        self.space, self.metric, self.over, self.by = space.name, metric, over, by
+        conv = trellis.options.convention
+        self.convention = conv.name
+        self.unit = conv.unit if metric == "ops" else {"macs": "MACs"}.get(metric, "")
+        self.group_name = trellis.group_name
+        self.group_values = [v.item() for v in trellis.group_values]
+        self._groups = [groups[g] for g in range(trellis.n_groups)]
+        self.totals = [gd.total for gd in self._groups]
+        self.total = sum(self.totals)
+        how = "max" if metric == PEAK else "sum"
+        ext = {}
+        for which in ("min", "max"):
+            ws = []
+            for g in range(trellis.n_groups):
+                edges = edges_of(trellis, g, _col_value(metric_column(metric)), over)
+                v, path = extreme(trellis, edges, how, which)
+                ws.append(_witness(space, trellis, path, g, v))
+            ext[which] = ws
+        self.group_min, self.group_max = ext["min"], ext["max"]
+        self.min = min(self.group_min, key=lambda w: w.value)
+        self.max = max(self.group_max, key=lambda w: w.value)
+
+    def __repr__(self) -> str:
+        return (f"Profile({self.space}: {self.metric}, {self.total:,} {self.over}, "
+                f"{self.min.value:,}..{self.max.value:,})")
+
+    # ----------------------------------------------------------- groups
+    def _sel(self, group) -> list:
+        if group is None:
+            return list(range(len(self._groups)))
+        if group not in self.group_values:
+            raise ValueError(f"no group {self.group_name}={group!r}; groups: {self.group_values}")
+        return [self.group_values.index(group)]
+
+    @property
+    def materialized(self) -> bool:
+        """Whether every group's distribution is held whole (values listed)."""
+        return all(gd.full is not None for gd in self._groups)
+
+    def dist(self, group=None) -> Dist:
+        """The distribution as a :class:`~.dists.Dist` (pooled, or one group).
+
+        Raises :class:`~.dists.TooLarge` when it is held as halves (too many
+        distinct values to list).
+        """
+        sel = self._sel(group)
+        if any(self._groups[g].full is None for g in sel):
+            raise TooLarge(f"{self.space}: the {self.metric} distribution has too many distinct "
+                           "values to list (it is held as exact halves); ask for counts, cdf, "
+                           "histogram or quantiles instead")
+        parts = [(self._groups[g].full, 0, 1) for g in sel]
+        return combine(parts, "sum") if len(parts) > 1 else parts[0][0]
+
+    @property
+    def values(self) -> np.ndarray:
+        """The distinct values (pooled), ascending."""
+        return self.dist().values
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Their exact counts: int64, or Python ints beyond int64."""
+        return as_ints(self.dist().counts)
+
+    # ------------------------------------------------------------ queries
+    def cdf(self, points: Sequence[int], group=None) -> list:
+        """Exact counts of candidates with a value ``<= p``, per point."""
+        pts = [int(p) for p in points]
+        tot = [0] * len(pts)
+        for g in self._sel(group):
+            for i, c in enumerate(self._groups[g].cdf(pts)):
+                tot[i] += c
+        return tot
+
+    def count(self, max_value: int, group=None) -> int:
+        """Exact number of candidates with a value ``<= max_value``."""
+        return self.cdf([max_value], group)[0]
+
+    def fraction(self, max_value: int, group=None) -> Fraction:
+        """Exact fraction of candidates with a value ``<= max_value``."""
+        total = sum(self.totals[g] for g in self._sel(group))
+        return Fraction(self.count(max_value, group), total)
+
+    def histogram(self, bins: int = 40, range: Optional[tuple] = None, group=None):
+        """``(counts, edges)``: exact candidates per bin (Python ints) and the
+        ``bins + 1`` integer edges; bin ``j`` is ``[edges[j], edges[j+1])``,
+        the last one closed."""
+        lo, hi = range if range is not None else (self._lo(group), self._hi(group))
+        edges = np.unique(np.linspace(lo, hi + 1, bins + 1).round().astype(np.int64))
+        cum = self.cdf((edges - 1).tolist(), group)
+        return [b - a for a, b in zip(cum, cum[1:])], edges
+
+    def _lo(self, group=None) -> int:
+        return min(self._groups[g].bounds[0] for g in self._sel(group))
+
+    def _hi(self, group=None) -> int:
+        return max(self._groups[g].bounds[1] for g in self._sel(group))
+
+    def quantiles(self, qs: Sequence[float], group=None) -> list:
+        """Exact quantiles: for each ``q``, the smallest value ``v`` with
+        ``count(v) >= q * total`` (``q = 0``: the minimum)."""
+        sel = self._sel(group)
+        total = sum(self.totals[g] for g in sel)
+        if all(self._groups[g].full is not None for g in sel):
+            d = self.dist(group)
+            cum = as_ints(d.cumulative())
+            return [int(d.values[np.searchsorted(cum, max(1, math.ceil(Fraction(q) * total)),
+                                                 side="left")]) for q in qs]
+        out = []
+        for q in qs:
+            need = max(1, math.ceil(Fraction(q) * total))
+            lo, hi = self._lo(group), self._hi(group)
+            while lo < hi:          # exact bisection on the value
+                mid = (lo + hi) // 2
+                if self.count(mid, group) >= need:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            out.append(lo)
+        return out
+
+    @property
+    def mean(self) -> Fraction:
+        """The exact mean value."""
+        num = 0
+        for gd in self._groups:
+            if gd.full is not None:
+                num += int(np.dot(gd.full.values.astype(object), as_ints(gd.full.counts)))
+                continue
+            for a, b in gd.pairs():
+                sa = int(np.dot(a.values.astype(object), as_ints(a.counts)))
+                sb = int(np.dot(b.values.astype(object), as_ints(b.counts)))
+                num += sa * b.total + sb * a.total
+        return Fraction(num, self.total)
+
+
+def profile(space, trellis: Trellis, metric: str = "macs", over: str = "networks",
+            by: Optional[str] = None) -> Profile:
+    """The exact :class:`Profile` of ``metric`` over ``space`` (see the module)."""
+    over = _mode(over)
+    col = metric_column(metric)
+    trellis.check([metric])
+    if by is not None and by != trellis.group_name:
+        raise ValueError(f"{space.name}: profiles group by {trellis.group_name or 'nothing'}, "
+                         f"not {by!r}")
+    how = "max" if metric == PEAK else "sum"
+    groups = _group_dists(trellis, _col_value(col), how, over,
+                          what=f"{space.name}: exact profile of {metric}")
+    return Profile(space, trellis, metric, over, by, groups)
+
+
+# --------------------------------------------------------------- budgets
+@dataclass
+class _Question:
+    """A budget as dynamic-program parts: which edges remain, what is summed,
+    and which summed values fit."""
+
+    keep: Any
+    value: Any
+    dense: bool
+    fits: Any               # fits(values, g) -> bool mask
+    bound: Optional[int]    # the single bound (one additive metric), else None
+
+
+def _question(space, trellis: Trellis, budget: Budget) -> _Question:
+    limits = budget.limits
+    if "latency_s" in limits:
+        raise NotDecomposable("max_latency has no exact block decomposition (a roofline per "
+                              "layer); use method='rejection'")
+    trellis.check(list(limits))
+    keep = None
+    if PEAK in limits:
+        cap = limits[PEAK]
+        keep = lambda step, g: step.values[:, g, _PEAK_COL] <= cap  # noqa: E731
+    add = [(metric_column(c), v) for c, v in limits.items() if c != PEAK]
+    if not add:
+        return _Question(keep, _zero_value, True, lambda v, g: v <= 0, 0)
+    if len(add) == 1:
+        col, bound = add[0]
+        return _Question(keep, _col_value(col), True, lambda v, g: v <= bound, bound)
+    return _joint_question(space, trellis, keep, add)
+
+
+def _joint_question(space, trellis: Trellis, keep, add: list) -> _Question:
+    """Two or more additive bounds: one composite key per path, ``sum_j
+    (x_j / g_j) * R_j`` in mixed radix, so the sum of keys is the key of the
+    sums; its distribution must stay small (``TooLarge`` otherwise)."""
+    scale = []
+    for g in range(trellis.n_groups):
+        per = []
+        for col, _ in add:
+            edges = edges_of(trellis, g, _col_value(col), "encodings", keep)
+            top = extreme(trellis, edges, "sum", "max")[0] or 0
+            div = 0
+            for st in trellis.steps:
+                div = math.gcd(div, int(np.gcd.reduce(st.values[:, g, col])) if len(st.src) else 0)
+            per.append((max(div, 1), top // max(div, 1) + 1))
+        radix, span = [1] * len(add), 1
+        for j in range(len(add) - 1, -1, -1):
+            radix[j] = span
+            span *= per[j][1]
+        if span >= 1 << 62:
+            raise TooLarge(f"{space.name}: the joint table of {len(add)} metrics does not fit int64")
+        scale.append((per, radix))
+
+    def value(step, g):
+        per, radix = scale[g]
+        out = np.zeros(len(step.src), dtype=np.int64)
+        for (col, _), (div, _), rad in zip(add, per, radix):
+            out += step.values[:, g, col] // div * rad
+        return out
+
+    def fits(v, g):
+        per, radix = scale[g]
+        ok = np.ones(len(v), dtype=bool)
+        for (col, bound), (div, size), rad in zip(add, per, radix):
+            ok &= (v // rad) % size * div <= bound
+        return ok
+
+    return _Question(keep, value, False, fits, None)
+
+
+@dataclass
+class Within:
+    """The exact number of candidates within a budget.
+
+    ``count`` and ``total`` are Python ints (pooled), ``fraction`` exact,
+    ``by_group`` the counts per group value.
+    """
+
+    budget: Budget
+    over: str
+    count: int
+    total: int
+    by_group: dict
+
+    @property
+    def fraction(self) -> Fraction:
+        return Fraction(self.count, self.total) if self.total else Fraction(0)
+
+
+def _group_count(gd: GroupDist, q: _Question, g: int) -> int:
+    if q.bound is not None:
+        return gd.cdf([q.bound])[0]
+    d = gd.full
+    ok = q.fits(d.values, g)
+    return sum(as_ints(d.counts[ok]).tolist()) if ok.any() else 0
+
+
+def count_within(space, trellis: Trellis, budget: Budget, over: str = "networks") -> Within:
+    """Exact count of the candidates of ``space`` within ``budget`` (see :class:`Within`)."""
+    over = _mode(over)
+    q = _question(space, trellis, budget)
+    groups = _group_dists(trellis, q.value, "sum", over, q.keep,
+                          what=f"{space.name}: exact count within {budget}", dense=q.dense)
+    counts = {trellis.group_values[g].item(): _group_count(gd, q, g) for g, gd in groups.items()}
+    return Within(budget, over, sum(counts.values()), sum(path_counts(trellis, over)), counts)
+
+
+# ------------------------------------------------------------ Pareto front
+def pareto_front(space, trellis: Trellis, x: str = "macs", y: str = "params",
+                 over: str = "networks") -> list:
+    """The exact Pareto front of ``(x, y)`` (both minimised) over the whole
+    space: a list of :class:`Witness`-like dicts ``{x, y, group, native}``
+    by increasing ``x``."""
+    over = _mode(over)
+    trellis.check([x, y])
+    if PEAK in (x, y):
+        raise NotDecomposable("the Pareto front needs two additive metrics")
+    pts = []
+    for g in range(trellis.n_groups):
+        ex = edges_of(trellis, g, _col_value(metric_column(x)), over)
+        ey = edges_of(trellis, g, _col_value(metric_column(y)), over)
+        fx, fy, paths = pareto(trellis, ex, ey)
+        pts += [(int(a), int(b), g, p) for a, b, p in zip(fx, fy, paths)]
+    pts.sort(key=lambda t: (t[0], t[1]))
+    front, best = [], None
+    for a, b, g, p in pts:
+        if best is None or b < best:
+            front.append((a, b, g, p))
+            best = b
+    if not front:
+        return []
+    paths = np.array([p for *_, p in front])
+    gs = np.array([g for _, _, g, _ in front])
+    natives = space.from_columns(trellis.decode(paths, np.zeros(paths.shape, np.uint64), gs))
+    return [{x: a, y: b, "group": trellis.group_values[g].item(), "native": nat}
+            for (a, b, g, _), nat in zip(front, natives)]
+
+
+# ------------------------------------------------------------- sampling
+def _uniform_ranks(seed: int, block: int, m: int, total: int) -> np.ndarray:
+    """The first ``m`` uniform ranks in ``[0, total)`` of sampling block
+    ``block`` (``(m, 2)`` uint64), prefix-consistent and reproducible."""
+    bits = np.random.default_rng([seed, block]).bit_generator.random_raw(2 * m)
+    raw = np.ascontiguousarray(np.asarray(bits, dtype=np.uint64).reshape(m, 2))
+    out = np.zeros((m, 2), dtype=np.uint64)
+    lo, hi = from_ints([total])[0]
+    redo = _dist.uniform_below(raw, lo, hi, out)
+    for i in redo:   # probability below total / 2**128 each: a per-index stream
+        rng = np.random.default_rng([seed, block, int(i)])
+        while True:
+            r = int(rng.integers(0, 1 << 64, dtype=np.uint64)) | (
+                int(rng.integers(0, 1 << 64, dtype=np.uint64)) << 64)
+            if r < (1 << 128) - (1 << 128) % total:
+                out[i] = from_ints([r % total])[0]
+                break
+    return out
+
+
+def _pick_full(gd: GroupDist, q: _Question, g: int, ranks: list):
+    """Values and residual ranks for a group held whole."""
+    d = gd.full
+    ok = np.flatnonzero(q.fits(d.values, g))
+    cum = np.empty((len(ok), 2), dtype=np.uint64)
+    _dist.cumsum(np.ascontiguousarray(d.counts[ok]), cum)
+    idx = np.empty(len(ranks), dtype=np.int64)
+    _dist.search(cum, from_ints(ranks), idx)
+    cum_i = as_ints(cum).tolist()
+    res = [r - (cum_i[i - 1] if i else 0) for r, i in zip(ranks, idx.tolist())]
+    return d.values[ok[idx]], res
+
+
+def _pick_split(trellis, gd: GroupDist, bound: int, ranks: list, edges, path, subs):
+    """Unrank samples of a group held as halves: pick the (state, prefix,
+    suffix) triple by rank, then walk both halves from the split."""
+    K = len(trellis.steps)
+    st_w = []
+    for a, b in zip(gd.left, gd.right):
+        if a is None or b is None or not len(a) or not len(b):
+            st_w.append(None)
+            continue
+        swap = GroupDist.swapped(a, b)
+        sw, dn = (b, a) if swap else (a, b)       # swept side, dense side
+        lo, rcum, step = dense_cumulative(dn)
+        w = np.empty((len(sw), 2), dtype=np.uint64)
+        _dist.pair_weights(sw.values, sw.counts, rcum, lo, step, bound, w)
+        st_w.append((sw, dn, lo, rcum, step, w, swap))
+    totals = [as_int(x[5][-1]) if x is not None else 0 for x in st_w]
+    n = len(ranks)
+    st = np.empty(n, np.int64)
+    val = {side: np.empty(n, np.int64) for side in "lr"}
+    rnk = {side: np.empty((n, 2), np.uint64) for side in "lr"}
+    for i, r in enumerate(ranks):
+        s = 0
+        while r >= totals[s]:
+            r -= totals[s]
+            s += 1
+        sw, dn, lo, rcum, step, w, swap = st_w[s]
+        j = _search1(w, r)
+        r -= as_int(w[j - 1]) if j else 0
+        r_sw, r_dn = divmod(r, _cum_at(rcum, lo, step, bound - int(sw.values[j])))
+        dcum = dn.cumulative()
+        k = _search1(dcum, r_dn)
+        r_dn -= as_int(dcum[k - 1]) if k else 0
+        st[i] = s
+        sides = {"l": (sw.values[j], r_sw), "r": (dn.values[k], r_dn)}
+        if swap:
+            sides = {"l": sides["r"], "r": sides["l"]}
+        for side, (v, rr) in sides.items():
+            val[side][i] = v
+            rnk[side][i] = from_ints([rr])[0]
+    unrank(trellis, edges, gd, gd.split, 0, st, val["l"], rnk["l"], path, subs)
+    unrank(trellis, edges, gd, gd.split, K, st, val["r"], rnk["r"], path, subs)
+
+
+def _search1(cum: np.ndarray, rank: int) -> int:
+    out = np.empty(1, dtype=np.int64)
+    _dist.search(cum, from_ints([rank]), out)
+    return int(out[0])
+
+
+def _cum_at(rcum: np.ndarray, lo: int, step: int, x: int) -> int:
+    j = (x - lo) // step
+    return as_int(rcum[min(j, len(rcum) - 1)]) if j >= 0 else 0
+
+
+def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, over: str,
+                 start: int = 0) -> tuple[dict, int]:
+    """Candidates ``start .. start + n - 1`` of the seeded stream of uniform
+    draws (with replacement) among the candidates within ``budget``.
+
+    Block ``b`` of the stream (``SAMPLE_BLOCK`` draws) comes from its own
+    generator seeded by ``(seed, b)``, as :meth:`SearchSpace.sample_columns`
+    does.  Returns ``(native columns, number of candidates within budget)``.
+    """
+    over = _mode(over)
+    q = _question(space, trellis, budget)
+    what = f"{space.name}: exact sampling within {budget}"
+    groups = _group_dists(trellis, q.value, "sum", over, q.keep, what=what, dense=q.dense)
+    counts = [_group_count(groups[g], q, g) for g in range(trellis.n_groups)]
+    total = sum(counts)
+    if total == 0:
+        raise ValueError(f"budget unreachable in {space.name}: no candidate fits {budget} "
+                         f"(exact count over every {over})")
+    ranks = []
+    for b in range(start // SAMPLE_BLOCK, (start + max(n, 1) - 1) // SAMPLE_BLOCK + 1):
+        lo = max(start - b * SAMPLE_BLOCK, 0)
+        hi = min(start + n - b * SAMPLE_BLOCK, SAMPLE_BLOCK)
+        ranks += as_ints(_uniform_ranks(seed, b, hi, total)[lo:hi]).tolist() if hi > lo else []
+    K = len(trellis.steps)
+    path = np.zeros((n, K), dtype=np.int64)
+    subs = np.zeros((n, K), dtype=np.uint64)
+    grp = np.zeros(n, dtype=np.int64)
+    bounds = np.cumsum([0] + counts).tolist()
+    owner = [int(np.searchsorted(bounds, int(r), side="right") - 1) for r in ranks]
+    for g in sorted(set(owner)):
+        idx = np.array([i for i, o in enumerate(owner) if o == g], dtype=np.int64)
+        rs = [int(ranks[i]) - bounds[g] for i in idx]
+        edges = edges_of(trellis, g, q.value, over, q.keep)
+        gd = group_dist(trellis, edges, "sum", what, keep=True, dense=q.dense)
+        p = np.zeros((len(idx), K), dtype=np.int64)
+        sb = np.zeros((len(idx), K), dtype=np.uint64)
+        if gd.full is not None:
+            vals, res = _pick_full(gd, q, g, rs)
+            unrank(trellis, edges, gd, K, 0, np.zeros(len(idx), np.int64), vals,
+                   from_ints(res), p, sb)
+        else:
+            _pick_split(trellis, gd, q.bound, rs, edges, p, sb)
+        path[idx], subs[idx], grp[idx] = p, sb, g
+    return trellis.decode(path, subs, grp), total
+
