@@ -58,9 +58,20 @@ def edges_of(trellis: Trellis, g: int, value: Callable, mode: str,
 
 
 # ----------------------------------------------------------------- programs
+def _truncate(d: Optional[Dist], cap) -> Optional[Dist]:
+    """``d`` without the values above ``cap`` (None: no cap; -inf: nothing left)."""
+    if d is None or cap is None:
+        return d
+    if cap is False:
+        return None
+    n = int(np.searchsorted(d.values, cap, side="right"))
+    return d if n == len(d) else (d.take(slice(0, n)) if n else None)
+
+
 def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: int,
-             what: str, keep_all: bool) -> list:
-    """Boundaries ``k0 .. k1`` from the distributions at ``k0``."""
+             what: str, keep_all: bool, caps=None) -> list:
+    """Boundaries ``k0 .. k1`` from the distributions at ``k0``; ``caps[k][s]``
+    drops values that cannot end within a budget."""
     out = [start]
     cur = start
     for k in range(k0, k1):
@@ -68,15 +79,15 @@ def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: 
         nxt = []
         for t in range(step.n_out):
             idx = np.flatnonzero((step.dst == t) & (e.mult > 0))
-            nxt.append(combine([(cur[step.src[i]], e.vals[i], e.mult[i]) for i in idx], how,
-                               what=what))
+            d = combine([(cur[step.src[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what)
+            nxt.append(_truncate(d, caps[k + 1][t] if caps else None))
         cur = nxt
         out.append(nxt if keep_all or k + 1 == k1 else None)
     return out
 
 
 def _backward(trellis: Trellis, edges: list, how: str, end: list, k1: int, k0: int,
-              what: str, keep_all: bool) -> list:
+              what: str, keep_all: bool, caps=None) -> list:
     """Boundaries ``k0 .. k1`` (suffix distributions) from those at ``k1``."""
     out = [end]
     cur = end
@@ -85,22 +96,57 @@ def _backward(trellis: Trellis, edges: list, how: str, end: list, k1: int, k0: i
         prv = []
         for s in range(step.n_in):
             idx = np.flatnonzero((step.src == s) & (e.mult > 0))
-            prv.append(combine([(cur[step.dst[i]], e.vals[i], e.mult[i]) for i in idx], how,
-                               what=what))
+            d = combine([(cur[step.dst[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what)
+            prv.append(_truncate(d, caps[k][s] if caps else None))
         cur = prv
         out.append(prv if keep_all or k == k0 else None)
     return out[::-1]
 
 
-def _span(edges: list, trellis: Trellis) -> tuple[int, int]:
-    """An upper bound on the lattice points a group's distribution spans, and its step."""
+def _reach(trellis: Trellis, edges: list, backward: bool) -> list:
+    """Per boundary and state: the smallest prefix (or suffix) sum, None if unreachable."""
+    K = len(trellis.steps)
+    out = [None] * (K + 1)
+    cur = [0]
+    out[K if backward else 0] = cur
+    for k in (range(K - 1, -1, -1) if backward else range(K)):
+        step, e = trellis.steps[k], edges[k]
+        n = step.n_in if backward else step.n_out
+        nxt = [None] * n
+        for i in np.flatnonzero(e.mult > 0):
+            a, b = (step.dst[i], step.src[i]) if backward else (step.src[i], step.dst[i])
+            if cur[a] is not None:
+                v = cur[a] + int(e.vals[i])
+                nxt[b] = v if nxt[b] is None else min(nxt[b], v)
+        cur = nxt
+        out[k if backward else k + 1] = cur
+    return out
+
+
+def _caps(trellis: Trellis, edges: list, bound: int) -> tuple[list, list]:
+    """Forward and backward caps for values within ``bound``: a prefix at
+    ``(k, s)`` fits only if it is at most ``bound`` minus the smallest suffix
+    from there (False: the state cannot fit at all)."""
+    pre, suf = _reach(trellis, edges, False), _reach(trellis, edges, True)
+
+    def cap(other):
+        return [[False if o is None or bound - o < 0 else bound - o for o in row] for row in other]
+    return cap(suf), cap(pre)
+
+
+def _span(edges: list, trellis: Trellis, cap: Optional[int] = None) -> int:
+    """An upper bound on the lattice points a group's distribution spans."""
     lo, hi = extreme(trellis, edges, "sum", "min")[0], extreme(trellis, edges, "sum", "max")[0]
+    if lo is None:
+        return 1
+    if cap is not None:
+        hi = max(lo, min(hi, cap))
     g = 0
     for e in edges:
         v = e.vals[e.mult > 0]
         if v.size:
             g = math.gcd(g, int(np.gcd.reduce(v - v.min())))
-    return ((hi - lo) // g + 1 if g else 1), g
+    return (hi - lo) // g + 1 if g else 1
 
 
 @dataclass
@@ -168,17 +214,24 @@ class GroupDist:
 
 
 def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "profile",
-               keep: bool = False, dense: bool = True) -> GroupDist:
+               keep: bool = False, dense: bool = True, cap: Optional[int] = None) -> GroupDist:
     """The exact distribution of one group (see :class:`GroupDist`).
 
     ``dense=False`` (composite keys) never splits: the distribution is built
     whole or :class:`~.dists.TooLarge` is raised.  With ``keep`` every
-    boundary's distributions are kept, for :func:`unrank`.
+    boundary's distributions are kept, for :func:`unrank`.  With ``cap``
+    (sums only) only the paths with a value ``<= cap`` are counted: values
+    that cannot end within it are dropped as they appear, so a budget in the
+    tail costs little.
     """
     K = len(trellis.steps)
     one = [Dist.point(0)]
-    if how == "max" or not dense or _span(edges, trellis)[0] <= DENSE_LIMIT:
-        fwd = _forward(trellis, edges, how, one, 0, K, what, keep)
+    fcaps = bcaps = None
+    if cap is not None and how == "sum":
+        fcaps, bcaps = _caps(trellis, edges, cap)
+    span = _span(edges, trellis, cap) if how == "sum" and dense else 0
+    if how == "max" or not dense or span <= DENSE_LIMIT:
+        fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])
     fwd, bwd = {0: one}, {K: one}
@@ -192,10 +245,12 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         for side in order:
             try:
                 if side == "f":
-                    fwd[kf + 1] = _forward(trellis, edges, how, fwd[kf], kf, kf + 1, what, True)[-1]
+                    fwd[kf + 1] = _forward(trellis, edges, how, fwd[kf], kf, kf + 1, what, True,
+                                           fcaps)[-1]
                     kf += 1
                 else:
-                    bwd[kb - 1] = _backward(trellis, edges, how, bwd[kb], kb, kb - 1, what, True)[0]
+                    bwd[kb - 1] = _backward(trellis, edges, how, bwd[kb], kb, kb - 1, what, True,
+                                            bcaps)[0]
                     kb -= 1
                 break
             except TooLarge:

@@ -87,14 +87,14 @@ def path_counts(trellis: Trellis, mode: str, keep=None) -> list:
 
 
 def _group_dists(trellis: Trellis, value, how: str, mode: str, keep=None, what: str = "profile",
-                 dense: bool = True, want: Optional[Sequence[int]] = None) -> dict:
+                 dense: bool = True, cap: Optional[int] = None) -> dict:
     """``{group: GroupDist}`` (groups with identical edges share one object)."""
     out, seen = {}, {}
-    for g in (range(trellis.n_groups) if want is None else want):
+    for g in range(trellis.n_groups):
         edges = edges_of(trellis, g, value, mode, keep)
         key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
         if key not in seen:
-            seen[key] = group_dist(trellis, edges, how, what, dense=dense)
+            seen[key] = group_dist(trellis, edges, how, what, dense=dense, cap=cap)
         out[g] = seen[key]
     return out
 
@@ -382,8 +382,10 @@ def count_within(space, trellis: Trellis, budget: Budget, over: str = "networks"
     over = _mode(over)
     q = _question(space, trellis, budget)
     groups = _group_dists(trellis, q.value, "sum", over, q.keep,
-                          what=f"{space.name}: exact count within {budget}", dense=q.dense)
-    counts = {trellis.group_values[g].item(): _group_count(gd, q, g) for g, gd in groups.items()}
+                          what=f"{space.name}: exact count within {budget}", dense=q.dense,
+                          cap=q.bound)
+    counts = {(trellis.group_values[g].item() if trellis.group_name else None):
+              _group_count(gd, q, g) for g, gd in groups.items()}
     return Within(budget, over, sum(counts.values()), sum(path_counts(trellis, over)), counts)
 
 
@@ -414,7 +416,8 @@ def pareto_front(space, trellis: Trellis, x: str = "macs", y: str = "params",
     paths = np.array([p for *_, p in front])
     gs = np.array([g for _, _, g, _ in front])
     natives = space.from_columns(trellis.decode(paths, np.zeros(paths.shape, np.uint64), gs))
-    return [{x: a, y: b, "group": trellis.group_values[g].item(), "native": nat}
+    return [{x: a, y: b, "group": trellis.group_values[g].item() if trellis.group_name else None,
+             "native": nat}
             for (a, b, g, _), nat in zip(front, natives)]
 
 
@@ -517,7 +520,8 @@ def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, ove
     over = _mode(over)
     q = _question(space, trellis, budget)
     what = f"{space.name}: exact sampling within {budget}"
-    groups = _group_dists(trellis, q.value, "sum", over, q.keep, what=what, dense=q.dense)
+    groups = _group_dists(trellis, q.value, "sum", over, q.keep, what=what, dense=q.dense,
+                          cap=q.bound)
     counts = [_group_count(groups[g], q, g) for g in range(trellis.n_groups)]
     total = sum(counts)
     if total == 0:
@@ -538,7 +542,7 @@ def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, ove
         idx = np.array([i for i, o in enumerate(owner) if o == g], dtype=np.int64)
         rs = [int(ranks[i]) - bounds[g] for i in idx]
         edges = edges_of(trellis, g, q.value, over, q.keep)
-        gd = group_dist(trellis, edges, "sum", what, keep=True, dense=q.dense)
+        gd = group_dist(trellis, edges, "sum", what, keep=True, dense=q.dense, cap=q.bound)
         p = np.zeros((len(idx), K), dtype=np.int64)
         sb = np.zeros((len(idx), K), dtype=np.uint64)
         if gd.full is not None:
