@@ -132,6 +132,63 @@ def accumulate(const int64_t[::1] k, const uint64_t[:, ::1] c, int64_t a, int64_
     return ovf
 
 
+def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
+                       const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
+                       const int64_t[::1] part_a, const int64_t[::1] part_b,
+                       const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
+                       int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+    """Sum shifted, scaled sorted distributions on the lattice ``lo + j * g``,
+    one window of ``window`` lattice points at a time (memory: the window).
+
+    Part ``p`` sends entry ``i`` of source ``part_src[p]`` (lattice index
+    ``src_k[i]``, ascending) to point ``src_k[i] * part_a[p] + part_b[p]``
+    with its count times ``part_mult[p]``.  Writes the non-zero points in
+    order; returns how many, or -1 on overflow.
+    """
+    cdef Py_ssize_t P = part_src.shape[0], p, m = 0
+    cdef int64_t w0, w1, j, i, e
+    cdef u128 x, y
+    cdef bint ovf = False
+    pos_a = np.empty(max(P, 1), dtype=np.int64)
+    acc_a = np.zeros((max(min(window, span), 1), 2), dtype=np.uint64)
+    cdef int64_t[::1] pos = pos_a
+    cdef uint64_t[:, ::1] acc = acc_a
+    cdef const uint64_t* cp = &src_cnt[0, 0] if src_cnt.shape[0] else NULL
+    with nogil:
+        for p in range(P):
+            pos[p] = src_ptr[part_src[p]]
+        w0 = 0
+        while w0 < span and not ovf:
+            w1 = w0 + window if w0 + window < span else span
+            for p in range(P):
+                e = src_ptr[part_src[p] + 1]
+                i = pos[p]
+                while i < e:
+                    j = src_k[i] * part_a[p] + part_b[p]
+                    if j >= w1:
+                        break
+                    if mul64(mk(cp[2 * i], cp[2 * i + 1]), part_mult[p], &x) or \
+                            u128_add(mk(acc[j - w0, 0], acc[j - w0, 1]), x, &y):
+                        ovf = True
+                        break
+                    acc[j - w0, 0] = lo64(y)
+                    acc[j - w0, 1] = hi64(y)
+                    i += 1
+                pos[p] = i
+                if ovf:
+                    break
+            for j in range(w1 - w0):
+                if acc[j, 0] | acc[j, 1]:
+                    out_val[m] = lo + (w0 + j) * g
+                    out_cnt[m, 0] = acc[j, 0]
+                    out_cnt[m, 1] = acc[j, 1]
+                    acc[j, 0] = 0
+                    acc[j, 1] = 0
+                    m += 1
+            w0 = w1
+    return -1 if ovf else m
+
+
 def compact(const uint64_t[:, ::1] acc, int64_t lo, int64_t g, int64_t[::1] values,
             uint64_t[:, ::1] counts):
     """The non-zero points of a dense accumulator: values ``lo + j * g`` and

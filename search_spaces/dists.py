@@ -159,29 +159,39 @@ def _check_range(lo: int, hi: int) -> None:
 
 def _merge(parts, how: str, what: str) -> Dist:
     """k-way merge of the shifted parts (any span), by the compiled heap merge."""
-    srcs, src_of, seen = [], [], {}
-    for d, _, _ in parts:
-        if id(d) not in seen:
-            seen[id(d)] = len(srcs)
-            srcs.append(d)
-        src_of.append(seen[id(d)])
+    srcs, src_of, ptr = _sources(parts)
     n = sum(len(srcs[i]) for i in src_of)
     if n > SPARSE_LIMIT:
         raise TooLarge(f"{what}: merging {n:,} entries exceeds the exact profile's limit of "
                        f"{SPARSE_LIMIT:,}")
-    ptr = np.zeros(len(srcs) + 1, dtype=np.int64)
-    np.cumsum([len(d) for d in srcs], out=ptr[1:])
     vals = np.concatenate([d.values for d in srcs])
     cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
     out_v = np.empty(n, dtype=np.int64)
     out_c = np.empty((n, 2), dtype=np.uint64)
-    m = _dist.merge_shifted(ptr, vals, cnts, np.asarray(src_of, dtype=np.int64),
+    m = _dist.merge_shifted(ptr, vals, cnts, src_of,
                             np.array([s for _, s, _ in parts], dtype=np.int64),
                             np.array([k for _, _, k in parts], dtype=np.uint64), how == "max",
                             out_v, out_c)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
     return Dist(out_v[:m].copy(), out_c[:m].copy())
+
+
+#: lattice points accumulated at a time (16 bytes each)
+WINDOW = 1 << 20
+
+
+def _sources(parts):
+    """Distinct source distributions of the parts, and each part's source."""
+    srcs, src_of, seen = [], [], {}
+    for d, _, _ in parts:
+        if id(d) not in seen:
+            seen[id(d)] = len(srcs)
+            srcs.append(d)
+        src_of.append(seen[id(d)])
+    ptr = np.zeros(len(srcs) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in srcs], out=ptr[1:])
+    return srcs, np.asarray(src_of, dtype=np.int64), ptr
 
 
 def _combine_sum(parts, limit: int, what: str) -> Dist:
@@ -193,24 +203,27 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
         g = math.gcd(g, d.step, int(d.values[0]) + s - lo)
     span = (hi - lo) // g + 1 if g else 1
     n = sum(len(d) for d, _, _ in parts)
-    if span <= limit and span <= 16 * n + 4096:     # dense pays when the lattice fills
-        return _accumulate(parts, lo, g, span)
-    return _merge(parts, "sum", what)
-
-
-def _accumulate(parts, lo: int, g: int, span: int) -> Dist:
-    """Dense accumulation on the lattice ``lo + j * g`` (``span`` points)."""
-    acc = np.zeros((span, 2), dtype=np.uint64)
-    for d, s, m in parts:
-        a = d.step // g if g else 0
-        b = (int(d.values[0]) + s - lo) // g if g else 0
-        if _dist.accumulate(d.lattice_index(), d.counts, a, b, np.uint64(m), acc):
-            raise OverflowError("a count exceeds 2**128")
-    cap = min(span, sum(len(d) for d, _, _ in parts))
-    values = np.empty(cap, dtype=np.int64)
-    counts = np.empty((cap, 2), dtype=np.uint64)
-    m = _dist.compact(acc, lo, g, values, counts)
-    return Dist(values[:m], counts[:m])
+    if span > 64 * n + WINDOW:       # a sparse lattice: merge the entries instead
+        return _merge(parts, "sum", what)
+    if min(span, n) > limit:
+        raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
+                       f"exceeds the exact profile's limit of {limit:,}")
+    srcs, src_of, ptr = _sources(parts)
+    k = np.concatenate([d.lattice_index() for d in srcs])
+    cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
+    a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
+    b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
+    cap = min(span, n)
+    out_v = np.empty(cap, dtype=np.int64)
+    out_c = np.empty((cap, 2), dtype=np.uint64)
+    m = _dist.accumulate_windows(ptr, k, cnts, src_of, a, b,
+                                 np.array([x for _, _, x in parts], dtype=np.uint64), span, lo,
+                                 max(g, 1), WINDOW, out_v, out_c)
+    if m < 0:
+        raise OverflowError("a count exceeds 2**128")
+    if m < cap // 2:
+        return Dist(out_v[:m].copy(), out_c[:m].copy())
+    return Dist(out_v[:m], out_c[:m])
 
 
 def combine(parts: Sequence, how: str = "sum", limit: int = DENSE_LIMIT,
