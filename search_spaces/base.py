@@ -43,7 +43,7 @@ from nasflops.spec import SpecBatch
 from . import profiles as _profiles
 from .columns import SAMPLE_BLOCK, NativeError, concat_columns, n_rows, take_columns
 from .sampling import BudgetSample, sample_within
-from .tables import NotDecomposable, SlotTable, Trellis, score_slots
+from .tables import NotDecomposable, SlotTable, Trellis, metric_column, score_slots
 
 __all__ = ["SearchSpace", "SAMPLE_BLOCK", "NativeError", "NotDecomposable", "make_divisible"]
 
@@ -265,7 +265,7 @@ class SearchSpace(abc.ABC):
         n, seed, start = (positive_int(v, k, 0) for v, k in ((n, "n"), (seed, "seed"),
                                                              (start, "start")))
         opts = ScoringOptions.make(budget.convention, batch_size, weight_dtype, act_dtype)
-        trellis = self.trellis(opts, tuple(budget.limits))
+        trellis = self.trellis(opts, _profiles.budget_metrics(budget))
         cols, within = _profiles.sample_exact(self, trellis, budget, n, seed, over, start)
         raw = self.score_columns_raw(cols, opts)
         return BudgetSample(arch_id=np.arange(start, start + n, dtype=np.int64), columns=cols,
@@ -322,7 +322,7 @@ class SearchSpace(abc.ABC):
 
     def profile(self, metric: str = "macs", convention: str = "macs", by: Optional[str] = None,
                 over: str = "networks", batch_size: int = 1, weight_dtype: str = "fp32",
-                act_dtype: str = "fp32") -> "_profiles.Profile":
+                act_dtype: str = "fp32", n_jobs: int = 1) -> "_profiles.Profile":
         """The exact distribution of ``metric`` over the whole space.
 
         Parameters
@@ -338,6 +338,8 @@ class SearchSpace(abc.ABC):
             are always available (``group=`` arguments).
         over : {"networks", "encodings"}
             Count distinct networks (``size``) or native encodings.
+        n_jobs : int
+            Threads building the groups' distributions.
 
         Returns
         -------
@@ -357,8 +359,9 @@ class SearchSpace(abc.ABC):
         >>> p.total, p.min.value, p.max.value
         (15625, 73306, 1531546)
         """
+        metric_column(metric)
         opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype)
-        return _profiles.profile(self, self.trellis(opts, (metric,)), metric, over, by)
+        return _profiles.profile(self, self.trellis(opts, (metric,)), metric, over, by, n_jobs)
 
     def count_within(self, budget, over: str = "networks", batch_size: int = 1,
                      weight_dtype: str = "fp32", act_dtype: str = "fp32") -> "_profiles.Within":
@@ -366,7 +369,7 @@ class SearchSpace(abc.ABC):
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
         opts = ScoringOptions.make(budget.convention, batch_size, weight_dtype, act_dtype)
-        tr = self.trellis(opts, tuple(budget.limits))
+        tr = self.trellis(opts, _profiles.budget_metrics(budget))
         return _profiles.count_within(self, tr, budget, over)
 
     def pareto_front(self, x: str = "macs", y: str = "params", over: str = "networks",

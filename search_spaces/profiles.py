@@ -20,6 +20,7 @@ not use multiply encodings, not networks).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Optional, Sequence
@@ -34,7 +35,7 @@ from .tables import COUNT_MODES, PEAK, NotDecomposable, Trellis, metric_column
 from . import _dist
 
 __all__ = ["Profile", "Witness", "Within", "profile", "count_within", "pareto_front",
-           "sample_exact", "path_counts"]
+           "sample_exact", "path_counts", "budget_metrics"]
 
 _PEAK_COL = metric_column(PEAK)
 
@@ -47,6 +48,15 @@ class Witness:
     value: int
     group: Any
     native: Any
+
+
+def _rank(q, total: int) -> int:
+    """How many candidates the ``q`` quantile must cover: ``ceil(q * total)``
+    (at least 1), with a float ``q`` read as the decimal it prints as (0.9 is 9/10)."""
+    f = q if isinstance(q, Fraction) else Fraction(str(float(q)))
+    if not 0 <= f <= 1:
+        raise ValueError(f"a quantile is in [0, 1], got {q!r}")
+    return max(1, math.ceil(f * total))
 
 
 def _mode(over: str) -> str:
@@ -70,10 +80,10 @@ def _witness(space, trellis: Trellis, path, g: int, value) -> Witness:
     return Witness(int(value), gv, space.from_columns(cols)[0])
 
 
-def path_counts(trellis: Trellis, mode: str, keep=None) -> list:
-    """Exact number of paths (candidates) per group, as Python ints."""
+def path_counts(trellis: Trellis, mode: str, keep=None, groups=None) -> list:
+    """Exact number of paths (candidates) per group (or of ``groups``), as Python ints."""
     out = []
-    for g in range(trellis.n_groups):
+    for g in (range(trellis.n_groups) if groups is None else groups):
         cur = [1]
         for step in trellis.steps:
             m = step.mode_mult(mode)
@@ -100,14 +110,20 @@ def _group_dists(trellis: Trellis, value, how: str, mode: str, keep=None, what: 
 
 
 # ------------------------------------------------------------------ profile
+#: bytes of group distributions a :class:`Profile` keeps between queries
+PROFILE_CACHE = 256 << 20
+
+
 class Profile:
     """The exact distribution of one metric over a whole space.
 
     Counts are Python ints (exact beyond int64).  Per group (``by``, e.g.
-    the input resolution) and pooled.  A distribution too wide to list
-    (OFA's MACs at 224 px: ~10^7 distinct values) is held as exact prefix
-    and suffix halves (``exact.py``): counts, CDF, histograms and quantiles
-    stay exact, only :attr:`values`/:attr:`counts` are refused.
+    the input resolution) and pooled.  Distributions are built on demand,
+    one group at a time, and kept up to :data:`PROFILE_CACHE` bytes; a
+    group too wide to list (OFA's MACs at 132 px and above: 10^7 distinct
+    values and more) is held as exact prefix and suffix halves
+    (``exact.py``): counts, CDF, histograms and quantiles stay exact, but
+    cost a pass over the halves per question, and :meth:`dist` refuses.
 
     Attributes
     ----------
@@ -128,23 +144,31 @@ class Profile:
     """
 
     def __init__(self, space, trellis: Trellis, metric: str, over: str, by: Optional[str],
-                 groups: dict):
+                 n_jobs: int = 1, cache_bytes: int = PROFILE_CACHE):
         self.space, self.metric, self.over, self.by = space.name, metric, over, by
         conv = trellis.options.convention
         self.convention = conv.name
         self.unit = conv.unit if metric == "ops" else {"macs": "MACs"}.get(metric, "")
         self.group_name = trellis.group_name
         self.group_values = [v.item() for v in trellis.group_values]
-        self._groups = [groups[g] for g in range(trellis.n_groups)]
-        self.totals = [gd.total for gd in self._groups]
+        self._trellis, self._n_jobs, self._cache_bytes = trellis, n_jobs, cache_bytes
+        self._how = "max" if metric == PEAK else "sum"
+        self._value = _col_value(metric_column(metric))
+        self._edges, self._rep, seen = [], [], {}
+        for g in range(trellis.n_groups):
+            edges = edges_of(trellis, g, self._value, over)
+            key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
+            self._rep.append(seen.setdefault(key, g))
+            self._edges.append(edges)
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+        self.totals = path_counts(trellis, over)
         self.total = sum(self.totals)
-        how = "max" if metric == PEAK else "sum"
         ext = {}
         for which in ("min", "max"):
             ws = []
             for g in range(trellis.n_groups):
-                edges = edges_of(trellis, g, _col_value(metric_column(metric)), over)
-                v, path = extreme(trellis, edges, how, which)
+                v, path = extreme(trellis, self._edges[g], self._how, which)
                 ws.append(_witness(space, trellis, path, g, v))
             ext[which] = ws
         self.group_min, self.group_max = ext["min"], ext["max"]
@@ -158,29 +182,55 @@ class Profile:
     # ----------------------------------------------------------- groups
     def _sel(self, group) -> list:
         if group is None:
-            return list(range(len(self._groups)))
+            return list(range(len(self.group_values)))
         if group not in self.group_values:
             raise ValueError(f"no group {self.group_name}={group!r}; groups: {self.group_values}")
         return [self.group_values.index(group)]
 
+    def _group(self, g: int) -> GroupDist:
+        r = self._rep[g]
+        with self._lock:
+            gd = self._cache.pop(r, None)
+        if gd is None:
+            gd = group_dist(self._trellis, self._edges[r], self._how,
+                            f"{self.space}: exact profile of {self.metric}")
+        with self._lock:
+            self._cache[r] = gd            # most recent last
+            while (sum(x.nbytes for x in self._cache.values()) > self._cache_bytes
+                   and len(self._cache) > 1):
+                self._cache.pop(next(iter(self._cache)))
+        return gd
+
+    def _each(self, sel: list, fn) -> list:
+        """``fn(group distribution)`` for each group of ``sel``, one
+        distribution at a time (``n_jobs`` threads: kernels release the GIL)."""
+        reps = list(dict.fromkeys(self._rep[g] for g in sel))
+        if self._n_jobs == 1 or len(reps) < 2:
+            done = {r: fn(self._group(r)) for r in reps}
+        else:
+            from joblib import Parallel, delayed
+            out = Parallel(n_jobs=self._n_jobs, prefer="threads")(
+                delayed(lambda r: fn(self._group(r)))(r) for r in reps)
+            done = dict(zip(reps, out))
+        return [done[self._rep[g]] for g in sel]
+
     @property
     def materialized(self) -> bool:
         """Whether every group's distribution is held whole (values listed)."""
-        return all(gd.full is not None for gd in self._groups)
+        return all(self._each(self._sel(None), lambda gd: gd.full is not None))
 
     def dist(self, group=None) -> Dist:
         """The distribution as a :class:`~.dists.Dist` (pooled, or one group).
 
-        Raises :class:`~.dists.TooLarge` when it is held as halves (too many
-        distinct values to list).
+        Raises :class:`~.dists.TooLarge` when a group is held as halves (too
+        many distinct values to list).
         """
-        sel = self._sel(group)
-        if any(self._groups[g].full is None for g in sel):
+        fulls = self._each(self._sel(group), lambda gd: gd.full)
+        if any(f is None for f in fulls):
             raise TooLarge(f"{self.space}: the {self.metric} distribution has too many distinct "
                            "values to list (it is held as exact halves); ask for counts, cdf, "
                            "histogram or quantiles instead")
-        parts = [(self._groups[g].full, 0, 1) for g in sel]
-        return combine(parts, "sum") if len(parts) > 1 else parts[0][0]
+        return combine([(f, 0, 1) for f in fulls], "sum") if len(fulls) > 1 else fulls[0]
 
     @property
     def values(self) -> np.ndarray:
@@ -194,12 +244,12 @@ class Profile:
 
     # ------------------------------------------------------------ queries
     def cdf(self, points: Sequence[int], group=None) -> list:
-        """Exact counts of candidates with a value ``<= p``, per point."""
+        """Exact counts of candidates with a value ``<= p``, per point (one
+        pass over the groups for every point)."""
         pts = [int(p) for p in points]
         tot = [0] * len(pts)
-        for g in self._sel(group):
-            for i, c in enumerate(self._groups[g].cdf(pts)):
-                tot[i] += c
+        for part in self._each(self._sel(group), lambda gd: gd.cdf(pts)):
+            tot = [a + b for a, b in zip(tot, part)]
         return tot
 
     def count(self, max_value: int, group=None) -> int:
@@ -213,70 +263,81 @@ class Profile:
 
     def histogram(self, bins: int = 40, range: Optional[tuple] = None, group=None):
         """``(counts, edges)``: exact candidates per bin (Python ints) and the
-        ``bins + 1`` integer edges; bin ``j`` is ``[edges[j], edges[j+1])``,
-        the last one closed."""
-        lo, hi = range if range is not None else (self._lo(group), self._hi(group))
+        integer edges; bin ``j`` is ``[edges[j], edges[j+1])``, the last
+        one closed."""
+        sel = self._sel(group)
+        lo, hi = range if range is not None else (
+            min(self.group_min[g].value for g in sel), max(self.group_max[g].value for g in sel))
         edges = np.unique(np.linspace(lo, hi + 1, bins + 1).round().astype(np.int64))
         cum = self.cdf((edges - 1).tolist(), group)
         return [b - a for a, b in zip(cum, cum[1:])], edges
 
-    def _lo(self, group=None) -> int:
-        return min(self._groups[g].bounds[0] for g in self._sel(group))
-
-    def _hi(self, group=None) -> int:
-        return max(self._groups[g].bounds[1] for g in self._sel(group))
-
     def quantiles(self, qs: Sequence[float], group=None) -> list:
         """Exact quantiles: for each ``q``, the smallest value ``v`` with
-        ``count(v) >= q * total`` (``q = 0``: the minimum)."""
+        ``count(v) >= q * total`` (``q = 0``: the minimum).
+
+        Where a group is held as halves this bisects on the value, a pass
+        over the groups per step (tens of passes): see
+        :meth:`quantile_brackets` for a one-pass answer.
+        """
         sel = self._sel(group)
         total = sum(self.totals[g] for g in sel)
-        if all(self._groups[g].full is not None for g in sel):
+        need = [_rank(q, total) for q in qs]
+        try:
             d = self.dist(group)
+        except TooLarge:
+            d = None
+        if d is not None:
             cum = as_ints(d.cumulative())
-            return [int(d.values[np.searchsorted(cum, max(1, math.ceil(Fraction(q) * total)),
-                                                 side="left")]) for q in qs]
+            return [int(d.values[np.searchsorted(cum, k, side="left")]) for k in need]
+        lo = [min(self.group_min[g].value for g in sel)] * len(qs)
+        hi = [max(self.group_max[g].value for g in sel)] * len(qs)
+        while any(a < b for a, b in zip(lo, hi)):      # exact bisection, all quantiles at once
+            mid = [(a + b) // 2 for a, b in zip(lo, hi)]
+            c = self.cdf(mid, group)
+            for i in np.arange(len(qs)):
+                if lo[i] < hi[i]:
+                    lo[i], hi[i] = (lo[i], mid[i]) if c[i] >= need[i] else (mid[i] + 1, hi[i])
+        return lo
+
+    def quantile_brackets(self, qs: Sequence[float], bins: int = 256, group=None) -> list:
+        """For each ``q``, ``(a, b)`` with the exact quantile in ``[a, b)``:
+        the bin of an exact ``bins``-bin histogram that holds it (one pass)."""
+        sel = self._sel(group)
+        total = sum(self.totals[g] for g in sel)
+        counts, edges = self.histogram(bins, group=group)
+        cum = np.cumsum(np.array(counts, dtype=object))
         out = []
         for q in qs:
-            need = max(1, math.ceil(Fraction(q) * total))
-            lo, hi = self._lo(group), self._hi(group)
-            while lo < hi:          # exact bisection on the value
-                mid = (lo + hi) // 2
-                if self.count(mid, group) >= need:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            out.append(lo)
+            need = _rank(q, total)
+            j = int(np.searchsorted(cum, need, side="left"))
+            out.append((int(edges[j]), int(edges[j + 1])))
         return out
 
     @property
     def mean(self) -> Fraction:
         """The exact mean value."""
-        num = 0
-        for gd in self._groups:
+        def num(gd):
             if gd.full is not None:
-                num += int(np.dot(gd.full.values.astype(object), as_ints(gd.full.counts)))
-                continue
+                return int(np.dot(gd.full.values.astype(object), as_ints(gd.full.counts)))
+            out = 0
             for a, b in gd.pairs():
                 sa = int(np.dot(a.values.astype(object), as_ints(a.counts)))
                 sb = int(np.dot(b.values.astype(object), as_ints(b.counts)))
-                num += sa * b.total + sb * a.total
-        return Fraction(num, self.total)
+                out += sa * b.total + sb * a.total
+            return out
+        return Fraction(sum(self._each(self._sel(None), num)), self.total)
 
 
 def profile(space, trellis: Trellis, metric: str = "macs", over: str = "networks",
-            by: Optional[str] = None) -> Profile:
+            by: Optional[str] = None, n_jobs: int = 1) -> Profile:
     """The exact :class:`Profile` of ``metric`` over ``space`` (see the module)."""
     over = _mode(over)
-    col = metric_column(metric)
     trellis.check([metric])
     if by is not None and by != trellis.group_name:
         raise ValueError(f"{space.name}: profiles group by {trellis.group_name or 'nothing'}, "
                          f"not {by!r}")
-    how = "max" if metric == PEAK else "sum"
-    groups = _group_dists(trellis, _col_value(col), how, over,
-                          what=f"{space.name}: exact profile of {metric}")
-    return Profile(space, trellis, metric, over, by, groups)
+    return Profile(space, trellis, metric, over, by, n_jobs=n_jobs)
 
 
 # --------------------------------------------------------------- budgets
@@ -292,12 +353,17 @@ class _Question:
     bound: Optional[int]    # the single bound (one additive metric), else None
 
 
+def budget_metrics(budget: Budget) -> tuple:
+    """The metrics a budget bounds, for exact answers (``max_latency`` has none)."""
+    if "latency_s" in budget.limits:
+        raise NotDecomposable("max_latency has no exact block decomposition (a roofline per "
+                              "layer, in floating point); use method='rejection'")
+    return tuple(budget.limits)
+
+
 def _question(space, trellis: Trellis, budget: Budget) -> _Question:
     limits = budget.limits
-    if "latency_s" in limits:
-        raise NotDecomposable("max_latency has no exact block decomposition (a roofline per "
-                              "layer); use method='rejection'")
-    trellis.check(list(limits))
+    trellis.check(budget_metrics(budget))
     keep = None
     if PEAK in limits:
         cap = limits[PEAK]

@@ -19,6 +19,7 @@ from nasflops.spec import Net, SpecBatch
 from ..base import SearchSpace
 from ..columns import NativeError, n_rows
 from .._gather import chain_tids
+from ..profiles import path_counts
 from ..tables import SlotTable, Trellis
 from ..templates import TemplatePool
 from .blocks import BlockWriter
@@ -91,6 +92,7 @@ class DeclarativeSpace(SearchSpace):
         self.native_example = "{" + ", ".join(f'"{c}": ...' for c in self.columns) + "}"
         self._compile()
         self._build_lookups()
+        self._size: Optional[int] = None
 
     @property
     def params(self) -> dict:
@@ -527,32 +529,22 @@ class DeclarativeSpace(SearchSpace):
         return cols
 
     # -- size -------------------------------------------------------------------
-    def _block_variants(self, s: int, first: bool) -> int:
-        """Distinct blocks a position of stage ``s`` may hold (skip aside)."""
-        sd = self.spec["stages"][s]
-        nk, ne = len(sd["kernels"]), len(sd["expands"])
-        per_type = {"conv": nk, "resnet_basic": nk, "mbconv": nk * ne,
-                    "resnet_bottleneck": nk * ne, "skip": 0}
-        return sum(per_type[t] for t in sd["types"])
-
     @property
     def size(self) -> int:
         """Distinct networks: per stage, the sequences of non-skip blocks its
-        depths allow, times its widths, times the resolutions.
+        depths allow (with its widths), times the resolutions.
 
         Natives that differ only where the network does not look (entries
         beyond a stage's depth, the kernel of a skip, skips moved within a
-        stage) are one network; :attr:`n_encodings` counts natives instead.
+        stage, an expansion a block does not use or that rounds to the same
+        width as another) are one network: the paths of the space's trellis
+        counted as networks (``chains.py``).  :attr:`n_encodings` counts
+        natives instead.
         """
-        total = len(self.resolutions)
-        for s, sd in enumerate(self.spec["stages"]):
-            v0, v = self._block_variants(s, True), self._block_variants(s, False)
-            if "skip" in sd["types"]:
-                lengths = range(1, max(sd["depths"]) + 1)
-            else:
-                lengths = sd["depths"]
-            total *= len(sd["widths"]) * sum(v0 * v ** (m - 1) for m in lengths)
-        return total
+        if self._size is None:
+            structure = build_trellis(self, None)
+            self._size = path_counts(structure, "networks", groups=[0])[0] * len(self.resolutions)
+        return self._size
 
     @property
     def n_encodings(self) -> int:
