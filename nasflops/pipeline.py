@@ -26,7 +26,7 @@ import numpy as np
 
 from ._version import __version__
 from .conventions import Convention
-from .engine import ENCODE_BLOCK, RawScores, score_into
+from .engine import ENCODE_BLOCK, RawScores
 from .options import ScoringOptions, positive_int
 from .search_spaces import SearchSpace, get_space
 from .search_spaces.columns import take_columns
@@ -88,7 +88,7 @@ class _ChunkTask:
     """Everything a worker needs to produce part ``k``: plain, picklable data."""
 
     space: Any
-    mode: str               # "sample" or "enumerate"
+    mode: str               # "sample", "enumerate" or "within" (exact draws within a budget)
     seed: int
     k: int
     start: int
@@ -99,10 +99,14 @@ class _ChunkTask:
     token: str
     compression: Optional[str]
     encode_block: int
+    within: Any = None      # the budget of mode "within"
+    over: str = "encodings"
+    within_opts: Any = None  # its scoring options (its convention)
 
 
 def _run_chunk(task: _ChunkTask) -> tuple[int, int, int]:
-    """Sample/enumerate, encode, score and write part ``task.k``.
+    """Sample/enumerate, score (block tables where the space has them, else
+    encode and the record core) and write part ``task.k``.
 
     Returns ``(k, rows, invalid_rows)``.
     """
@@ -110,20 +114,18 @@ def _run_chunk(task: _ChunkTask) -> tuple[int, int, int]:
     space = task.space
     if task.mode == "sample":
         cols = space.sample_columns(m, task.seed, task.start)
+    elif task.mode == "within":
+        cols, _ = space.exact_columns(task.within, m, task.seed, task.over, task.start,
+                                      task.within_opts)
     else:
         cols = space.enumerate_columns(task.start, task.stop)
     raw = RawScores.allocate(m, task.opts.with_latency)
-    # encode in sub-blocks: the layer records of a whole chunk could be
+    # score in sub-blocks: the layer records of a whole chunk could be
     # hundreds of MB, the natives and results only a few hundred bytes a row
     for lo in range(0, m, task.encode_block):
         hi = min(lo + task.encode_block, m)
         sub = cols if (lo == 0 and hi == m) else take_columns(cols, slice(lo, hi))
-        specs = space.encode_columns(sub)
-        if len(specs) != hi - lo:
-            raise ValueError(f"{getattr(space, 'name', space)}: encode_columns returned "
-                             f"{len(specs)} architectures for {hi - lo} candidates")
-        score_into(specs.records, specs.offsets, task.opts, raw.rows(lo, hi))
-        del specs
+        raw.put(lo, space.score_columns_raw(sub, task.opts))
     native = space.arrow_columns(cols)
     del cols
     table = scores_table(raw.metrics, raw.status, raw.bad_layer, raw.latency,
@@ -146,8 +148,13 @@ def _progress_bar(total: int, completed: int, label: str):
     return bar, task
 
 
-def _plan(space: SearchSpace, n, seed) -> tuple[str, int, Optional[int]]:
-    """``(mode, candidates, seed)``: enumerate the space or sample ``n``."""
+def _plan(space: SearchSpace, n, seed, within=None) -> tuple[str, int, Optional[int]]:
+    """``(mode, candidates, seed)``: enumerate the space, sample ``n``, or draw
+    ``n`` exactly within a budget."""
+    if within is not None:
+        if n is None or isinstance(n, str):
+            raise ValueError("score_space(within=budget) draws n candidates: pass n=<number>")
+        return "within", positive_int(n, "n", 0), positive_int(seed, "seed", 0)
     if n is None or (isinstance(n, str) and n.lower() == "all"):
         if not space.enumerable or space.size is None:
             raise ValueError(f"search space {space.name!r} cannot be enumerated (unbounded or too "
@@ -159,9 +166,12 @@ def _plan(space: SearchSpace, n, seed) -> tuple[str, int, Optional[int]]:
 
 
 def _run_metadata(space: SearchSpace, opts: ScoringOptions, mode: str, total: int,
-                  seed: Optional[int], chunk_size: int) -> dict:
+                  seed: Optional[int], chunk_size: int, within=None, over=None) -> dict:
     meta = {"version": __version__, "space": {"name": space.name, "params": space.params},
             "mode": mode, "seed": seed, "n": total, "chunk_size": chunk_size}
+    if within is not None:
+        meta["within"] = {"budget": str(within), "limits": within.limits,
+                          "flops_convention": within.flops_convention, "over": over}
     meta.update(opts.metadata())
     return meta
 
@@ -193,7 +203,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                 chunk_size: Optional[int] = None, n_jobs: Optional[int] = 1,
                 progress: bool = True, resume: bool = False, overwrite: bool = False,
                 compression: Optional[str] = "zstd",
-                encode_block: int = ENCODE_BLOCK) -> ScoreRun:
+                encode_block: int = ENCODE_BLOCK, within=None, over: str = "encodings") -> ScoreRun:
     """Score a whole search space (or ``n`` samples of it) into a Parquet dataset.
 
     Chunk after chunk: sample or enumerate ``chunk_size`` candidates, encode,
@@ -233,6 +243,13 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
         Parquet codec (``"zstd"``, ``"snappy"``, ``None``).
     encode_block : int
         Candidates encoded and scored at a time inside a chunk.
+    within : Budget, optional
+        Draw the ``n`` candidates uniformly among those within this budget,
+        exactly (no rejection: :meth:`SearchSpace.sample_within` with
+        ``method="exact"``); ``arch_id`` is the position in that seeded
+        stream, the same for any chunking.  Decomposable spaces only.
+    over : {"encodings", "networks"}
+        What ``within`` draws are uniform over.
 
     Returns
     -------
@@ -264,12 +281,17 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
         space = get_space(space)
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device)
     encode_block = positive_int(encode_block, "encode_block")
-    mode, total, seed = _plan(space, n, seed)
+    mode, total, seed = _plan(space, n, seed, within)
+    w_opts = None if within is None else ScoringOptions.make(within.convention, batch_size,
+                                                             weight_dtype, act_dtype)
+    if within is not None:      # fail now, not in a worker: the budget must decompose
+        space.check_exact(within, w_opts)
     chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
-    writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size), total,
-                       chunk_size, resume=resume, overwrite=overwrite)
+    writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size, within, over),
+                       total, chunk_size, resume=resume, overwrite=overwrite)
     tasks = [_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
-                        writer.metadata_bytes, writer.token, compression, encode_block)
+                        writer.metadata_bytes, writer.token, compression, encode_block, within,
+                        over, w_opts)
              for k in writer.todo()]
     resumed_rows = sum(np.subtract(*writer.rows_of(k)[::-1]) for k in writer.done)
     bar = None

@@ -146,14 +146,19 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
     order; returns how many, or -1 on overflow.
     """
     cdef Py_ssize_t P = part_src.shape[0], p, m = 0
-    cdef int64_t w0, w1, j, i, e
+    cdef int64_t w0, w1, j, i, e, a, b
+    cdef uint64_t mult, c_lo, c_hi, top, t_lo
     cdef u128 x, y
     cdef bint ovf = False
     pos_a = np.empty(max(P, 1), dtype=np.int64)
-    acc_a = np.zeros((max(min(window, span), 1), 2), dtype=np.uint64)
+    acc_a = np.zeros(2 * max(min(window, span), 1), dtype=np.uint64)
     cdef int64_t[::1] pos = pos_a
-    cdef uint64_t[:, ::1] acc = acc_a
+    cdef uint64_t[::1] accv = acc_a
+    cdef uint64_t* acc = &accv[0]
     cdef const uint64_t* cp = &src_cnt[0, 0] if src_cnt.shape[0] else NULL
+    cdef const int64_t* kp = &src_k[0] if src_k.shape[0] else NULL
+    cdef int64_t* ov = &out_val[0] if out_val.shape[0] else NULL
+    cdef uint64_t* oc = &out_cnt[0, 0] if out_cnt.shape[0] else NULL
     with nogil:
         for p in range(P):
             pos[p] = src_ptr[part_src[p]]
@@ -163,27 +168,38 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
             for p in range(P):
                 e = src_ptr[part_src[p] + 1]
                 i = pos[p]
+                a = part_a[p]
+                b = part_b[p] - w0
+                mult = part_mult[p]
                 while i < e:
-                    j = src_k[i] * part_a[p] + part_b[p]
-                    if j >= w1:
+                    j = kp[i] * a + b
+                    if j >= w1 - w0:
                         break
-                    if mul64(mk(cp[2 * i], cp[2 * i + 1]), part_mult[p], &x) or \
-                            u128_add(mk(acc[j - w0, 0], acc[j - w0, 1]), x, &y):
+                    c_hi = cp[2 * i + 1]
+                    x = <u128>cp[2 * i] * mult
+                    if c_hi:
+                        if __builtin_mul_overflow_u64(c_hi, mult, &top) or \
+                                u128_add(x, (<u128>top) << 64, &x):
+                            ovf = True
+                            break
+                    y = mk(acc[2 * j], acc[2 * j + 1]) + x
+                    if y < x:
                         ovf = True
                         break
-                    acc[j - w0, 0] = lo64(y)
-                    acc[j - w0, 1] = hi64(y)
+                    acc[2 * j] = lo64(y)
+                    acc[2 * j + 1] = hi64(y)
                     i += 1
                 pos[p] = i
                 if ovf:
                     break
             for j in range(w1 - w0):
-                if acc[j, 0] | acc[j, 1]:
-                    out_val[m] = lo + (w0 + j) * g
-                    out_cnt[m, 0] = acc[j, 0]
-                    out_cnt[m, 1] = acc[j, 1]
-                    acc[j, 0] = 0
-                    acc[j, 1] = 0
+                t_lo = acc[2 * j] | acc[2 * j + 1]
+                if t_lo:
+                    ov[m] = lo + (w0 + j) * g
+                    oc[2 * m] = acc[2 * j]
+                    oc[2 * m + 1] = acc[2 * j + 1]
+                    acc[2 * j] = 0
+                    acc[2 * j + 1] = 0
                     m += 1
             w0 = w1
     return -1 if ovf else m

@@ -262,15 +262,31 @@ class SearchSpace(abc.ABC):
             raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
         if device is not None or rest.keys() - {"n_jobs", "max_draws"}:
             raise NotDecomposable("exact sampling takes no device (latency is not decomposable)")
-        n, seed, start = (positive_int(v, k, 0) for v, k in ((n, "n"), (seed, "seed"),
-                                                             (start, "start")))
         opts = ScoringOptions.make(budget.convention, batch_size, weight_dtype, act_dtype)
-        trellis = self.trellis(opts, _profiles.budget_metrics(budget))
-        cols, within = _profiles.sample_exact(self, trellis, budget, n, seed, over, start)
+        cols, within = self.exact_columns(budget, n, seed, over, start, opts)
         raw = self.score_columns_raw(cols, opts)
         return BudgetSample(arch_id=np.arange(start, start + n, dtype=np.int64), columns=cols,
                             scores=Scores.from_raw(raw, opts), draws=n, space=self,
                             method="exact", within=within)
+
+    def check_exact(self, budget, opts: Optional[ScoringOptions] = None) -> None:
+        """Raise :class:`NotDecomposable` unless exact answers exist for ``budget``."""
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
+        self.trellis(opts or ScoringOptions.make(budget.convention), _profiles.budget_metrics(budget))
+
+    def exact_columns(self, budget, n: int, seed: int = 0, over: str = "encodings", start: int = 0,
+                      opts: Optional[ScoringOptions] = None) -> tuple[dict, int]:
+        """Draws ``start .. start + n - 1`` of the exact stream within ``budget``
+        (see :meth:`sample_within`), as native columns, and the exact number
+        of candidates within the budget."""
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
+        n, seed, start = (positive_int(v, k, 0) for v, k in ((n, "n"), (seed, "seed"),
+                                                             (start, "start")))
+        opts = opts or ScoringOptions.make(budget.convention)
+        trellis = self.trellis(opts, _profiles.budget_metrics(budget))
+        return _profiles.sample_exact(self, trellis, budget, n, seed, over, start)
 
     # -- tables, profiles ----------------------------------------------------------
     def _cached(self, kind: str, opts: ScoringOptions, build):
@@ -305,8 +321,11 @@ class SearchSpace(abc.ABC):
             if raw is not None:
                 return raw
         specs = self.encode_columns(cols)
-        return score_into(specs.records, specs.offsets, opts,
-                          RawScores.allocate(n_rows(cols), opts.with_latency))
+        n = n_rows(cols)
+        if len(specs) != n:
+            raise ValueError(f"{self.name}: encode_columns returned {len(specs)} architectures "
+                             f"for {n} candidates")
+        return score_into(specs.records, specs.offsets, opts, RawScores.allocate(n, opts.with_latency))
 
     def trellis(self, opts: Optional[ScoringOptions] = None, metrics: tuple = ()) -> Trellis:
         """The space's choices as a :class:`~.tables.Trellis` whose values

@@ -178,7 +178,7 @@ def _merge(parts, how: str, what: str) -> Dist:
 
 
 #: lattice points accumulated at a time (16 bytes each)
-WINDOW = 1 << 20
+WINDOW = 1 << 16
 
 
 def _sources(parts):
