@@ -350,19 +350,16 @@ def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):
 
 # ------------------------------------------------------------- pair counts
 cdef inline bint pair_count(const int64_t[::1] lv, const uint64_t[:, ::1] lc,
-                            const uint64_t[:, ::1] rcum, int64_t rlo, int64_t rg,
-                            int64_t q, u128* total, bint write, uint64_t[:, ::1] weights
-                            ) noexcept nogil:
-    """Sum over ``i`` of ``lc[i] * rcum[j]``, ``j`` the last lattice point of
-    the right side with ``lv[i] + rlo + j * rg <= q`` (none: 0); ``lv``
-    ascending.  With ``write``, also writes the running sum per ``i`` to ``weights``."""
+                            const int64_t[::1] rv, const uint64_t[:, ::1] rcum, int64_t q,
+                            u128* total, bint write, uint64_t[:, ::1] weights) noexcept nogil:
+    """Sum over ``i`` of ``lc[i] * rcum[j]``, ``j`` the last right value with
+    ``lv[i] + rv[j] <= q`` (none: 0); both sides ascending, so one pass.
+    With ``write``, also writes the running sum per ``i`` to ``weights``."""
     cdef Py_ssize_t i, n = lv.shape[0]
-    cdef int64_t j = rcum.shape[0] - 1
-    cdef int64_t x
+    cdef Py_ssize_t j = rv.shape[0] - 1
     cdef u128 t = 0, p
     for i in range(n):
-        x = q - lv[i] - rlo
-        while j >= 0 and j * rg > x:
+        while j >= 0 and rv[j] > q - lv[i]:
             j -= 1
         if j >= 0:
             if u128_mul(get(lc, i), get(rcum, j), &p) or u128_add(t, p, &t):
@@ -373,34 +370,34 @@ cdef inline bint pair_count(const int64_t[::1] lv, const uint64_t[:, ::1] lc,
     return False
 
 
-def pair_cdf(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const uint64_t[:, ::1] rcum,
-             int64_t rlo, int64_t rg, const int64_t[::1] points, uint64_t[:, ::1] out):
+def pair_cdf(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
+             const uint64_t[:, ::1] rcum, const int64_t[::1] points, uint64_t[:, ::1] out):
     """Exact CDF of ``L + R`` at every point: ``#{(l, r): l + r <= q}``.
 
-    ``L`` is sparse (values ``lv`` ascending, counts ``lc``), ``R`` a dense
-    cumulative on its lattice (``rcum[j]``: count of values ``<= rlo + j *
-    rg``).  Returns True on overflow.
+    ``L``: values ``lv`` ascending with counts ``lc``; ``R``: values ``rv``
+    ascending with cumulative counts ``rcum``.  One pass over both per
+    point.  Returns True on overflow.
     """
     cdef Py_ssize_t k
     cdef u128 t
     cdef bint ovf = False
     with nogil:
         for k in range(points.shape[0]):
-            if pair_count(lv, lc, rcum, rlo, rg, points[k], &t, False, out):
+            if pair_count(lv, lc, rv, rcum, points[k], &t, False, out):
                 ovf = True
                 break
             put(out, k, t)
     return ovf
 
 
-def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const uint64_t[:, ::1] rcum,
-                 int64_t rlo, int64_t rg, int64_t q, uint64_t[:, ::1] out):
+def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
+                 const uint64_t[:, ::1] rcum, int64_t q, uint64_t[:, ::1] out):
     """Running sums over the left values of their pair counts within ``q``
     (see :func:`pair_cdf`); True on overflow."""
     cdef u128 t
     cdef bint ovf
     with nogil:
-        ovf = pair_count(lv, lc, rcum, rlo, rg, q, &t, True, out)
+        ovf = pair_count(lv, lc, rv, rcum, q, &t, True, out)
     return ovf
 
 

@@ -248,32 +248,16 @@ def combine(parts: Sequence, how: str = "sum", limit: int = DENSE_LIMIT,
 
 
 def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
-    """Exact counts of pairs with ``l + r <= p`` for each point (Python ints).
-
-    ``right`` is laid out as a dense cumulative on its lattice, so it must
-    span at most :data:`DENSE_LIMIT` lattice points; ``left`` is swept once
-    per point.
+    """Exact counts of pairs with ``l + r <= p`` for each point (Python ints):
+    one pass over both distributions per point.
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
     [1, 3, 4]
     """
     if not len(left) or not len(right):
         return [0] * len(points)
-    lo, rcum, g = dense_cumulative(right)
     out = np.zeros((len(points), 2), dtype=np.uint64)
-    if _dist.pair_cdf(left.values, left.counts, rcum, lo, g, np.asarray(points, dtype=np.int64), out):
+    if _dist.pair_cdf(left.values, left.counts, right.values, right.cumulative(),
+                      np.asarray(points, dtype=np.int64), out):
         raise OverflowError("a count exceeds 2**128")
     return [as_int(c) for c in out]
-
-
-def dense_cumulative(d: Dist) -> tuple[int, np.ndarray, int]:
-    """``(lo, cum, g)``: the cumulative counts of ``d`` at every lattice point
-    ``lo + j * g`` (``cum[j]``: count of values ``<= lo + j * g``)."""
-    g = d.step or 1
-    span = (int(d.values[-1]) - int(d.values[0])) // g + 1
-    if span > DENSE_LIMIT:
-        raise TooLarge(f"a distribution spanning {span:,} lattice points exceeds {DENSE_LIMIT:,}")
-    idx = (d.values - d.values[0]) // g
-    cum = d.cumulative()
-    take = np.searchsorted(idx, np.arange(span), side="right") - 1
-    return int(d.values[0]), np.ascontiguousarray(cum[take]), g

@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _dist
-from .dists import DENSE_LIMIT, Dist, TooLarge, combine, dense_cumulative, pair_cdf
+from .dists import DENSE_LIMIT, Dist, TooLarge, combine, pair_cdf
 from .tables import Trellis
 
 __all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank",
@@ -176,24 +176,12 @@ class GroupDist:
         return [(a, b) for a, b in zip(self.left, self.right)
                 if a is not None and b is not None and len(a) and len(b)]
 
-    @staticmethod
-    def swapped(a: Dist, b: Dist) -> bool:
-        """Whether the prefix side ``a`` (not ``b``) is the one to lay out dense:
-        the side with the narrower lattice span is."""
-        sa = (int(a.values[-1]) - int(a.values[0])) // (a.step or 1)
-        sb = (int(b.values[-1]) - int(b.values[0])) // (b.step or 1)
-        return sa < sb
-
-    def oriented(self):
-        """Pairs as (swept, dense) (see :meth:`swapped`)."""
-        return [(b, a) if self.swapped(a, b) else (a, b) for a, b in self.pairs()]
-
     def cdf(self, points: Sequence[int]) -> list:
         """Exact counts of candidates with value ``<= p``, per point."""
         if self.full is not None:
             return self.full.cdf(points)
         tot = [0] * len(points)
-        for a, b in self.oriented():
+        for a, b in self.pairs():
             for i, c in enumerate(pair_cdf(a, b, points)):
                 tot[i] += c
         return tot
@@ -213,8 +201,14 @@ class GroupDist:
         return sum(d.nbytes for d in ds if d is not None)
 
 
+#: lattice points up to which a distribution is built whole when asked for
+#: few values (a budget's count): beyond, from both ends, which costs less
+FULL_LIMIT = 1 << 20
+
+
 def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "profile",
-               keep: bool = False, dense: bool = True, cap: Optional[int] = None) -> GroupDist:
+               keep: bool = False, dense: bool = True, cap: Optional[int] = None,
+               whole: bool = True) -> GroupDist:
     """The exact distribution of one group (see :class:`GroupDist`).
 
     ``dense=False`` (composite keys) never splits: the distribution is built
@@ -222,7 +216,9 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     boundary's distributions are kept, for :func:`unrank`.  With ``cap``
     (sums only) only the paths with a value ``<= cap`` are counted: values
     that cannot end within it are dropped as they appear, so a budget in the
-    tail costs little.
+    tail costs little.  ``whole``: build it whole up to :data:`DENSE_LIMIT`
+    lattice points (many queries follow), else only up to
+    :data:`FULL_LIMIT` (a count or two: the halves cost less to build).
     """
     K = len(trellis.steps)
     one = [Dist.point(0)]
@@ -230,7 +226,7 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     if cap is not None and how == "sum":
         fcaps, bcaps = _caps(trellis, edges, cap)
     span = _span(edges, trellis, cap) if how == "sum" and dense else 0
-    if how == "max" or not dense or span <= DENSE_LIMIT:
+    if how == "max" or not dense or span <= (DENSE_LIMIT if whole else FULL_LIMIT):
         fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])
@@ -263,8 +259,6 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     if keep:
         gd.forward = [fwd[k] for k in range(kf + 1)]
         gd.backward = [bwd[k] for k in range(kb, K + 1)]
-    for a, b in gd.oriented():
-        dense_cumulative(b)   # both sides too wide: say so now, not at the first query
     return gd
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from nasflops.budget import Budget
 from .columns import SAMPLE_BLOCK
-from .dists import Dist, TooLarge, as_int, as_ints, combine, dense_cumulative, from_ints
+from .dists import Dist, TooLarge, as_int, as_ints, combine, from_ints
 from .exact import GroupDist, edges_of, extreme, group_dist, pareto, unrank
 from .tables import COUNT_MODES, PEAK, NotDecomposable, Trellis, metric_column
 from . import _dist
@@ -104,7 +104,7 @@ def _group_dists(trellis: Trellis, value, how: str, mode: str, keep=None, what: 
         edges = edges_of(trellis, g, value, mode, keep)
         key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
         if key not in seen:
-            seen[key] = group_dist(trellis, edges, how, what, dense=dense, cap=cap)
+            seen[key] = group_dist(trellis, edges, how, what, dense=dense, cap=cap, whole=False)
         out[g] = seen[key]
     return out
 
@@ -529,13 +529,10 @@ def _pick_split(trellis, gd: GroupDist, bound: int, ranks: list, edges, path, su
         if a is None or b is None or not len(a) or not len(b):
             st_w.append(None)
             continue
-        swap = GroupDist.swapped(a, b)
-        sw, dn = (b, a) if swap else (a, b)       # swept side, dense side
-        lo, rcum, step = dense_cumulative(dn)
-        w = np.empty((len(sw), 2), dtype=np.uint64)
-        _dist.pair_weights(sw.values, sw.counts, rcum, lo, step, bound, w)
-        st_w.append((sw, dn, lo, rcum, step, w, swap))
-    totals = [as_int(x[5][-1]) if x is not None else 0 for x in st_w]
+        w = np.empty((len(a), 2), dtype=np.uint64)
+        _dist.pair_weights(a.values, a.counts, b.values, b.cumulative(), bound, w)
+        st_w.append((a, b, w))
+    totals = [as_int(x[2][-1]) if x is not None else 0 for x in st_w]
     n = len(ranks)
     st = np.empty(n, np.int64)
     val = {side: np.empty(n, np.int64) for side in "lr"}
@@ -545,20 +542,17 @@ def _pick_split(trellis, gd: GroupDist, bound: int, ranks: list, edges, path, su
         while r >= totals[s]:
             r -= totals[s]
             s += 1
-        sw, dn, lo, rcum, step, w, swap = st_w[s]
+        a, b, w = st_w[s]
         j = _search1(w, r)
         r -= as_int(w[j - 1]) if j else 0
-        r_sw, r_dn = divmod(r, _cum_at(rcum, lo, step, bound - int(sw.values[j])))
-        dcum = dn.cumulative()
-        k = _search1(dcum, r_dn)
-        r_dn -= as_int(dcum[k - 1]) if k else 0
+        bcum = b.cumulative()
+        top = int(np.searchsorted(b.values, bound - int(a.values[j]), side="right")) - 1
+        r_a, r_b = divmod(r, as_int(bcum[top]))
+        k = _search1(bcum, r_b)
+        r_b -= as_int(bcum[k - 1]) if k else 0
         st[i] = s
-        sides = {"l": (sw.values[j], r_sw), "r": (dn.values[k], r_dn)}
-        if swap:
-            sides = {"l": sides["r"], "r": sides["l"]}
-        for side, (v, rr) in sides.items():
-            val[side][i] = v
-            rnk[side][i] = from_ints([rr])[0]
+        val["l"][i], rnk["l"][i] = a.values[j], from_ints([r_a])[0]
+        val["r"][i], rnk["r"][i] = b.values[k], from_ints([r_b])[0]
     unrank(trellis, edges, gd, gd.split, 0, st, val["l"], rnk["l"], path, subs)
     unrank(trellis, edges, gd, gd.split, K, st, val["r"], rnk["r"], path, subs)
 
@@ -567,11 +561,6 @@ def _search1(cum: np.ndarray, rank: int) -> int:
     out = np.empty(1, dtype=np.int64)
     _dist.search(cum, from_ints([rank]), out)
     return int(out[0])
-
-
-def _cum_at(rcum: np.ndarray, lo: int, step: int, x: int) -> int:
-    j = (x - lo) // step
-    return as_int(rcum[min(j, len(rcum) - 1)]) if j >= 0 else 0
 
 
 def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, over: str,
@@ -608,7 +597,8 @@ def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, ove
         idx = np.array([i for i, o in enumerate(owner) if o == g], dtype=np.int64)
         rs = [int(ranks[i]) - bounds[g] for i in idx]
         edges = edges_of(trellis, g, q.value, over, q.keep)
-        gd = group_dist(trellis, edges, "sum", what, keep=True, dense=q.dense, cap=q.bound)
+        gd = group_dist(trellis, edges, "sum", what, keep=True, dense=q.dense, cap=q.bound,
+                        whole=False)
         p = np.zeros((len(idx), K), dtype=np.int64)
         sb = np.zeros((len(idx), K), dtype=np.uint64)
         if gd.full is not None:
