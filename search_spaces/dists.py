@@ -26,7 +26,7 @@ __all__ = ["Dist", "combine", "TooLarge", "as_ints", "as_int", "from_ints", "DEN
 #: lattice points a dense accumulator may span (16 bytes each)
 DENSE_LIMIT = 1 << 24
 #: entries a sparse (sorting) merge may hold
-SPARSE_LIMIT = 1 << 24
+SPARSE_LIMIT = 1 << 25
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -205,7 +205,7 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
     n = sum(len(d) for d, _, _ in parts)
     if span > 64 * n + WINDOW:       # a sparse lattice: merge the entries instead
         return _merge(parts, "sum", what)
-    if min(span, n) > limit:
+    if min(span, n) > 4 * limit:
         raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
                        f"exceeds the exact profile's limit of {limit:,}")
     srcs, src_of, ptr = _sources(parts)
@@ -221,12 +221,15 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
                                  max(g, 1), WINDOW, out_v, out_c)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
-    if m < cap // 2:
+    if m > limit:
+        raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
+                       f"profile's limit of {limit:,}")
+    if m < cap // 2:      # only the touched pages of the buffer were ever memory
         return Dist(out_v[:m].copy(), out_c[:m].copy())
     return Dist(out_v[:m], out_c[:m])
 
 
-def combine(parts: Sequence, how: str = "sum", limit: int = DENSE_LIMIT,
+def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
             what: str = "profile") -> Optional[Dist]:
     """The union of ``(dist, shift, mult)`` parts: every value ``v`` of
     ``dist`` becomes ``v + shift`` (``how="sum"``) or ``max(v, shift)``

@@ -261,16 +261,27 @@ class Profile:
         total = sum(self.totals[g] for g in self._sel(group))
         return Fraction(self.count(max_value, group), total)
 
-    def histogram(self, bins: int = 40, range: Optional[tuple] = None, group=None):
-        """``(counts, edges)``: exact candidates per bin (Python ints) and the
-        integer edges; bin ``j`` is ``[edges[j], edges[j+1])``, the last
-        one closed."""
+    def edges(self, bins: int = 40, range: Optional[tuple] = None, group=None) -> np.ndarray:
+        """Integer bin edges over ``range`` (default: the minimum to the maximum);
+        bin ``j`` is ``[edges[j], edges[j+1])``, the last one ends after the maximum."""
         sel = self._sel(group)
         lo, hi = range if range is not None else (
             min(self.group_min[g].value for g in sel), max(self.group_max[g].value for g in sel))
-        edges = np.unique(np.linspace(lo, hi + 1, bins + 1).round().astype(np.int64))
+        return np.unique(np.linspace(lo, hi + 1, bins + 1).round().astype(np.int64))
+
+    def histogram(self, bins: int = 40, range: Optional[tuple] = None, group=None):
+        """``(counts, edges)``: exact candidates per bin (Python ints) and the
+        integer edges (:meth:`edges`)."""
+        edges = self.edges(bins, range, group)
         cum = self.cdf((edges - 1).tolist(), group)
         return [b - a for a, b in zip(cum, cum[1:])], edges
+
+    def group_histograms(self, edges: np.ndarray) -> list:
+        """Exact candidates per bin of ``edges`` for every group (one pass over
+        the groups: what a plot per group and per-group brackets need)."""
+        pts = (np.asarray(edges, dtype=np.int64) - 1).tolist()
+        cums = self._each(self._sel(None), lambda gd: gd.cdf(pts))
+        return [[b - a for a, b in zip(c, c[1:])] for c in cums]
 
     def quantiles(self, qs: Sequence[float], group=None) -> list:
         """Exact quantiles: for each ``q``, the smallest value ``v`` with
