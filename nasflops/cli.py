@@ -449,11 +449,11 @@ def _print_distribution(con, p, args, fmt) -> list:
     histograms per group and their edges, for the plot."""
     from rich.table import Table
 
-    fine = 8
+    exact = p.materialized
+    fine = 8 if exact else 2       # a bin edge costs a pass over a group's halves
     edges = p.edges(args.bins * fine)
     per_group = p.group_histograms(edges)
     pooled = [sum(c) for c in zip(*per_group)]
-    exact = p.materialized
     qs = list(_STATS_Q.values())
     t = Table(title=f"exact {'quantiles' if exact else 'quantile brackets [a, b)'} "
                     f"({p.over}, {p.total:,})")
@@ -513,6 +513,47 @@ def cmd_filter(args) -> int:
 
 
 # ----------------------------------------------------------------- parser
+def _add_budget_options(s: argparse.ArgumentParser, what: str) -> None:
+    """The --max-* flags of a budget (``_budget_of`` reads them)."""
+    s.add_argument("--max-macs", type=_count_arg, metavar="N", help=what)
+    s.add_argument("--max-flops", type=_count_arg, metavar="N", help="bound on 'ops' under --convention")
+    s.add_argument("--max-params", type=_count_arg, metavar="N")
+    s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES")
+
+
+def _add_profile_parser(sub, fmt) -> None:
+    """The ``profile`` subcommand."""
+    s = sub.add_parser("profile", help="exact distribution of a metric over a whole space",
+                       formatter_class=fmt,
+                       description="The exact distribution of a metric over every candidate of a "
+                                   "decomposable space (nb201, the declarative spaces), without "
+                                   "sampling: the exact count within a budget, quantiles, the "
+                                   "minimum and maximum with an architecture each, a histogram "
+                                   "of exact counts, and a plot.",
+                       epilog="examples:\n"
+                              "  nasflops profile nb201 --metric params\n"
+                              "  nasflops profile ofa-mbv3 --metric params --by r --max-params 6M\n"
+                              "  nasflops profile ofa-mbv3 --metric macs --max-macs 120M --over encodings\n"
+                              "  nasflops profile proxylessnas-mobile --plot proxyless.png\n"
+                              "  nasflops profile nb201 --plot nb201.png --results nb201.parquet")
+    s.add_argument("space", help="search space name (see 'nasflops spaces')")
+    s.add_argument("--metric", "-m", default="macs",
+                   help="ops, macs, params, weight_bytes, act_bytes, peak_act_bytes, read_bytes, "
+                        "write_bytes (default: macs)")
+    s.add_argument("--by", default=None, metavar="FIELD", help="per group of a native field (r)")
+    s.add_argument("--over", default="networks", choices=["networks", "encodings"],
+                   help="count distinct networks (default) or native encodings")
+    _add_budget_options(s, "the exact count within these bounds")
+    s.add_argument("--bins", type=int, default=40, help="histogram bins (default: 40)")
+    s.add_argument("--plot", default=None, metavar="OUT.png", help="write a PNG (needs matplotlib)")
+    s.add_argument("--results", default=None, metavar="DATASET",
+                   help="a results dataset of the space: its sampled histogram is overlaid on the plot")
+    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
+    s.add_argument("-j", "--jobs", type=int, default=1, help="threads building the distributions")
+    _add_scoring_options(s)
+    s.set_defaults(func=cmd_profile)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = _Parser(
@@ -553,11 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.add_argument("--max-macs", type=_count_arg, metavar="N",
-                   help="draw the -n candidates uniformly among those within the budget, exactly")
-    s.add_argument("--max-flops", type=_count_arg, metavar="N", help="bound on 'ops' under --convention")
-    s.add_argument("--max-params", type=_count_arg, metavar="N")
-    s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES")
+    _add_budget_options(s, "draw the -n candidates uniformly among those within the budget, exactly")
     s.add_argument("--over", default="encodings", choices=["networks", "encodings"],
                    help="within a budget: uniform over native encodings (default) or networks")
     s.set_defaults(func=cmd_score)
@@ -616,38 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", default=None, metavar="OUT.png", help="write a PNG (needs matplotlib)")
     s.set_defaults(func=cmd_stats)
 
-    s = sub.add_parser("profile", help="exact distribution of a metric over a whole space",
-                       formatter_class=fmt,
-                       description="The exact distribution of a metric over every candidate of a "
-                                   "decomposable space (nb201, the declarative spaces), without "
-                                   "sampling: the exact count within a budget, quantiles, the "
-                                   "minimum and maximum with an architecture each, a histogram "
-                                   "of exact counts, and a plot.",
-                       epilog="examples:\n"
-                              "  nasflops profile nb201 --metric params\n"
-                              "  nasflops profile ofa-mbv3 --metric params --by r --max-params 6M\n"
-                              "  nasflops profile ofa-mbv3 --metric macs --max-macs 120M --over encodings\n"
-                              "  nasflops profile proxylessnas-mobile --plot proxyless.png\n"
-                              "  nasflops profile nb201 --plot nb201.png --results nb201.parquet")
-    s.add_argument("space", help="search space name (see 'nasflops spaces')")
-    s.add_argument("--metric", "-m", default="macs",
-                   help="ops, macs, params, weight_bytes, act_bytes, peak_act_bytes, read_bytes, "
-                        "write_bytes (default: macs)")
-    s.add_argument("--by", default=None, metavar="FIELD", help="per group of a native field (r)")
-    s.add_argument("--over", default="networks", choices=["networks", "encodings"],
-                   help="count distinct networks (default) or native encodings")
-    s.add_argument("--max-macs", type=_count_arg, metavar="N")
-    s.add_argument("--max-flops", type=_count_arg, metavar="N", help="bound on 'ops' under --convention")
-    s.add_argument("--max-params", type=_count_arg, metavar="N")
-    s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES")
-    s.add_argument("--bins", type=int, default=40, help="histogram bins (default: 40)")
-    s.add_argument("--plot", default=None, metavar="OUT.png", help="write a PNG (needs matplotlib)")
-    s.add_argument("--results", default=None, metavar="DATASET",
-                   help="a results dataset of the space: its sampled histogram is overlaid on the plot")
-    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
-    s.add_argument("-j", "--jobs", type=int, default=1, help="threads building the distributions")
-    _add_scoring_options(s)
-    s.set_defaults(func=cmd_profile)
+    _add_profile_parser(sub, fmt)
 
     s = sub.add_parser("filter", help="write the candidates within a budget", formatter_class=fmt,
                        description="Write the valid candidates within a budget (bounds inclusive) to a new "

@@ -32,7 +32,7 @@ from .dists import DENSE_LIMIT, Dist, TooLarge, combine, pair_cdf
 from .tables import Trellis
 
 __all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank",
-           "paths_to_columns"]
+           "paths_to_columns", "span", "DENSE_LIMIT"]
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _caps(trellis: Trellis, edges: list, bound: int) -> tuple[list, list]:
     return cap(suf), cap(pre)
 
 
-def _span(edges: list, trellis: Trellis, cap: Optional[int] = None) -> int:
+def span(trellis: Trellis, edges: list, cap: Optional[int] = None) -> int:
     """An upper bound on the lattice points a group's distribution spans."""
     lo, hi = extreme(trellis, edges, "sum", "min")[0], extreme(trellis, edges, "sum", "max")[0]
     if lo is None:
@@ -225,8 +225,8 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     fcaps = bcaps = None
     if cap is not None and how == "sum":
         fcaps, bcaps = _caps(trellis, edges, cap)
-    span = _span(edges, trellis, cap) if how == "sum" and dense else 0
-    if how == "max" or not dense or span <= (DENSE_LIMIT if whole else FULL_LIMIT):
+    width = span(trellis, edges, cap) if how == "sum" and dense else 0
+    if how == "max" or not dense or width <= (DENSE_LIMIT if whole else FULL_LIMIT):
         fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])

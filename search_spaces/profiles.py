@@ -30,7 +30,7 @@ import numpy as np
 from nasflops.budget import Budget
 from .columns import SAMPLE_BLOCK
 from .dists import Dist, TooLarge, as_int, as_ints, combine, from_ints
-from .exact import GroupDist, edges_of, extreme, group_dist, pareto, unrank
+from .exact import DENSE_LIMIT, GroupDist, edges_of, extreme, group_dist, pareto, span, unrank
 from .tables import COUNT_MODES, PEAK, NotDecomposable, Trellis, metric_column
 from . import _dist
 
@@ -216,8 +216,11 @@ class Profile:
 
     @property
     def materialized(self) -> bool:
-        """Whether every group's distribution is held whole (values listed)."""
-        return all(self._each(self._sel(None), lambda gd: gd.full is not None))
+        """Whether every group's distribution is held whole (values listed);
+        decided from the groups' spans, before building any."""
+        return self._how == "max" or all(
+            span(self._trellis, self._edges[self._rep[g]]) <= DENSE_LIMIT
+            for g in self._sel(None))
 
     def dist(self, group=None) -> Dist:
         """The distribution as a :class:`~.dists.Dist` (pooled, or one group).
