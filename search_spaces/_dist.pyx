@@ -104,34 +104,6 @@ cdef inline bint mul64(u128 c, uint64_t m, u128* r) noexcept nogil:
     return u128_add(p, (<u128>top) << 64, r)
 
 
-def accumulate(const int64_t[::1] k, const uint64_t[:, ::1] c, int64_t a, int64_t b,
-               uint64_t mult, uint64_t[:, ::1] acc):
-    """``acc[k[i] * a + b] += c[i] * mult`` for every ``i`` (dense lattice step).
-
-    Returns True on overflow of a 128-bit count.  Indices must be in range.
-    """
-    cdef Py_ssize_t i, n = k.shape[0]
-    cdef int64_t j
-    cdef u128 x, y
-    cdef bint ovf = False
-    cdef const uint64_t* cp
-    cdef uint64_t* ap
-    if n == 0:
-        return False
-    cp = &c[0, 0]
-    ap = &acc[0, 0]
-    with nogil:
-        for i in range(n):
-            j = 2 * (k[i] * a + b)
-            if mul64(mk(cp[2 * i], cp[2 * i + 1]), mult, &x) or \
-                    u128_add(mk(ap[j], ap[j + 1]), x, &y):
-                ovf = True
-                break
-            ap[j] = lo64(y)
-            ap[j + 1] = hi64(y)
-    return ovf
-
-
 def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                        const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
@@ -203,23 +175,6 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                     m += 1
             w0 = w1
     return -1 if ovf else m
-
-
-def compact(const uint64_t[:, ::1] acc, int64_t lo, int64_t g, int64_t[::1] values,
-            uint64_t[:, ::1] counts):
-    """The non-zero points of a dense accumulator: values ``lo + j * g`` and
-    their counts, in order; returns how many (at most ``len(values)``)."""
-    cdef Py_ssize_t j, m = 0, cap = values.shape[0], n = acc.shape[0]
-    with nogil:
-        for j in range(n):
-            if acc[j, 0] | acc[j, 1]:
-                if m == cap:
-                    break
-                values[m] = lo + j * g
-                counts[m, 0] = acc[j, 0]
-                counts[m, 1] = acc[j, 1]
-                m += 1
-    return m
 
 
 cdef inline int64_t head_key(const int64_t* val, const int64_t* pos, const int64_t* shift,
@@ -309,29 +264,6 @@ def merge_shifted(const int64_t[::1] src_ptr, const int64_t[::1] src_val,
                 heap[0] = heap[n]
             sift_down(&heap[0], &key[0], n, 0)
     return -1 if ovf else m
-
-
-def sum_runs(const int64_t[::1] keys, const uint64_t[:, ::1] counts, int64_t[::1] out_keys,
-             uint64_t[:, ::1] out_counts):
-    """Merge runs of equal ``keys`` (sorted), summing their counts.
-
-    Returns the number of distinct keys written, or -1 on overflow.
-    """
-    cdef Py_ssize_t i, n = keys.shape[0], m = -1
-    cdef u128 x
-    cdef bint ovf = False
-    with nogil:
-        for i in range(n):
-            if m < 0 or keys[i] != out_keys[m]:
-                m += 1
-                out_keys[m] = keys[i]
-                put(out_counts, m, get(counts, i))
-            else:
-                if u128_add(get(out_counts, m), get(counts, i), &x):
-                    ovf = True
-                    break
-                put(out_counts, m, x)
-    return -1 if ovf else m + 1
 
 
 def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):

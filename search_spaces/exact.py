@@ -31,8 +31,8 @@ from . import _dist
 from .dists import DENSE_LIMIT, Dist, TooLarge, combine, pair_cdf
 from .tables import Trellis
 
-__all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank",
-           "paths_to_columns", "span", "DENSE_LIMIT"]
+__all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank", "span",
+           "held_whole"]
 
 
 @dataclass
@@ -199,6 +199,12 @@ class GroupDist:
     def nbytes(self) -> int:
         ds = [self.full] if self.full is not None else self.left + self.right
         return sum(d.nbytes for d in ds if d is not None)
+
+
+def held_whole(trellis: Trellis, edges: list, how: str = "sum") -> bool:
+    """Whether :func:`group_dist` (``whole=True``) builds this group's
+    distribution whole rather than as halves (decided from its span)."""
+    return how == "max" or span(trellis, edges) <= DENSE_LIMIT
 
 
 #: lattice points up to which a distribution is built whole when asked for
@@ -394,10 +400,3 @@ def unrank(trellis: Trellis, edges: list, gd: GroupDist, k_from: int, k_to: int,
         path[:, k] = order[edge]
         subs[:, k] = sub
         state, value, rank = ns, nv, nr
-
-
-def paths_to_columns(trellis: Trellis, path: np.ndarray, subs: np.ndarray,
-                     groups: np.ndarray) -> dict:
-    """The native columns of paths, through the space's decoder."""
-    return trellis.decode(path, subs, np.asarray(groups, dtype=np.int64))
-

@@ -19,6 +19,7 @@ not use multiply encodings, not networks).
 """
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import numpy as np
 from nasflops.budget import Budget
 from .columns import SAMPLE_BLOCK
 from .dists import Dist, TooLarge, as_int, as_ints, combine, from_ints
-from .exact import DENSE_LIMIT, GroupDist, edges_of, extreme, group_dist, pareto, span, unrank
+from .exact import GroupDist, edges_of, extreme, group_dist, held_whole, pareto, unrank
 from .tables import COUNT_MODES, PEAK, NotDecomposable, Trellis, metric_column
 from . import _dist
 
@@ -218,9 +219,8 @@ class Profile:
     def materialized(self) -> bool:
         """Whether every group's distribution is held whole (values listed);
         decided from the groups' spans, before building any."""
-        return self._how == "max" or all(
-            span(self._trellis, self._edges[self._rep[g]]) <= DENSE_LIMIT
-            for g in self._sel(None))
+        return all(held_whole(self._trellis, self._edges[self._rep[g]], self._how)
+                   for g in self._sel(None))
 
     def dist(self, group=None) -> Dist:
         """The distribution as a :class:`~.dists.Dist` (pooled, or one group).
@@ -589,9 +589,13 @@ def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, ove
     over = _mode(over)
     q = _question(space, trellis, budget)
     what = f"{space.name}: exact sampling within {budget}"
-    groups = _group_dists(trellis, q.value, "sum", over, q.keep, what=what, dense=q.dense,
-                          cap=q.bound)
-    counts = [_group_count(groups[g], q, g) for g in range(trellis.n_groups)]
+    key = (str(budget), budget.flops_convention, over)
+
+    def build_counts():
+        groups = _group_dists(trellis, q.value, "sum", over, q.keep, what=what, dense=q.dense,
+                              cap=q.bound)
+        return [_group_count(groups[g], q, g) for g in range(trellis.n_groups)]
+    counts = trellis.memo(key + ("counts",), build_counts)
     total = sum(counts)
     if total == 0:
         raise ValueError(f"budget unreachable in {space.name}: no candidate fits {budget} "
@@ -605,14 +609,18 @@ def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, ove
     path = np.zeros((n, K), dtype=np.int64)
     subs = np.zeros((n, K), dtype=np.uint64)
     grp = np.zeros(n, dtype=np.int64)
-    bounds = np.cumsum([0] + counts).tolist()
-    owner = [int(np.searchsorted(bounds, int(r), side="right") - 1) for r in ranks]
+    bounds = [0]
+    for c in counts:
+        bounds.append(bounds[-1] + c)
+    owner = [bisect.bisect_right(bounds, int(r)) - 1 for r in ranks]
     for g in sorted(set(owner)):
         idx = np.array([i for i, o in enumerate(owner) if o == g], dtype=np.int64)
         rs = [int(ranks[i]) - bounds[g] for i in idx]
         edges = edges_of(trellis, g, q.value, over, q.keep)
-        gd = group_dist(trellis, edges, "sum", what, keep=True, dense=q.dense, cap=q.bound,
-                        whole=False)
+        gd = trellis.memo(key + (g,), lambda: group_dist(
+            trellis, edges, "sum", what, keep=True, dense=q.dense, cap=q.bound, whole=False),
+            nbytes=lambda gd: sum(d.nbytes for ds in gd.forward + gd.backward for d in ds
+                                  if d is not None))
         p = np.zeros((len(idx), K), dtype=np.int64)
         sb = np.zeros((len(idx), K), dtype=np.uint64)
         if gd.full is not None:

@@ -24,8 +24,9 @@ Two structures live here, both plain data that spaces build:
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -44,6 +45,8 @@ PEAK = "peak_act_bytes"
 #: what a count counts: distinct networks, or native encodings
 COUNT_MODES = ("networks", "encodings")
 _PEAK_COL = METRICS.index(PEAK)
+#: bytes of dynamic programs a trellis keeps between exact sampling calls
+MEMO_BYTES = 512 << 20
 
 
 class NotDecomposable(ValueError):
@@ -220,6 +223,8 @@ class Trellis:
     exact: frozenset
     decode: Callable
     options: ScoringOptions
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self):
         if not self.steps:
@@ -237,6 +242,24 @@ class Trellis:
     def n_groups(self) -> int:
         """Groups of the trellis (e.g. input resolutions)."""
         return len(self.group_values)
+
+    def memo(self, key, build: Callable, nbytes: Optional[Callable] = None):
+        """``build()``, kept under ``key`` for the next caller (chunks of one
+        exact sampling run share their dynamic programs); results with
+        ``nbytes`` are kept only up to :data:`MEMO_BYTES` in all, most recent first."""
+        with self._lock:
+            if key in self._memo:
+                value = self._memo.pop(key)
+                self._memo[key] = value
+                return value[0]
+        value = build()
+        size = nbytes(value) if nbytes is not None else 0
+        with self._lock:
+            self._memo[key] = (value, size)
+            while sum(v[1] for v in self._memo.values()) > MEMO_BYTES:
+                big = next(k for k, v in self._memo.items() if v[1])
+                self._memo.pop(big)
+        return value
 
     def check(self, metrics: Sequence[str]) -> None:
         """Raise :class:`NotDecomposable` unless every metric is exact here."""
