@@ -11,7 +11,7 @@ from .conventions import CONVENTIONS, Convention, get_convention, register_conve
 from .options import DTYPE_SIZES, Device, ScoringOptions
 from .scoring import METRICS, RESULT_DTYPE, STATUS_NAMES, Scores, SpecError, layer_table, score
 from .budget import Budget
-from .search_spaces import get_space, list_spaces, sample_within
+from .search_spaces import NotDecomposable, Profile, get_space, list_spaces, sample_within
 from .storage import open_dataset, read_metadata, read_results, write_results, write_table
 from .pipeline import score_space
 from . import analytics, units
@@ -20,7 +20,8 @@ __all__ = [
     "LAYER_DTYPE", "MAX_INPUTS", "Act", "Call", "Flag", "Net", "Op", "SpecBatch",
     "CONVENTIONS", "Convention", "get_convention", "register_convention",
     "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "ScoringOptions",
-    "Scores", "SpecError", "layer_table", "score", "get_space", "list_spaces",
+    "Scores", "SpecError", "layer_table", "score", "get_space", "list_spaces", "Profile",
+    "NotDecomposable",
     "Budget", "sample_within", "score_space", "read_results", "read_metadata", "open_dataset",
     "write_results", "write_table", "analytics", "units", "__version__",
 ]

@@ -59,7 +59,7 @@ def edges_of(trellis: Trellis, g: int, value: Callable, mode: str,
 
 # ----------------------------------------------------------------- programs
 def _truncate(d: Optional[Dist], cap) -> Optional[Dist]:
-    """``d`` without the values above ``cap`` (None: no cap; -inf: nothing left)."""
+    """``d`` without the values above ``cap`` (None: no cap; False: nothing can fit)."""
     if d is None or cap is None:
         return d
     if cap is False:
@@ -273,7 +273,6 @@ def extreme(trellis: Trellis, edges: list, how: str, which: str) -> tuple:
     """``(value, edges)``: the smallest (``which="min"``) or largest path value
     and one path achieving it (edge index per step), ``(None, None)`` if no path."""
     sign = 1 if which == "min" else -1
-    inf = np.iinfo(np.int64).max
     best = np.array([0], dtype=object)
     ok = np.array([True])
     back = []
@@ -298,7 +297,6 @@ def extreme(trellis: Trellis, edges: list, how: str, which: str) -> tuple:
     for k in range(len(back) - 1, -1, -1):
         path[k] = back[k][t]
         t = trellis.steps[k].src[path[k]]
-    assert abs(int(best[0])) < inf
     return int(best[0]), path
 
 
