@@ -430,6 +430,11 @@ def _joint_question(space, trellis: Trellis, keep, add: list) -> _Question:
     return _Question(keep, value, False, fits, None)
 
 
+def _joint(q: _Question) -> str:
+    return "" if q.dense else (" (the joint table of its metrics; an exact answer needs it "
+                               "small, else bound one additive metric)")
+
+
 @dataclass
 class Within:
     """The exact number of candidates within a budget.
@@ -462,8 +467,8 @@ def count_within(space, trellis: Trellis, budget: Budget, over: str = "networks"
     over = _mode(over)
     q = _question(space, trellis, budget)
     groups = _group_dists(trellis, q.value, "sum", over, q.keep,
-                          what=f"{space.name}: exact count within {budget}", dense=q.dense,
-                          cap=q.bound)
+                          what=f"{space.name}: exact count within {budget}{_joint(q)}",
+                          dense=q.dense, cap=q.bound)
     counts = {(trellis.group_values[g].item() if trellis.group_name else None):
               _group_count(gd, q, g) for g, gd in groups.items()}
     return Within(budget, over, sum(counts.values()), sum(path_counts(trellis, over)), counts)
@@ -588,7 +593,7 @@ def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, ove
     """
     over = _mode(over)
     q = _question(space, trellis, budget)
-    what = f"{space.name}: exact sampling within {budget}"
+    what = f"{space.name}: exact sampling within {budget}{_joint(q)}"
     key = (str(budget), budget.flops_convention, over)
 
     def build_counts():
