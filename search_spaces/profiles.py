@@ -534,8 +534,7 @@ def _pick_full(gd: GroupDist, q: _Question, g: int, ranks: list):
     _dist.cumsum(np.ascontiguousarray(d.counts[ok]), cum)
     idx = np.empty(len(ranks), dtype=np.int64)
     _dist.search(cum, from_ints(ranks), idx)
-    cum_i = as_ints(cum).tolist()
-    res = [r - (cum_i[i - 1] if i else 0) for r, i in zip(ranks, idx.tolist())]
+    res = [r - (as_int(cum[i - 1]) if i else 0) for r, i in zip(ranks, idx.tolist())]
     return d.values[ok[idx]], res
 
 
