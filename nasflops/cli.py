@@ -385,6 +385,7 @@ def _need_results(path):
 
 # ----------------------------------------------------------------- profile
 def _budget_of(args):
+    """The budget of the --max-* flags (None without any)."""
     from .budget import Budget
     limits = dict(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
                   max_peak_act_bytes=args.max_peak_act_bytes)
@@ -403,6 +404,7 @@ def _native(native) -> str:
 
 
 def cmd_profile(args) -> int:
+    """``nasflops profile``: the exact distribution of a metric over a whole space."""
     from .search_spaces.dists import TooLarge
     from .units import format_bytes, format_count
 

@@ -258,6 +258,7 @@ class SearchSpace(abc.ABC):
     def _sample_exact(self, budget, n: int, seed: int, over: str, start: int,
                       batch_size: int = 1, weight_dtype: str = "fp32", act_dtype: str = "fp32",
                       device=None, **rest) -> BudgetSample:
+        """``sample_within(method="exact")``; NotDecomposable where it does not apply."""
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
         if device is not None or rest.keys() - {"n_jobs", "max_draws"}:

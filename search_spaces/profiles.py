@@ -376,6 +376,8 @@ def budget_metrics(budget: Budget) -> tuple:
 
 
 def _question(space, trellis: Trellis, budget: Budget) -> _Question:
+    """A budget as dynamic-program parts: a peak bound prunes edges, one
+    additive bound is the summed value, two or more a joint key."""
     limits = budget.limits
     trellis.check(budget_metrics(budget))
     keep = None
@@ -451,10 +453,12 @@ class Within:
 
     @property
     def fraction(self) -> Fraction:
+        """``count / total``, exact."""
         return Fraction(self.count, self.total) if self.total else Fraction(0)
 
 
 def _group_count(gd: GroupDist, q: _Question, g: int) -> int:
+    """Exact number of a group's candidates within the question's bounds."""
     if q.bound is not None:
         return gd.cdf([q.bound])[0]
     d = gd.full
