@@ -32,6 +32,7 @@ extensions = [
     for name, source in (
         ("nasflops._core", "nasflops/_core.pyx"),                            # the scoring core
         ("nasflops.search_spaces._gather", "search_spaces/_gather.pyx"),  # template gather
+        ("nasflops.search_spaces._dist", "search_spaces/_dist.pyx"),      # tables, exact profiles
     )
 ]
 

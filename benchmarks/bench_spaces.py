@@ -1,4 +1,5 @@
-"""Search-space throughput: sample+encode, sample+encode+score, and the core alone.
+"""Search-space throughput: sample+encode, sample+encode+score, the core alone,
+and scoring from the block tables.
 
 Usage::
 
@@ -9,14 +10,21 @@ Usage::
 For each space, in one run and on one thread: candidates/s to sample and
 encode (``space.sample``), to sample, encode and score, and to score the
 already-encoded batch (core only), in chunks of ``--chunk`` candidates, after
-a one-time set-up (template pools) that is timed apart.  The last line is a
-JSON object (keys in benchmarks/README.md).
+a one-time set-up (template pools) that is timed apart.  Beside them, the
+block tables (``search_spaces/tables.py``): candidates/s to score sampled
+native columns from the tables (template ids and table sums, every metric
+equal to the core's -- checked on every chunk), and the table sums alone on
+precomputed template ids, each against the core in the same run.  The last
+line is a JSON object (keys in benchmarks/README.md).
 """
 import argparse
 import json
 import time
 
 import nasflops as nf
+from nasflops.options import ScoringOptions
+from nasflops.search_spaces import NotDecomposable
+from nasflops.search_spaces.tables import score_slots
 
 
 def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -> dict:
@@ -26,20 +34,42 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -
     t0 = time.perf_counter()
     nf.score(space.sample(1, seed=seed + 1))
     setup_s = time.perf_counter() - t0
-    t_enc = t_core = 0.0
+    opts = ScoringOptions.make(convention)
+    try:
+        table = space.block_table(opts)
+    except NotDecomposable:
+        table = None
+    t_enc = t_core = t_tab = t_sum = 0.0
     layers = 0
     done = 0
     while done < n:
         m = min(chunk, n - done)
+        cols = space.sample_columns(m, seed=seed, start=done)
         t0 = time.perf_counter()
-        batch = space.sample(m, seed=seed, start=done)
+        batch = space.encode_columns(cols)
         t1 = time.perf_counter()
-        nf.score(batch, convention=convention)
+        ref = nf.score(batch, convention=convention)
         t2 = time.perf_counter()
         t_enc += t1 - t0
         t_core += t2 - t1
         layers += batch.n_layers
         done += m
+        if table is not None:
+            t0 = time.perf_counter()
+            raw = space.score_columns_raw(cols, opts)     # template ids + table sums
+            t1 = time.perf_counter()
+            tids, groups = space._slot_ids(cols)
+            t2 = time.perf_counter()
+            score_slots(table, tids, groups)               # table sums alone
+            t3 = time.perf_counter()
+            t_tab += t1 - t0
+            t_sum += t3 - t2
+            assert all((raw.metrics[:, k] == ref[c]).all() for k, c in enumerate(nf.METRICS))
+    tables = {}
+    if table is not None:
+        tables = {"table_per_s": round(n / t_tab), "table_over_core": round(t_core / t_tab, 2),
+                  "table_over_encode_score": round((t_enc + t_core) / t_tab, 2),
+                  "table_sums_per_s": round(n / t_sum), "table_sums_over_core": round(t_core / t_sum, 2)}
     return {
         "space": name,
         "candidates": n,
@@ -49,6 +79,7 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -
         "encode_score_per_s": round(n / (t_enc + t_core)),
         "core_per_s": round(n / t_core),
         "encode_over_core": round(t_core / t_enc, 3),  # > 1: encoding is faster than scoring
+        **tables,
     }
 
 
@@ -63,10 +94,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     names = args.spaces or [s["name"] for s in nf.list_spaces() if s["name"] != "zoo"]
     rows = [bench_space(name, args.n, args.chunk, args.convention) for name in names]
-    print(f"{'space':<22}{'layers/cand':>12}{'encode/s':>12}{'enc+score/s':>13}{'core/s':>11}{'enc speed / core':>18}")
+    print(f"{'space':<22}{'layers/cand':>12}{'encode/s':>12}{'enc+score/s':>13}{'core/s':>11}"
+          f"{'enc speed / core':>18}{'tables/s':>12}{'tables / core':>15}")
     for r in rows:
         print(f"{r['space']:<22}{r['layers_per_candidate']:>12}{r['encode_per_s']:>12,}"
-              f"{r['encode_score_per_s']:>13,}{r['core_per_s']:>11,}{r['encode_over_core']:>18}")
+              f"{r['encode_score_per_s']:>13,}{r['core_per_s']:>11,}{r['encode_over_core']:>18}"
+              f"{r.get('table_per_s', 0):>12,}{r.get('table_over_core', '-'):>15}")
     print(json.dumps({"convention": args.convention, "spaces": rows}))
 
 

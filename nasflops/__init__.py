@@ -11,7 +11,7 @@ from .conventions import CONVENTIONS, Convention, get_convention, register_conve
 from .options import DEVICES, DTYPE_SIZES, MEMORY_SEMANTICS, Device, ScoringOptions, get_device
 from .scoring import METRICS, RESULT_DTYPE, STATUS_NAMES, Scores, SpecError, layer_table, score
 from .budget import Budget
-from .search_spaces import get_space, list_spaces, sample_within
+from .search_spaces import NotDecomposable, Profile, get_space, list_spaces, sample_within
 from .storage import open_dataset, read_metadata, read_results, write_results, write_table
 from .pipeline import score_space
 from .reports import torchstat_report
@@ -22,7 +22,8 @@ __all__ = [
     "CONVENTIONS", "Convention", "get_convention", "register_convention",
     "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "ScoringOptions",
     "DEVICES", "MEMORY_SEMANTICS", "get_device", "torchstat_report",
-    "Scores", "SpecError", "layer_table", "score", "get_space", "list_spaces",
+    "Scores", "SpecError", "layer_table", "score", "get_space", "list_spaces", "Profile",
+    "NotDecomposable",
     "Budget", "sample_within", "score_space", "read_results", "read_metadata", "open_dataset",
     "write_results", "write_table", "analytics", "units", "__version__",
 ]

@@ -37,6 +37,8 @@ examples:
   nasflops stats ofa.parquet --by r --plot ofa.png   distributions, per-resolution medians, a plot
   nasflops filter ofa.parquet --max-macs 300M --max-params 5M -o small.parquet
   nasflops validate nb201 -n 20                      check the core against PyTorch hooks
+  nasflops profile ofa-mbv3 --metric params --by r   exact distribution over the whole space
+  nasflops score ofa-mbv3 -n 1000 --max-macs 120M -o small.parquet   uniform within a budget, exactly
 
 Counting conventions (--convention): macs (default), flops, fma2, and the
 tool-compatible ones; see 'nasflops count MODEL --all-conventions'.
@@ -154,6 +156,12 @@ def _bytes_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _convention(args) -> str:
+    """``--convention``, macs when not given (``None`` tells a report that
+    it was not given)."""
+    return args.convention or "macs"
+
+
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     from .conventions import CONVENTIONS
     from .options import MEMORY_SEMANTICS
@@ -206,14 +214,18 @@ def cmd_score(args) -> int:
         raise UserError("give either -n N (sample N candidates) or --all (enumerate the space)")
     if args.all and not space.enumerable:
         raise UserError(f"space {space.name!r} is too large to enumerate; sample it with -n N")
+    budget = _budget_of(args)
+    if budget is not None and args.all:
+        raise UserError("a budget draws -n N candidates within it; --all enumerates the space")
     wdt, adt = _dtypes(args)
     with warnings.catch_warnings():     # repaired parts are reported below, in one line each
         warnings.simplefilter("ignore", RuntimeWarning)
         run = score_space(space, n="all" if args.all else args.n, seed=args.seed, out=args.out,
-                          convention=args.convention or "macs", batch_size=args.batch_size,
+                          convention=_convention(args), batch_size=args.batch_size,
                           weight_dtype=wdt, act_dtype=adt, chunk_size=args.chunk_size,
                           n_jobs=args.jobs, progress=not args.no_progress, resume=args.resume,
-                          overwrite=args.overwrite, memory=args.memory or "nasflops")
+                          overwrite=args.overwrite, memory=args.memory or "nasflops",
+                          within=budget, over=args.over)
     con = _console()
     con.print(f"[bold]{run.n:,}[/] candidates of [bold]{space.name}[/] in {run.path} "
               f"({run.parts_written} part(s) written, {run.parts_resumed} resumed, "
@@ -230,8 +242,7 @@ def _open_results(path):
     """The results dataset at ``path``, opened (and verified) once per command."""
     from .storage import open_dataset
 
-    if not os.path.exists(path):
-        raise UserError(f"no such results dataset: {path}")
+    _need_results(path)
     return open_dataset(path)
 
 
@@ -406,7 +417,7 @@ def cmd_count(args) -> int:
     if args.report == "torchstat":
         return _count_torchstat(args, records, names, modules)
     wdt, adt = _dtypes(args)
-    conv = get_convention(args.convention or "macs")
+    conv = get_convention(_convention(args))
     mem = args.memory or "nasflops"
     device = None if args.device is None else _device(args.device)
     if device is not None and conv.unit != "FLOPs":
@@ -545,6 +556,127 @@ def _print_histogram(con, metric, counts, edges, fmt, width: int = 50):
     con.print(f"{metric:>16} {fmt(edges[0]):>12} {spark} {fmt(edges[-1])}")
 
 
+def _need_results(path):
+    if not os.path.exists(path):
+        raise UserError(f"no such results dataset: {path}")
+
+
+# ----------------------------------------------------------------- profile
+def _budget_of(args):
+    """The budget of the --max-* flags (None without any)."""
+    from .budget import Budget
+    limits = dict(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
+                  max_peak_act_bytes=args.max_peak_act_bytes)
+    if all(v is None for v in limits.values()):
+        return None
+    return Budget(**limits, flops_convention=_convention(args))
+
+
+def _big(n: int) -> str:
+    """An exact count, with its order of magnitude when long."""
+    return f"{n:,}" + (f" ({n:.3g})" if n >= 10**7 else "")
+
+
+def _native(native) -> str:
+    return native if isinstance(native, str) else json.dumps(native, separators=(",", ":"))
+
+
+def cmd_profile(args) -> int:
+    """``nasflops profile``: the exact distribution of a metric over a whole space."""
+    from .search_spaces.dists import TooLarge
+    from .units import format_bytes, format_count
+
+    space = _get_space(args.space, _space_params(args.param))
+    wdt, adt = _dtypes(args)
+    kw = dict(batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt)
+    budget = _budget_of(args)
+    p = space.profile(args.metric, convention=_convention(args), by=args.by, over=args.over,
+                      n_jobs=args.jobs, **kw)
+    fmt = format_bytes if args.metric.endswith("_bytes") else (lambda v: format_count(v, p.unit))
+    con = _console()
+    what = f"{args.metric} ({p.convention})" if args.metric == "ops" else args.metric
+    con.print(f"[bold]{space.name}[/]: exact profile of [bold]{what}[/] over {_big(p.total)} "
+              f"{p.over}" + (f", by {p.group_name}" if args.by else ""))
+    if budget is not None:
+        w = space.count_within(budget, over=args.over, **kw)
+        frac = float(w.fraction)
+        con.print(f"within {budget}: [bold]{_big(w.count)}[/] of {_big(w.total)} {w.over} "
+                  f"(exactly {w.fraction.numerator}/{w.fraction.denominator}, {frac:.3g})")
+        if args.by:
+            con.print("  " + ", ".join(f"{p.group_name}={g}: {c:,}" for g, c in w.by_group.items()))
+    for name, wit in (("min", p.min), ("max", p.max)):
+        where = f" at {p.group_name}={wit.group}" if p.group_name else ""
+        con.print(f"{name} {fmt(wit.value)} ({wit.value:,}){where}: {_native(wit.native)}",
+                  soft_wrap=True, markup=False)
+    hist = None
+    try:
+        hist = _print_distribution(con, p, args, fmt)
+    except TooLarge as e:
+        con.print(f"[yellow]distribution not shown: {e}[/]")
+    if args.plot and hist is not None:
+        from .plots import plot_profile
+        if args.results:
+            _need_results(args.results)
+        out = plot_profile(p, args.plot, by=args.by, results=args.results, hist=hist)
+        con.print(f"plot written to {out}")
+    return 0
+
+
+def _print_distribution(con, p, args, fmt) -> list:
+    """Exact quantiles (exact brackets where groups are held as halves), a
+    histogram, and per group a table; every count from one pass over the
+    groups (fine exact histograms, merged for display).  Returns the fine
+    histograms per group and their edges, for the plot."""
+    from rich.table import Table
+
+    exact = p.materialized
+    fine = 8 if exact else 2       # a bin edge costs a pass over a group's halves
+    edges = p.edges(args.bins * fine)
+    per_group = p.group_histograms(edges)
+    pooled = [sum(c) for c in zip(*per_group)]
+    qs = list(_STATS_Q.values())
+    t = Table(title=f"exact {'quantiles' if exact else 'quantile brackets [a, b)'} "
+                    f"({p.over}, {p.total:,})")
+    t.add_column("")
+    for name in _STATS_Q:
+        t.add_column(name, justify="right")
+    if exact:
+        t.add_row(args.metric, *(fmt(v) for v in p.quantiles(qs)))
+    else:
+        t.add_row(args.metric, *(f"{fmt(a)}..{fmt(b)}" for a, b in _brackets(pooled, edges, qs)))
+    con.print(t)
+    shown = [sum(pooled[i:i + fine]) for i in range(0, len(pooled), fine)]
+    con.print(f"histogram ({len(shown)} bins, exact counts):")
+    _print_histogram(con, args.metric, shown, edges[::fine].tolist() + [int(edges[-1])], fmt)
+    if args.by:
+        t = Table(title=f"{args.metric} by {p.group_name} (exact)")
+        for col in (p.group_name, "candidates", "min", "median", "max"):
+            t.add_column(col, justify="right")
+        for g, tot, lo, hi, h in zip(p.group_values, p.totals, p.group_min, p.group_max, per_group):
+            med = p.quantiles([0.5], group=g)[0] if exact else None
+            (a, b), = [(med, med + 1)] if exact else _brackets(h, edges, [0.5])
+            t.add_row(str(g), f"{tot:,}", fmt(lo.value), fmt(a) if b - a <= 1 else
+                      f"{fmt(a)}..{fmt(b)}", fmt(hi.value))
+        con.print(t)
+    return [edges, per_group]
+
+
+def _brackets(counts, edges, qs) -> list:
+    """``[a, b)`` holding each exact quantile, from exact bin counts."""
+    from fractions import Fraction
+    total = sum(counts)
+    cum, acc = [], 0
+    for c in counts:
+        acc += c
+        cum.append(acc)
+    out = []
+    for q in qs:
+        need = max(1, -(-total * Fraction(str(q)).numerator // Fraction(str(q)).denominator))
+        j = next(i for i, c in enumerate(cum) if c >= need)
+        out.append((int(edges[j]), int(edges[j + 1])))
+    return out
+
+
 # ----------------------------------------------------------------- filter
 def cmd_filter(args) -> int:
     from .analytics import filter_results
@@ -566,6 +698,49 @@ def cmd_filter(args) -> int:
 
 
 # ----------------------------------------------------------------- parser
+def _add_budget_options(s: argparse.ArgumentParser, what: str) -> None:
+    """The --max-* flags of a budget (``_budget_of`` reads them)."""
+    s.add_argument("--max-macs", type=_count_arg, metavar="N", help=what)
+    s.add_argument("--max-flops", type=_count_arg, metavar="N", help="bound on 'ops' under --convention")
+    s.add_argument("--max-params", type=_count_arg, metavar="N")
+    s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES")
+
+
+def _add_profile_command(sub, fmt) -> None:
+    """The ``profile`` subcommand."""
+    s = sub.add_parser("profile", help="exact distribution of a metric over a whole space",
+                       formatter_class=fmt,
+                       description="The exact distribution of a metric over every candidate of a "
+                                   "decomposable space (nb201, the declarative spaces), without "
+                                   "sampling: the exact count within a budget, quantiles, the "
+                                   "minimum and maximum with an architecture each, a histogram "
+                                   "of exact counts, and a plot.",
+                       epilog="examples:\n"
+                              "  nasflops profile nb201 --metric params\n"
+                              "  nasflops profile ofa-mbv3 --metric params --by r --max-params 6M\n"
+                              "  nasflops profile ofa-mbv3 --metric macs --max-macs 120M --over encodings\n"
+                              "  nasflops profile proxylessnas-mobile --plot proxyless.png\n"
+                              "  nasflops profile nb201 --plot nb201.png --results nb201.parquet")
+    s.add_argument("space", help="search space name (see 'nasflops spaces')")
+    s.add_argument("--metric", "-m", default="macs",
+                   help="ops, macs, params, weight_bytes, act_bytes, peak_act_bytes, read_bytes, "
+                        "write_bytes (default: macs)")
+    s.add_argument("--by", default=None, metavar="FIELD", help="per group of a native field (r)")
+    s.add_argument("--over", default="networks", choices=["networks", "encodings"],
+                   help="count distinct networks (default) or native encodings")
+    _add_budget_options(s, "the exact count within these bounds")
+    s.add_argument("--bins", type=_int_arg(1, 10_000, "bins"), default=40,
+                   help="histogram bins (default: 40)")
+    s.add_argument("--plot", default=None, metavar="OUT.png", help="write a PNG (needs matplotlib)")
+    s.add_argument("--results", default=None, metavar="DATASET",
+                   help="a results dataset of the space: its sampled histogram is overlaid on the plot")
+    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="space parameter")
+    s.add_argument("-j", "--jobs", type=_jobs_arg, default=1,
+                   help="threads building the distributions (-1 = all cores)")
+    _add_scoring_options(s)
+    s.set_defaults(func=cmd_profile)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = _Parser(
@@ -576,7 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in (_add_spaces_command, _add_score_command, _add_count_command,
-                _add_validate_command, _add_stats_command, _add_filter_command):
+                _add_validate_command, _add_stats_command, _add_profile_command,
+                _add_filter_command):
         add(sub, fmt)
     return p
 
@@ -600,7 +776,8 @@ def _add_score_command(sub, fmt) -> None:
                               "  nasflops score nb201 --all -o nb201.parquet\n"
                               "  nasflops score nb201 --all -p dataset=ImageNet16-120 -o nb201-in16.parquet\n"
                               "  nasflops score ofa-mbv3 -n 10M --seed 1 -o ofa.parquet -j 2 --convention flops\n"
-                              "  nasflops score ofa-mbv3 -n 10M --seed 1 -o ofa.parquet -j 2 --resume   # after a crash")
+                              "  nasflops score ofa-mbv3 -n 10M --seed 1 -o ofa.parquet -j 2 --resume   # after a crash\n"
+                              "  nasflops score ofa-mbv3 -n 100k --max-macs 120M -o small.parquet   # exact, uniform within")
     s.add_argument("space", help="search space name (see 'nasflops spaces')")
     s.add_argument("-n", type=_count_arg, default=None, metavar="N", help="candidates to sample (e.g. 1M)")
     s.add_argument("--all", action="store_true", help="enumerate the whole space")
@@ -616,6 +793,9 @@ def _add_score_command(sub, fmt) -> None:
     s.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_budget_options(s, "draw the -n candidates uniformly among those within the budget, exactly")
+    s.add_argument("--over", default="encodings", choices=["networks", "encodings"],
+                   help="within a budget: uniform over native encodings (default) or networks")
     s.set_defaults(func=cmd_score)
 
 
@@ -722,7 +902,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .search_spaces import NativeError
     try:
         return args.func(args)
-    except (UserError, SpecError, NativeError, ValueError) as e:
+    except (UserError, SpecError, NativeError, ValueError, OverflowError) as e:
         # ValueError covers corrupt datasets, missing columns, schema errors
         print(f"nasflops {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._version import __version__
 from .conventions import Convention
-from .engine import ENCODE_BLOCK, RawScores, encode_step, score_into
+from .engine import ENCODE_BLOCK, RawScores, encode_step
 from .options import ScoringOptions, positive_int
 from .search_spaces import SearchSpace, get_space
 from .search_spaces.columns import take_columns
@@ -99,7 +99,7 @@ class _ChunkTask:
     """Everything a worker needs to produce part ``k``: plain, picklable data."""
 
     space: Any
-    mode: str               # "sample" or "enumerate"
+    mode: str               # "sample", "enumerate" or "within" (exact draws within a budget)
     seed: int
     k: int
     start: int
@@ -110,10 +110,14 @@ class _ChunkTask:
     token: str
     compression: Optional[str]
     encode_block: int
+    within: Any = None      # the budget of mode "within"
+    over: str = "encodings"
+    within_opts: Any = None  # its scoring options (its convention)
 
 
 def _run_chunk(task: _ChunkTask) -> tuple[int, int, int, dict]:
-    """Sample/enumerate, encode, score and write part ``task.k``.
+    """Sample/enumerate, score (block tables where the space has them, else
+    encode and the record core) and write part ``task.k``.
 
     Returns ``(k, rows, invalid_rows, record)``, the record (rows, size,
     hash) being what the run file keeps of the part.
@@ -122,23 +126,22 @@ def _run_chunk(task: _ChunkTask) -> tuple[int, int, int, dict]:
     space = task.space
     if task.mode == "sample":
         cols = space.sample_columns(m, task.seed, task.start)
+    elif task.mode == "within":
+        cols, _ = space.exact_columns(task.within, m, task.seed, task.over, task.start,
+                                      task.within_opts)
     else:
         cols = space.enumerate_columns(task.start, task.stop)
     raw = RawScores.allocate(m, task.opts.with_latency)
-    # encode in sub-blocks: the layer records of a whole chunk could be
+    # score in sub-blocks: the layer records of a whole chunk could be
     # hundreds of MB, the natives and results only a few hundred bytes a row;
     # blocks grow from one candidate while the records stay within budget
     lo, step, longest = 0, 1, 1
     while lo < m:
         hi = min(lo + step, m)
         sub = cols if (lo == 0 and hi == m) else take_columns(cols, slice(lo, hi))
-        specs = space.encode_columns(sub)
-        if len(specs) != hi - lo:
-            raise ValueError(f"{getattr(space, 'name', space)}: encode_columns returned "
-                             f"{len(specs)} architectures for {hi - lo} candidates")
-        score_into(specs.records, specs.offsets, task.opts, raw.rows(lo, hi))
-        longest = max(longest, int(specs.lengths.max()))
-        del specs
+        part, layers = space.score_columns_counted(sub, task.opts)
+        raw.put(lo, part)
+        longest = max(longest, layers)
         lo, step = hi, encode_step(step, longest, task.encode_block)
     native = space.arrow_columns(cols)
     del cols
@@ -162,8 +165,13 @@ def _progress_bar(total: int, completed: int, label: str):
     return bar, task
 
 
-def _plan(space: SearchSpace, n, seed) -> tuple[str, int, Optional[int]]:
-    """``(mode, candidates, seed)``: enumerate the space or sample ``n``."""
+def _plan(space: SearchSpace, n, seed, within=None) -> tuple[str, int, Optional[int]]:
+    """``(mode, candidates, seed)``: enumerate the space, sample ``n``, or draw
+    ``n`` exactly within a budget."""
+    if within is not None:
+        if n is None or isinstance(n, str):
+            raise ValueError("score_space(within=budget) draws n candidates: pass n=<number>")
+        return "within", positive_int(n, "n", 0, MAX_N), positive_int(seed, "seed", 0)
     if n is None or (isinstance(n, str) and n.lower() == "all"):
         if not space.enumerable or space.size is None:
             raise ValueError(f"search space {space.name!r} cannot be enumerated (unbounded or too "
@@ -174,10 +182,24 @@ def _plan(space: SearchSpace, n, seed) -> tuple[str, int, Optional[int]]:
     return "sample", positive_int(n, "n", 0, MAX_N), positive_int(seed, "seed", 0)
 
 
+def _within_options(space: SearchSpace, within, batch_size: int, weight_dtype: str,
+                    act_dtype: str) -> Optional[ScoringOptions]:
+    """The scoring options a ``within`` budget is checked under (its own
+    convention), having checked here, not in a worker, that it decomposes."""
+    if within is None:
+        return None
+    opts = ScoringOptions.make(within.convention, batch_size, weight_dtype, act_dtype)
+    space.check_exact(within, opts)
+    return opts
+
+
 def _run_metadata(space: SearchSpace, opts: ScoringOptions, mode: str, total: int,
-                  seed: Optional[int], chunk_size: int) -> dict:
+                  seed: Optional[int], chunk_size: int, within=None, over=None) -> dict:
     meta = {"version": __version__, "space": {"name": space.name, "params": space.params},
             "mode": mode, "seed": seed, "n": total, "chunk_size": chunk_size}
+    if within is not None:
+        meta["within"] = {"budget": str(within), "limits": within.limits,
+                          "flops_convention": within.flops_convention, "over": over}
     meta.update(opts.metadata())
     return meta
 
@@ -209,7 +231,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                 progress: bool = True, resume: bool = False, overwrite: bool = False,
                 compression: Optional[str] = "zstd",
                 encode_block: int = ENCODE_BLOCK, fused_attention: bool = False,
-                memory: str = "nasflops") -> ScoreRun:
+                memory: str = "nasflops", within=None, over: str = "encodings") -> ScoreRun:
     """Score a whole search space (or ``n`` samples of it) into a Parquet dataset.
 
     Chunk after chunk: sample or enumerate ``chunk_size`` candidates, encode,
@@ -259,6 +281,13 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
         As in :func:`nasflops.score`: attention scores never materialised.
     memory : {"nasflops", "torchstat"}
         Byte semantics, as in :func:`nasflops.score` (stored in the metadata).
+    within : Budget, optional
+        Draw the ``n`` candidates uniformly among those within this budget,
+        exactly (no rejection: :meth:`SearchSpace.sample_within` with
+        ``method="exact"``); ``arch_id`` is the position in that seeded
+        stream, the same for any chunking.  Decomposable spaces only.
+    over : {"encodings", "networks"}
+        What ``within`` draws are uniform over.
 
     Returns
     -------
@@ -273,17 +302,9 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     >>> nasflops.read_results("ofa.parquet").num_rows         # doctest: +SKIP
     1000000
 
-    On an existing dask cluster, through joblib's dask backend.  Each worker
-    samples, encodes, scores and writes its own parts, so ``out`` must be a
-    directory every worker sees (a shared filesystem) and nasflops must be
-    installed on the workers; only a row count per chunk travels back:
-
-    >>> import joblib                                         # doctest: +SKIP
-    >>> from dask.distributed import Client                   # doctest: +SKIP
-    >>> client = Client("tcp://scheduler-host:8786")          # doctest: +SKIP
-    >>> with joblib.parallel_config(backend="dask"):          # doctest: +SKIP
-    ...     nasflops.score_space("ofa-mbv3", n=100_000_000, seed=0,
-    ...                          out="/shared/ofa.parquet", n_jobs=-1)
+    On a dask cluster (README, "Scoring at scale"), each worker samples,
+    encodes, scores and writes its own parts, so ``out`` must be a
+    directory every worker sees; only a row count per chunk travels back.
     """
     t0 = time.perf_counter()
     if isinstance(space, str):
@@ -291,11 +312,12 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
                                fused_attention, memory)
     encode_block = positive_int(encode_block, "encode_block")
-    mode, total, seed = _plan(space, n, seed)
+    mode, total, seed = _plan(space, n, seed, within)
+    w_opts = _within_options(space, within, batch_size, weight_dtype, act_dtype)
     chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size",
                               1, MAX_CHUNK_SIZE)
-    writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size), total,
-                       chunk_size, resume=resume, overwrite=overwrite)
+    writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size, within, over),
+                       total, chunk_size, resume=resume, overwrite=overwrite)
     for name, why in writer.repaired:
         warnings.warn(f"{os.path.join(writer.path, name)} failed verification ({why}): "
                       "writing it again", RuntimeWarning, stacklevel=2)
@@ -303,7 +325,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     try:
         # lazy: joblib draws tasks as workers free up, so nothing here grows with n
         tasks = (_ChunkTask(space, mode, seed or 0, k, *writer.rows_of(k), writer.path, opts,
-                            writer.metadata_bytes, writer.token, compression, encode_block)
+                            writer.metadata_bytes, writer.token, compression, encode_block,
+                            within, over, w_opts)
                  for k in writer.todo())
         resumed_rows = sum(np.subtract(*writer.rows_of(k)[::-1]) for k in writer.done)
         if progress:

@@ -26,10 +26,13 @@ from typing import Callable
 
 from .base import SearchSpace
 from .columns import NativeError
+from .profiles import Profile, Within, Witness
 from .sampling import BudgetSample
+from .tables import NotDecomposable
 
 __all__ = ["get_space", "list_spaces", "register_space", "sample_within", "SearchSpace",
-           "NativeError", "BudgetSample", "SHIPPED_YAML"]
+           "NativeError", "BudgetSample", "SHIPPED_YAML", "NotDecomposable", "Profile", "Within",
+           "Witness"]
 
 #: shipped declarative definitions: registry name -> file (``_`` in the file
 #: name reads as ``-``)

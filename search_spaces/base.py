@@ -35,15 +35,31 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from nasflops.budget import Budget
+from nasflops.engine import RawScores, score_into
+from nasflops.options import ScoringOptions, positive_int
+from nasflops.scoring import Scores
 from nasflops.spec import SpecBatch
-from .columns import SAMPLE_BLOCK, NativeError, concat_columns, take_columns
+from . import profiles as _profiles
+from .columns import SAMPLE_BLOCK, NativeError, concat_columns, n_rows, take_columns
 from .sampling import BudgetSample, sample_within
+from .tables import NotDecomposable, SlotTable, Trellis, metric_column, score_slots
 
-__all__ = ["SearchSpace", "SAMPLE_BLOCK", "NativeError", "make_divisible"]
+__all__ = ["SearchSpace", "SAMPLE_BLOCK", "NativeError", "NotDecomposable", "make_divisible"]
 
 # recently drawn blocks per space (outside the instance: never pickled with it)
 _BLOCK_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _BLOCK_LOCK = threading.Lock()
+# block tables and trellises per space and scoring options (idem)
+_TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TABLE_LOCK = threading.RLock()
+#: sample_within methods
+METHODS = ("auto", "exact", "rejection")
+
+
+def _opts_key(opts: ScoringOptions) -> tuple:
+    return (opts.convention.name, opts.convention.weights.tobytes(), opts.batch_size,
+            opts.weight_bytes, opts.act_bytes)
 
 
 def make_divisible(v: float, divisor: int, min_val: Optional[int] = None) -> int:
@@ -131,6 +147,23 @@ class SearchSpace(abc.ABC):
         """Parameters the space was built with (stored in result metadata)."""
         return {}
 
+    # -- decomposable spaces (block tables, trellis) -----------------------------
+    #: why exact profiles do not apply, for spaces without a trellis
+    not_decomposable: str = ("its cost is not a sum of independent per-block choices, so "
+                             "exact profiles, counts and sampling do not apply")
+
+    def _slot_table(self, opts: ScoringOptions) -> Optional[SlotTable]:
+        """The block table of a template-based space (None: no table)."""
+        return None
+
+    def _slot_ids(self, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(template id per slot, group)`` of validated columns (spaces with a table)."""
+        raise NotImplementedError
+
+    def _trellis(self, opts: ScoringOptions, metrics: tuple) -> Optional[Trellis]:
+        """The space's trellis, exact for ``metrics`` where it can be (None: not decomposable)."""
+        return None
+
     # -- provided -------------------------------------------------------------
     @property
     def enumerable(self) -> bool:
@@ -181,14 +214,200 @@ class SearchSpace(abc.ABC):
         """Every candidate (or a range of them), in a fixed order."""
         return self.encode_columns(self.enumerate_columns(start, stop))
 
-    def sample_within(self, budget, n: int, seed: int = 0, **kwargs) -> BudgetSample:
-        """The first ``n`` candidates of the seeded stream that fit ``budget``.
+    def sample_within(self, budget, n: int, seed: int = 0, method: str = "auto",
+                      over: str = "encodings", start: int = 0, **kwargs) -> BudgetSample:
+        """``n`` candidates within ``budget``.
 
-        Rejection sampling at core speed; see :func:`.sampling.sample_within`
-        (keyword arguments: batch size, dtypes, device, ``max_draws``,
-        ``n_jobs``).  Raises ``ValueError`` when the budget looks unreachable.
+        Parameters
+        ----------
+        budget : Budget
+            Upper bounds (inclusive).
+        n, seed : int
+            How many, and the seed of the stream they come from.
+        method : {"auto", "exact", "rejection"}
+            ``"exact"``: independent uniform draws among the candidates
+            within the budget, by unranking paths of the space's trellis
+            (:func:`.profiles.sample_exact`): no rejection, so a 1e-6 tail
+            costs what the median does; candidate ``i`` is draw ``start + i``
+            of a seeded stream.  ``"rejection"``: the first ``n`` fitting
+            candidates of the space's sample stream
+            (:func:`.sampling.sample_within`; keyword arguments
+            ``max_draws``, ``n_jobs``, ``device``).  ``"auto"`` (default):
+            exact where the space and the budget decompose, else rejection.
+        over : {"encodings", "networks"}
+            Exact draws are uniform over native encodings (the distribution
+            :meth:`sample` draws from, restricted to the budget) or over
+            distinct networks.
+        start : int
+            First draw of the exact stream (chunked callers).
+        batch_size, weight_dtype, act_dtype
+            Scoring options (keyword arguments).
         """
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if method != "rejection":
+            try:
+                return self._sample_exact(budget, n, seed, over, start, **kwargs)
+            except NotDecomposable:
+                if method == "exact":
+                    raise
+        if start:
+            raise ValueError("start is for method='exact'")
         return sample_within(self, budget, n, seed, **kwargs)
+
+    def _sample_exact(self, budget, n: int, seed: int, over: str, start: int,
+                      batch_size: int = 1, weight_dtype: str = "fp32", act_dtype: str = "fp32",
+                      device=None, **rest) -> BudgetSample:
+        """``sample_within(method="exact")``; NotDecomposable where it does not apply."""
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
+        if device is not None or rest.keys() - {"n_jobs", "max_draws"}:
+            raise NotDecomposable("exact sampling takes no device (latency is not decomposable)")
+        opts = ScoringOptions.make(budget.convention, batch_size, weight_dtype, act_dtype)
+        cols, within = self.exact_columns(budget, n, seed, over, start, opts)
+        raw = self.score_columns_raw(cols, opts)
+        return BudgetSample(arch_id=np.arange(start, start + n, dtype=np.int64), columns=cols,
+                            scores=Scores.from_raw(raw, opts), draws=n, space=self,
+                            method="exact", within=within)
+
+    def check_exact(self, budget, opts: Optional[ScoringOptions] = None) -> None:
+        """Raise :class:`NotDecomposable` unless exact answers exist for ``budget``."""
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
+        self.trellis(opts or ScoringOptions.make(budget.convention), _profiles.budget_metrics(budget))
+
+    def exact_columns(self, budget, n: int, seed: int = 0, over: str = "encodings", start: int = 0,
+                      opts: Optional[ScoringOptions] = None) -> tuple[dict, int]:
+        """Draws ``start .. start + n - 1`` of the exact stream within ``budget``
+        (see :meth:`sample_within`), as native columns, and the exact number
+        of candidates within the budget."""
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
+        n, seed, start = (positive_int(v, k, 0) for v, k in ((n, "n"), (seed, "seed"),
+                                                             (start, "start")))
+        opts = opts or ScoringOptions.make(budget.convention)
+        trellis = self.trellis(opts, _profiles.budget_metrics(budget))
+        return _profiles.sample_exact(self, trellis, budget, n, seed, over, start)
+
+    # -- tables, profiles ----------------------------------------------------------
+    def _cached(self, kind: str, opts: ScoringOptions, build):
+        key = (kind,) + _opts_key(opts)
+        with _TABLE_LOCK:
+            cache = _TABLES.setdefault(self, {})
+            if key not in cache:
+                cache[key] = build()
+            return cache[key]
+
+    def block_table(self, opts: Optional[ScoringOptions] = None) -> SlotTable:
+        """What every block template adds to every metric (``tables.py``), built
+        once per scoring options.  Raises :class:`NotDecomposable` for spaces
+        without one."""
+        opts = opts or ScoringOptions.make()
+        table = self._cached("table", opts, lambda: self._slot_table(opts))
+        if table is None:
+            raise NotDecomposable(f"{self.name}: {self.not_decomposable}")
+        return table
+
+    def score_columns_raw(self, cols: Mapping[str, np.ndarray], opts: ScoringOptions) -> RawScores:
+        """Scores of native columns: from the block table where it answers for
+        every candidate (equal to the record core's, metric for metric),
+        else by encoding and the record core."""
+        return self.score_columns_counted(cols, opts)[0]
+
+    def score_columns_counted(self, cols: Mapping[str, np.ndarray],
+                              opts: ScoringOptions) -> tuple[RawScores, int]:
+        """:meth:`score_columns_raw` and the most layer records one candidate
+        was encoded into (0 when the block table answered: nothing was
+        encoded), which a streaming caller sizes its next block by
+        (:func:`nasflops.engine.encode_step`)."""
+        try:
+            table = self.block_table(opts) if not opts.with_latency else None
+        except NotDecomposable:
+            table = None
+        if table is not None:
+            tids, groups = self._slot_ids(cols)
+            raw = score_slots(table, tids, groups)
+            if raw is not None:
+                return raw, 0
+        specs = self.encode_columns(cols)
+        n = n_rows(cols)
+        if len(specs) != n:
+            raise ValueError(f"{self.name}: encode_columns returned {len(specs)} architectures "
+                             f"for {n} candidates")
+        raw = score_into(specs.records, specs.offsets, opts, RawScores.allocate(n, opts.with_latency))
+        return raw, int(specs.lengths.max()) if n else 0
+
+    def trellis(self, opts: Optional[ScoringOptions] = None, metrics: tuple = ()) -> Trellis:
+        """The space's choices as a :class:`~.tables.Trellis` whose values
+        count under ``opts``, exact for ``metrics``; raises
+        :class:`NotDecomposable` (saying why) where there is none."""
+        opts = opts or ScoringOptions.make()
+        metrics = tuple(sorted(set(metrics)))
+        tr = self._cached(("trellis",) + metrics, opts, lambda: self._trellis(opts, metrics))
+        if tr is None:
+            raise NotDecomposable(f"{self.name}: {self.not_decomposable}")
+        tr.check(metrics)
+        return tr
+
+    def profile(self, metric: str = "macs", convention: str = "macs", by: Optional[str] = None,
+                over: str = "networks", batch_size: int = 1, weight_dtype: str = "fp32",
+                act_dtype: str = "fp32", n_jobs: int = 1) -> "_profiles.Profile":
+        """The exact distribution of ``metric`` over the whole space.
+
+        Parameters
+        ----------
+        metric : str
+            A ``score`` column: ``ops`` (under ``convention``), ``macs``,
+            ``params``, ``weight_bytes``, ``act_bytes``, ``peak_act_bytes``,
+            ``read_bytes``, ``write_bytes``.
+        convention, batch_size, weight_dtype, act_dtype
+            Scoring options.
+        by : str, optional
+            The group field to present it by (``"r"``); per-group answers
+            are always available (``group=`` arguments).
+        over : {"networks", "encodings"}
+            Count distinct networks (``size``) or native encodings.
+        n_jobs : int
+            Threads building the groups' distributions.
+
+        Returns
+        -------
+        Profile
+            Exact counts (Python ints), CDF, histograms, quantiles, mean, and
+            the minimum and maximum with one architecture each.
+
+        Raises
+        ------
+        NotDecomposable
+            For spaces without a block decomposition (the zoo), saying so.
+
+        Examples
+        --------
+        >>> from nasflops.search_spaces import get_space
+        >>> p = get_space("nb201").profile("params")
+        >>> p.total, p.min.value, p.max.value
+        (15625, 73306, 1531546)
+        """
+        metric_column(metric)
+        opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype)
+        return _profiles.profile(self, self.trellis(opts, (metric,)), metric, over, by, n_jobs)
+
+    def count_within(self, budget, over: str = "networks", batch_size: int = 1,
+                     weight_dtype: str = "fp32", act_dtype: str = "fp32") -> "_profiles.Within":
+        """The exact number of candidates within ``budget`` (:class:`~.profiles.Within`)."""
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a nasflops.Budget, got {type(budget).__name__}")
+        opts = ScoringOptions.make(budget.convention, batch_size, weight_dtype, act_dtype)
+        tr = self.trellis(opts, _profiles.budget_metrics(budget))
+        return _profiles.count_within(self, tr, budget, over)
+
+    def pareto_front(self, x: str = "macs", y: str = "params", over: str = "networks",
+                     convention: str = "macs", batch_size: int = 1, weight_dtype: str = "fp32",
+                     act_dtype: str = "fp32") -> list:
+        """The exact Pareto front of ``(x, y)`` over the whole space, both
+        minimised, one witness architecture per point (``{x, y, group, native}``)."""
+        opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype)
+        return _profiles.pareto_front(self, self.trellis(opts, (x, y)), x, y, over)
 
     def describe(self) -> dict:
         """Name, size, native encoding and reference, for listings."""

@@ -63,10 +63,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nasflops.options import positive_int, short_repr
+from nasflops.engine import METRICS
+from nasflops.options import ScoringOptions, positive_int, short_repr
 from nasflops.spec import LAYER_DTYPE, Act, Flag, Op, SpecBatch, empty_records
 from .base import SearchSpace
 from .columns import NativeError
+from .tables import NotDecomposable, SlotTable, Step, Trellis, score_slots
 from .templates import UNUSED, TemplatePool
 
 __all__ = ["NB201Space", "OPS", "EDGES", "DATASETS", "N_EDGES", "SIZE"]
@@ -258,15 +260,20 @@ class _Pool:
         for part in fixed + [cells]:
             # templates use two slots; -1 in input0/1 names the layer before
             part["input2"] = part["input3"] = _UNUSED
+        # what each slot reads: the stem the network input; reductions and
+        # cells their stage's tensor; the head the last stage's
+        ins = [None, (C, h, w), (2 * C, h // 2, w // 2), (4 * C, h // 4, w // 4)]
         self.stem, self.red1, self.red2, self.head = (
-            pool.add_records(_record_relative(part, np.array([len(part)]))) for part in fixed)
+            pool.add_records(_record_relative(part, np.array([len(part)])), slot_input=si)
+            for part, si in zip(fixed, ins))
         conv = cells["op"] == Op.CONV2D
         cell_rel = _record_relative(cells, length)
         self.cell_base = []
         for stage in range(3):
             lib = cell_rel.copy()
             lib["out_channels"][conv] = C << stage
-            self.cell_base.append(pool.add_many(lib, length))
+            shape = (C << stage, h >> stage, w >> stage)
+            self.cell_base.append(pool.add_many(lib, length, slot_inputs=[shape] * len(length)))
         pool.freeze()
         # slots of an architecture: stem, N cells, red, N cells, red, N cells, head
         self.n_slots = 3 * N + 4
@@ -499,14 +506,8 @@ class NB201Space(SearchSpace):
         return {"arch": _arrow_strings().take(pa.array(self.index(cols)))}
 
     # -- encoding -----------------------------------------------------------
-    def encode_columns(self, cols: Mapping[str, np.ndarray]) -> SpecBatch:
-        """Records of every candidate: one gather from the template pool.
-
-        An architecture is ``3N + 4`` segments (stem, cells, reduction
-        blocks, head), each a contiguous run of pool templates; only a cell's
-        length depends on its ops.  Inputs are stored relative to their
-        segment and shifted to positions in the architecture afterwards.
-        """
+    def _slot_ids(self, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Template id of every slot (stem, cells, reduction blocks, head), one group."""
         g = self.index(cols)
         n = g.shape[0]
         p = _pool(self.C, self.N, self.dataset)
@@ -519,9 +520,29 @@ class NB201Space(SearchSpace):
             if stage < 2:
                 tids[:, lo + N] = p.red1 if stage == 0 else p.red2
         tids[:, -1] = p.head
+        return tids, np.zeros(n, dtype=np.int64)
+
+    def encode_columns(self, cols: Mapping[str, np.ndarray]) -> SpecBatch:
+        """Records of every candidate: one gather from the template pool.
+
+        An architecture is ``3N + 4`` segments (stem, cells, reduction
+        blocks, head), each a contiguous run of pool templates; only a cell's
+        length depends on its ops.  Inputs are stored relative to their
+        segment and shifted to positions in the architecture afterwards.
+        """
+        tids, groups = self._slot_ids(cols)
         # one compiled pass copies the templates and makes their inputs absolute
-        return p.pool.assemble(tids, np.zeros(n, dtype=np.int64), np.zeros(1, dtype=np.int64),
-                               set_input_size=False)
+        return _pool(self.C, self.N, self.dataset).pool.assemble(
+            tids, groups, np.zeros(1, dtype=np.int64), set_input_size=False)
+
+    # -- block tables and trellis (exact profiles) ----------------------------------
+    def _slot_table(self, opts: ScoringOptions) -> SlotTable:
+        return _pool(self.C, self.N, self.dataset).pool.slot_table(opts)
+
+    def _trellis(self, opts: ScoringOptions, metrics: tuple) -> Trellis:
+        """Six independent edges where the metrics allow, else one step of all
+        15,625 cells (see :func:`nb201_trellis`)."""
+        return nb201_trellis(self, self.block_table(opts), metrics)
 
     def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
         """Columns back from records this space encoded (same dataset, C, N).
@@ -589,3 +610,70 @@ def _arrow_strings():
     import pyarrow as pa
     strings, _ = _strings()
     return pa.array(strings.tolist(), type=pa.string())
+
+
+# ------------------------------------------------------------ exact profiles
+def _cell_costs(space: NB201Space, table: SlotTable) -> tuple[np.ndarray, np.ndarray]:
+    """``(per_edge, rest)``: what op ``o`` on edge ``e`` adds to a whole
+    network (its five cells of every stage), ``(6, 5, metrics)``, and the
+    rest of the network (stem, reduction blocks, head, the cells' adds).
+
+    An edge's op reads the same node tensor whatever the other edges hold,
+    so a cell costs the sum of its edges plus its adds: measured against
+    the cell whose every edge is ``skip_connect`` (an identity view, which
+    costs nothing).
+    """
+    p = _pool(space.C, space.N, space.dataset)
+    N, skip = space.N, _OP_INDEX["skip_connect"]
+    base_g = int(np.dot([skip] * N_EDGES, _RADIX))
+    cells = sum(table.values[p.cell_base[st]:p.cell_base[st] + SIZE, 0] for st in range(3))
+    per_edge = np.zeros((N_EDGES, N_OPS, len(METRICS)), dtype=np.int64)
+    for e in range(N_EDGES):
+        for o in range(N_OPS):
+            g = base_g + (o - skip) * int(_RADIX[e])
+            per_edge[e, o] = N * (cells[g] - cells[base_g])
+    rest = sum(table.values[t, 0] for t in (p.stem, p.red1, p.red2, p.head)) + N * cells[base_g]
+    return per_edge, rest
+
+
+def nb201_trellis(space: NB201Space, table: SlotTable, metrics: tuple) -> Trellis:
+    """NAS-Bench-201 as a trellis.
+
+    The metrics that are sums over the six edges' ops (checked against all
+    15,625 cells, from the block table) get a trellis of a constant step and
+    six steps of five edges: the profile is a convolution over independent
+    edges.  The peak of live activations is not a sum over edges (a cell's
+    tensors live together): for it, or any metric that fails the check, the
+    trellis is one step whose 15,625 edges are the cells themselves, each
+    with its whole network's values from the block table.
+    """
+    per_edge, rest = _cell_costs(space, table)
+    ops = _index_to_ops(np.arange(SIZE, dtype=np.int64)).astype(np.int64)
+    tids, groups = space._slot_ids({"ops": ops})
+    whole = score_slots(table, tids, groups)
+    if whole is None:
+        raise NotDecomposable(f"{space.name}: the block table does not cover every cell")
+    summed = per_edge[np.arange(N_EDGES), ops].sum(axis=1) + rest
+    additive = frozenset(m for k, m in enumerate(METRICS) if m != "peak_act_bytes"
+                         and np.array_equal(summed[:, k], whole.metrics[:, k]))
+    one = np.ones((1, 2), dtype=np.uint64)
+    decode = (lambda path, subs, groups_: {"ops": _edge_ops(path)})
+    if set(metrics) <= additive:
+        const = rest.copy()
+        const[METRICS.index("peak_act_bytes")] = 0
+        steps = [Step(1, 1, [0], [0], const[None, None], one, [-1], "network (edges aside)")]
+        for e, (d, s_) in enumerate(EDGES):
+            vals = per_edge[e].copy()
+            vals[:, METRICS.index("peak_act_bytes")] = 0
+            steps.append(Step(1, 1, np.zeros(N_OPS), np.zeros(N_OPS), vals[:, None],
+                              np.ones((N_OPS, 2)), np.arange(N_OPS), f"edge {d}<-{s_}"))
+        return Trellis(steps, None, np.zeros(1, dtype=np.int64), additive, decode, table.options)
+    step = Step(1, 1, np.zeros(SIZE), np.zeros(SIZE), whole.metrics[:, None], np.ones((SIZE, 2)),
+                np.arange(SIZE), "cell")
+    return Trellis([step], None, np.zeros(1, dtype=np.int64), frozenset(METRICS),
+                   lambda path, subs, groups_: {"ops": _index_to_ops(path[:, 0])}, table.options)
+
+
+def _edge_ops(path: np.ndarray) -> np.ndarray:
+    """The ``ops`` column of paths through the six-edge trellis (step 0 is constant)."""
+    return path[:, 1:1 + N_EDGES].astype(np.int8)

@@ -42,6 +42,11 @@ class BudgetSample:
         Their results (convention: the budget's).
     draws : int
         Candidates sampled to find them.
+    method : str
+        ``"rejection"`` or ``"exact"`` (then ``arch_id`` are positions in the
+        exact stream of uniform draws within the budget).
+    within : int or None
+        With ``"exact"``: the exact number of candidates within the budget.
     """
 
     arch_id: np.ndarray
@@ -50,6 +55,8 @@ class BudgetSample:
     draws: int
     space: Any = field(repr=False, default=None)
     _batch: Any = field(repr=False, default=None)
+    method: str = "rejection"
+    within: Optional[int] = None
 
     @property
     def batch(self) -> SpecBatch:

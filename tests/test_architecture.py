@@ -45,11 +45,15 @@ LAYERS = {
         ["vision_transformers"],
         ["templates"],
         ["base"],
+        ["profiles"],                     # exact whole-space answers
+        ["exact"],                        # dynamic programs over a trellis
+        ["dists"],                        # exact distributions
+        ["tables"],                       # block tables, the trellis interface
         ["sampling"],
-        ["columns", "_gather"],
+        ["columns", "_gather", "_dist"],
     ],
     "nasflops.search_spaces.declarative": [
-        ["__init__"], ["space"], ["decode", "blocks"], ["schema"],
+        ["__init__"], ["space"], ["decode", "blocks", "chains"], ["schema"],
     ],
     "nasflops.torch_bridge": [
         ["__init__"], ["validate"], ["trace"], ["_readers"], ["_layout"], ["_values"],
@@ -70,11 +74,12 @@ def _module_files():
 
 
 MODULES = _module_files()
+#: compiled modules (no .py file to find)
+COMPILED = {"nasflops._core", "nasflops.search_spaces._gather", "nasflops.search_spaces._dist"}
 
 
 def _known(name: str) -> bool:
-    return name in MODULES or f"{name}.__init__" in MODULES or name == "nasflops._core" \
-        or name == "nasflops.search_spaces._gather"
+    return name in MODULES or f"{name}.__init__" in MODULES or name in COMPILED
 
 
 def _imports(name: str, path: Path):

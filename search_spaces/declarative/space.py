@@ -14,11 +14,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from nasflops.options import ScoringOptions
 from nasflops.spec import Net, SpecBatch
 from ..base import SearchSpace
 from ..columns import NativeError, n_rows
+from .._gather import chain_tids
+from ..profiles import path_counts
+from ..tables import SlotTable, Trellis
 from ..templates import TemplatePool
 from .blocks import BlockWriter
+from .chains import build_trellis
 from .decode import decode_batch
 from .schema import FIELD_MAX, SchemaError, normalize
 
@@ -89,6 +94,7 @@ class DeclarativeSpace(SearchSpace):
         self.native_example = "{" + ", ".join(f'"{c}": ...' for c in self.columns) + "}"
         self._compile()
         self._build_lookups()
+        self._size: Optional[int] = None
 
     @property
     def params(self) -> dict:
@@ -146,10 +152,9 @@ class DeclarativeSpace(SearchSpace):
                     if typ == "skip":
                         pool.add_empty()
                         continue
-                    bnet, patches = Net(cin, 0, 0), []
-                    b.block(bnet, bnet.input, typ, cin, wout, k, stride, e, sd, h if i == 0 else h_out,
-                            patches)
-                    pool.add_net(bnet, patches=patches)
+                    bnet, patches, h_in = Net(cin, 0, 0), [], h if i == 0 else h_out
+                    b.block(bnet, bnet.input, typ, cin, wout, k, stride, e, sd, h_in, patches)
+                    pool.add_net(bnet, patches=patches, size=h_in)
             h, prev_widths = h_out, sd["widths"]
         self._head_base = len(pool)
         for w in prev_widths:
@@ -158,7 +163,7 @@ class DeclarativeSpace(SearchSpace):
             for i, layer in enumerate(spec["head"]):
                 x, c, hh = b.fixed(hnet, x, layer, c, hh, patches)
                 self._check_size(hh, f"head[{i}]")
-            pool.add_net(hnet, patches=patches)
+            pool.add_net(hnet, patches=patches, size=h)
         pool.freeze()
 
     def _build_lookups(self) -> None:
@@ -211,6 +216,39 @@ class DeclarativeSpace(SearchSpace):
             self._depth_table[st, :len(ds)] = ds
         # without a depth column every stage has its one depth
         self._fixed_active = self._pos_in_stage < self._depth_table[self._pos_stage, 0]
+        self._fast = None if self._e_float else self._kernel_tables()
+
+    def _kernel_tables(self) -> dict:
+        """The lookup tables of the compiled template-id kernel (``chain_tids``)."""
+        P, S = self.n_positions, self.n_stages
+        start, lo, ptr, lut = {}, [], [0], []
+        for col in self.columns:
+            start[col] = len(lo)
+            if col == "r":
+                res = self.resolutions
+                table = np.full((1, int(res[-1] - res[0] + 1)), -1, dtype=np.int64)
+                table[0, res - res[0]] = np.arange(len(res))
+                low = int(res[0])
+            else:
+                low, table = self._luts[col]
+            for row in table:
+                lo.append(low)
+                lut.append(row)
+                ptr.append(ptr[-1] + len(row))
+        col = {c: (lambda q, c=c: start[c] + q if c in start else -1) for c in _ORDER}
+        pos_cols = np.array([[col["op"](p), col["ks"](p), col["e"](p), col["d"](s), col["w"](s),
+                              col["w"](s - 1) if self._pos_takes_prev[p] else -1]
+                             for p, s in enumerate(self._pos_stage)], dtype=np.int64).reshape(P, 6)
+        nk, ne, nwin, nw = self._nk, self._ne, self._nwin, self._nw
+        weights = np.stack([nk * ne * nwin * nw, ne * nwin * nw, nwin * nw, nw, np.ones(P, np.int64)],
+                           axis=1)
+        depth_of = np.zeros((P, max(len(d) for d in self._depths)), dtype=np.int64)
+        for p, s in enumerate(self._pos_stage):
+            depth_of[p, :len(self._depths[s])] = self._depths[s]
+        return {"lo": np.asarray(lo, np.int64), "ptr": np.asarray(ptr, np.int64),
+                "lut": np.concatenate(lut).astype(np.int64), "pos_cols": pos_cols,
+                "weights": np.ascontiguousarray(weights, dtype=np.int64), "depth_of": depth_of,
+                "head_col": col["w"](S - 1), "r_col": col["r"](0)}
 
     def _check_size(self, h: np.ndarray, where: str) -> None:
         if (h < 1).any():
@@ -446,8 +484,14 @@ class DeclarativeSpace(SearchSpace):
 
         A position's template id is its base plus the mixed-radix index of its
         choices (type, kernel, expansion, input width, output width); only the
-        columns the space has are added in.
+        columns the space has are added in.  Integer columns of the right
+        shapes go through one compiled pass (``chain_tids``); anything else,
+        and any invalid value, through the validating numpy path (which names
+        the culprit).
         """
+        fast = self._fast_ids(cols) if self._fast is not None else None
+        if fast is not None:
+            return fast
         idx = self._indices(cols)
         n = n_rows(cols)
         tids = np.empty((n, self.n_positions + 2), dtype=np.int64)
@@ -469,6 +513,36 @@ class DeclarativeSpace(SearchSpace):
         tids[:, -1] = self._head_base + (w_i[:, -1] if w_i is not None else 0)
         r_idx = idx.get("r", np.zeros(n, dtype=np.int64))
         return tids, r_idx
+
+    def _fast_ids(self, cols: Mapping[str, np.ndarray]):
+        if any(c not in cols for c in self.columns):
+            return None
+        n = n_rows(cols)
+        parts = []
+        for c in self.columns:
+            a = np.asarray(cols[c])
+            want = (n,) if c == "r" else (n, self._width(c))
+            if a.shape != want or a.dtype.kind not in "iu":
+                return None
+            parts.append(a.reshape(n, -1))
+        vals = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.int64)
+        f = self._fast
+        tids = np.empty((n, self.n_positions + 2), dtype=np.int64)
+        r_idx = np.empty(n, dtype=np.int64)
+        bad = chain_tids(vals, f["lo"], f["ptr"], f["lut"], f["pos_cols"], f["weights"], self._base,
+                         self._pos_in_stage, f["depth_of"], self._stem_tid, self._empty_tid,
+                         self._head_base, f["head_col"], f["r_col"], tids, r_idx)
+        return None if bad >= 0 else (tids, r_idx)
+
+    # -- block tables and trellis ---------------------------------------------
+    def _slot_table(self, opts: ScoringOptions) -> SlotTable:
+        return self._pool.slot_table(opts, self.resolutions)
+
+    def _slot_ids(self, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return self.template_ids(cols)
+
+    def _trellis(self, opts: ScoringOptions, metrics: tuple) -> Trellis:
+        return build_trellis(self, self.block_table(opts))
 
     def encode_columns(self, cols: Mapping[str, np.ndarray]) -> SpecBatch:
         tids, r_idx = self.template_ids(cols)
@@ -500,32 +574,22 @@ class DeclarativeSpace(SearchSpace):
         return cols
 
     # -- size -------------------------------------------------------------------
-    def _block_variants(self, s: int, first: bool) -> int:
-        """Distinct blocks a position of stage ``s`` may hold (skip aside)."""
-        sd = self.spec["stages"][s]
-        nk, ne = len(sd["kernels"]), len(sd["expands"])
-        per_type = {"conv": nk, "resnet_basic": nk, "mbconv": nk * ne,
-                    "resnet_bottleneck": nk * ne, "skip": 0}
-        return sum(per_type[t] for t in sd["types"])
-
     @property
     def size(self) -> int:
         """Distinct networks: per stage, the sequences of non-skip blocks its
-        depths allow, times its widths, times the resolutions.
+        depths allow (with its widths), times the resolutions.
 
         Natives that differ only where the network does not look (entries
         beyond a stage's depth, the kernel of a skip, skips moved within a
-        stage) are one network; :attr:`n_encodings` counts natives instead.
+        stage, an expansion a block does not use or that rounds to the same
+        width as another) are one network: the paths of the space's trellis
+        counted as networks (``chains.py``).  :attr:`n_encodings` counts
+        natives instead.
         """
-        total = len(self.resolutions)
-        for s, sd in enumerate(self.spec["stages"]):
-            v0, v = self._block_variants(s, True), self._block_variants(s, False)
-            if "skip" in sd["types"]:
-                lengths = range(1, max(sd["depths"]) + 1)
-            else:
-                lengths = sd["depths"]
-            total *= len(sd["widths"]) * sum(v0 * v ** (m - 1) for m in lengths)
-        return total
+        if self._size is None:
+            structure = build_trellis(self, None)
+            self._size = path_counts(structure, "networks", groups=[0])[0] * len(self.resolutions)
+        return self._size
 
     @property
     def n_encodings(self) -> int:

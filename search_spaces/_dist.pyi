@@ -1,0 +1,24 @@
+# Type stub for the compiled kernels of block tables and exact profiles
+# (search_spaces/_dist.pyx); C types in comments.  Counts are 128-bit:
+# (n, 2) uint64 arrays, [:, 0] the low word.
+import numpy as np
+from numpy.typing import NDArray
+
+I64 = NDArray[np.int64]
+U64 = NDArray[np.uint64]
+
+def table_sums(table: I64, n_groups: int, tids: I64, groups: I64, peak_col: int,
+               out: I64) -> int: ...             # first overflowing row or -1
+def accumulate_windows(src_ptr: I64, src_k: I64, src_cnt: U64, part_src: I64, part_a: I64,
+                       part_b: I64, part_mult: U64, span: int, lo: int, g: int, window: int,
+                       out_val: I64, out_cnt: U64) -> int: ...   # values written, -1 overflow
+def merge_shifted(src_ptr: I64, src_val: I64, src_cnt: U64, part_src: I64, part_shift: I64,
+                  part_mult: U64, take_max: bool, out_val: I64, out_cnt: U64) -> int: ...
+def cumsum(c: U64, out: U64) -> bool: ...        # overflow
+def pair_cdf(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64, out: U64) -> bool: ...
+def pair_weights(lv: I64, lc: U64, rv: I64, rcum: U64, q: int, out: U64) -> bool: ...
+def search(cum: U64, ranks: U64, out: I64) -> None: ...
+def uniform_below(raw: U64, n_lo: int, n_hi: int, out: U64) -> I64: ...   # indices to redraw
+def unrank(state: I64, value: I64, rank: U64, e_ptr: I64, e_other: I64, e_shift: I64,
+           e_mult: U64, d_ptr: I64, d_val: I64, d_cnt: U64, edge: I64, sub: U64,
+           new_state: I64, new_value: I64, new_rank: U64) -> int: ...   # first bad sample or -1

@@ -1,0 +1,430 @@
+# cython: language_level=3
+"""Compiled kernels of block-table scoring and exact profiles (``tables.py``, ``dists.py``).
+
+Counts of exact distributions are unsigned 128-bit integers, stored as
+``(n, 2)`` uint64 arrays (``[:, 0]`` the low word, ``[:, 1]`` the high word)
+and computed in C's ``unsigned __int128``; every product and sum is checked
+for overflow.  Metric values are int64, also checked.  Nothing here
+allocates Python objects in its loops, and every loop runs without the GIL.
+"""
+import numpy as np
+
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from *:
+    """
+    typedef unsigned __int128 nf_u128;
+    static inline int nf_u128_mul(nf_u128 a, nf_u128 b, nf_u128 *r) {
+        return __builtin_mul_overflow(a, b, r);
+    }
+    static inline int nf_u128_add(nf_u128 a, nf_u128 b, nf_u128 *r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static inline int nf_i64_add(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static inline nf_u128 nf_u128_make(uint64_t lo, uint64_t hi) {
+        return ((nf_u128)hi << 64) | (nf_u128)lo;
+    }
+    static inline uint64_t nf_u128_lo(nf_u128 x) { return (uint64_t)x; }
+    static inline int nf_mul_u64(uint64_t a, uint64_t b, uint64_t *r) {
+        return __builtin_mul_overflow(a, b, r);
+    }
+    static inline uint64_t nf_u128_hi(nf_u128 x) { return (uint64_t)(x >> 64); }
+    """
+    ctypedef unsigned long long u128 "nf_u128"
+    bint u128_mul "nf_u128_mul"(u128 a, u128 b, u128* r) noexcept nogil
+    bint u128_add "nf_u128_add"(u128 a, u128 b, u128* r) noexcept nogil
+    bint i64_add "nf_i64_add"(int64_t a, int64_t b, int64_t* r) noexcept nogil
+    u128 mk "nf_u128_make"(uint64_t lo, uint64_t hi) noexcept nogil
+    uint64_t lo64 "nf_u128_lo"(u128 x) noexcept nogil
+    uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
+    bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
+
+
+cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
+    return mk(a[i, 0], a[i, 1])
+
+
+cdef inline void put(uint64_t[:, ::1] a, Py_ssize_t i, u128 x) noexcept nogil:
+    a[i, 0] = lo64(x)
+    a[i, 1] = hi64(x)
+
+
+# ------------------------------------------------------------ table scoring
+def table_sums(const int64_t[:, ::1] table, int64_t n_groups, const int64_t[:, ::1] tids,
+               const int64_t[::1] groups, int64_t peak_col, int64_t[:, ::1] out):
+    """Row ``i`` of ``out``: the sum over slots ``s`` of ``table[tids[i, s] *
+    n_groups + groups[i]]``, column ``peak_col`` their maximum instead.
+
+    ``table`` has 8 columns.  Returns the first row whose sum overflows
+    int64, or -1.  Rows and groups must be in range (the caller validates
+    them).
+    """
+    cdef Py_ssize_t n = tids.shape[0], S = tids.shape[1], i, s, m
+    cdef const int64_t* row
+    cdef int64_t acc[8]
+    cdef int64_t peak
+    cdef bint ovf
+    cdef int64_t bad = -1
+    if out.shape[0] != n or out.shape[1] != 8 or table.shape[1] != 8 or groups.shape[0] != n \
+            or not 0 <= peak_col < 8:
+        raise ValueError("table_sums: shapes disagree")
+    with nogil:
+        for i in range(n):
+            ovf = False
+            for m in range(8):
+                acc[m] = 0
+            peak = 0
+            for s in range(S):
+                row = &table[tids[i, s] * n_groups + groups[i], 0]
+                if row[peak_col] > peak:
+                    peak = row[peak_col]
+                for m in range(8):
+                    ovf |= i64_add(acc[m], row[m], &acc[m])
+            acc[peak_col] = peak
+            for m in range(8):
+                out[i, m] = acc[m]
+            if ovf:
+                bad = i
+                break
+    return bad
+
+
+# ---------------------------------------------------------- accumulation
+cdef inline bint mul64(u128 c, uint64_t m, u128* r) noexcept nogil:
+    """``r = c * m`` for a 128-bit ``c`` and a 64-bit ``m``; True on overflow."""
+    cdef uint64_t hi = hi64(c), top
+    cdef u128 p = <u128>lo64(c) * m
+    if hi == 0:
+        r[0] = p
+        return False
+    if __builtin_mul_overflow_u64(hi, m, &top):
+        return True
+    return u128_add(p, (<u128>top) << 64, r)
+
+
+def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
+                       const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
+                       const int64_t[::1] part_a, const int64_t[::1] part_b,
+                       const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
+                       int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+    """Sum shifted, scaled sorted distributions on the lattice ``lo + j * g``,
+    one window of ``window`` lattice points at a time (memory: the window).
+
+    Part ``p`` sends entry ``i`` of source ``part_src[p]`` (lattice index
+    ``src_k[i]``, ascending) to point ``src_k[i] * part_a[p] + part_b[p]``
+    with its count times ``part_mult[p]``.  Writes the non-zero points in
+    order; returns how many, or -1 on overflow.
+    """
+    cdef Py_ssize_t P = part_src.shape[0], p, m = 0
+    cdef int64_t w0, w1, j, i, e, a, b
+    cdef uint64_t mult, c_lo, c_hi, top, t_lo
+    cdef u128 x, y
+    cdef bint ovf = False
+    pos_a = np.empty(max(P, 1), dtype=np.int64)
+    acc_a = np.zeros(2 * max(min(window, span), 1), dtype=np.uint64)
+    cdef int64_t[::1] pos = pos_a
+    cdef uint64_t[::1] accv = acc_a
+    cdef uint64_t* acc = &accv[0]
+    cdef const uint64_t* cp = &src_cnt[0, 0] if src_cnt.shape[0] else NULL
+    cdef const int64_t* kp = &src_k[0] if src_k.shape[0] else NULL
+    cdef int64_t* ov = &out_val[0] if out_val.shape[0] else NULL
+    cdef uint64_t* oc = &out_cnt[0, 0] if out_cnt.shape[0] else NULL
+    with nogil:
+        for p in range(P):
+            pos[p] = src_ptr[part_src[p]]
+        w0 = 0
+        while w0 < span and not ovf:
+            w1 = w0 + window if w0 + window < span else span
+            for p in range(P):
+                e = src_ptr[part_src[p] + 1]
+                i = pos[p]
+                a = part_a[p]
+                b = part_b[p] - w0
+                mult = part_mult[p]
+                while i < e:
+                    j = kp[i] * a + b
+                    if j >= w1 - w0:
+                        break
+                    c_hi = cp[2 * i + 1]
+                    x = <u128>cp[2 * i] * mult
+                    if c_hi:
+                        if __builtin_mul_overflow_u64(c_hi, mult, &top) or \
+                                u128_add(x, (<u128>top) << 64, &x):
+                            ovf = True
+                            break
+                    y = mk(acc[2 * j], acc[2 * j + 1]) + x
+                    if y < x:
+                        ovf = True
+                        break
+                    acc[2 * j] = lo64(y)
+                    acc[2 * j + 1] = hi64(y)
+                    i += 1
+                pos[p] = i
+                if ovf:
+                    break
+            for j in range(w1 - w0):
+                t_lo = acc[2 * j] | acc[2 * j + 1]
+                if t_lo:
+                    ov[m] = lo + (w0 + j) * g
+                    oc[2 * m] = acc[2 * j]
+                    oc[2 * m + 1] = acc[2 * j + 1]
+                    acc[2 * j] = 0
+                    acc[2 * j + 1] = 0
+                    m += 1
+            w0 = w1
+    return -1 if ovf else m
+
+
+cdef inline int64_t head_key(const int64_t* val, const int64_t* pos, const int64_t* shift,
+                             const int64_t* src_of, bint take_max, Py_ssize_t p) noexcept nogil:
+    cdef int64_t v = val[pos[p]]
+    if take_max:
+        return v if v > shift[p] else shift[p]
+    return v + shift[p]
+
+
+cdef inline void sift_down(int64_t* heap, int64_t* key, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """Restore the min-heap of part indices ``heap[0 .. n-1]`` keyed by ``key[part]``."""
+    cdef Py_ssize_t c
+    cdef int64_t x = heap[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and (key[heap[c + 1]] < key[heap[c]]
+                          or (key[heap[c + 1]] == key[heap[c]] and heap[c + 1] < heap[c])):
+            c += 1
+        if key[heap[c]] < key[x] or (key[heap[c]] == key[x] and heap[c] < x):
+            heap[i] = heap[c]
+            i = c
+        else:
+            break
+    heap[i] = x
+
+
+def merge_shifted(const int64_t[::1] src_ptr, const int64_t[::1] src_val,
+                  const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
+                  const int64_t[::1] part_shift, const uint64_t[::1] part_mult, bint take_max,
+                  int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+    """Merge shifted, scaled copies of sorted distributions into one (k-way, by a heap).
+
+    Part ``p`` is source ``part_src[p]`` (values ``src_val[src_ptr[s] ..
+    src_ptr[s + 1] - 1]``, ascending) with every value ``v`` turned into
+    ``v + part_shift[p]`` (or ``max(v, part_shift[p])`` with ``take_max``)
+    and its count times ``part_mult[p]``.  Writes the distinct values, in
+    order, with summed counts; returns how many, or -1 on overflow.  The
+    output must hold the total length of the parts.
+    """
+    cdef Py_ssize_t P = part_src.shape[0], n = 0, m = 0, p, i
+    cdef int64_t v
+    cdef u128 x, y
+    cdef bint ovf = False
+    pos_a = np.empty(max(P, 1), dtype=np.int64)
+    end_a = np.empty(max(P, 1), dtype=np.int64)
+    key_a = np.empty(max(P, 1), dtype=np.int64)
+    heap_a = np.empty(max(P, 1), dtype=np.int64)
+    cdef int64_t[::1] pos = pos_a, end = end_a, key = key_a, heap = heap_a
+    cdef const uint64_t* cp = &src_cnt[0, 0] if src_cnt.shape[0] else NULL
+    with nogil:
+        for p in range(P):
+            pos[p] = src_ptr[part_src[p]]
+            end[p] = src_ptr[part_src[p] + 1]
+            if pos[p] < end[p]:
+                key[p] = head_key(&src_val[0], &pos[0], &part_shift[0], &part_src[0], take_max, p)
+                heap[n] = p
+                n += 1
+        i = n // 2
+        while i > 0:
+            i -= 1
+            sift_down(&heap[0], &key[0], n, i)
+        while n > 0:
+            p = heap[0]
+            v = key[p]
+            if mul64(mk(cp[2 * pos[p]], cp[2 * pos[p] + 1]), part_mult[p], &x):
+                ovf = True
+                break
+            if m > 0 and out_val[m - 1] == v:
+                if u128_add(mk(out_cnt[m - 1, 0], out_cnt[m - 1, 1]), x, &y):
+                    ovf = True
+                    break
+                out_cnt[m - 1, 0] = lo64(y)
+                out_cnt[m - 1, 1] = hi64(y)
+            else:
+                out_val[m] = v
+                out_cnt[m, 0] = lo64(x)
+                out_cnt[m, 1] = hi64(x)
+                m += 1
+            pos[p] += 1
+            if pos[p] < end[p]:
+                key[p] = head_key(&src_val[0], &pos[0], &part_shift[0], &part_src[0], take_max, p)
+            else:
+                n -= 1
+                heap[0] = heap[n]
+            sift_down(&heap[0], &key[0], n, 0)
+    return -1 if ovf else m
+
+
+def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):
+    """Inclusive cumulative sums of 128-bit counts; True on overflow."""
+    cdef Py_ssize_t i, n = c.shape[0]
+    cdef u128 t = 0
+    cdef bint ovf = False
+    with nogil:
+        for i in range(n):
+            if u128_add(t, get(c, i), &t):
+                ovf = True
+                break
+            put(out, i, t)
+    return ovf
+
+
+# ------------------------------------------------------------- pair counts
+cdef inline bint pair_count(const int64_t[::1] lv, const uint64_t[:, ::1] lc,
+                            const int64_t[::1] rv, const uint64_t[:, ::1] rcum, int64_t q,
+                            u128* total, bint write, uint64_t[:, ::1] weights) noexcept nogil:
+    """Sum over ``i`` of ``lc[i] * rcum[j]``, ``j`` the last right value with
+    ``lv[i] + rv[j] <= q`` (none: 0); both sides ascending, so one pass.
+    With ``write``, also writes the running sum per ``i`` to ``weights``."""
+    cdef Py_ssize_t i, n = lv.shape[0]
+    cdef Py_ssize_t j = rv.shape[0] - 1
+    cdef u128 t = 0, p
+    for i in range(n):
+        while j >= 0 and rv[j] > q - lv[i]:
+            j -= 1
+        if j >= 0:
+            if u128_mul(get(lc, i), get(rcum, j), &p) or u128_add(t, p, &t):
+                return True
+        if write:
+            put(weights, i, t)
+    total[0] = t
+    return False
+
+
+def pair_cdf(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
+             const uint64_t[:, ::1] rcum, const int64_t[::1] points, uint64_t[:, ::1] out):
+    """Exact CDF of ``L + R`` at every point: ``#{(l, r): l + r <= q}``.
+
+    ``L``: values ``lv`` ascending with counts ``lc``; ``R``: values ``rv``
+    ascending with cumulative counts ``rcum``.  One pass over both per
+    point.  Returns True on overflow.
+    """
+    cdef Py_ssize_t k
+    cdef u128 t
+    cdef bint ovf = False
+    with nogil:
+        for k in range(points.shape[0]):
+            if pair_count(lv, lc, rv, rcum, points[k], &t, False, out):
+                ovf = True
+                break
+            put(out, k, t)
+    return ovf
+
+
+def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
+                 const uint64_t[:, ::1] rcum, int64_t q, uint64_t[:, ::1] out):
+    """Running sums over the left values of their pair counts within ``q``
+    (see :func:`pair_cdf`); True on overflow."""
+    cdef u128 t
+    cdef bint ovf
+    with nogil:
+        ovf = pair_count(lv, lc, rv, rcum, q, &t, True, out)
+    return ovf
+
+
+# ---------------------------------------------------------------- sampling
+cdef inline Py_ssize_t upper(const uint64_t[:, ::1] cum, Py_ssize_t lo, Py_ssize_t hi,
+                             u128 rank) noexcept nogil:
+    """First index in ``lo .. hi - 1`` whose cumulative count exceeds ``rank``."""
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if get(cum, mid) > rank:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def search(const uint64_t[:, ::1] cum, const uint64_t[:, ::1] ranks, int64_t[::1] out):
+    """``out[i]``: the first index whose cumulative count exceeds ``ranks[i]``."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(ranks.shape[0]):
+            out[i] = upper(cum, 0, cum.shape[0], get(ranks, i))
+
+
+def uniform_below(const uint64_t[:, ::1] raw, uint64_t n_lo, uint64_t n_hi,
+                  uint64_t[:, ::1] out):
+    """Uniform ranks in ``[0, N)`` from uniform 128-bit words, by rejection:
+    ``out[i] = raw[i] mod N`` when ``raw[i]`` lies below the largest multiple
+    of ``N``; returns the indices to redraw (an int64 array)."""
+    cdef u128 N = mk(n_lo, n_hi), x
+    cdef u128 top = ((<u128>0) - 1) - (((<u128>0) - 1) % N + 1) % N
+    cdef Py_ssize_t i, m = 0
+    redo = np.empty(raw.shape[0], dtype=np.int64)
+    cdef int64_t[::1] rv = redo
+    with nogil:
+        for i in range(raw.shape[0]):
+            x = get(raw, i)
+            if x > top:
+                rv[m] = i
+                m += 1
+            else:
+                put(out, i, x % N)
+    return redo[:m]
+
+
+def unrank(const int64_t[::1] state, const int64_t[::1] value, const uint64_t[:, ::1] rank,
+           const int64_t[::1] e_ptr, const int64_t[::1] e_other, const int64_t[::1] e_shift,
+           const uint64_t[::1] e_mult, const int64_t[::1] d_ptr, const int64_t[::1] d_val,
+           const uint64_t[:, ::1] d_cnt, int64_t[::1] edge, uint64_t[::1] sub,
+           int64_t[::1] new_state, int64_t[::1] new_value, uint64_t[:, ::1] new_rank):
+    """One step of unranking paths of a trellis, for every sample at once.
+
+    Sample ``i`` sits in ``state[i]`` with path value ``value[i]`` and rank
+    ``rank[i]`` among the paths that reach it with that value.  The edges
+    of state ``s`` are ``e_ptr[s] .. e_ptr[s + 1] - 1``, each leading to
+    ``e_other`` (the neighbouring boundary's state) with value ``e_shift``
+    and multiplicity ``e_mult``; that boundary's distribution of state ``t``
+    is ``d_val/d_cnt[d_ptr[t] .. d_ptr[t + 1] - 1]`` (values ascending).
+    Edges are weighed by ``count(value - shift) * mult`` in order; the chosen
+    edge, the sub-index among its multiplicity and the rank within the
+    neighbour are written out.  Returns the first sample whose rank is not
+    below its total weight (inconsistent input), or -1.
+    """
+    cdef Py_ssize_t i, e, lo, hi, mid
+    cdef int64_t t, v, bad = -1
+    cdef u128 r, c, w
+    with nogil:
+        for i in range(state.shape[0]):
+            r = get(rank, i)
+            edge[i] = -1
+            for e in range(e_ptr[state[i]], e_ptr[state[i] + 1]):
+                t = e_other[e]
+                v = value[i] - e_shift[e]
+                lo = d_ptr[t]
+                hi = d_ptr[t + 1]
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if d_val[mid] < v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo >= d_ptr[t + 1] or d_val[lo] != v:
+                    continue
+                c = get(d_cnt, lo)
+                w = c * e_mult[e]
+                if r < w:
+                    edge[i] = e
+                    sub[i] = <uint64_t>(r // c)
+                    put(new_rank, i, r % c)
+                    new_state[i] = t
+                    new_value[i] = v
+                    break
+                r -= w
+            if edge[i] < 0:
+                bad = i
+                break
+    return bad

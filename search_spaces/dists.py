@@ -1,0 +1,266 @@
+"""Exact distributions: distinct integer values, each with an exact count.
+
+A :class:`Dist` holds ascending int64 ``values`` and their ``counts`` as
+unsigned 128-bit integers (an ``(n, 2)`` uint64 array: low word, high word),
+so a count over ~5e20 OFA networks is exact; :func:`as_ints` turns counts
+into Python ints.  :func:`combine` is the step of every dynamic program in
+``exact.py``: the union of shifted, scaled distributions, by sum (additive
+metrics) or by maximum (the peak), accumulated on a dense lattice when its
+span is small and merged by sorting otherwise.  Sizes beyond
+:data:`DENSE_LIMIT` / :data:`SPARSE_LIMIT` raise :class:`TooLarge` rather
+than exhaust memory; every count is checked for 128-bit overflow.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from . import _dist
+from .tables import NotDecomposable
+
+__all__ = ["Dist", "combine", "TooLarge", "as_ints", "as_int", "from_ints", "DENSE_LIMIT",
+           "SPARSE_LIMIT", "pair_cdf"]
+
+#: lattice points a dense accumulator may span (16 bytes each)
+DENSE_LIMIT = 1 << 24
+#: entries a sparse (sorting) merge may hold
+SPARSE_LIMIT = 1 << 25
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class TooLarge(NotDecomposable):
+    """A distribution with more distinct values than the limits allow."""
+
+
+def as_int(c) -> int:
+    """One 128-bit count (``[low, high]``) as a Python int.
+
+    >>> as_int(np.array([5, 1], dtype=np.uint64)) == 5 + 2**64
+    True
+    """
+    return int(c[0]) | (int(c[1]) << 64)
+
+
+def as_ints(counts: np.ndarray) -> np.ndarray:
+    """128-bit counts as an int64 array when they fit, else Python ints (object).
+
+    >>> as_ints(np.array([[3, 0], [0, 1]], dtype=np.uint64)).tolist() == [3, 2**64]
+    True
+    """
+    counts = np.asarray(counts, dtype=np.uint64).reshape(-1, 2)
+    if not counts[:, 1].any() and (counts[:, 0] < (1 << 63)).all():
+        return counts[:, 0].astype(np.int64)
+    return counts[:, 0].astype(object) + (counts[:, 1].astype(object) << 64)
+
+
+def from_ints(values: Iterable[int]) -> np.ndarray:
+    """Python ints (0 .. 2**128 - 1) as an ``(n, 2)`` uint64 count array."""
+    vals = [int(v) for v in values]
+    if any(v < 0 or v >> 128 for v in vals):
+        raise OverflowError("counts must lie in 0 .. 2**128 - 1")
+    out = np.empty((len(vals), 2), dtype=np.uint64)
+    out[:, 0] = [v & ((1 << 64) - 1) for v in vals]
+    out[:, 1] = [v >> 64 for v in vals]
+    return out
+
+
+class Dist:
+    """An exact distribution: ascending distinct ``values`` with 128-bit ``counts``.
+
+    Examples
+    --------
+    >>> a = Dist(np.array([0, 10]), from_ints([1, 2]))
+    >>> b = combine([(a, 5, 3), (a, 0, 1)])            # 3 copies shifted by 5, plus a
+    >>> b.values.tolist(), as_ints(b.counts).tolist(), b.total
+    ([0, 5, 10, 15], [1, 3, 2, 6], 12)
+    >>> b.cdf([4, 10]), b.count_le(100)
+    ([1, 6], 12)
+    """
+
+    __slots__ = ("values", "counts", "_g", "_cum", "_k")
+
+    def __init__(self, values: np.ndarray, counts: np.ndarray):
+        self.values = np.ascontiguousarray(values, dtype=np.int64)
+        self.counts = np.ascontiguousarray(counts, dtype=np.uint64).reshape(-1, 2)
+        self._g: Optional[int] = None
+        self._cum: Optional[np.ndarray] = None
+        self._k: Optional[np.ndarray] = None
+
+    @classmethod
+    def point(cls, value: int = 0, count: int = 1) -> "Dist":
+        """All mass on one value."""
+        return cls(np.array([value], dtype=np.int64), from_ints([count]))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        if not len(self):
+            return "Dist(empty)"
+        return f"Dist({len(self):,} values in {self.values[0]}..{self.values[-1]}, total {self.total:,})"
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, bytes."""
+        return self.values.nbytes + self.counts.nbytes
+
+    @property
+    def step(self) -> int:
+        """The largest lattice step: gcd of the differences between values (1 alone)."""
+        if self._g is None:
+            d = np.diff(self.values)
+            self._g = int(np.gcd.reduce(d)) if d.size else 0
+        return self._g
+
+    def lattice_index(self) -> np.ndarray:
+        """``(values - values[0]) // step``: each value's point on its lattice."""
+        if self._k is None:
+            g = self.step
+            self._k = (self.values - self.values[0]) // g if g else np.zeros(len(self), np.int64)
+        return self._k
+
+    def cumulative(self) -> np.ndarray:
+        """Inclusive cumulative counts, ``(n, 2)`` uint64."""
+        if self._cum is None:
+            cum = np.empty_like(self.counts)
+            if _dist.cumsum(self.counts, cum):
+                raise OverflowError("a total count exceeds 2**128")
+            self._cum = cum
+        return self._cum
+
+    @property
+    def total(self) -> int:
+        """The number of candidates (a Python int)."""
+        return as_int(self.cumulative()[-1]) if len(self) else 0
+
+    def cdf(self, points: Sequence[int]) -> list:
+        """Exact counts of values ``<= p`` for each point, as Python ints."""
+        if not len(self):
+            return [0] * len(points)
+        idx = np.searchsorted(self.values, np.asarray(points, dtype=np.int64), side="right") - 1
+        cum = self.cumulative()
+        return [as_int(cum[i]) if i >= 0 else 0 for i in idx.tolist()]
+
+    def count_le(self, bound: int) -> int:
+        """Exact count of values ``<= bound``."""
+        return self.cdf([min(int(bound), _I64[1])])[0]
+
+    def take(self, keep: np.ndarray) -> "Dist":
+        """The values selected by a mask or indices, with their counts."""
+        return Dist(self.values[keep], self.counts[keep])
+
+
+def _check_range(lo: int, hi: int) -> None:
+    if lo < _I64[0] or hi > _I64[1]:
+        raise OverflowError("a metric total exceeds int64")
+
+
+def _merge(parts, how: str, what: str) -> Dist:
+    """k-way merge of the shifted parts (any span), by the compiled heap merge."""
+    srcs, src_of, ptr = _sources(parts)
+    n = sum(len(srcs[i]) for i in src_of)
+    if n > SPARSE_LIMIT:
+        raise TooLarge(f"{what}: merging {n:,} entries exceeds the exact profile's limit of "
+                       f"{SPARSE_LIMIT:,}")
+    vals = np.concatenate([d.values for d in srcs])
+    cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
+    out_v = np.empty(n, dtype=np.int64)
+    out_c = np.empty((n, 2), dtype=np.uint64)
+    m = _dist.merge_shifted(ptr, vals, cnts, src_of,
+                            np.array([s for _, s, _ in parts], dtype=np.int64),
+                            np.array([k for _, _, k in parts], dtype=np.uint64), how == "max",
+                            out_v, out_c)
+    if m < 0:
+        raise OverflowError("a count exceeds 2**128")
+    return Dist(out_v[:m].copy(), out_c[:m].copy())
+
+
+#: lattice points accumulated at a time (16 bytes each)
+WINDOW = 1 << 16
+
+
+def _sources(parts):
+    """Distinct source distributions of the parts, and each part's source."""
+    srcs, src_of, seen = [], [], {}
+    for d, _, _ in parts:
+        if id(d) not in seen:
+            seen[id(d)] = len(srcs)
+            srcs.append(d)
+        src_of.append(seen[id(d)])
+    ptr = np.zeros(len(srcs) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in srcs], out=ptr[1:])
+    return srcs, np.asarray(src_of, dtype=np.int64), ptr
+
+
+def _combine_sum(parts, limit: int, what: str) -> Dist:
+    lo = min(int(d.values[0]) + s for d, s, _ in parts)
+    hi = max(int(d.values[-1]) + s for d, s, _ in parts)
+    _check_range(lo, hi)
+    g = 0
+    for d, s, _ in parts:
+        g = math.gcd(g, d.step, int(d.values[0]) + s - lo)
+    span = (hi - lo) // g + 1 if g else 1
+    n = sum(len(d) for d, _, _ in parts)
+    if span > 64 * n + WINDOW:       # a sparse lattice: merge the entries instead
+        return _merge(parts, "sum", what)
+    if min(span, n) > 4 * limit:
+        raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
+                       f"exceeds the exact profile's limit of {limit:,}")
+    srcs, src_of, ptr = _sources(parts)
+    k = np.concatenate([d.lattice_index() for d in srcs])
+    cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
+    a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
+    b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
+    cap = min(span, n)
+    out_v = np.empty(cap, dtype=np.int64)
+    out_c = np.empty((cap, 2), dtype=np.uint64)
+    m = _dist.accumulate_windows(ptr, k, cnts, src_of, a, b,
+                                 np.array([x for _, _, x in parts], dtype=np.uint64), span, lo,
+                                 max(g, 1), WINDOW, out_v, out_c)
+    if m < 0:
+        raise OverflowError("a count exceeds 2**128")
+    if m > limit:
+        raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
+                       f"profile's limit of {limit:,}")
+    if m < cap // 2:      # only the touched pages of the buffer were ever memory
+        return Dist(out_v[:m].copy(), out_c[:m].copy())
+    return Dist(out_v[:m], out_c[:m])
+
+
+def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
+            what: str = "profile") -> Optional[Dist]:
+    """The union of ``(dist, shift, mult)`` parts: every value ``v`` of
+    ``dist`` becomes ``v + shift`` (``how="sum"``) or ``max(v, shift)``
+    (``how="max"``), its count times ``mult``; equal values add up.
+
+    Returns None when no part has mass.  Raises :class:`TooLarge` when the
+    result would exceed the limits (``what`` names the question in the
+    message).
+    """
+    parts = [(d, int(s), int(m)) for d, s, m in parts if d is not None and len(d) and m]
+    if not parts:
+        return None
+    if len(parts) == 1 and parts[0][2] == 1 and (parts[0][1] == 0 if how == "sum"
+                                                 else parts[0][1] <= parts[0][0].values[0]):
+        return parts[0][0]          # unchanged: share it (distributions are read-only)
+    if how == "max":
+        return _merge(parts, "max", what)
+    return _combine_sum(parts, limit, what)
+
+
+def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
+    """Exact counts of pairs with ``l + r <= p`` for each point (Python ints):
+    one pass over both distributions per point.
+
+    >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
+    [1, 3, 4]
+    """
+    if not len(left) or not len(right):
+        return [0] * len(points)
+    out = np.zeros((len(points), 2), dtype=np.uint64)
+    if _dist.pair_cdf(left.values, left.counts, right.values, right.cumulative(),
+                      np.asarray(points, dtype=np.int64), out):
+        raise OverflowError("a count exceeds 2**128")
+    return [as_int(c) for c in out]

@@ -1,0 +1,400 @@
+"""Dynamic programs over a :class:`~.tables.Trellis`: exact distributions,
+extremes, Pareto fronts and the unranking of paths.
+
+Within one group (an input resolution), a candidate is a path of edges and
+its metric value the sum of its edges' values (the peak: their maximum).
+The distribution over candidates is therefore built step by step: the
+distribution of each state of boundary ``k + 1`` is the union, over the
+edges into it, of the previous state's distribution shifted by the edge's
+value and scaled by its multiplicity (:func:`~.dists.combine`).  Counts are
+exact (128-bit).
+
+When the whole distribution is too wide to hold (OFA's MACs at 224 px take
+tens of millions of distinct values), the program runs from both ends and
+stops where they meet: a :class:`GroupDist` then keeps, per state of that
+boundary, the exact distribution of the prefix (``left``) and of the suffix
+(``right``).  Every count ``#{l + r <= B}`` is still exact
+(:func:`~.dists.pair_cdf`), only the list of every value is not kept.
+
+:func:`unrank` walks a path back from a rank: the engine of exact uniform
+sampling within a budget (``profiles.py``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from . import _dist
+from .dists import DENSE_LIMIT, Dist, TooLarge, combine, pair_cdf
+from .tables import Trellis
+
+__all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank", "span",
+           "held_whole"]
+
+
+@dataclass
+class Edges:
+    """One step's edges for one group and one question: the value the program
+    adds up (or maximises) and the multiplicity (0: the edge is absent)."""
+
+    vals: np.ndarray
+    mult: np.ndarray
+
+
+def edges_of(trellis: Trellis, g: int, value: Callable, mode: str,
+             keep: Optional[Callable] = None) -> list:
+    """Per step, the edges of group ``g``: ``value(step, g)`` their values,
+    multiplicities in ``mode``, and only where ``keep(step, g)`` is True."""
+    out = []
+    for step in trellis.steps:
+        mult = step.mode_mult(mode).copy()
+        if keep is not None:
+            mult[~keep(step, g)] = 0
+        out.append(Edges(np.ascontiguousarray(value(step, g), dtype=np.int64), mult))
+    return out
+
+
+# ----------------------------------------------------------------- programs
+def _truncate(d: Optional[Dist], cap) -> Optional[Dist]:
+    """``d`` without the values above ``cap`` (None: no cap; False: nothing can fit)."""
+    if d is None or cap is None:
+        return d
+    if cap is False:
+        return None
+    n = int(np.searchsorted(d.values, cap, side="right"))
+    return d if n == len(d) else (d.take(slice(0, n)) if n else None)
+
+
+def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: int,
+             what: str, keep_all: bool, caps=None) -> list:
+    """Boundaries ``k0 .. k1`` from the distributions at ``k0``; ``caps[k][s]``
+    drops values that cannot end within a budget."""
+    out = [start]
+    cur = start
+    for k in range(k0, k1):
+        step, e = trellis.steps[k], edges[k]
+        nxt = []
+        for t in range(step.n_out):
+            idx = np.flatnonzero((step.dst == t) & (e.mult > 0))
+            d = combine([(cur[step.src[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what)
+            nxt.append(_truncate(d, caps[k + 1][t] if caps else None))
+        cur = nxt
+        out.append(nxt if keep_all or k + 1 == k1 else None)
+    return out
+
+
+def _backward(trellis: Trellis, edges: list, how: str, end: list, k1: int, k0: int,
+              what: str, keep_all: bool, caps=None) -> list:
+    """Boundaries ``k0 .. k1`` (suffix distributions) from those at ``k1``."""
+    out = [end]
+    cur = end
+    for k in range(k1 - 1, k0 - 1, -1):
+        step, e = trellis.steps[k], edges[k]
+        prv = []
+        for s in range(step.n_in):
+            idx = np.flatnonzero((step.src == s) & (e.mult > 0))
+            d = combine([(cur[step.dst[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what)
+            prv.append(_truncate(d, caps[k][s] if caps else None))
+        cur = prv
+        out.append(prv if keep_all or k == k0 else None)
+    return out[::-1]
+
+
+def _reach(trellis: Trellis, edges: list, backward: bool) -> list:
+    """Per boundary and state: the smallest prefix (or suffix) sum, None if unreachable."""
+    K = len(trellis.steps)
+    out = [None] * (K + 1)
+    cur = [0]
+    out[K if backward else 0] = cur
+    for k in (range(K - 1, -1, -1) if backward else range(K)):
+        step, e = trellis.steps[k], edges[k]
+        n = step.n_in if backward else step.n_out
+        nxt = [None] * n
+        for i in np.flatnonzero(e.mult > 0):
+            a, b = (step.dst[i], step.src[i]) if backward else (step.src[i], step.dst[i])
+            if cur[a] is not None:
+                v = cur[a] + int(e.vals[i])
+                nxt[b] = v if nxt[b] is None else min(nxt[b], v)
+        cur = nxt
+        out[k if backward else k + 1] = cur
+    return out
+
+
+def _caps(trellis: Trellis, edges: list, bound: int) -> tuple[list, list]:
+    """Forward and backward caps for values within ``bound``: a prefix at
+    ``(k, s)`` fits only if it is at most ``bound`` minus the smallest suffix
+    from there (False: the state cannot fit at all)."""
+    pre, suf = _reach(trellis, edges, False), _reach(trellis, edges, True)
+
+    def cap(other):
+        return [[False if o is None or bound - o < 0 else bound - o for o in row] for row in other]
+    return cap(suf), cap(pre)
+
+
+def span(trellis: Trellis, edges: list, cap: Optional[int] = None) -> int:
+    """An upper bound on the lattice points a group's distribution spans."""
+    lo, hi = extreme(trellis, edges, "sum", "min")[0], extreme(trellis, edges, "sum", "max")[0]
+    if lo is None:
+        return 1
+    if cap is not None:
+        hi = max(lo, min(hi, cap))
+    g = 0
+    for e in edges:
+        v = e.vals[e.mult > 0]
+        if v.size:
+            g = math.gcd(g, int(np.gcd.reduce(v - v.min())))
+    return (hi - lo) // g + 1 if g else 1
+
+
+@dataclass
+class GroupDist:
+    """The exact distribution of one group: whole (``full``) or as prefix and
+    suffix distributions per state of the boundary ``split`` (sum only).
+
+    ``forward``/``backward`` keep every boundary's distributions when asked
+    (to unrank paths).
+    """
+
+    full: Optional[Dist]
+    left: list = field(default_factory=list)
+    right: list = field(default_factory=list)
+    split: int = -1
+    forward: list = field(default_factory=list, repr=False)
+    backward: list = field(default_factory=list, repr=False)
+
+    @property
+    def total(self) -> int:
+        if self.full is not None:
+            return self.full.total
+        return sum(a.total * b.total for a, b in self.pairs())
+
+    def pairs(self):
+        """(prefix, suffix) distributions per state of the split boundary."""
+        return [(a, b) for a, b in zip(self.left, self.right)
+                if a is not None and b is not None and len(a) and len(b)]
+
+    def cdf(self, points: Sequence[int]) -> list:
+        """Exact counts of candidates with value ``<= p``, per point."""
+        if self.full is not None:
+            return self.full.cdf(points)
+        tot = [0] * len(points)
+        for a, b in self.pairs():
+            for i, c in enumerate(pair_cdf(a, b, points)):
+                tot[i] += c
+        return tot
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """(smallest, largest) value with mass."""
+        if self.full is not None:
+            return int(self.full.values[0]), int(self.full.values[-1])
+        ps = self.pairs()
+        return (min(int(a.values[0]) + int(b.values[0]) for a, b in ps),
+                max(int(a.values[-1]) + int(b.values[-1]) for a, b in ps))
+
+    @property
+    def nbytes(self) -> int:
+        ds = [self.full] if self.full is not None else self.left + self.right
+        return sum(d.nbytes for d in ds if d is not None)
+
+
+def held_whole(trellis: Trellis, edges: list, how: str = "sum") -> bool:
+    """Whether :func:`group_dist` (``whole=True``) builds this group's
+    distribution whole rather than as halves (decided from its span)."""
+    return how == "max" or span(trellis, edges) <= DENSE_LIMIT
+
+
+#: lattice points up to which a distribution is built whole when asked for
+#: few values (a budget's count): beyond, from both ends, which costs less
+FULL_LIMIT = 1 << 20
+
+
+def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "profile",
+               keep: bool = False, dense: bool = True, cap: Optional[int] = None,
+               whole: bool = True) -> GroupDist:
+    """The exact distribution of one group (see :class:`GroupDist`).
+
+    ``dense=False`` (composite keys) never splits: the distribution is built
+    whole or :class:`~.dists.TooLarge` is raised.  With ``keep`` every
+    boundary's distributions are kept, for :func:`unrank`.  With ``cap``
+    (sums only) only the paths with a value ``<= cap`` are counted: values
+    that cannot end within it are dropped as they appear, so a budget in the
+    tail costs little.  ``whole``: build it whole up to :data:`DENSE_LIMIT`
+    lattice points (many queries follow), else only up to
+    :data:`FULL_LIMIT` (a count or two: the halves cost less to build).
+    """
+    K = len(trellis.steps)
+    one = [Dist.point(0)]
+    fcaps = bcaps = None
+    if cap is not None and how == "sum":
+        fcaps, bcaps = _caps(trellis, edges, cap)
+    width = span(trellis, edges, cap) if how == "sum" and dense else 0
+    if how == "max" or not dense or width <= (DENSE_LIMIT if whole else FULL_LIMIT):
+        fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
+        return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
+                         backward=[one] if keep else [])
+    fwd, bwd = {0: one}, {K: one}
+    kf, kb = 0, K
+
+    def size(ds):
+        return sum(len(d) for d in ds if d is not None)
+
+    while kf < kb:
+        order = ("f", "b") if size(fwd[kf]) <= size(bwd[kb]) else ("b", "f")
+        for side in order:
+            try:
+                if side == "f":
+                    fwd[kf + 1] = _forward(trellis, edges, how, fwd[kf], kf, kf + 1, what, True,
+                                           fcaps)[-1]
+                    kf += 1
+                else:
+                    bwd[kb - 1] = _backward(trellis, edges, how, bwd[kb], kb, kb - 1, what, True,
+                                            bcaps)[0]
+                    kb -= 1
+                break
+            except TooLarge:
+                if side == order[-1]:
+                    raise
+        if not keep:  # only the frontier is needed
+            fwd = {kf: fwd[kf]}
+            bwd = {kb: bwd[kb]}
+    gd = GroupDist(None, left=fwd[kf], right=bwd[kb], split=kf)
+    if keep:
+        gd.forward = [fwd[k] for k in range(kf + 1)]
+        gd.backward = [bwd[k] for k in range(kb, K + 1)]
+    return gd
+
+
+# ------------------------------------------------------------ extremes
+def extreme(trellis: Trellis, edges: list, how: str, which: str) -> tuple:
+    """``(value, edges)``: the smallest (``which="min"``) or largest path value
+    and one path achieving it (edge index per step), ``(None, None)`` if no path."""
+    sign = 1 if which == "min" else -1
+    best = np.array([0], dtype=object)
+    ok = np.array([True])
+    back = []
+    for step, e in zip(trellis.steps, edges):
+        live = (e.mult > 0) & ok[step.src]
+        cand = np.full(len(step.src), None, dtype=object)
+        for i in np.flatnonzero(live):
+            v, w = best[step.src[i]], int(e.vals[i])
+            cand[i] = v + w if how == "sum" else max(v, w)
+        nb = np.full(step.n_out, None, dtype=object)
+        bk = np.full(step.n_out, -1, dtype=np.int64)
+        for i in np.flatnonzero(live):
+            t = step.dst[i]
+            if nb[t] is None or sign * cand[i] < sign * nb[t]:
+                nb[t], bk[t] = cand[i], i
+        best, ok = nb, bk >= 0
+        back.append(bk)
+    if not ok[0]:
+        return None, None
+    path = np.empty(len(back), dtype=np.int64)
+    t = 0
+    for k in range(len(back) - 1, -1, -1):
+        path[k] = back[k][t]
+        t = trellis.steps[k].src[path[k]]
+    return int(best[0]), path
+
+
+def pareto(trellis: Trellis, ex: list, ey: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Pareto front of (x, y) sums, both minimised, over every path of a group.
+
+    Returns ``(x, y, paths)``: the front's points by increasing x (strictly
+    decreasing y) and one path per point (edge index per step).
+    """
+    fx, fy = [np.zeros(1, dtype=np.int64)], [np.zeros(1, dtype=np.int64)]
+    backs = []
+    for k, step in enumerate(trellis.steps):
+        nx, ny, nb = [], [], []
+        live = (ex[k].mult > 0) & (ey[k].mult > 0)
+        for t in range(step.n_out):
+            xs, ys, be, bj = [], [], [], []
+            for i in np.flatnonzero(live & (step.dst == t)):
+                s = step.src[i]
+                if fx[s].size:
+                    xs.append(fx[s] + ex[k].vals[i])
+                    ys.append(fy[s] + ey[k].vals[i])
+                    be.append(np.full(fx[s].size, i))
+                    bj.append(np.arange(fx[s].size))
+            if not xs:
+                nx.append(np.zeros(0, np.int64)), ny.append(np.zeros(0, np.int64))
+                nb.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+                continue
+            x, y, e, j = (np.concatenate(a) for a in (xs, ys, be, bj))
+            keep = _front(x, y)
+            nx.append(x[keep]), ny.append(y[keep]), nb.append((e[keep], j[keep]))
+        fx, fy = nx, ny
+        backs.append(nb)
+    paths = np.empty((fx[0].size, len(backs)), dtype=np.int64)
+    j = np.arange(fx[0].size)
+    t = np.zeros(fx[0].size, dtype=np.int64)
+    for k in range(len(backs) - 1, -1, -1):
+        e = np.array([backs[k][tt][0][jj] for tt, jj in zip(t, j)], dtype=np.int64)
+        j = np.array([backs[k][tt][1][jj] for tt, jj in zip(t, j)], dtype=np.int64)
+        paths[:, k] = e
+        t = trellis.steps[k].src[e] if e.size else t
+    return fx[0], fy[0], paths
+
+
+def _front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point weakly dominates (one per tie), by x."""
+    order = np.lexsort((y, x))
+    ys = y[order]
+    best = np.minimum.accumulate(ys)
+    first = np.ones(len(ys), dtype=bool)
+    first[1:] = ys[1:] < best[:-1]
+    return order[first]
+
+
+# ----------------------------------------------------------- unranking
+def _csr(n_states: int, key: np.ndarray, active: np.ndarray):
+    idx = np.flatnonzero(active)
+    order = idx[np.argsort(key[idx], kind="stable")]
+    ptr = np.zeros(n_states + 1, dtype=np.int64)
+    np.cumsum(np.bincount(key[order], minlength=n_states), out=ptr[1:])
+    return order, ptr
+
+
+def _packed(dists: list):
+    vals = [d.values if d is not None else np.zeros(0, np.int64) for d in dists]
+    cnts = [d.counts if d is not None else np.zeros((0, 2), np.uint64) for d in dists]
+    ptr = np.zeros(len(dists) + 1, dtype=np.int64)
+    np.cumsum([len(v) for v in vals], out=ptr[1:])
+    return ptr, np.concatenate(vals), np.ascontiguousarray(np.concatenate(cnts))
+
+
+def unrank(trellis: Trellis, edges: list, gd: GroupDist, k_from: int, k_to: int,
+           state: np.ndarray, value: np.ndarray, rank: np.ndarray, path: np.ndarray,
+           subs: np.ndarray) -> None:
+    """Fill ``path``/``subs`` columns ``k_to .. k_from - 1`` (backwards, from
+    boundary ``k_from`` down to ``k_to``, ``k_to < k_from``) or ``k_from ..
+    k_to - 1`` (forwards), for samples at ``state`` with path value ``value``
+    and ``rank`` (``(n, 2)`` uint64) among the paths with that value."""
+    state = np.ascontiguousarray(state, dtype=np.int64)
+    value = np.ascontiguousarray(value, dtype=np.int64)
+    rank = np.ascontiguousarray(rank, dtype=np.uint64)
+    n = len(state)
+    back = k_to < k_from
+    ks = range(k_from - 1, k_to - 1, -1) if back else range(k_from, k_to)
+    for k in ks:
+        step, e = trellis.steps[k], edges[k]
+        key, other = (step.dst, step.src) if back else (step.src, step.dst)
+        order, ptr = _csr(step.n_out if back else step.n_in, key, e.mult > 0)
+        dists = gd.forward[k] if back else gd.backward[k + 1 - gd.split]
+        d_ptr, d_val, d_cnt = _packed(dists)
+        edge = np.empty(n, np.int64)
+        sub = np.empty(n, np.uint64)
+        ns, nv, nr = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 2), np.uint64)
+        bad = _dist.unrank(state, value, rank, ptr, np.ascontiguousarray(other[order]),
+                           np.ascontiguousarray(e.vals[order]),
+                           np.ascontiguousarray(e.mult[order]), d_ptr, d_val, d_cnt,
+                           edge, sub, ns, nv, nr)
+        if bad >= 0:
+            raise AssertionError(f"unranking failed at step {step.name!r}")  # pragma: no cover
+        path[:, k] = order[edge]
+        subs[:, k] = sub
+        state, value, rank = ns, nv, nr
