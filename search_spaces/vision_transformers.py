@@ -7,7 +7,8 @@ ptflops and fvcore conventions see what those tools see on the real model:
 
 * ViT (``vision_transformer.py``): ``conv_proj`` (module), ``reshape`` +
   ``permute`` to a sequence (methods, a view), ``torch.cat`` with the class
-  token (function: ``prepend``), ``+ pos_embedding`` (operator:
+  token (a ``torch.*`` function, which the tools see as a method:
+  ``prepend``), ``+ pos_embedding`` (operator:
   ``param_add``), then per encoder block ``ln_1``, ``nn.MultiheadAttention``
   (one ``mha`` record: in-projection, attention, out-projection, as the
   tools see the module), dropout, ``x + input`` (operator), ``ln_2``, the MLP
@@ -16,6 +17,20 @@ ptflops and fvcore conventions see what those tools see on the real model:
   are torchvision's ``VisionTransformer`` at the DeiT paper's sizes (patch 16,
   12 layers, dims 192/384/768, heads 3/6/12, MLP 4x; params equal timm's
   ``deit_*_patch16_224``).
+* Swin (``swin_transformer.py``, v1: patch 4, window 7): the patch
+  embedding and a ``Permute`` to tokens on the grid (channels last), then
+  per block ``norm1``, the shifted-window attention, which calls the
+  functional ``shifted_window_attention`` with the weights of ``qkv`` and
+  ``proj`` (so ``F.linear``: modules never called), a ``Tensor.matmul``
+  for Q.K^T and A.V each, ``q * scale`` (operator), the relative-position
+  bias table gathered and added (``param_add`` with its ``169 * heads``
+  parameters), ``F.softmax``, and the copies torch makes (``F.pad`` by 0,
+  ``torch.roll`` of shifted blocks, the reshapes into and out of windows);
+  ``stochastic_depth`` (one module, called twice), the MLP and both
+  residuals; ``PatchMerging`` as one ``patch_merge`` (pad, four strided
+  slices, ``torch.cat``), its ``norm`` and a bias-free ``reduction``; the
+  final norm, ``Permute``, pool, flatten and head.  Resolutions are
+  multiples of 224 (whole windows at every stage; torchvision pads others).
 
 Published figures: torchvision's "GFLOPS" (MACs) and parameter counts
 (:data:`PUBLISHED`); they count the attention's two matrix products, which
@@ -37,7 +52,7 @@ import numpy as np
 from nasflops.spec import Net
 
 __all__ = ["MODELS", "NETS", "PUBLISHED", "ALIASES", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
-           "deit_tiny", "deit_small", "deit_base"]
+           "deit_tiny", "deit_small", "deit_base", "swin_t", "swin_s", "swin_b"]
 
 
 def _check_resolution(resolution: int, patch: int) -> int:
@@ -73,7 +88,7 @@ def _vit(patch: int, layers: int, heads: int, dim: int, mlp: int, num_classes: i
     x = net.conv(net.input, dim, patch, stride=patch, bias=True, name="conv_proj")
     with net.calling("method"):
         x = net.tokens(x, flat=True)                                 # reshape, permute
-    with net.calling("function"):
+    with net.calling("method"):
         x = net.prepend(x, 1)                                        # torch.cat([cls, x], 1)
     with net.calling("operator"):
         x = net.param_add(x, seq * dim)                              # + pos_embedding
@@ -106,9 +121,122 @@ deit_small = _vit_net(16, 12, 6, 384, 1536, "DeiT-Small: ViT, patch 16, dim 384,
 deit_base = _vit_net(16, 12, 12, 768, 3072,
                      "DeiT-Base: ViT, patch 16, dim 768, 12 heads (the network of ViT-B/16).")
 
+# ---------------------------------------------------------------------------
+# Swin Transformer (swin_transformer.py, v1)
+# ---------------------------------------------------------------------------
+_WINDOW = 7
+
+
+def _window_attention(net: Net, x: int, dim: int, heads: int, side: int, shift: bool,
+                      p: str) -> int:
+    """``ShiftedWindowAttention`` at ``p`` on a ``side x side`` token grid: its
+    forward calls the functional ``shifted_window_attention`` with the
+    weights of ``qkv`` and ``proj`` (modules never called) and the gathered
+    relative-position bias (added to the scores with its table's parameters)."""
+    windows, d = (side // _WINDOW) ** 2, dim // heads
+    with net.calling("function"):
+        x = net.copy(x)                                            # F.pad (by 0: a copy)
+    with net.calling("method"):
+        if shift:
+            x = net.copy(x)                                        # torch.roll
+        x = net.view_as(x, (windows, _WINDOW, _WINDOW, dim), "tokens", copy=True)
+    with net.calling("function"):
+        qkv = net.linear(x, 3 * dim)                               # F.linear(x, qkv.weight, ...)
+    with net.calling("operator"):                                  # qkv[0], qkv[1], qkv[2]
+        q, k, v = (net.slice(qkv, i * dim, dim) for i in range(3))
+    with net.calling("method"):                                    # reshape, permute: heads
+        q, k, v = (net.view_as(t, (windows * heads, _WINDOW ** 2, d), "matrix") for t in (q, k, v))
+    with net.calling("operator"):
+        q = net.act(q, "mul_const")                                # q * d ** -0.5
+    with net.calling("method"):
+        k = net.view_as(k, (windows * heads, d, _WINDOW ** 2), "matrix")   # k.transpose(-2, -1)
+        a = net.matmul(q, k)                                       # q.matmul(k^T)
+    with net.calling("operator"):
+        a = net.param_add(a, (2 * _WINDOW - 1) ** 2 * heads)       # + relative_position_bias
+        if shift:
+            a = net.param_add(a, 0)                                # + the shift mask (a constant)
+    with net.calling("function"):
+        a = net.softmax(a)                                         # F.softmax(attn, dim=-1)
+    with net.calling("method"):
+        a = net.matmul(a, v)                                       # attn.matmul(v)
+        a = net.view_as(a, (windows, _WINDOW, _WINDOW, dim), "tokens", copy=True)
+    with net.calling("function"):
+        a = net.linear(a, dim)                                     # F.linear(x, proj.weight, ...)
+    with net.calling("method"):                                    # windows back to the grid
+        a = net.view_as(a, (1, side, side, dim), "tokens", copy=True)
+        if shift:
+            a = net.copy(a)                                        # torch.roll back
+    return a
+
+
+def _swin_block(net: Net, x: int, dim: int, heads: int, side: int, shift: bool, p: str) -> int:
+    """``SwinTransformerBlock``: ``x + sd(attn(norm1(x)))``, ``x + sd(mlp(norm2(x)))``,
+    with one ``stochastic_depth`` module called twice (identity in eval)."""
+    net.declare(*(p + m for m in ("norm1", "attn.qkv", "attn.proj", "stochastic_depth", "norm2",
+                                  "mlp.0", "mlp.1", "mlp.2", "mlp.3", "mlp.4")))
+    y = _window_attention(net, net.layernorm(x, name=p + "norm1"), dim, heads, side, shift,
+                          p + "attn")
+    y = net.identity(y, name=p + "stochastic_depth")
+    with net.calling("operator"):
+        x = net.add(x, y)
+    y = net.linear(net.layernorm(x, name=p + "norm2"), 4 * dim, name=p + "mlp.0")
+    y = net.dropout(net.act(y, "gelu", name=p + "mlp.1"), name=p + "mlp.2")
+    y = net.dropout(net.linear(y, dim, name=p + "mlp.3"), name=p + "mlp.4")
+    y = net.identity(y, name=p + "stochastic_depth")
+    with net.calling("operator"):
+        return net.add(x, y)
+
+
+def _swin(dim: int, depths: tuple, heads: tuple, num_classes: int, resolution: int) -> Net:
+    """torchvision ``SwinTransformer`` (v1: patch 4, window 7, MLP ratio 4),
+    records named by module path."""
+    resolution = int(resolution)
+    if resolution < 224 or resolution % 224:
+        raise ValueError(f"resolution must be a multiple of 224 (every stage a whole number "
+                         f"of 7 x 7 windows, without padding), got {resolution}")
+    net = Net(3, resolution, resolution)
+    x = net.conv(net.input, dim, 4, stride=4, bias=True, name="features.0.0")
+    with net.calling("method"):
+        x = net.tokens(x)                                          # Permute([0, 2, 3, 1])
+    x = net.layernorm(x, name="features.0.2")
+    side = resolution // 4
+    for stage, (depth, h) in enumerate(zip(depths, heads)):
+        if stage:
+            p = f"features.{2 * stage}."                           # PatchMerging
+            net.declare(p + "reduction", p + "norm")
+            with net.calling("function"):
+                x = net.patch_merge(x)                             # _patch_merging_pad
+            x = net.linear(net.layernorm(x, name=p + "norm"), 2 * dim, bias=False,
+                           name=p + "reduction")
+            dim, side = 2 * dim, side // 2
+        for i in range(depth):
+            # odd blocks shift their windows by 3, unless one window covers the map
+            shift = i % 2 == 1 and side > _WINDOW
+            x = _swin_block(net, x, dim, h, side, shift, f"features.{2 * stage + 1}.{i}.")
+    x = net.layernorm(x, name="norm")
+    with net.calling("method"):
+        x = net.to_image(x)                                        # Permute([0, 3, 1, 2])
+    x = net.flatten(net.adaptive_avgpool(x, 1, name="avgpool"), name="flatten")
+    net.linear(x, num_classes, name="head")
+    return net
+
+
+def _swin_net(dim, depths, heads, doc: str):
+    def build(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+        return _swin(dim, depths, heads, num_classes, resolution).records
+    build.__doc__ = doc
+    build.net = lambda num_classes, resolution: _swin(dim, depths, heads, num_classes, resolution)
+    return build
+
+
+swin_t = _swin_net(96, (2, 2, 6, 2), (3, 6, 12, 24), "Swin-T (torchvision ``swin_t``).")
+swin_s = _swin_net(96, (2, 2, 18, 2), (3, 6, 12, 24), "Swin-S (torchvision ``swin_s``).")
+swin_b = _swin_net(128, (2, 2, 18, 2), (4, 8, 16, 32), "Swin-B (torchvision ``swin_b``).")
+
 MODELS: dict[str, Callable[..., np.ndarray]] = {
     "vit_b_16": vit_b_16, "vit_b_32": vit_b_32, "vit_l_16": vit_l_16, "vit_l_32": vit_l_32,
     "deit_tiny": deit_tiny, "deit_small": deit_small,
+    "swin_t": swin_t, "swin_s": swin_s, "swin_b": swin_b,
 }
 #: the same models as named nets, ``(num_classes, resolution) -> Net``
 NETS: dict[str, Callable[[int, int], Net]] = {name: f.net for name, f in MODELS.items()}
@@ -126,4 +254,7 @@ PUBLISHED: dict[str, tuple] = {
     "vit_l_32": ("15.378", 306_535_400),
     "deit_tiny": (None, 5_717_416),
     "deit_small": (None, 22_050_664),
+    "swin_t": ("4.491", 28_288_354),
+    "swin_s": ("8.741", 49_606_258),
+    "swin_b": ("15.431", 87_768_224),
 }

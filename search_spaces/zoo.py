@@ -32,14 +32,16 @@ order its ``forward`` runs them in eval mode, so that memory metrics
 **Names and call kinds.** Every record made by a module carries the
 module's path in the torchvision model (``features.0``, ``layer1.0.conv1``,
 ``features.3.block.2.fc1``; :func:`build` with ``with_names=True``), and
-every record says how torchvision's ``forward`` invokes it (``Call``):
-``torch.flatten``, ``torch.cat``, ``F.relu`` (GoogLeNet's ``BasicConv2d``,
-DenseNet's head), ``F.adaptive_avg_pool2d`` (MobileNetV2, DenseNet) and
-ShuffleNet's ``channel_shuffle`` are function calls, and so is ConvNeXt's
+every record says how torchvision's ``forward`` invokes it (``Call``, in
+the tools' terms): ``F.relu`` (GoogLeNet's ``BasicConv2d``, DenseNet's
+head), ``F.adaptive_avg_pool2d`` (MobileNetV2, DenseNet) and ShuffleNet's
+``channel_shuffle`` are function calls, and so is ConvNeXt's
 ``LayerNorm2d`` (a subclass of ``nn.LayerNorm`` whose ``forward`` calls
 ``F.layer_norm``: unnamed, as its calls are what the tools see); ``x.mean([2, 3])``
-(ShuffleNetV2: a ``mean``), ``x.chunk`` and ``x.flatten(start_dim=1)`` (RegNet) are
-method calls; ``x + y``, ``out += identity`` and the SE and layer-scale
+(ShuffleNetV2: a ``mean``), ``x.chunk``, ``x.flatten(start_dim=1)`` (RegNet),
+``torch.flatten`` and ``torch.cat`` are method calls (a ``torch.*``
+function is a method to the tools: ptflops patches ``torch.add`` and
+``Tensor.add`` alike); ``x + y``, ``out += identity`` and the SE and layer-scale
 products are operators; records without a module are unnamed (``""``).
 Modules called twice (ResNet's block ``relu``) name both records, so the
 earlier call is flagged ``called_again``; :func:`modules` lists the modules
@@ -129,8 +131,9 @@ class _Net(Net):
         self._width[0] = int(channels)
 
     def call(self, kind: str, method: str, *args, **kwargs) -> int:
-        """One record made by a ``kind`` call (``"function"``: ``torch.flatten``,
-        ``"method"``: ``x.mean``, ``"operator"``: ``x + y``), not a module."""
+        """One record made by a ``kind`` call (``"function"``: ``F.relu``,
+        ``"method"``: ``x.mean``, ``torch.cat``, ``"operator"``: ``x + y``), not a
+        module."""
         with self.calling(kind):
             return getattr(self, method)(*args, **kwargs)
 
@@ -263,7 +266,7 @@ def _resnet(bottleneck: bool, layers: Sequence[int], num_classes: int, resolutio
         inplanes = planes * expansion
         for i in range(1, blocks):
             x = block(net, x, planes, 1, False, f"layer{k + 1}.{i}.")
-    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    x = net.call("method", "flatten", net.global_avgpool(x, name="avgpool"))
     net.linear(x, num_classes, name="fc")
     return net
 
@@ -324,7 +327,7 @@ def _vgg(cfg: str, num_classes: int, resolution: int) -> _Net:
         else:
             x = net.conv(x, v, 3, padding=1, bias=True, name=f())
             x = net.act(x, "relu", inplace=True, name=f())
-    x = net.call("function", "flatten", net.adaptive_avgpool(x, 7, name="avgpool"))
+    x = net.call("method", "flatten", net.adaptive_avgpool(x, 7, name="avgpool"))
     x = net.act(net.linear(x, 4096, name=c()), "relu", inplace=True, name=c())
     x = net.act(net.linear(net.dropout(x, name=c()), 4096, name=c()), "relu", inplace=True, name=c())
     net.linear(net.dropout(x, name=c()), num_classes, name=c())
@@ -360,7 +363,7 @@ def alexnet(num_classes: int = 1000, resolution: int = 224) -> _Net:
         x = net.act(x, "relu", inplace=True, name=f())
         if pool:
             x = net.maxpool(x, 3, stride=2, name=f())
-    x = net.call("function", "flatten", net.adaptive_avgpool(x, 6, name="avgpool"))
+    x = net.call("method", "flatten", net.adaptive_avgpool(x, 6, name="avgpool"))
     x = net.act(net.linear(net.dropout(x, name=c()), 4096, name=c()), "relu", inplace=True, name=c())
     x = net.act(net.linear(net.dropout(x, name=c()), 4096, name=c()), "relu", inplace=True, name=c())
     net.linear(x, num_classes, name=c())
@@ -395,7 +398,7 @@ def mobilenet_v2(num_classes: int = 1000, resolution: int = 224) -> _Net:
             inp = oup
     x = net.conv_norm_act(x, last, 1, act="relu6", name=f())
     x = net.call("function", "global_avgpool", x)    # nn.functional.adaptive_avg_pool2d
-    x = net.call("function", "flatten", x)
+    x = net.call("method", "flatten", x)
     c = _Seq("classifier")
     net.linear(net.dropout(x, name=c()), num_classes, name=c())
     return net
@@ -440,7 +443,7 @@ def _mobilenet_v3(setting, last_channel: int, num_classes: int, resolution: int)
             y = net.call("operator", "add", y, x, inplace=True)
         x = y
     x = net.conv_norm_act(x, 6 * _adjust(setting[-1][3]), 1, act="hardswish", name=f())
-    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    x = net.call("method", "flatten", net.global_avgpool(x, name="avgpool"))
     c = _Seq("classifier")
     x = net.act(net.linear(x, _adjust(last_channel), name=c()), "hardswish", inplace=True, name=c())
     net.linear(net.dropout(x, name=c()), num_classes, name=c())
@@ -497,7 +500,7 @@ def efficientnet_b0(num_classes: int = 1000, resolution: int = 224) -> _Net:
             cin, stride = (_adjust(cin0), s) if i == 0 else (cout, 1)
             x = _mbconv(net, x, cin, cout, t, k, stride, f"{stage}.{i}")
     x = net.conv_norm_act(x, 4 * _adjust(setting[-1][4]), 1, act="silu", name=f())
-    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    x = net.call("method", "flatten", net.global_avgpool(x, name="avgpool"))
     c = _Seq("classifier")
     net.linear(net.dropout(x, name=c()), num_classes, name=c())
     return net
@@ -519,12 +522,12 @@ def densenet121(num_classes: int = 1000, resolution: int = 224) -> _Net:
         for j in range(num_layers):
             p = f"features.denseblock{i + 1}.denselayer{j + 1}."
             # bn_function: torch.cat(inputs, 1) -> norm1 -> relu1 -> conv1
-            y = net.call("function", "concat", *features)
+            y = net.call("method", "concat", *features)
             y = net.act(net.bn(y, name=p + "norm1"), "relu", inplace=True, name=p + "relu1")
             y = net.conv(y, bn_size * growth, 1, name=p + "conv1")
             y = net.act(net.bn(y, name=p + "norm2"), "relu", inplace=True, name=p + "relu2")
             features.append(net.conv(y, growth, 3, padding=1, name=p + "conv2"))
-        x = net.call("function", "concat", *features)
+        x = net.call("method", "concat", *features)
         num_features += num_layers * growth
         if i != len(block_config) - 1:
             p = f"features.transition{i + 1}."
@@ -535,7 +538,7 @@ def densenet121(num_classes: int = 1000, resolution: int = 224) -> _Net:
     x = net.bn(x, name="features.norm5")
     x = net.call("function", "act", x, "relu", inplace=True)     # F.relu(features, inplace=True)
     x = net.call("function", "global_avgpool", x)               # F.adaptive_avg_pool2d
-    x = net.call("function", "flatten", x)
+    x = net.call("method", "flatten", x)
     net.linear(x, num_classes, name="classifier")
     return net
 
@@ -560,7 +563,7 @@ def _shuffle_unit(net: _Net, x: int, inp: int, oup: int, stride: int, p: str) ->
     y = net.act(net.bn(net.conv(src, half, 1, name=b2()), name=b2()), "relu", inplace=True, name=b2())
     y = net.bn(net.conv(y, half, 3, stride=stride, padding=1, groups=half, name=b2()), name=b2())
     y = net.act(net.bn(net.conv(y, half, 1, name=b2()), name=b2()), "relu", inplace=True, name=b2())
-    return net.call("function", "channel_shuffle", net.call("function", "concat", left, y), 2)
+    return net.call("function", "channel_shuffle", net.call("method", "concat", left, y), 2)
 
 
 @_model
@@ -593,7 +596,7 @@ def _fire(net: _Net, x: int, squeeze: int, e1: int, e3: int, p: str) -> int:
     a = net.act(a, "relu", inplace=True, name=p + "expand1x1_activation")
     b = net.conv(x, e3, 3, padding=1, bias=True, name=p + "expand3x3")
     b = net.act(b, "relu", inplace=True, name=p + "expand3x3_activation")
-    return net.call("function", "concat", a, b)
+    return net.call("method", "concat", a, b)
 
 
 @_model
@@ -612,7 +615,7 @@ def squeezenet1_0(num_classes: int = 1000, resolution: int = 224) -> _Net:
     c = _Seq("classifier")
     x = net.conv(net.dropout(x, name=c()), num_classes, 1, bias=True, name=c())
     x = net.act(x, "relu", inplace=True, name=c())
-    net.call("function", "flatten", net.global_avgpool(x, name=c()))
+    net.call("method", "flatten", net.global_avgpool(x, name=c()))
     return net
 
 
@@ -636,7 +639,7 @@ def _inception(net: _Net, x: int, c1: int, c3r: int, c3: int, c5r: int, c5: int,
                      name=p + ".branch3.1")
     b4 = net.maxpool(x, 3, stride=1, padding=1, ceil_mode=True, name=p + ".branch4.0")
     b4 = _basic_conv(net, b4, pool, 1, name=p + ".branch4.1")
-    return net.call("function", "concat", b1, b2, b3, b4)
+    return net.call("method", "concat", b1, b2, b3, b4)
 
 
 @_model
@@ -662,7 +665,7 @@ def googlenet(num_classes: int = 1000, resolution: int = 224) -> _Net:
     x = net.maxpool(x, 2, stride=2, ceil_mode=True, name="maxpool4")
     x = _inception(net, x, 256, 160, 320, 32, 128, 128, "inception5a")
     x = _inception(net, x, 384, 192, 384, 48, 128, 128, "inception5b")
-    x = net.call("function", "flatten", net.global_avgpool(x, name="avgpool"))
+    x = net.call("method", "flatten", net.global_avgpool(x, name="avgpool"))
     net.linear(net.dropout(x, name="dropout"), num_classes, name="fc")
     return net
 

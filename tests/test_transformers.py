@@ -41,8 +41,9 @@ def ops(name, convention):
 
 
 # deit_tiny: odd heads, never the fused path; deit_small and vit_b_32: the
-# fused path exists (even heads); vit_b_16: the headline model
-@pytest.mark.parametrize("name", ["deit_tiny", "deit_small", "vit_b_32", "vit_b_16"])
+# fused path exists (even heads); vit_b_16: the headline model; swin_t:
+# functional linears, Tensor.matmul, windows, shifts and patch merging
+@pytest.mark.parametrize("name", ["deit_tiny", "deit_small", "vit_b_32", "vit_b_16", "swin_t"])
 def test_real_tools_on_real_torchvision_models(name):
     model = torchvision_model(name)
     shape = (3, 224, 224)

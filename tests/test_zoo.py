@@ -41,7 +41,8 @@ CNNS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "
         "vgg19", "alexnet", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
         "efficientnet_b0", "densenet121", "shufflenet_v2_x1_0", "squeezenet1_0",
         "googlenet", "regnet_y_400mf", "convnext_tiny")
-TRANSFORMERS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "deit_tiny", "deit_small")
+TRANSFORMERS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "deit_tiny", "deit_small",
+                "swin_t", "swin_s", "swin_b")
 
 
 def test_zoo_lists_the_issue_models():
@@ -334,7 +335,9 @@ def _leaf_calls(model):
 
 
 def _fx_calls(model):
-    """How many function, method and operator calls of each kind ``forward`` makes.
+    """How many function, method and operator calls of each kind ``forward`` makes,
+    in the tools' terms: ``torch.*`` functions are methods (ptflops patches
+    ``torch.add`` and ``Tensor.add`` alike), ``torch.nn.functional`` ones functions.
 
     Shape arithmetic (``x.shape``, ``x.size()``, ``n_h * n_w``) and unpacking a
     tuple (``x.chunk(2)``, ``nn.MultiheadAttention``'s output) compute nothing and
@@ -342,6 +345,7 @@ def _fx_calls(model):
     import collections
     import operator
 
+    import torch
     import torch.fx
     kinds = collections.Counter()
     shapes = set()       # nodes holding sizes, not tensors
@@ -356,26 +360,37 @@ def _fx_calls(model):
             continue
         if n.op == "call_function" and getattr(operator, str(target), None) is n.target:
             kinds["operator", target] += 1
+        elif n.op == "call_function" and getattr(torch, str(target), None) is n.target:
+            kinds["method", target] += 1        # torch.cat, torch.flatten: as the tools see them
         elif n.op in ("call_function", "call_method"):
             kinds[n.op[5:], target] += 1
     return kinds
 
 
-#: record (call kind, op) -> the call torchvision's forward makes, and records per call
+#: record (call kind, op) -> the call torchvision's forward makes, records per call
+#: (and the call's kind where it differs from the record's)
 _RECORD_CALLS = {
     ("operator", "add"): ("add", 1), ("operator", "mul"): ("mul", 1),
-    ("operator", "scale"): ("mul", 1), ("function", "flatten"): ("flatten", 1),
-    ("function", "concat"): ("cat", 1), ("function", "relu"): ("relu", 1),
+    ("operator", "scale"): ("mul", 1),
+    ("method", "flatten"): ("flatten", 1),              # torch.flatten, x.flatten
+    ("method", "concat"): ("cat", 1),                   # torch.cat
+    ("function", "relu"): ("relu", 1),
     ("function", "adaptive_avgpool"): ("adaptive_avg_pool2d", 1),
-    ("function", "channel_shuffle"): ("transpose", 1),   # view, transpose, contiguous, view
-    ("method", "mean"): ("mean", 1), ("method", "flatten"): ("flatten", 1),
-    ("function", "layernorm"): ("layer_norm", 1),        # ConvNeXt's LayerNorm2d
+    # shufflenetv2.channel_shuffle, a function: view, torch.transpose, contiguous, view
+    ("function", "channel_shuffle"): ("transpose", 1, "method"),
+    ("method", "mean"): ("mean", 1),
+    ("function", "layernorm"): ("layer_norm", 1),       # ConvNeXt's LayerNorm2d
     ("method", "slice"): ("chunk", 2),
     # vision transformers: x.reshape(...).permute(...); torch.cat with the class token;
     # + pos_embedding; x[:, 0]
-    ("method", "tokens"): ("reshape", 1), ("function", "prepend"): ("cat", 1),
+    ("method", "tokens"): ("reshape", 1), ("method", "prepend"): ("cat", 1),
     ("operator", "param_add"): ("add", 1), ("operator", "slice"): ("getitem", 1),
 }
+#: models whose forward calls torch.fx-wrapped functions (Swin's
+#: shifted_window_attention and _patch_merging_pad): fx sees one opaque call
+#: where the records hold what runs inside, so their call kinds are held to
+#: the real tools instead (tests/test_transformers.py)
+_FX_OPAQUE = ("swin_t", "swin_s", "swin_b")
 
 
 @pytest.mark.parametrize("name", zoo.MODEL_NAMES)
@@ -395,6 +410,8 @@ def test_names_and_call_kinds_mirror_torchvision(name, torchvision):
     assert all(names[i] == "" for i in range(len(rec)) if rec["call"][i] != nf.Call.MODULE)
     # the modules in registration order, those never called in eval mode included
     assert zoo.modules(name) == registered
+    if name in _FX_OPAQUE:
+        return
     # every function, method and operator call, by kind (a chained concat is one call;
     # the calls inside LayerNorm2d and StochasticDepth, which fx traces through, aside)
     fx = _fx_calls(model)
@@ -404,7 +421,7 @@ def test_names_and_call_kinds_mirror_torchvision(name, torchvision):
         if kind == "module" or (r["op"] == Op.CONCAT and r["flags"] & Flag.INPLACE):
             continue
         op = nf.Act(int(r["act"])).name.lower() if r["op"] == Op.ACT else nf.Op(int(r["op"])).name.lower()
-        call, per = _RECORD_CALLS[kind, op]
-        counted[kind, call] += 1 / per
+        call, per, *fx_kind = _RECORD_CALLS[kind, op]
+        counted[(fx_kind or [kind])[0], call] += 1 / per
     assert counted == {k: v for k, v in fx.items() if k in counted or k[1] in
-                       {c for c, _ in _RECORD_CALLS.values()}}
+                       {c for c, *_ in _RECORD_CALLS.values()}}
