@@ -29,7 +29,7 @@ from ._version import __version__
 from .conventions import Convention
 from .engine import ENCODE_BLOCK, RawScores, encode_step, score_into
 from .options import ScoringOptions, positive_int
-from .search_spaces import SearchSpace, get_space
+from .search_spaces import SearchSpace, get_space, space_phase
 from .search_spaces.columns import take_columns
 from .storage import RunWriter, commit_part, read_results, scores_table
 
@@ -144,7 +144,8 @@ def _run_chunk(task: _ChunkTask) -> tuple[int, int, int, dict]:
     del cols
     table = scores_table(raw.metrics, raw.status, raw.bad_layer, raw.latency,
                          arch_id=np.arange(task.start, task.stop, dtype=np.int64),
-                         native=native, metadata=task.metadata)
+                         native=native, metadata=task.metadata,
+                         extra_metrics=task.opts.extra_metrics)
     _, record = commit_part(task.out, task.k, table, token=task.token, compression=task.compression)
     return task.k, m, int(np.count_nonzero(raw.status)), record
 
@@ -209,7 +210,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                 progress: bool = True, resume: bool = False, overwrite: bool = False,
                 compression: Optional[str] = "zstd",
                 encode_block: int = ENCODE_BLOCK, fused_attention: bool = False,
-                memory: str = "nasflops") -> ScoreRun:
+                memory: str = "nasflops", phase: Optional[str] = None,
+                causal: str = "full") -> ScoreRun:
     """Score a whole search space (or ``n`` samples of it) into a Parquet dataset.
 
     Chunk after chunk: sample or enumerate ``chunk_size`` candidates, encode,
@@ -257,8 +259,9 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
         Candidates encoded and scored at a time inside a chunk.
     fused_attention : bool
         As in :func:`nasflops.score`: attention scores never materialised.
-    memory : {"nasflops", "torchstat"}
-        Byte semantics, as in :func:`nasflops.score` (stored in the metadata).
+    memory, phase, causal
+        As in :func:`nasflops.score` (stored in the metadata); ``phase``
+        defaults to the space's own (``space.phase``, see ``space_phase``).
 
     Returns
     -------
@@ -289,7 +292,7 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     if isinstance(space, str):
         space = get_space(space)
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
-                               fused_attention, memory)
+                               fused_attention, memory, space_phase(space, phase), causal)
     encode_block = positive_int(encode_block, "encode_block")
     mode, total, seed = _plan(space, n, seed)
     chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size",

@@ -26,10 +26,10 @@ from typing import Callable
 
 from .base import SearchSpace
 from .columns import NativeError
-from .sampling import BudgetSample
+from .sampling import BudgetSample, space_phase
 
 __all__ = ["get_space", "list_spaces", "register_space", "sample_within", "SearchSpace",
-           "NativeError", "BudgetSample", "SHIPPED_YAML"]
+           "NativeError", "BudgetSample", "SHIPPED_YAML", "space_phase"]
 
 #: shipped declarative definitions: registry name -> file (``_`` in the file
 #: name reads as ``-``)

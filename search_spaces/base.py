@@ -74,6 +74,10 @@ class SearchSpace(abc.ABC):
     native_columns: Mapping[str, str] = {}
     #: one-line description of the native form shown to users
     native_example: str = ""
+    #: the phase its records are the workload of (``nasflops.options.PHASES``):
+    #: ``forward`` for a network scored as given; a language-model space is
+    #: built for ``prefill``, ``decode`` or ``train``, and is scored in it
+    phase: str = "forward"
 
     # -- to implement ---------------------------------------------------------
     @abc.abstractmethod
