@@ -149,8 +149,10 @@ class Device:
             object.__setattr__(self, attr, float(v))
 
 
-#: named device profiles: vendor peak fp32 FLOP/s (so score them with a
-#: FLOP convention such as ``flops``) and peak memory bandwidth
+#: named device profiles: vendor peak FLOP/s (so score them with a FLOP
+#: convention such as ``flops`` or ``fma2``) and peak memory bandwidth; fp32
+#: peaks, and ``-bf16`` profiles with the dense bf16 tensor-core peak that
+#: language models run at
 DEVICES: dict[str, Device] = {d.name: d for d in (
     Device("a100", 19.5e12, 1555e9,
            "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM): FP32 19.5 TFLOPS, "
@@ -160,6 +162,12 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
     Device("t4", 8.1e12, 320e9,
            "NVIDIA T4 datasheet: FP32 8.1 TFLOPS; 16 GB GDDR6 on a 256-bit bus at 10 Gbps, "
            "320 GB/s"),
+    Device("a100-bf16", 312e12, 1555e9,
+           "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM): BF16 Tensor Core 312 TFLOPS "
+           "(dense), HBM2 1,555 GB/s"),
+    Device("h100-bf16", 989.5e12, 3.35e12,
+           "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM): BF16 Tensor Core 1,979 TFLOPS with "
+           "sparsity, 989.5 dense; HBM3 3.35 TB/s"),
     Device("jetson-nano", 235.8e9, 25.6e9,
            "NVIDIA Jetson Nano module datasheet: 128 CUDA cores at 921.6 MHz (472 GFLOPS FP16, "
            "235.8 GFLOPS FP32), 64-bit LPDDR4 25.6 GB/s"),

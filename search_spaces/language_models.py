@@ -66,7 +66,7 @@ from nasflops.spec import INPUT_FIELDS, LAYER_DTYPE, Flag, Net, SpecBatch, empty
 from .templates import UNUSED, gather_segments
 
 __all__ = ["LMConfig", "Workload", "FAMILIES", "LM_PHASES", "MODELS", "PUBLISHED", "ALIASES",
-           "build", "get_config", "encode_batch", "tokens_per_pass"]
+           "build", "decoder_records", "get_config", "encode_batch", "tokens_per_pass"]
 
 #: decoder families: how a layer is wired (module docstring)
 FAMILIES = ("llama", "gpt2")
@@ -517,19 +517,34 @@ def _check_positions(cfg: LMConfig, w: Workload) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _cached(cfg: LMConfig, w: Workload) -> tuple:
+    """``(records, names, layer)``: ``layer[i]`` is record i's decoder layer
+    (-1 before the first, ``layers`` after the last)."""
     _check_positions(cfg, w)
     c = _scalars(cfg)
     net = Net(1, w.tokens, 1)                   # token ids: one channel per position
     x = _prefix(net, c, w)
     _mark_checkpoint(net, x, w.checkpoints)
     prefix = "transformer.h." if cfg.family == "gpt2" else "model.layers."
+    starts = []
     for i in range(cfg.layers):
+        starts.append(len(net))
         x = _layer(net, x, c, cfg.ffn_of(i), w, f"{prefix}{i}.",
                    w.checkpoints and i < cfg.layers - 1)
+    starts.append(len(net))
     _suffix(net, x, c, w)
     rec = net.records
     rec.setflags(write=False)
-    return rec, tuple(net.names)
+    layer = np.searchsorted(np.array(starts), np.arange(len(rec)), side="right") - 1
+    layer.setflags(write=False)
+    return rec, tuple(net.names), layer
+
+
+def decoder_records(model, workload: Workload) -> tuple:
+    """``(records, names, layer)`` of ``model``'s pass ``workload``: each
+    record's module path and decoder layer (-1 before the first layer,
+    ``layers`` after the last).  Copies; :func:`build` is the short form."""
+    rec, names, layer = _cached(get_config(model), workload)
+    return rec.copy(), list(names), layer.copy()
 
 
 def build(model, phase: str = "prefill", seq_len: Optional[int] = None,
@@ -547,8 +562,8 @@ def build(model, phase: str = "prefill", seq_len: Optional[int] = None,
     >>> names[1:4], int(nasflops.score(rec)["params"][0])
     (['transformer.wte', 'transformer.wpe', 'transformer.h.0.ln_1'], 124439808)
     """
-    rec, names = _cached(get_config(model), Workload.make(phase, seq_len, context, logits))
-    return (rec.copy(), list(names)) if with_names else rec.copy()
+    rec, names, _ = decoder_records(model, Workload.make(phase, seq_len, context, logits))
+    return (rec, names) if with_names else rec
 
 
 # ------------------------------------------------------- batches of configs
