@@ -227,7 +227,7 @@ def _not_language_model(args) -> None:
     if args.phase in ("prefill", "decode"):
         given.insert(0, f"--phase {args.phase}")
     if given:
-        raise UserError(f"{', '.join(given)} describe a language model's pass; this network "
+        raise UserError(f"{', '.join(given)}: options of a language model's pass; this network "
                         "is scored as a forward pass (--phase forward) or a training step "
                         "(--phase train)")
 
@@ -754,12 +754,15 @@ def cmd_filter(args) -> int:
 
     data = _open_results(args.results)
     budget = Budget(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
-                    max_peak_act_bytes=args.max_peak_act_bytes, max_latency=args.max_latency)
+                    max_peak_act_bytes=args.max_peak_act_bytes, max_latency=args.max_latency,
+                    max_active_params=args.max_active_params,
+                    max_kv_cache_bytes=args.max_kv_cache_bytes)
     missing = [c for c in budget.limits if c not in data.schema.names]
     if missing:
         raise UserError(f"{args.results} has no {', '.join(map(repr, missing))} column for this "
                         "budget" + (" (score with a device for latency)" if "latency_s" in missing
-                                    else ""))
+                                    else " (score a language-model phase)"
+                                    if {"active_params", "kv_cache_bytes"} & set(missing) else ""))
     table = filter_results(data, budget=budget)
     out = write_table(args.out, table, overwrite=args.overwrite)
     _console().print(f"{table.num_rows:,} candidates within {budget} written to {out}")
@@ -922,6 +925,10 @@ def _add_filter_command(sub, fmt) -> None:
     s.add_argument("--max-params", type=_count_arg, metavar="N")
     s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES", help="e.g. 512KiB")
     s.add_argument("--max-latency", type=_seconds_arg, metavar="SECONDS")
+    s.add_argument("--max-active-params", type=_count_arg, metavar="N",
+                   help="language models: parameters one token touches")
+    s.add_argument("--max-kv-cache-bytes", type=_bytes_arg, metavar="BYTES",
+                   help="language models: KV cache after the pass, e.g. 2GiB")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_filter)
 

@@ -242,7 +242,8 @@ class LMSpace(SearchSpace):
                     raise ValueError(f"{self.workload.phase} of {self.workload.past + self.workload.tokens} "
                                      f"positions exceeds the {cfg.positions} learned positions")
             except ValueError as err:
-                raise SchemaError("choices", f"hidden={hidden}, heads={heads}, kv_heads={k}"
+                raise SchemaError("choices", f"hidden={hidden}, heads={heads}"
+                                  + ("" if k is None else f", kv_heads={k}")
                                   + (f", experts={e}, top_k={top}" if self.moe else "")
                                   + f" is not a valid model: {err}") from None
 
