@@ -591,21 +591,23 @@ def _lm_table(title: str, unit: str, rows, total_ops: int):
 
     from .units import format_bytes, format_count
     t = Table(title=title)
-    for col, just in (("#", "right"), ("module", "left"), ("op", "left"), ("output", "right"),
+    for col, just in (("#", "right"), ("module (op)", "left"), ("output", "right"),
                       (unit, "right"), ("share", "right"), ("params", "right"),
                       ("KV cache", "right"), ("read", "right"), ("write", "right")):
-        t.add_column(col, justify=just)
+        t.add_column(col, justify=just, **({"overflow": "fold", "min_width": 36}
+                                           if col.startswith("module") else {}))
     for label, r, sums in rows:
         v = sums if r is None else {c: int(r[c]) for c in _LM_COLUMNS}
         share = f"{100 * v['ops'] / total_ops:.1f}%" if total_ops else "-"
         if r is None:
-            num, op, out = "", "", ""
+            num, out = "", ""
         else:
             g, c, h, w = (int(r[k]) for k in ("groups", "channels", "height", "width"))
             out = (f"{'' if g == 1 else f'{g} x '}{h * w} tok x {c}" if int(r["layout"]) == 1
                    else f"{c}x{h}x{w}")
-            num, op = str(r["layer"]), str(r["op"])
-        t.add_row(num, label, op, out, format_count(v["ops"]), share, format_count(v["params"]),
+            num = str(r["layer"])
+            label = label if label == str(r["op"]) else f"{label} ({r['op']})"
+        t.add_row(num, label, out, format_count(v["ops"]), share, format_count(v["params"]),
                   format_bytes(v["kv_cache_bytes"]) if v["kv_cache_bytes"] else "",
                   format_bytes(v["read_bytes"]), format_bytes(v["write_bytes"]))
     return t
