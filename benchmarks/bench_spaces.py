@@ -9,8 +9,10 @@ Usage::
 For each space, in one run and on one thread: candidates/s to sample and
 encode (``space.sample``), to sample, encode and score, and to score the
 already-encoded batch (core only), in chunks of ``--chunk`` candidates, after
-a one-time set-up (template pools) that is timed apart.  The last line is a
-JSON object (keys in benchmarks/README.md).
+a one-time set-up (template pools) that is timed apart.  A language-model
+space is measured in each of its phases (``--lm-phases``: prefill of 2,048
+tokens, decode after 4,096, training on 2,048), scored in that phase.  The
+last line is a JSON object (keys in benchmarks/README.md).
 """
 import argparse
 import json
@@ -19,8 +21,9 @@ import time
 import nasflops as nf
 
 
-def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -> dict:
-    space = nf.get_space(name)
+def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0,
+                phase: str = None) -> dict:
+    space = nf.get_space(name) if phase is None else nf.get_space(name, phase=phase)
     # one-time set-up (template pools, e.g. NB201's 140 MB cell library) is
     # not part of the rate; it is reported apart
     t0 = time.perf_counter()
@@ -34,7 +37,7 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -
         t0 = time.perf_counter()
         batch = space.sample(m, seed=seed, start=done)
         t1 = time.perf_counter()
-        nf.score(batch, convention=convention)
+        nf.score(batch, convention=convention, phase=space.phase)
         t2 = time.perf_counter()
         t_enc += t1 - t0
         t_core += t2 - t1
@@ -42,6 +45,7 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -
         done += m
     return {
         "space": name,
+        "phase": space.phase,
         "candidates": n,
         "setup_s": round(setup_s, 3),
         "layers_per_candidate": round(layers / n, 1),
@@ -60,12 +64,18 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=4096, help="candidates per sample() call")
     ap.add_argument("--spaces", nargs="+", default=None, help="spaces (default: all but the zoo)")
     ap.add_argument("--convention", default="macs")
+    ap.add_argument("--lm-phases", nargs="+", default=["prefill", "decode", "train"],
+                    help="phases a language-model space is measured in")
     args = ap.parse_args(argv)
-    names = args.spaces or [s["name"] for s in nf.list_spaces() if s["name"] != "zoo"]
-    rows = [bench_space(name, args.n, args.chunk, args.convention) for name in names]
-    print(f"{'space':<22}{'layers/cand':>12}{'encode/s':>12}{'enc+score/s':>13}{'core/s':>11}{'enc speed / core':>18}")
+    spaces = nf.list_spaces()
+    names = args.spaces or [s["name"] for s in spaces if s["name"] != "zoo"]
+    phased = {s["name"] for s in spaces if s.get("phase", "forward") != "forward"}
+    rows = [bench_space(name, args.n, args.chunk, args.convention, phase=phase)
+            for name in names for phase in (args.lm_phases if name in phased else [None])]
+    print(f"{'space':<22}{'phase':>8}{'layers/cand':>12}{'encode/s':>12}{'enc+score/s':>13}{'core/s':>11}"
+          f"{'enc speed / core':>18}")
     for r in rows:
-        print(f"{r['space']:<22}{r['layers_per_candidate']:>12}{r['encode_per_s']:>12,}"
+        print(f"{r['space']:<22}{r['phase']:>8}{r['layers_per_candidate']:>12}{r['encode_per_s']:>12,}"
               f"{r['encode_score_per_s']:>13,}{r['core_per_s']:>11,}{r['encode_over_core']:>18}")
     print(json.dumps({"convention": args.convention, "spaces": rows}))
 
