@@ -19,6 +19,7 @@ run: install
 
 test-deps:
 	$(PIP) install $(PIPFLAGS) -c constraints.txt torch==2.13.0
+	# the test extra includes transformers (language-model tests), held to the torch above
 	$(PIP) install $(PIPFLAGS) -c constraints.txt -e ".[test]"
 	$(PIP) install $(PIPFLAGS) -c constraints.txt --no-deps -r requirements-ref.txt
 	# torchvision's only wheel for torch 2.13 is a CUDA build: no deps, so torch

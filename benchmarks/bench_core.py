@@ -73,7 +73,7 @@ def main(argv=None):
         batch = synthetic_batch(m, rng)
         if sample is None:
             sample = batch[: args.pyloop]
-        metrics = np.empty((m, len(nf.METRICS)), dtype=np.int64)
+        metrics = np.empty((m, len(_core.METRICS)), dtype=np.int64)
         status = np.empty(m, dtype=np.int64)
         bad = np.empty(m, dtype=np.int64)
         words = batch.records.view(np.int64)     # 56-byte records = 7 int64 words

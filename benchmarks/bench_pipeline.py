@@ -118,7 +118,7 @@ def budget_overhead(space) -> dict:
     out["fits_row_us"] = per_call(b.fits, [rows[i:i + 1] for i in range(len(rows))])
     core_one = per_call(lambda a: nf._core.score_range(
         a, np.array([0, len(a)], np.int64), 0, 1, nf.get_convention("macs").weights, 1, 4, 4,
-        np.empty((1, len(nf.METRICS)), np.int64), np.empty(1, np.int64), np.empty(1, np.int64)), archs)
+        np.empty((1, len(nf._core.METRICS)), np.int64), np.empty(1, np.int64), np.empty(1, np.int64)), archs)
     out["core_one_us"] = core_one
     out["fits_overhead_us"] = round(out["fits_us"] - core_one, 2)
     seeds = list(range(20))

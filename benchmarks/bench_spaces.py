@@ -14,8 +14,10 @@ a one-time set-up (template pools) that is timed apart.  Beside them, the
 block tables (``search_spaces/tables.py``): candidates/s to score sampled
 native columns from the tables (template ids and table sums, every metric
 equal to the core's -- checked on every chunk), and the table sums alone on
-precomputed template ids, each against the core in the same run.  The last
-line is a JSON object (keys in benchmarks/README.md).
+precomputed template ids, each against the core in the same run.  A
+language-model space is measured in each of its phases (``--lm-phases``:
+prefill of 2,048 tokens, decode after 4,096, training on 2,048), scored in
+that phase.  The last line is a JSON object (keys in benchmarks/README.md).
 """
 import argparse
 import json
@@ -27,8 +29,9 @@ from nasflops.search_spaces import NotDecomposable
 from nasflops.search_spaces.tables import score_slots
 
 
-def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -> dict:
-    space = nf.get_space(name)
+def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0,
+                phase: str = None) -> dict:
+    space = nf.get_space(name) if phase is None else nf.get_space(name, phase=phase)
     # one-time set-up (template pools, e.g. NB201's 140 MB cell library) is
     # not part of the rate; it is reported apart
     t0 = time.perf_counter()
@@ -48,7 +51,7 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -
         t0 = time.perf_counter()
         batch = space.encode_columns(cols)
         t1 = time.perf_counter()
-        ref = nf.score(batch, convention=convention)
+        ref = nf.score(batch, convention=convention, phase=space.phase)
         t2 = time.perf_counter()
         t_enc += t1 - t0
         t_core += t2 - t1
@@ -72,6 +75,7 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0) -
                   "table_sums_per_s": round(n / t_sum), "table_sums_over_core": round(t_core / t_sum, 2)}
     return {
         "space": name,
+        "phase": space.phase,
         "candidates": n,
         "setup_s": round(setup_s, 3),
         "layers_per_candidate": round(layers / n, 1),
@@ -91,15 +95,21 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=4096, help="candidates per sample() call")
     ap.add_argument("--spaces", nargs="+", default=None, help="spaces (default: all but the zoo)")
     ap.add_argument("--convention", default="macs")
+    ap.add_argument("--lm-phases", nargs="+", default=["prefill", "decode", "train"],
+                    help="phases a language-model space is measured in")
     args = ap.parse_args(argv)
-    names = args.spaces or [s["name"] for s in nf.list_spaces() if s["name"] != "zoo"]
-    rows = [bench_space(name, args.n, args.chunk, args.convention) for name in names]
-    print(f"{'space':<22}{'layers/cand':>12}{'encode/s':>12}{'enc+score/s':>13}{'core/s':>11}"
-          f"{'enc speed / core':>18}{'tables/s':>12}{'tables / core':>15}")
+    spaces = nf.list_spaces()
+    names = args.spaces or [s["name"] for s in spaces if s["name"] != "zoo"]
+    phased = {s["name"] for s in spaces if s.get("phase", "forward") != "forward"}
+    rows = [bench_space(name, args.n, args.chunk, args.convention, phase=phase)
+            for name in names for phase in (args.lm_phases if name in phased else [None])]
+    print(f"{'space':<22}{'phase':>8}{'layers/cand':>12}{'encode/s':>12}{'enc+score/s':>13}"
+          f"{'core/s':>11}{'enc speed / core':>18}{'tables/s':>12}{'tables / core':>15}")
     for r in rows:
-        print(f"{r['space']:<22}{r['layers_per_candidate']:>12}{r['encode_per_s']:>12,}"
-              f"{r['encode_score_per_s']:>13,}{r['core_per_s']:>11,}{r['encode_over_core']:>18}"
-              f"{r.get('table_per_s', 0):>12,}{r.get('table_over_core', '-'):>15}")
+        print(f"{r['space']:<22}{r['phase']:>8}{r['layers_per_candidate']:>12}"
+              f"{r['encode_per_s']:>12,}{r['encode_score_per_s']:>13,}{r['core_per_s']:>11,}"
+              f"{r['encode_over_core']:>18}{r.get('table_per_s', 0):>12,}"
+              f"{r.get('table_over_core', '-'):>15}")
     print(json.dumps({"convention": args.convention, "spaces": rows}))
 
 

@@ -8,7 +8,8 @@ The layers, and what each may import, are in ``docs/design.md``.
 from ._version import __version__
 from .spec import LAYER_DTYPE, MAX_INPUTS, Act, Call, Flag, Net, Op, SpecBatch
 from .conventions import CONVENTIONS, Convention, get_convention, register_convention
-from .options import DEVICES, DTYPE_SIZES, MEMORY_SEMANTICS, Device, ScoringOptions, get_device
+from .options import (CAUSAL_COUNTS, DEVICES, DTYPE_SIZES, MEMORY_SEMANTICS, PHASES, Device,
+                      ScoringOptions, get_device)
 from .scoring import METRICS, RESULT_DTYPE, STATUS_NAMES, Scores, SpecError, layer_table, score
 from .budget import Budget
 from .search_spaces import NotDecomposable, Profile, get_space, list_spaces, sample_within
@@ -21,7 +22,7 @@ __all__ = [
     "LAYER_DTYPE", "MAX_INPUTS", "Act", "Call", "Flag", "Net", "Op", "SpecBatch",
     "CONVENTIONS", "Convention", "get_convention", "register_convention",
     "DTYPE_SIZES", "METRICS", "RESULT_DTYPE", "STATUS_NAMES", "Device", "ScoringOptions",
-    "DEVICES", "MEMORY_SEMANTICS", "get_device", "torchstat_report",
+    "DEVICES", "MEMORY_SEMANTICS", "PHASES", "CAUSAL_COUNTS", "get_device", "torchstat_report",
     "Scores", "SpecError", "layer_table", "score", "get_space", "list_spaces", "Profile",
     "NotDecomposable",
     "Budget", "sample_within", "score_space", "read_results", "read_metadata", "open_dataset",

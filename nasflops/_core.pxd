@@ -23,12 +23,16 @@ cdef packed struct Layer:
     int16_t kv_heads      # attention: key/value heads (GQA/MQA; 0 = as many as heads)
     int32_t out_channels  # conv/linear: output channels or features;
                           # input: C; slice: number of channels (tokens) kept;
-                          # mha: embedding dimension
-    int32_t groups        # conv: groups; channel shuffle: groups; attention, mha: heads;
-                          # view_as: groups (stacks) of the result; slice: step (0: 1)
+                          # mha: embedding dimension; embedding: embedding dimension;
+                          # expert_linear: output features of each expert
+    int32_t groups        # conv: groups; channel shuffle: groups; attention, mha, rope: heads;
+                          # view_as: groups (stacks) of the result; slice: step (0: 1);
+                          # expert_linear: experts
     int32_t start         # slice: first channel (or token) kept
     int32_t size_h        # input: height; adaptive avg pool: output height;
-                          # prepend: tokens prepended; view_as: height (rows)
+                          # prepend: tokens prepended; view_as: height (rows);
+                          # kv_cache: tokens already cached (past); expert_linear: experts
+                          # each token is routed to (top-k)
     int32_t size_w        # input: width; adaptive avg pool: output width;
                           # view_as: width (columns)
     int16_t kernel_h      # conv/pool kernel
@@ -45,7 +49,8 @@ cdef packed struct Layer:
     int32_t input3
     int32_t extra         # per-op integer: concat: the axis joined (0 channels, 1 height,
                           # 2 width); mean: the axes reduced (bits 1 C, 2 H, 4 W);
-                          # param_add: learned values added (0: a constant); 0 otherwise
+                          # param_add: learned values added (0: a constant);
+                          # embedding: vocabulary size (rows of the table); 0 otherwise
 
 # Operation codes.  Append only: codes are stored in Parquet files.
 cdef enum OpCode:
@@ -88,7 +93,13 @@ cdef enum OpCode:
                           # each reduced to 1 (x.mean(1, keepdim=True))
     OP_COPY = 34          # a copy of the input, same shape (x.permute(...).contiguous(), clone)
     OP_LOG_SOFTMAX = 35   # log-softmax over channels
-    N_OPS = 36
+    OP_EMBEDDING = 36     # token ids (one channel) -> rows of a table of `extra` x C
+    OP_RMSNORM = 37       # root-mean-square norm over the channels (weight only)
+    OP_ROPE = 38          # rotary position embedding of each head's channel pairs
+    OP_KV_CACHE = 39      # append tokens to a cache of `size_h` past tokens; output: all of them
+    OP_EXPERT_LINEAR = 40 # `groups` experts of a linear layer, each token routed to `size_h`
+    OP_MOE_COMBINE = 41   # weighted sum of each token's top-k expert outputs
+    N_OPS = 42
 
 # How an op is invoked in torch code.  Hook-based counters see these
 # differently (thop hooks modules only; ptflops also patches functions and a
@@ -133,6 +144,10 @@ cdef enum Flag:
     FLAG_MATRIX = 1024         # view_as: the result is a stack of matrices
     FLAG_COPY = 2048           # view_as: the reshape copies (torch made it contiguous)
     FLAG_FLAT = 4096           # tokens: flatten the H x W grid to one axis of tokens
+    FLAG_TIED = 8192           # linear: the weight is an earlier embedding's table
+                               # (tied LM head): no parameters of its own, still read
+    FLAG_CHECKPOINT = 16384    # training with full recomputation: this output is kept
+                               # (a checkpoint) and starts a recomputed segment
     FLAG_CALLED_AGAIN = 32     # a module call whose module instance is called again by a
                                # later record (ResNet's shared relu): its parameters are
                                # counted at the last call only, and tools that keep a

@@ -32,8 +32,11 @@ def score_range(
     peak_ops: float = ...,               # double, ops/s; 0 = no roofline
     bytes_per_s: float = ...,            # double
     latency: NDArray[np.float64] | None = ...,  # double[::1], written
+    fused_attention: bool = ...,         # bint: attention scores never materialised
     memory: int = ...,                   # int, MemorySemantics (0 = nasflops)
     last_call_only: bool = ...,          # bint: records flagged called_again count 0 ops
+    train: bool = ...,                   # bint: forward + backward (x 3) and training memory
+    causal_half: bool = ...,             # bint: causal attention over the keys each query sees
 ) -> None: ...
 
 def layer_metrics(
@@ -42,6 +45,9 @@ def layer_metrics(
     batch_size: int,                     # int64_t
     weight_size: int,
     act_size: int,
+    fused_attention: bool = ...,         # bint
     memory: int = ...,                   # int, MemorySemantics
     last_call_only: bool = ...,          # bint
+    train: bool = ...,                   # bint
+    causal_half: bool = ...,             # bint
 ) -> tuple[int, int, NDArray[np.int64]]: ...  # (status, bad_layer, (n, len(LAYER_COLUMNS)))

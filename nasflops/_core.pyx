@@ -59,6 +59,8 @@ OPS = {
     "matmul": OP_MATMUL, "attention": OP_ATTENTION, "mha": OP_MHA,
     "patch_merge": OP_PATCH_MERGE, "pad": OP_PAD, "crop": OP_CROP, "sub": OP_SUB,
     "div": OP_DIV, "mean": OP_MEAN, "copy": OP_COPY, "log_softmax": OP_LOG_SOFTMAX,
+    "embedding": OP_EMBEDDING, "rmsnorm": OP_RMSNORM, "rope": OP_ROPE, "kv_cache": OP_KV_CACHE,
+    "expert_linear": OP_EXPERT_LINEAR, "moe_combine": OP_MOE_COMBINE,
 }
 ACTS = {
     "relu": ACT_RELU, "relu6": ACT_RELU6, "hardswish": ACT_HARDSWISH,
@@ -75,7 +77,7 @@ FLAGS = {
     "bias": FLAG_BIAS, "affine": FLAG_AFFINE, "ceil_mode": FLAG_CEIL_MODE,
     "exclude_pad": FLAG_EXCLUDE_PAD, "inplace": FLAG_INPLACE, "causal": FLAG_CAUSAL,
     "tokens": FLAG_TOKENS, "matrix": FLAG_MATRIX, "copy": FLAG_COPY, "flat": FLAG_FLAT,
-    "called_again": FLAG_CALLED_AGAIN,
+    "called_again": FLAG_CALLED_AGAIN, "tied": FLAG_TIED, "checkpoint": FLAG_CHECKPOINT,
 }
 TERMS = ("mac", "out", "in", "bias", "affine", "window", "extra_in", "rows",
          "out_ch", "attn_mac", "scores", "samples")
@@ -115,10 +117,17 @@ cdef enum:  # Metric
     M_PEAK_ACT_BYTES = 5
     M_READ_BYTES = 6
     M_WRITE_BYTES = 7
-    N_METRICS = 8
+    M_ACTIVE_PARAMS = 8       # parameters one token touches (MoE: the routed experts only)
+    M_KV_CACHE_BYTES = 9      # bytes the key/value caches hold after the pass
+    M_GRAD_BYTES = 10         # training: one gradient per parameter, weight dtype
+    M_OPTIMIZER_BYTES = 11    # training: Adam's two fp32 moments (+ fp32 master weights)
+    M_SAVED_ACT_BYTES = 12    # training: activations kept for the backward pass
+    M_RECOMPUTE_ACT_BYTES = 13  # training: the same with full recomputation (checkpoints)
+    N_METRICS = 14
 
 METRICS = ("ops", "macs", "params", "weight_bytes", "act_bytes",
-           "peak_act_bytes", "read_bytes", "write_bytes")
+           "peak_act_bytes", "read_bytes", "write_bytes", "active_params", "kv_cache_bytes",
+           "grad_bytes", "optimizer_bytes", "saved_act_bytes", "recompute_act_bytes")
 
 # Columns of the per-layer table written by layer_metrics.
 cdef enum:  # LayerCol
@@ -134,10 +143,13 @@ cdef enum:  # LayerCol
     L_READ_BYTES = 9
     L_WRITE_BYTES = 10
     L_LIVE_BYTES = 11
-    N_LAYER_COLS = 12
+    L_ACTIVE_PARAMS = 12
+    L_KV_CACHE_BYTES = 13
+    N_LAYER_COLS = 14
 
 LAYER_COLUMNS = ("channels", "height", "width", "groups", "layout", "ops", "macs", "params",
-                 "act_bytes", "read_bytes", "write_bytes", "live_bytes")
+                 "act_bytes", "read_bytes", "write_bytes", "live_bytes", "active_params",
+                 "kv_cache_bytes")
 
 
 # the Python name tables must cover the C enums exactly
@@ -196,15 +208,18 @@ cdef struct LayerFacts:
     int64_t e           # output elements
     int64_t macs        # multiply-accumulates (attention matmuls included)
     int64_t attn_macs   # of which attention matmuls
-    int64_t scores      # attention scores
+    int64_t scores      # attention scores counted (the causal triangle when counted half)
+    int64_t scores_mem  # attention scores materialised (always the full rectangle)
     int64_t scratch     # elements materialised and dropped within the layer
     int64_t params      # parameters (not per sample)
+    int64_t inactive    # of which parameters a token does not touch (experts not routed to)
     int64_t other       # elements of every input but the first
     int64_t win_k       # pooling: window elements per output
     bint has_bias
     bint has_affine
     bint view           # aliases input 0's buffer (views, in-place act/add)
     bint extend         # grows input 0's buffer (a concat chain continuation)
+    bint cache          # its output lives in a key/value cache, not in an activation
 
 
 cdef struct LayerCost:
@@ -213,6 +228,8 @@ cdef struct LayerCost:
     int64_t macs
     int64_t params      # parameters counted (0 at an earlier call of a module
                         # called again: a module's weights are counted once)
+    int64_t active      # of which a token touches
+    int64_t kv          # bytes of key/value cache its output holds
     int64_t act         # bytes allocated
     int64_t rd          # bytes read
     int64_t wr          # bytes written
@@ -226,6 +243,8 @@ cdef struct Options:
     double bytes_per_s
     bint fused_attention  # attention scores never materialised (FlashAttention)
     int memory            # MemorySemantics of act/read/write bytes
+    bint train            # forward + backward: every count and byte x 3, training state
+    bint causal_half      # causal attention counts the keys at or before each query only
 
 
 cdef struct Scratch:
@@ -359,7 +378,8 @@ cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
     elif op == OP_ADD:
         lo = 2
         hi = MAX_INPUTS
-    elif op == OP_MUL or op == OP_SUB or op == OP_DIV or op == OP_MATMUL:
+    elif (op == OP_MUL or op == OP_SUB or op == OP_DIV or op == OP_MATMUL
+          or op == OP_MOE_COMBINE):
         lo = 2
         hi = 2
     elif op == OP_ATTENTION:
@@ -572,9 +592,15 @@ cdef inline int infer_matmul(const Layer* L, const Tensor* t, LayerFacts* f,
 
 
 cdef inline int infer_attention(const Layer* L, const Tensor* t, LayerFacts* f,
-                                bint* ovf) noexcept nogil:
+                                bint causal_half, bint* ovf) noexcept nogil:
     """attention (q, k, v token tensors) and mha (one token tensor, with its
-    projections): heads = ``groups``, key/value heads = ``kv_heads``."""
+    projections): heads = ``groups``, key/value heads = ``kv_heads``.
+
+    A causal attention's queries are the last Lq of its Lk positions (Lk >=
+    Lq: a decode step's one query over the cached keys and its own).  Its
+    scores count the full Lq x Lk rectangle, as torch computes them, or with
+    ``causal_half`` only the keys at or before each query:
+    Lq (Lk - Lq) + Lq (Lq + 1) / 2.  Memory always holds the rectangle."""
     cdef int64_t H = L.groups, Hkv = L.kv_heads if L.kv_heads > 0 else L.groups
     cdef int64_t Lq, Lk, d, dv, E
     cdef const Tensor* k
@@ -617,7 +643,14 @@ cdef inline int infer_attention(const Layer* L, const Tensor* t, LayerFacts* f,
         Lk = mul2(k.h, k.w, ovf)
         f.c = mul2(H, dv, ovf)
         f.other = add2(k.elems, v.elems, ovf)
-    f.scores = mul3(mul2(f.gin, H, ovf), Lq, Lk, ovf)
+    f.scores_mem = mul3(mul2(f.gin, H, ovf), Lq, Lk, ovf)
+    f.scores = f.scores_mem
+    if L.flags & FLAG_CAUSAL:
+        if Lk < Lq:
+            return ST_SHAPE_MISMATCH
+        if causal_half:
+            f.scores = mul2(mul2(f.gin, H, ovf),
+                            add2(mul2(Lq, Lk - Lq, ovf), mul2(Lq, Lq + 1, ovf) // 2, ovf), ovf)
     f.attn_macs = mul2(f.scores, d + dv, ovf)
     f.macs = add2(f.macs, f.attn_macs, ovf)
     return ST_OK
@@ -657,8 +690,76 @@ cdef inline int infer_reshape(const Layer* L, LayerFacts* f) noexcept nogil:
     return ST_OK
 
 
+cdef inline int infer_lm(const Layer* L, const Tensor* t, LayerFacts* f,
+                         bint* ovf) noexcept nogil:
+    """The ops of language models: embedding, rmsnorm, rope, kv_cache,
+    expert_linear, moe_combine."""
+    cdef int op = L.op
+    cdef int64_t per, k
+    cdef const Tensor* p
+    if op == OP_EMBEDDING:
+        # token ids: one channel (the id) per position
+        if f.cin != 1 or f.gin != 1 or f.lin == LAYOUT_MATRIX:
+            return ST_BAD_SHAPE
+        if L.out_channels < 1 or L.extra < 1:
+            return ST_BAD_VALUE
+        f.c = L.out_channels
+        f.layout = LAYOUT_TOKENS
+        f.params = mul2(L.extra, f.c, ovf)
+    elif op == OP_RMSNORM:
+        if not has_channels(f):
+            return ST_BAD_SHAPE
+        if L.flags & FLAG_AFFINE:
+            f.params = f.c
+            f.has_affine = True
+    elif op == OP_ROPE:
+        # rotates pairs of channels within each of `groups` heads
+        if f.lin != LAYOUT_TOKENS:
+            return ST_BAD_SHAPE
+        if L.groups < 1:
+            return ST_BAD_VALUE
+        if f.cin % L.groups != 0 or (f.cin // L.groups) % 2 != 0:
+            return ST_BAD_GROUPS
+    elif op == OP_KV_CACHE:
+        # a view of the cache: past tokens, then the ones appended
+        if f.lin != LAYOUT_TOKENS or f.gin != 1 or f.win != 1:
+            return ST_BAD_SHAPE
+        if L.size_h < 0:
+            return ST_BAD_VALUE
+        f.h = add2(f.hin, L.size_h, ovf)
+        f.view = True
+        f.cache = True
+    elif op == OP_EXPERT_LINEAR:
+        # one token (group 1: dispatch) or each of its top-k slots through an expert
+        k = L.size_h
+        if f.lin != LAYOUT_TOKENS:
+            return ST_BAD_SHAPE
+        if L.out_channels < 1 or L.groups < 1 or k < 1 or k > L.groups:
+            return ST_BAD_VALUE
+        if f.gin != 1 and f.gin != k:
+            return ST_SHAPE_MISMATCH
+        f.g = k
+        f.c = L.out_channels
+        per = mul2(f.c, f.cin, ovf)
+        if L.flags & FLAG_BIAS:
+            per = add2(per, f.c, ovf)
+            f.has_bias = True
+        f.params = mul2(per, L.groups, ovf)
+        f.inactive = mul2(per, L.groups - k, ovf)
+        f.macs = mul2(mul3(k, f.hin, f.win, ovf), mul2(f.c, f.cin, ovf), ovf)
+    else:  # OP_MOE_COMBINE: k groups of expert outputs, the routing weights of the tokens
+        p = t + input_of(L, 1)
+        if f.lin != LAYOUT_TOKENS or p.layout != LAYOUT_TOKENS or p.g != 1:
+            return ST_BAD_SHAPE
+        if p.h != f.hin or p.w != f.win:
+            return ST_SHAPE_MISMATCH
+        f.g = 1
+        f.other = p.elems
+    return ST_OK
+
+
 cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
-                            bint* ovf) noexcept nogil:
+                            bint causal_half, bint* ovf) noexcept nogil:
     """Output shape and per-op quantities of one layer, every field checked."""
     cdef int op = L.op
     f.g = f.gin
@@ -669,14 +770,17 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     f.macs = 0
     f.attn_macs = 0
     f.scores = 0
+    f.scores_mem = 0
     f.scratch = 0
     f.params = 0
+    f.inactive = 0
     f.other = 0
     f.win_k = 0
     f.has_bias = False
     f.has_affine = False
     f.view = False
     f.extend = False
+    f.cache = False
     if op == OP_INPUT:
         if L.out_channels < 1 or L.size_h < 1 or L.size_w < 1:
             return ST_BAD_VALUE
@@ -701,6 +805,8 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
         f.c = L.out_channels
         f.macs = mul2(mul3(f.gin, f.hin, f.win, ovf), mul2(f.c, f.cin, ovf), ovf)
         f.params = mul2(f.c, f.cin, ovf)
+        if L.flags & FLAG_TIED:     # the weight is an embedding's, counted there
+            f.params = 0
         if L.flags & FLAG_BIAS:
             f.params = add2(f.params, f.c, ovf)
             f.has_bias = True
@@ -756,7 +862,10 @@ cdef inline int infer_layer(const Layer* L, const Tensor* t, LayerFacts* f,
     elif op == OP_MATMUL:
         return infer_matmul(L, t, f, ovf)
     elif op == OP_ATTENTION or op == OP_MHA:
-        return infer_attention(L, t, f, ovf)
+        return infer_attention(L, t, f, causal_half, ovf)
+    elif (op == OP_EMBEDDING or op == OP_RMSNORM or op == OP_ROPE or op == OP_KV_CACHE
+          or op == OP_EXPERT_LINEAR or op == OP_MOE_COMBINE):
+        return infer_lm(L, t, f, ovf)
     elif (op == OP_TOKENS or op == OP_TO_IMAGE or op == OP_PREPEND or op == OP_PARAM_ADD
           or op == OP_VIEW_AS or op == OP_PATCH_MERGE):
         return infer_tokens(L, f, ovf)
@@ -824,18 +933,43 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
 
 
 # ------------------------------------------------------------------- 4. bytes
+cdef inline int64_t weights_read(const Layer* L, const LayerFacts* f, int64_t n,
+                                 bint* ovf) noexcept nogil:
+    """Weight elements one pass of ``n`` samples reads: every parameter once,
+    except an embedding (the rows looked up), a tied linear (the table it
+    shares) and an expert linear (the experts that can be hit: at most
+    min(experts, n x tokens x top-k); exact for one decoded token)."""
+    cdef int64_t hits
+    if L.op == OP_EMBEDDING:
+        return mul2(f.e, n, ovf)
+    if L.op == OP_LINEAR and (L.flags & FLAG_TIED):
+        return add2(f.params, mul2(f.c, f.cin, ovf), ovf)
+    if L.op == OP_EXPERT_LINEAR:
+        hits = mul2(mul3(f.g, f.h, f.w, ovf), n, ovf)
+        if hits > L.groups:
+            hits = L.groups
+        return mul2(f.params // L.groups, hits, ovf)
+    return f.params
+
+
 cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* f,
-                             int64_t out_bytes, int64_t scratch_bytes, int64_t weight_size,
+                             int64_t out_bytes, int64_t scratch_bytes, int64_t weight_bytes,
                              LayerCost* cost, bint* ovf) noexcept nogil:
     """Views and the network input move no bytes; in-place ops (act, add, ...)
     allocate nothing but still read and write; a concat continuation writes
     only what it adds; intermediates an op materialises and drops (attention
-    scores) are written once and read once."""
+    scores) are written once and read once.  A key/value cache record writes
+    its new entries into the cache (whose reading is its readers' input);
+    ``weight_bytes``: the weights the layer reads (``weights_read``)."""
     cdef int k
-    if L.op == OP_INPUT or (f.view and not writes_in_place(L.op)):
+    if L.op == OP_INPUT or (f.view and not writes_in_place(L.op) and not f.cache):
         cost.act = 0
         cost.rd = 0
         cost.wr = 0
+    elif f.cache:
+        cost.act = 0
+        cost.rd = t[input_of(L, 0)].bytes
+        cost.wr = cost.rd
     elif f.extend:
         cost.act = out_bytes - t[input_of(L, 0)].bytes
         cost.wr = cost.act
@@ -845,14 +979,14 @@ cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* 
     else:
         cost.act = add2(out_bytes, scratch_bytes, ovf)
         cost.wr = cost.act
-        cost.rd = add2(mul2(f.params, weight_size, ovf), scratch_bytes, ovf)
+        cost.rd = add2(weight_bytes, scratch_bytes, ovf)
         for k in range(f.nin):
             cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
 
 
 cdef inline void torchstat_bytes(const Layer* L, const Tensor* t, const LayerFacts* f,
-                                 int64_t out_bytes, int64_t weight_size, LayerCost* cost,
-                                 bint* ovf) noexcept nogil:
+                                 int64_t out_bytes, int64_t weight_size, int64_t weight_bytes,
+                                 LayerCost* cost, bint* ovf) noexcept nogil:
     """torchstat 0.0.7's memory columns (``compute_memory.py``).  Only module
     calls are seen, and of a module called again only its last call.  Its
     "memory" is every such call's output, views and in-place outputs included.
@@ -870,7 +1004,7 @@ cdef inline void torchstat_bytes(const Layer* L, const Tensor* t, const LayerFac
     cost.act = out_bytes
     in_bytes = t[input_of(L, 0)].bytes
     if op == OP_CONV2D or op == OP_LINEAR:
-        cost.rd = add2(in_bytes, mul2(f.params, weight_size, ovf), ovf)
+        cost.rd = add2(in_bytes, weight_bytes, ovf)
     elif op == OP_BATCHNORM:
         cost.rd = add2(in_bytes, mul3(2, f.c, weight_size, ovf), ovf)
     elif (op == OP_MAXPOOL or op == OP_AVGPOOL
@@ -949,6 +1083,8 @@ cdef inline void add_cost(int64_t* tot, const LayerCost* cost, bint* ovf) noexce
     tot[M_OPS] = add2(tot[M_OPS], cost.ops, ovf)
     tot[M_MACS] = add2(tot[M_MACS], cost.macs, ovf)
     tot[M_PARAMS] = add2(tot[M_PARAMS], cost.params, ovf)
+    tot[M_ACTIVE_PARAMS] = add2(tot[M_ACTIVE_PARAMS], cost.active, ovf)
+    tot[M_KV_CACHE_BYTES] = add2(tot[M_KV_CACHE_BYTES], cost.kv, ovf)
     tot[M_ACT_BYTES] = add2(tot[M_ACT_BYTES], cost.act, ovf)
     tot[M_READ_BYTES] = add2(tot[M_READ_BYTES], cost.rd, ovf)
     tot[M_WRITE_BYTES] = add2(tot[M_WRITE_BYTES], cost.wr, ovf)
@@ -974,6 +1110,54 @@ cdef inline void write_layer_row(int64_t* row, const LayerFacts* f, const LayerC
     row[L_ACT_BYTES] = cost.act
     row[L_READ_BYTES] = cost.rd
     row[L_WRITE_BYTES] = cost.wr
+    row[L_ACTIVE_PARAMS] = cost.active
+    row[L_KV_CACHE_BYTES] = cost.kv
+
+
+cdef inline void train_cost(LayerCost* cost, bint* ovf) noexcept nogil:
+    """Forward + backward: the backward of every record counts twice its
+    forward, ops and bytes (a matrix product's input and weight gradients are
+    two products of its size; FlopCounterMode counts exactly that)."""
+    cost.ops = mul2(cost.ops, 3, ovf)
+    cost.macs = mul2(cost.macs, 3, ovf)
+    cost.rd = mul2(cost.rd, 3, ovf)
+    cost.wr = mul2(cost.wr, 3, ovf)
+
+
+cdef struct Kept:
+    # activations a training step keeps for its backward pass
+    int64_t saved         # every buffer the forward allocates (no recomputation)
+    int64_t checkpoints   # full recomputation: the outputs of checkpoint records
+    int64_t segment       # ... the buffers allocated since the last checkpoint
+    int64_t largest       # ... the largest such segment before it
+
+
+cdef inline void keep_for_backward(Kept* k, int64_t nbytes, bint checkpoint,
+                                   bint* ovf) noexcept nogil:
+    """A layer's buffer, kept for the backward: always without recomputation;
+    with full recomputation a checkpoint's output is kept and starts a new
+    segment, and other buffers are recomputed one segment at a time."""
+    k.saved = add2(k.saved, nbytes, ovf)
+    if checkpoint:
+        k.checkpoints = add2(k.checkpoints, nbytes, ovf)
+        if k.segment > k.largest:
+            k.largest = k.segment
+        k.segment = 0
+    else:
+        k.segment = add2(k.segment, nbytes, ovf)
+
+
+cdef inline void train_state(int64_t* tot, int64_t weight_size, const Kept* k,
+                             bint* ovf) noexcept nogil:
+    """Training memory: gradients in the weight dtype; Adam's two fp32
+    moments, plus an fp32 master copy of weights narrower than fp32; the
+    activations kept for the backward, all of them or, with full
+    recomputation, the checkpoints' outputs and the largest segment."""
+    tot[M_GRAD_BYTES] = mul2(tot[M_PARAMS], weight_size, ovf)
+    tot[M_OPTIMIZER_BYTES] = mul2(tot[M_PARAMS], 12 if weight_size < 4 else 8, ovf)
+    tot[M_SAVED_ACT_BYTES] = k.saved
+    tot[M_RECOMPUTE_ACT_BYTES] = add2(k.checkpoints,
+                                      k.segment if k.segment > k.largest else k.largest, ovf)
 
 
 cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const Options* o,
@@ -990,7 +1174,8 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
     cdef LayerCost cost
     cdef int64_t tot[N_METRICS]
     cdef int64_t peak = 0
-    cdef int64_t alloc, allocated = 0
+    cdef int64_t alloc, allocated = 0, wbytes
+    cdef Kept kept
     cdef double lat = 0.0
     cdef bint ovf = False
     cdef int st
@@ -1001,6 +1186,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         return ST_EMPTY
     for i in range(N_METRICS):
         tot[i] = 0
+    kept.saved = kept.checkpoints = kept.segment = kept.largest = 0
     for i in range(n):
         L = layers + i
         if L.op < 0 or L.op >= N_OPS:
@@ -1012,7 +1198,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         st = check_inputs(L, i, s.t, &f)
         if st != ST_OK:
             return fail(bad_layer, i, st)
-        st = infer_layer(L, s.t, &f, &ovf)
+        st = infer_layer(L, s.t, &f, o.causal_half, &ovf)
         if st != ST_OK:
             return fail(bad_layer, i, st)
         s.t[i].g = f.g
@@ -1024,16 +1210,25 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         s.t[i].elems = f.e
         s.t[i].bytes = mul3(f.e, o.batch_size, o.act_size, &ovf)
         if not o.fused_attention:   # attention scores are materialised
-            f.scratch = add2(f.scratch, f.scores, &ovf)
+            f.scratch = add2(f.scratch, f.scores_mem, &ovf)
         s.t[i].scratch = mul3(f.scratch, o.batch_size, o.act_size, &ovf)
         cost.macs = mul2(f.macs, o.batch_size, &ovf)
         cost.ops = convention_ops(rules, L, &f, o.batch_size, &ovf)
         cost.params = 0 if L.flags & FLAG_CALLED_AGAIN else f.params
-        layer_bytes(L, s.t, &f, s.t[i].bytes, s.t[i].scratch, o.weight_size, &cost, &ovf)
+        cost.active = 0 if L.flags & FLAG_CALLED_AGAIN else f.params - f.inactive
+        cost.kv = s.t[i].bytes if f.cache else 0
+        wbytes = mul2(weights_read(L, &f, o.batch_size, &ovf), o.weight_size, &ovf)
+        layer_bytes(L, s.t, &f, s.t[i].bytes, s.t[i].scratch, wbytes, &cost, &ovf)
         alloc = cost.act     # what the buffers really take, for the peak
         allocated = add2(allocated, alloc, &ovf)
         if o.memory == MEM_TORCHSTAT:
-            torchstat_bytes(L, s.t, &f, s.t[i].bytes, o.weight_size, &cost, &ovf)
+            torchstat_bytes(L, s.t, &f, s.t[i].bytes, o.weight_size, wbytes, &cost, &ovf)
+        if o.train:
+            train_cost(&cost, &ovf)
+            # the buffer this layer allocates (as track_lifetime sees it) and its scratch
+            keep_for_backward(&kept, add2(0 if f.view else alloc if f.extend else s.t[i].bytes,
+                                          s.t[i].scratch, &ovf),
+                              (L.flags & FLAG_CHECKPOINT) != 0, &ovf)
         add_cost(tot, &cost, &ovf)
         if ovf:
             return fail(bad_layer, i, ST_OVERFLOW)
@@ -1047,6 +1242,8 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
     # this bounds every partial sum of the sweep
     add2(allocated, s.t[0].bytes, &ovf)
     tot[M_WEIGHT_BYTES] = mul2(tot[M_PARAMS], o.weight_size, &ovf)
+    if o.train:
+        train_state(tot, o.weight_size, &kept, &ovf)
     if ovf or peak_sweep(s.t, n, &peak, per_layer) != ST_OK:
         return fail(bad_layer, n - 1, ST_OVERFLOW)
     tot[M_PEAK_ACT_BYTES] = peak
@@ -1061,9 +1258,11 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
 # ------------------------------------------------------------- entry points
 cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_size,
                           double peak_ops, double bytes_per_s, bint fused_attention,
-                          int memory) except *:
+                          int memory, bint train, bint causal_half) except *:
     cdef Options o
     o.fused_attention = fused_attention
+    o.train = train
+    o.causal_half = causal_half
     if memory < 0 or memory >= N_MEMORY:
         raise ValueError("memory must be one of %s, got %d" % (sorted(MEMORY.values()), memory))
     o.batch_size = batch_size
@@ -1102,13 +1301,17 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 int64_t[::1] bad_layer,
                 double peak_ops=0.0, double bytes_per_s=0.0,
                 double[::1] latency=None, bint fused_attention=False,
-                int memory=MEM_NASFLOPS, bint last_call_only=False):
+                int memory=MEM_NASFLOPS, bint last_call_only=False, bint train=False,
+                bint causal_half=False):
     """Score architectures ``start <= i < stop`` of a batch, GIL released.
 
     Writes row ``i`` of ``metrics`` (``METRICS`` columns), ``status``,
     ``bad_layer`` and, if given, ``latency``.  Rows of invalid architectures
     hold -1.  ``memory`` picks the byte semantics (``MEMORY``);
-    ``last_call_only`` makes records flagged ``called_again`` count zero ops.  Offsets are checked against the records before anything is
+    ``last_call_only`` makes records flagged ``called_again`` count zero ops;
+    ``train`` counts forward + backward and the training memory;
+    ``causal_half`` counts causal attention over the keys at or before each
+    query.  Offsets are checked against the records before anything is
     read (``ValueError`` naming the first bad architecture).
     """
     _check_weights(weights)
@@ -1123,7 +1326,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
     cdef Scratch s
     cdef Rules compiled
     cdef Options o = make_options(batch_size, weight_size, act_size, peak_ops, bytes_per_s,
-                                  fused_attention, memory)
+                                  fused_attention, memory, train, causal_half)
     cdef int st, rc = 0
     cdef double* lat = NULL
     cdef bint with_latency = latency is not None
@@ -1164,7 +1367,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
 def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
                   int64_t batch_size, int64_t weight_size, int64_t act_size,
                   bint fused_attention=False, int memory=MEM_NASFLOPS,
-                  bint last_call_only=False):
+                  bint last_call_only=False, bint train=False, bint causal_half=False):
     """Per-layer shapes and counts of one architecture.
 
     Returns ``(status, bad_layer, table)`` where ``table`` is an int64 array
@@ -1185,7 +1388,7 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
     cdef int64_t* out = NULL
     cdef Rules compiled
     cdef Options o = make_options(batch_size, weight_size, act_size, 0.0, 0.0, fused_attention,
-                                  memory)
+                                  memory, train, causal_half)
     if n > 0:
         first = &records[0]
         out = &tv[0, 0]

@@ -79,7 +79,8 @@ def check_inputs(L: dict, i: int) -> list[int]:
     if any(L[f] != -1 for f in INPUT_FIELDS[len(ins):]) or any(j >= i for j in ins):
         raise RefError(i, "bad_input_ref")
     lo, hi = {Op.INPUT: (0, 0), Op.ADD: (2, 4), Op.MUL: (2, 2), Op.SUB: (2, 2), Op.DIV: (2, 2),
-              Op.MATMUL: (2, 2), Op.ATTENTION: (3, 3), Op.CONCAT: (1, 4)}.get(L["op"], (1, 1))
+              Op.MATMUL: (2, 2), Op.ATTENTION: (3, 3), Op.CONCAT: (1, 4),
+              Op.MOE_COMBINE: (2, 2)}.get(L["op"], (1, 1))
     if not lo <= len(ins) <= hi:
         raise RefError(i, "bad_input_ref")
     return ins
@@ -245,7 +246,7 @@ def infer_matmul(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
     f["other"] = _numel(shapes[ins[1]])
 
 
-def infer_attention(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
+def infer_attention(L: dict, i: int, f: dict, ins: list, shapes: list, causal_half: bool) -> None:
     H = L["groups"]
     Hkv = L["kv_heads"] if L["kv_heads"] > 0 else H
     if f["lin"] != TOKENS:
@@ -283,9 +284,67 @@ def infer_attention(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
         Lk = _prod(k[2], k[3])
         f["c"] = _prod(H, dv)
         f["other"] = _chk(_numel(k) + _numel(v))
-    f["scores"] = _prod(f["gin"], H, Lq, Lk)
+    f["scores"] = f["scores_mem"] = _prod(f["gin"], H, Lq, Lk)
+    if L["flags"] & Flag.CAUSAL:
+        if Lk < Lq:
+            raise RefError(i, "shape_mismatch")
+        if causal_half:    # query j of the last Lq positions sees Lk - Lq + j + 1 keys
+            f["scores"] = _prod(_prod(f["gin"], H), _chk(_prod(Lq, Lk - Lq) + _prod(Lq, Lq + 1) // 2))
     f["attn_macs"] = _prod(f["scores"], d + dv)
     f["macs"] = _chk(f["macs"] + f["attn_macs"])
+
+
+def infer_lm(L: dict, i: int, f: dict, ins: list, shapes: list) -> None:
+    """embedding, rmsnorm, rope, kv_cache, expert_linear, moe_combine."""
+    op = L["op"]
+    if op == Op.EMBEDDING:
+        if f["cin"] != 1 or f["gin"] != 1 or f["lin"] == MATRIX:
+            raise RefError(i, "bad_shape")
+        if L["out_channels"] < 1 or L["extra"] < 1:
+            raise RefError(i, "bad_value")
+        f["c"], f["layout"] = L["out_channels"], TOKENS
+        f["params"] = _prod(L["extra"], f["c"])
+    elif op == Op.RMSNORM:
+        if f["lin"] == MATRIX:
+            raise RefError(i, "bad_shape")
+        if L["flags"] & Flag.AFFINE:
+            f["params"], f["affine"] = f["c"], True
+    elif op == Op.ROPE:
+        if f["lin"] != TOKENS:
+            raise RefError(i, "bad_shape")
+        if L["groups"] < 1:
+            raise RefError(i, "bad_value")
+        if f["cin"] % L["groups"] or (f["cin"] // L["groups"]) % 2:
+            raise RefError(i, "bad_groups")
+    elif op == Op.KV_CACHE:
+        if f["lin"] != TOKENS or f["gin"] != 1 or f["win"] != 1:
+            raise RefError(i, "bad_shape")
+        if L["size_h"] < 0:
+            raise RefError(i, "bad_value")
+        f["h"] = _chk(f["hin"] + L["size_h"])
+        f["view"] = f["cache"] = True
+    elif op == Op.EXPERT_LINEAR:
+        k, experts = L["size_h"], L["groups"]
+        if f["lin"] != TOKENS:
+            raise RefError(i, "bad_shape")
+        if L["out_channels"] < 1 or experts < 1 or k < 1 or k > experts:
+            raise RefError(i, "bad_value")
+        if f["gin"] not in (1, k):
+            raise RefError(i, "shape_mismatch")
+        f["g"], f["c"] = k, L["out_channels"]
+        per = _prod(f["c"], f["cin"])
+        if L["flags"] & Flag.BIAS:
+            per, f["bias"] = _chk(per + f["c"]), True
+        f["params"] = _prod(per, experts)
+        f["inactive"] = _prod(per, experts - k)
+        f["macs"] = _chk(_prod(k, f["hin"], f["win"]) * _prod(f["c"], f["cin"]))
+    else:   # moe_combine
+        pg, _, ph, pw, play = shapes[ins[1]]
+        if f["lin"] != TOKENS or play != TOKENS or pg != 1:
+            raise RefError(i, "bad_shape")
+        if (ph, pw) != (f["hin"], f["win"]):
+            raise RefError(i, "shape_mismatch")
+        f["g"], f["other"] = 1, _numel(shapes[ins[1]])
 
 
 def _infer_simple(L: dict, i: int, f: dict, n_acts: int) -> None:
@@ -309,6 +368,8 @@ def _infer_simple(L: dict, i: int, f: dict, n_acts: int) -> None:
         f["c"] = L["out_channels"]
         f["macs"] = _chk(_prod(f["gin"], hin, win) * _prod(f["c"], cin))
         f["params"] = _prod(f["c"], cin)
+        if L["flags"] & Flag.TIED:      # the weight is an embedding's, counted there
+            f["params"] = 0
         if L["flags"] & Flag.BIAS:
             f["params"], f["bias"] = _chk(f["params"] + f["c"]), True
     elif op in (Op.BATCHNORM, Op.LAYERNORM, Op.SCALE):
@@ -349,15 +410,18 @@ def _infer_simple(L: dict, i: int, f: dict, n_acts: int) -> None:
 
 
 _TOKEN_OPS = (Op.TOKENS, Op.TO_IMAGE, Op.PREPEND, Op.PARAM_ADD, Op.VIEW_AS, Op.PATCH_MERGE)
+_LM_OPS = (Op.EMBEDDING, Op.RMSNORM, Op.ROPE, Op.KV_CACHE, Op.EXPERT_LINEAR, Op.MOE_COMBINE)
 
 
-def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int) -> dict:
+def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int,
+                causal_half: bool = False) -> dict:
     """Output shape and quantities of one layer (per sample), fields checked."""
     op = L["op"]
     gin, cin, hin, win, lin = shapes[ins[0]] if ins else (1, 0, 0, 0, IMAGE)
     f = dict(gin=gin, cin=cin, hin=hin, win=win, lin=lin, e_in=gin * cin * hin * win,
-             g=gin, c=cin, h=hin, w=win, layout=lin, macs=0, attn_macs=0, scores=0, scratch=0,
-             params=0, other=0, win_k=0, bias=False, affine=False, view=False, extend=False)
+             g=gin, c=cin, h=hin, w=win, layout=lin, macs=0, attn_macs=0, scores=0, scores_mem=0,
+             scratch=0, params=0, inactive=0, other=0, win_k=0, bias=False, affine=False,
+             view=False, extend=False, cache=False)
     if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
         infer_window(L, i, f)
     elif op in (Op.ADD, Op.MUL, Op.CONCAT, Op.SUB, Op.DIV):
@@ -367,7 +431,9 @@ def infer_layer(L: dict, i: int, ins: list, shapes: list, n_acts: int) -> dict:
     elif op == Op.MATMUL:
         infer_matmul(L, i, f, ins, shapes)
     elif op in (Op.ATTENTION, Op.MHA):
-        infer_attention(L, i, f, ins, shapes)
+        infer_attention(L, i, f, ins, shapes, causal_half)
+    elif op in _LM_OPS:
+        infer_lm(L, i, f, ins, shapes)
     elif op in _TOKEN_OPS:
         infer_tokens(L, i, f)
     else:
@@ -422,23 +488,40 @@ def convention_ops(row: list[int], L: dict, f: dict, n: int, last_call_only: boo
 
 
 # ----------------------------------------------------------------- 4. bytes
-def layer_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: int,
+def weights_read(L: dict, f: dict, n: int) -> int:
+    """Weight elements one pass of ``n`` samples reads: every parameter once,
+    but an embedding's looked-up rows, a tied linear's shared table, and the
+    experts an expert linear can hit (at most min(experts, n x slots))."""
+    if L["op"] == Op.EMBEDDING:
+        return _prod(f["e"], n)
+    if L["op"] == Op.LINEAR and L["flags"] & Flag.TIED:
+        return _chk(f["params"] + _prod(f["c"], f["cin"]))
+    if L["op"] == Op.EXPERT_LINEAR:
+        hits = min(L["groups"], _prod(f["g"], f["h"], f["w"], n))
+        return _prod(f["params"] // L["groups"], hits)
+    return f["params"]
+
+
+def layer_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wbytes: int,
                 asize: int, scratch: int) -> tuple[int, int, int]:
     """(allocated, written, read) bytes of one layer; ``scratch``: bytes it
-    materialises and drops (written once, read once)."""
+    materialises and drops (written once, read once); ``wbytes``: the
+    weights it reads.  A key/value cache writes its new entries."""
     nbytes = [_numel(shapes[j]) * n * asize for j in ins]
     out = f["e"] * n * asize
-    if L["op"] == Op.INPUT or (f["view"] and L["op"] not in WRITES_IN_PLACE):
+    if L["op"] == Op.INPUT or (f["view"] and L["op"] not in WRITES_IN_PLACE and not f["cache"]):
         return 0, 0, 0
+    if f["cache"]:
+        return 0, nbytes[0], nbytes[0]
     if f["extend"]:   # grows input 0's buffer: writes and reads only the new part
         act = out - nbytes[0]
         return act, act, _chk(sum(nbytes[1:]))
     act = _chk(out + scratch)
-    return act, act, _chk(_chk(_prod(f["params"], wsize) + scratch) + sum(nbytes))
+    return act, act, _chk(_chk(wbytes + scratch) + sum(nbytes))
 
 
 def torchstat_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: int,
-                    asize: int) -> tuple[int, int, int]:
+                    asize: int, wbytes: int) -> tuple[int, int, int]:
     """(memory, written, read) bytes of one layer as torchstat 0.0.7 counts them:
     module calls only (the last call of a module called again), every output as
     memory, reads and writes only where it has a rule."""
@@ -448,7 +531,7 @@ def torchstat_bytes(L: dict, f: dict, ins: list, shapes: list, n: int, wsize: in
     out = f["e"] * n * asize
     in_bytes = _numel(shapes[ins[0]]) * n * asize
     if op in (Op.CONV2D, Op.LINEAR):
-        return out, out, _chk(in_bytes + _prod(f["params"], wsize) if f["params"] else in_bytes)
+        return out, out, _chk(in_bytes + wbytes)
     if op == Op.BATCHNORM:
         return out, out, _chk(in_bytes + _prod(2, f["c"], wsize))
     if op in (Op.MAXPOOL, Op.AVGPOOL) or (op == Op.ACT and L["act"] in (Act.RELU, Act.RELU6)):
@@ -487,13 +570,42 @@ def peak_sweep(n_layers: int, owner: list, alloc: list, scratch: list, last_use:
     return peak
 
 
+class _Kept:
+    """Activations a training step keeps for its backward pass: every buffer
+    (``saved``) or, with full recomputation, the checkpoints' outputs and the
+    largest segment recomputed from one."""
+
+    def __init__(self):
+        self.saved = self.checkpoints = self.segment = self.largest = 0
+
+    def keep(self, nbytes: int, checkpoint: bool) -> None:
+        self.saved = _chk(self.saved + nbytes)
+        if checkpoint:
+            self.checkpoints = _chk(self.checkpoints + nbytes)
+            self.largest, self.segment = max(self.largest, self.segment), 0
+        else:
+            self.segment = _chk(self.segment + nbytes)
+
+
+def train_state(tot: dict, wsize: int, kept: _Kept) -> None:
+    """Gradients (weight dtype), Adam's fp32 moments (+ fp32 master weights
+    narrower than fp32), activations kept with and without recomputation."""
+    tot["grad_bytes"] = _prod(tot["params"], wsize)
+    tot["optimizer_bytes"] = _prod(tot["params"], 12 if wsize < 4 else 8)
+    tot["saved_act_bytes"] = kept.saved
+    tot["recompute_act_bytes"] = _chk(kept.checkpoints + max(kept.segment, kept.largest))
+
+
 def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, asize: int = 4,
               fused_attention: bool = False, memory: str = "nasflops",
-              last_call_only: bool = False) -> dict:
+              last_call_only: bool = False, train: bool = False,
+              causal_half: bool = False) -> dict:
     """Score one architecture; raise :class:`RefError` (layer, status name) if invalid.
 
     ``memory`` is ``"nasflops"`` or ``"torchstat"`` (the byte semantics);
-    ``last_call_only`` makes records flagged ``called_again`` count zero ops.
+    ``last_call_only`` makes records flagged ``called_again`` count zero ops;
+    ``train`` counts forward + backward (x 3) and the training memory;
+    ``causal_half`` counts causal attention over the keys at or before each query.
     """
     n_ops = len(Op)
     n_acts = rules.shape[1] - n_ops
@@ -503,7 +615,10 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
     if not layers:
         raise RefError(-1, "empty")
     shapes, owner, alloc, scratch, last_use, allocated = [], [], [], [], {}, 0
-    tot = dict(ops=0, macs=0, params=0, act_bytes=0, read_bytes=0, write_bytes=0)
+    tot = dict(ops=0, macs=0, params=0, act_bytes=0, read_bytes=0, write_bytes=0,
+               active_params=0, kv_cache_bytes=0, grad_bytes=0, optimizer_bytes=0,
+               saved_act_bytes=0, recompute_act_bytes=0)
+    kept = _Kept()
     for i, L in enumerate(layers):
         op = L["op"]
         if not 0 <= op < n_ops:
@@ -514,24 +629,32 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
             raise RefError(i, "no_input")
         ins = check_inputs(L, i)
         try:
-            f = infer_layer(L, i, ins, shapes, n_acts)
+            f = infer_layer(L, i, ins, shapes, n_acts, causal_half)
             f["e"] = _prod(f["g"], f["c"], f["h"], f["w"])
             out_bytes = _prod(f["e"], batch_size, asize)
             if not fused_attention:     # attention scores are materialised
-                f["scratch"] = _chk(f["scratch"] + f["scores"])
+                f["scratch"] = _chk(f["scratch"] + f["scores_mem"])
             scratch_bytes = _prod(f["scratch"], batch_size, asize)
             row = table[L["call"]][n_ops + L["act"] if op == Op.ACT else op]
             macs = _prod(f["macs"], batch_size) if f["macs"] else 0
             ops = convention_ops(row, L, f, batch_size, last_call_only)
             params = 0 if L["flags"] & Flag.CALLED_AGAIN else f["params"]
-            act, wr, rd = layer_bytes(L, f, ins, shapes, batch_size, wsize, asize, scratch_bytes)
+            active = 0 if L["flags"] & Flag.CALLED_AGAIN else f["params"] - f["inactive"]
+            kv = out_bytes if f["cache"] else 0
+            wbytes = _prod(weights_read(L, f, batch_size), wsize)
+            act, wr, rd = layer_bytes(L, f, ins, shapes, batch_size, wbytes, asize, scratch_bytes)
             allocated = _chk(allocated + act)     # what the buffers take, for the peak
             if memory == "torchstat":
-                act_tot, wr, rd = torchstat_bytes(L, f, ins, shapes, batch_size, wsize, asize)
+                act_tot, wr, rd = torchstat_bytes(L, f, ins, shapes, batch_size, wsize, asize, wbytes)
             else:
                 act_tot = act
+            if train:   # backward = 2 x forward; what the backward keeps
+                ops, macs, rd, wr = (_prod(v, 3) for v in (ops, macs, rd, wr))
+                own = 0 if f["view"] else act if f["extend"] else out_bytes
+                kept.keep(_chk(own + scratch_bytes), bool(L["flags"] & Flag.CHECKPOINT))
             for k, v in (("ops", ops), ("macs", macs), ("params", params),
-                         ("act_bytes", act_tot), ("read_bytes", rd), ("write_bytes", wr)):
+                         ("act_bytes", act_tot), ("read_bytes", rd), ("write_bytes", wr),
+                         ("active_params", active), ("kv_cache_bytes", kv)):
                 tot[k] = _chk(tot[k] + v)
         except _Overflow:
             raise RefError(i, "overflow") from None
@@ -541,6 +664,8 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
     try:
         _chk(allocated + alloc[0])    # bounds every partial sum of the sweep
         tot["weight_bytes"] = _prod(tot["params"], wsize) if tot["params"] else 0
+        if train:
+            train_state(tot, wsize, kept)
     except _Overflow:
         raise RefError(len(layers) - 1, "overflow") from None
     tot["peak_act_bytes"] = peak_sweep(len(layers), owner, alloc, scratch, last_use)

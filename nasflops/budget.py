@@ -21,7 +21,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from .engine import METRICS, RawScores, score_into
+from .engine import CORE_METRICS, RawScores, score_into
 from .options import ScoringOptions, metadata_of_schema, short_repr
 from .scoring import MissingColumnError, SpecError, explain
 from .spec import LAYER_DTYPE, Net, SpecBatch
@@ -30,7 +30,8 @@ __all__ = ["Budget"]
 
 # budget attribute -> result column
 _COLUMNS = (("max_macs", "macs"), ("max_flops", "ops"), ("max_params", "params"),
-            ("max_peak_act_bytes", "peak_act_bytes"), ("max_latency", "latency_s"))
+            ("max_peak_act_bytes", "peak_act_bytes"), ("max_latency", "latency_s"),
+            ("max_active_params", "active_params"), ("max_kv_cache_bytes", "kv_cache_bytes"))
 
 
 #: counts are int64: a bound above this is refused rather than overflowing a filter
@@ -76,6 +77,12 @@ class Budget:
         activation dtype of the results).
     max_latency : float, optional
         Roofline latency, seconds (``latency_s``; results need a device).
+    max_active_params : int, optional
+        Parameters one token touches (a mixture of experts' routed experts
+        only; results of a language-model phase).
+    max_kv_cache_bytes : int, optional
+        Bytes the key/value caches hold after the pass (results of a
+        language-model phase: decode at a context, or prefill of a prompt).
     flops_convention : str
         The convention ``max_flops`` is counted in.
 
@@ -95,6 +102,8 @@ class Budget:
     max_params: Optional[int] = None
     max_peak_act_bytes: Optional[int] = None
     max_latency: Optional[float] = None
+    max_active_params: Optional[int] = None
+    max_kv_cache_bytes: Optional[int] = None
     flops_convention: str = "flops"
     _limits: tuple = field(init=False, repr=False, compare=False)
 
@@ -183,14 +192,16 @@ class Budget:
         return expr
 
     def fits(self, candidate, batch_size: int = 1, weight_dtype: str = "fp32",
-             act_dtype: str = "fp32", device=None) -> bool:
+             act_dtype: str = "fp32", device=None, phase: str = "forward",
+             causal: str = "full") -> bool:
         """Does one candidate fit?  Cheap enough to call in a Python loop.
 
         ``candidate`` is one architecture (a record array, a
         :class:`~nasflops.Net`, a one-architecture ``SpecBatch``), scored here
-        under :attr:`convention` with the given batch size and dtypes, or one
-        already-scored result (a one-row ``Scores`` or a mapping of metric
-        values).  An invalid architecture raises :class:`~nasflops.SpecError`.
+        under :attr:`convention` with the given batch size, dtypes, phase and
+        causal count, or one already-scored result (a one-row ``Scores`` or a
+        mapping of metric values).  An invalid architecture raises
+        :class:`~nasflops.SpecError`.
         """
         if isinstance(candidate, Mapping):           # one scored result, as a mapping
             row = {k: np.atleast_1d(v) for k, v in candidate.items() if k != "convention"}
@@ -213,7 +224,8 @@ class Budget:
             raise ValueError("max_latency needs a device profile: fits(..., device=nasflops.Device(...))")
         # straight to the engine: nasflops.score's generality (lists, chunking,
         # result rows) costs more than scoring one architecture does
-        opts = _options(self.convention, batch_size, weight_dtype, act_dtype, device)
+        opts = _options(self.convention, batch_size, weight_dtype, act_dtype, device, False,
+                        "nasflops", phase, causal)
         raw = score_into(records, np.array([0, records.shape[0]], dtype=np.int64), opts,
                          RawScores.allocate(1, opts.with_latency))
         if raw.status[0]:
@@ -227,7 +239,7 @@ class Budget:
         return True
 
 
-_METRIC_INDEX = {m: i for i, m in enumerate(METRICS)}
+_METRIC_INDEX = {m: i for i, m in enumerate(CORE_METRICS)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -278,7 +290,9 @@ def _column_getter(results):
         if name not in names:
             if not required:
                 return None
-            hint = " (score with device=...)" if name == "latency_s" else ""
+            hint = (" (score with device=...)" if name == "latency_s" else
+                    " (score a language-model phase: prefill, decode or train)"
+                    if name in ("active_params", "kv_cache_bytes") else "")
             raise MissingColumnError(f"{why} needs the {name!r} column, absent from these "
                                      f"results{hint}")
         return get(name)

@@ -34,6 +34,8 @@ examples:
   nasflops count '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'
   nasflops score nb201 --all -o nb201.parquet        score all 15,625 NAS-Bench-201 cells
   nasflops score ofa-mbv3 -n 1M --seed 0 -o ofa.parquet -j 2
+  nasflops count llama-2-7b --phase decode --context 4096 --dtype bf16 --device a100-bf16
+  nasflops score llm -n 100k --phase decode --context 4096 -c fma2 --dtype bf16 -o llm.parquet
   nasflops stats ofa.parquet --by r --plot ofa.png   distributions, per-resolution medians, a plot
   nasflops filter ofa.parquet --max-macs 300M --max-params 5M -o small.parquet
   nasflops validate nb201 -n 20                      check the core against PyTorch hooks
@@ -184,6 +186,60 @@ def _dtypes(args) -> tuple[str, str]:
     return args.weight_dtype or base, args.act_dtype or base
 
 
+def _add_phase_options(p: argparse.ArgumentParser) -> None:
+    from .options import CAUSAL_COUNTS, PHASES
+    p.add_argument("--phase", default=None, choices=PHASES,
+                   help="the pass: prefill (a prompt of --seq-len tokens), decode (one token after "
+                        "--context cached ones) or train (forward + backward) for a language model; "
+                        "forward or train for any network (default: prefill / forward)")
+    p.add_argument("--seq-len", type=_int_arg(1, 1 << 24, "seq-len"), default=None, metavar="L",
+                   help="language models: tokens per sequence in prefill and train (default: 2048, "
+                        "or the model's learned positions)")
+    p.add_argument("--context", type=_int_arg(0, 1 << 24, "context"), default=None, metavar="T",
+                   help="language models, decode: tokens already cached (default: 2048, or the "
+                        "model's learned positions - 1)")
+    p.add_argument("--logits", default=None, choices=("all", "last"),
+                   help="language models, prefill: logits of every position (as a forward pass "
+                        "computes them; default) or of the last (generation)")
+    p.add_argument("--causal", default="full", choices=CAUSAL_COUNTS,
+                   help="causal attention counted in full (the score rectangle torch computes, as "
+                        "FlopCounterMode counts) or half (only the keys at or before each query, as "
+                        "Megatron and MaxText count) (default: full)")
+
+
+def _lm_params(args, positions: int = 0) -> dict:
+    """A language model's workload from --phase/--seq-len/--context/--logits."""
+    phase = args.phase or "prefill"
+    if phase == "forward":
+        raise UserError("a language model's pass is prefill, decode or train (--phase)")
+    default = 2048 if not positions else min(2048, positions - (phase == "decode"))
+    if phase == "decode":
+        if args.seq_len is not None or args.logits is not None:
+            raise UserError("--phase decode runs one new token after --context cached ones: drop "
+                            "--seq-len and --logits")
+        return {"phase": phase, "context": default if args.context is None else args.context}
+    if args.context is not None:
+        raise UserError(f"--phase {phase} runs --seq-len tokens from the start: drop --context")
+    if phase == "train" and args.logits == "last":
+        raise UserError("training computes the loss on every position: drop --logits last")
+    p = {"phase": phase, "seq_len": default if args.seq_len is None else args.seq_len}
+    if args.logits is not None:
+        p["logits"] = args.logits
+    return p
+
+
+def _not_language_model(args) -> None:
+    """Refuse language-model options for another network."""
+    given = [f"--{n.replace('_', '-')}" for n in ("seq_len", "context", "logits")
+             if getattr(args, n, None) is not None]
+    if args.phase in ("prefill", "decode"):
+        given.insert(0, f"--phase {args.phase}")
+    if given:
+        raise UserError(f"{', '.join(given)}: options of a language model's pass; this network "
+                        "is scored as a forward pass (--phase forward) or a training step "
+                        "(--phase train)")
+
+
 # ----------------------------------------------------------------- spaces
 def cmd_spaces(args) -> int:
     from rich.table import Table
@@ -206,10 +262,23 @@ def cmd_spaces(args) -> int:
 
 
 # ----------------------------------------------------------------- score
+def _space_for_phase(name: str, args):
+    """The space, built for the phase the options ask (a language-model
+    space's workload is a parameter); other spaces take forward or train."""
+    params = _space_params(args.param)
+    space = _get_space(name, params)
+    if space.phase == "forward":
+        _not_language_model(args)
+        return space, args.phase
+    given = {k: getattr(args, k) for k in ("phase", "seq_len", "context", "logits")
+             if getattr(args, k) is not None}
+    return (_get_space(name, {**params, **given}) if given else space), None
+
+
 def cmd_score(args) -> int:
     from .pipeline import score_space
 
-    space = _get_space(args.space, _space_params(args.param))
+    space, phase = _space_for_phase(args.space, args)
     if args.all == (args.n is not None):
         raise UserError("give either -n N (sample N candidates) or --all (enumerate the space)")
     if args.all and not space.enumerable:
@@ -224,17 +293,19 @@ def cmd_score(args) -> int:
                           convention=_convention(args), batch_size=args.batch_size,
                           weight_dtype=wdt, act_dtype=adt, chunk_size=args.chunk_size,
                           n_jobs=args.jobs, progress=not args.no_progress, resume=args.resume,
-                          overwrite=args.overwrite, memory=args.memory or "nasflops",
-                          within=budget, over=args.over)
+                          overwrite=args.overwrite, memory=args.memory or "nasflops", phase=phase,
+                          causal=args.causal, within=budget, over=args.over)
     con = _console()
-    con.print(f"[bold]{run.n:,}[/] candidates of [bold]{space.name}[/] in {run.path} "
+    con.print(f"[bold]{run.n:,}[/] candidates of [bold]{space.name}[/] ({run.metadata['phase']}) in {run.path} "
               f"({run.parts_written} part(s) written, {run.parts_resumed} resumed, "
               f"{run.seconds:.1f} s, {run.rate:,.0f} candidates/s)")
     for name, why in run.parts_repaired:
         con.print(f"[yellow]rewrote {name}: it failed verification ({why})[/]")
     if run.n_invalid:
         con.print(f"[yellow]{run.n_invalid:,} invalid candidates (status != 0)[/]")
-    _print_summary(con, _open_results(run.path))
+    data = _open_results(run.path)
+    extra = tuple(m for m in ("active_params", "kv_cache_bytes") if m in data.schema.names)
+    _print_summary(con, data, metrics=("ops", "macs", "params") + extra + ("peak_act_bytes", "read_bytes"))
     return 0
 
 
@@ -262,7 +333,9 @@ def _print_summary(con, data, metrics=("ops", "macs", "params", "peak_act_bytes"
     conv, unit = meta.get("convention", "?"), meta.get("unit", "")
     q = quantiles(data, metrics, q=list(qs.values()))
     n_valid = _count_valid(data)
-    t = Table(title=f"{n_valid:,} valid candidates; ops under convention '{conv}' ({unit})")
+    phase = meta.get("phase", "forward")
+    t = Table(title=f"{n_valid:,} valid candidates; ops under convention '{conv}' ({unit})"
+                    + ("" if phase == "forward" else f", phase {phase}"))
     t.add_column("metric")
     for c in qs:
         t.add_column(c, justify="right")
@@ -406,6 +479,31 @@ def _count_torchstat(args, records, names, modules) -> int:
     return 0
 
 
+def _lm_target(args):
+    """``(records, names, layer, label, config, workload)`` when the target is
+    a language model (a zoo name, or a native of a language-model --space),
+    else None."""
+    from .search_spaces import language_models as lm
+
+    if args.space is None:
+        if args.target not in lm.MODELS and args.target not in lm.ALIASES:
+            return None
+        cfg = lm.get_config(args.target)
+        p = _lm_params(args, cfg.positions)
+        w = lm.Workload.make(p["phase"], p.get("seq_len"), p.get("context"), p.get("logits"))
+    else:
+        space, _ = _space_for_phase(args.space, args)
+        if space.phase == "forward":
+            return None
+        try:
+            native = json.loads(args.target)
+        except json.JSONDecodeError as e:
+            raise UserError(f"a {space.name} candidate is a JSON object: {e}") from None
+        cfg, w = space.config(native), space.workload
+    records, names, layer = lm.decoder_records(cfg, w)
+    return records, names, layer, cfg.name, cfg, w
+
+
 def cmd_count(args) -> int:
     from rich.table import Table
 
@@ -413,6 +511,10 @@ def cmd_count(args) -> int:
     from .scoring import layer_table, score
     from .units import format_bytes, format_count
 
+    target = _lm_target(args)
+    if target is not None:
+        return _count_lm(args, *target)
+    _not_language_model(args)
     records, label, names, modules = _resolve_target(args)
     if args.report == "torchstat":
         return _count_torchstat(args, records, names, modules)
@@ -431,17 +533,19 @@ def cmd_count(args) -> int:
         t.add_column("what it counts (why totals differ)", overflow="fold")
         for name, c in CONVENTIONS.items():
             r = score(records, convention=c, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
-                      memory=mem)
+                      memory=mem, phase=args.phase or "forward", causal=args.causal)
             t.add_row(name, format_count(r["ops"][0], c.unit), c.description)
         con.print(t)
         return 0
+    phase = args.phase or "forward"
     tab = layer_table(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
-                      memory=mem)
+                      memory=mem, phase=phase, causal=args.causal)
     tot = score(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
-                memory=mem, device=device)[0]
+                memory=mem, device=device, phase=phase, causal=args.causal)[0]
     total_ops = int(tot["ops"])
     t = Table(title=f"{label} - ops under convention '{conv.name}' ({conv.unit}), batch {args.batch_size}, "
-                    f"weights {wdt}, activations {adt}" + ("" if mem == "nasflops" else f", {mem} memory"))
+                    f"weights {wdt}, activations {adt}" + ("" if mem == "nasflops" else f", {mem} memory")
+                    + ("" if phase == "forward" else f", phase {phase} (forward + backward)"))
     for col, just in (("#", "right"), ("layer", "left"), ("inputs", "left"), ("output CxHxW", "right"),
                       (conv.unit, "right"), ("share", "right"), ("params", "right"),
                       ("act", "right"), ("read", "right"), ("write", "right"), ("live", "right")):
@@ -469,6 +573,103 @@ def cmd_count(args) -> int:
         con.print(f"roofline latency on {device.name}: {float(tot['latency_s']) * 1e3:.4g} ms "
                   f"({device.peak_ops_per_s / 1e12:g} TFLOP/s, {device.bytes_per_s / 1e9:g} GB/s; "
                   f"{device.source})")
+    return 0
+
+
+_LM_COLUMNS = ("ops", "params", "kv_cache_bytes", "read_bytes", "write_bytes")
+
+
+def _lm_rows(tab, names, layer, all_layers: bool):
+    """Rows to show: everything, or the first decoder layer's records and one
+    row summing the other layers (``(label, row or None, summed columns)``)."""
+    import numpy as np
+    rows, n_layers = [], int(layer.max())
+    for i in range(len(tab)):
+        lay = int(layer[i])
+        if all_layers or lay <= 0 or lay >= n_layers:
+            rows.append((names[i] or str(tab["op"][i]), tab[i], None))
+        if not all_layers and lay == 1 and (i + 1 == len(tab) or layer[i + 1] != 1) and n_layers > 1:
+            rest = (layer >= 1) & (layer < n_layers)
+            sums = {c: int(np.asarray(tab[c])[rest].sum()) for c in _LM_COLUMNS}
+            rows.append((f"decoder layers 1-{n_layers - 1} ({n_layers - 1} more, summed)", None, sums))
+    return rows
+
+
+def _lm_table(title: str, unit: str, rows, total_ops: int):
+    from rich.table import Table
+
+    from .units import format_bytes, format_count
+    t = Table(title=title)
+    for col, just in (("#", "right"), ("module (op)", "left"), ("output", "right"),
+                      (unit, "right"), ("share", "right"), ("params", "right"),
+                      ("KV cache", "right"), ("read", "right"), ("write", "right")):
+        t.add_column(col, justify=just, **({"overflow": "fold", "min_width": 36}
+                                           if col.startswith("module") else {}))
+    for label, r, sums in rows:
+        v = sums if r is None else {c: int(r[c]) for c in _LM_COLUMNS}
+        share = f"{100 * v['ops'] / total_ops:.1f}%" if total_ops else "-"
+        if r is None:
+            num, out = "", ""
+        else:
+            g, c, h, w = (int(r[k]) for k in ("groups", "channels", "height", "width"))
+            out = (f"{'' if g == 1 else f'{g} x '}{h * w} tok x {c}" if int(r["layout"]) == 1
+                   else f"{c}x{h}x{w}")
+            num = str(r["layer"])
+            label = label if label == str(r["op"]) else f"{label} ({r['op']})"
+        t.add_row(num, label, out, format_count(v["ops"]), share, format_count(v["params"]),
+                  format_bytes(v["kv_cache_bytes"]) if v["kv_cache_bytes"] else "",
+                  format_bytes(v["read_bytes"]), format_bytes(v["write_bytes"]))
+    return t
+
+
+def _count_lm(args, records, names, layer, label, cfg, w) -> int:
+    """``count`` of a language model: its layers, then params (total and
+    active), KV cache, per-token ops and bytes, and the roofline on a device."""
+    from .conventions import get_convention
+    from .scoring import layer_table, score
+    from .search_spaces.language_models import tokens_per_pass
+    from .units import format_bytes, format_count
+
+    if args.report != "nasflops" or args.all_conventions:
+        raise UserError("a language model is counted with its own table: drop --report and "
+                        "--all-conventions (compare conventions with -c)")
+    wdt, adt = _dtypes(args)
+    conv = get_convention(args.convention or "fma2")
+    device = None if args.device is None else _device(args.device)
+    if device is not None and conv.unit != "FLOPs":
+        raise UserError(f"the device profiles give FLOP/s: with --device, count FLOPs "
+                        f"(--convention fma2 or flops), not {conv.unit} ('{conv.name}')")
+    kw = dict(convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
+              memory=args.memory or "nasflops", phase=w.phase, causal=args.causal)
+    tot = score(records, device=device, **kw)[0]
+    tab = layer_table(records, **kw)
+    what = {"prefill": f"prefill of {w.tokens:,} tokens", "train": f"training step on {w.tokens:,} tokens",
+            "decode": f"decode of one token after {w.past:,} cached"}[w.phase]
+    title = (f"{label}: {what}, batch {args.batch_size}; ops under '{conv.name}' ({conv.unit}), causal "
+             f"attention {args.causal}; weights {wdt}, activations and KV cache {adt}")
+    con = _console()
+    con.print(_lm_table(title, conv.unit, _lm_rows(tab, names, layer, args.all_layers), int(tot["ops"])))
+    toks = tokens_per_pass(w, args.batch_size)
+    moved = int(tot["read_bytes"]) + int(tot["write_bytes"])
+    con.print(f"[bold]{label}[/] ({w.phase}): {int(tot['params']):,} params "
+              f"({format_bytes(tot['weight_bytes'])} of {wdt} weights), {int(tot['active_params']):,} "
+              "active per token")
+    if int(tot["kv_cache_bytes"]):
+        con.print(f"KV cache after the pass: {format_bytes(tot['kv_cache_bytes'])} "
+                  f"({w.past_for(cfg) + w.tokens:,} tokens per sequence x {args.batch_size})")
+    con.print(f"per token ({toks:,} per pass): {format_count(int(tot['ops']) // toks, conv.unit)} "
+              f"({conv.name}), {format_bytes(moved // toks)} read + written; per pass "
+              f"{format_count(tot['ops'], conv.unit)}, {format_bytes(moved)}")
+    if w.phase == "train":
+        con.print(f"training memory: weights {format_bytes(tot['weight_bytes'])}, gradients "
+                  f"{format_bytes(tot['grad_bytes'])}, Adam {format_bytes(tot['optimizer_bytes'])}; "
+                  f"activations kept {format_bytes(tot['saved_act_bytes'])}, "
+                  f"{format_bytes(tot['recompute_act_bytes'])} with full recomputation")
+    if device is not None:
+        lat = float(tot["latency_s"])
+        con.print(f"roofline on {device.name}: {lat * 1e3:.4g} ms per pass, "
+                  f"{toks / lat:,.1f} tokens/s ({device.peak_ops_per_s / 1e12:g} TFLOP/s, "
+                  f"{device.bytes_per_s / 1e9:g} GB/s; {device.source})")
     return 0
 
 
@@ -685,12 +886,15 @@ def cmd_filter(args) -> int:
 
     data = _open_results(args.results)
     budget = Budget(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
-                    max_peak_act_bytes=args.max_peak_act_bytes, max_latency=args.max_latency)
+                    max_peak_act_bytes=args.max_peak_act_bytes, max_latency=args.max_latency,
+                    max_active_params=args.max_active_params,
+                    max_kv_cache_bytes=args.max_kv_cache_bytes)
     missing = [c for c in budget.limits if c not in data.schema.names]
     if missing:
         raise UserError(f"{args.results} has no {', '.join(map(repr, missing))} column for this "
                         "budget" + (" (score with a device for latency)" if "latency_s" in missing
-                                    else ""))
+                                    else " (score a language-model phase)"
+                                    if {"active_params", "kv_cache_bytes"} & set(missing) else ""))
     table = filter_results(data, budget=budget)
     out = write_table(args.out, table, overwrite=args.overwrite)
     _console().print(f"{table.num_rows:,} candidates within {budget} written to {out}")
@@ -787,6 +991,7 @@ def _add_score_command(sub, fmt) -> None:
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="space parameter, e.g. -p dataset=cifar100 (repeatable)")
     _add_scoring_options(s)
+    _add_phase_options(s)
     s.add_argument("-j", "--jobs", type=_jobs_arg, default=1, help="parallel chunks (joblib; -1 = all cores)")
     s.add_argument("--chunk-size", type=_count_arg, default=None, metavar="K",
                    help="candidates per part file")
@@ -815,7 +1020,12 @@ def _add_count_command(sub, fmt) -> None:
                               "  nasflops count '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'\n"
                               "  nasflops count '{\"ks\": [3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5,7,3,5], \"e\": [3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4,6,3,4], \"d\": [2,3,4,2,3], \"r\": 176}'\n"
                               "  nasflops count my_model.py --input-shape 3,224,224\n"
-                              "  nasflops count resnet18 --report torchstat --device a100")
+                              "  nasflops count resnet18 --report torchstat --device a100\n"
+                              "  nasflops count llama-2-7b --phase decode --context 4096 --dtype bf16 --device a100-bf16\n"
+                              "  nasflops count mixtral-8x7b --phase prefill --seq-len 4096 --causal half\n"
+                              "  nasflops count gpt2 --phase train --seq-len 1024 --dtype bf16\n"
+                              "  nasflops count '{\"layers\": 8, \"hidden\": 1024, \"heads\": 16, \"kv_heads\": 4, "
+                              "\"ffn\": 2816, \"experts\": 8, \"top_k\": 2}' --space llm-moe --phase decode")
     s.add_argument("target", metavar="MODEL_OR_ARCH",
                    help="zoo model, native encoding, or file.py (executed: trust it as you would "
                         "`python file.py`)")
@@ -832,7 +1042,11 @@ def _add_count_command(sub, fmt) -> None:
                         "(default: nasflops)")
     s.add_argument("--device", default=None, metavar="NAME",
                    help=f"roofline profile: {', '.join(DEVICES)} (torchstat report default: t4)")
+    s.add_argument("--all-layers", action="store_true",
+                   help="language models: every decoder layer's rows (default: the first, then "
+                        "the others summed)")
     _add_scoring_options(s)
+    _add_phase_options(s)
     s.set_defaults(func=cmd_count)
 
 
@@ -891,6 +1105,10 @@ def _add_filter_command(sub, fmt) -> None:
     s.add_argument("--max-params", type=_count_arg, metavar="N")
     s.add_argument("--max-peak-act-bytes", type=_bytes_arg, metavar="BYTES", help="e.g. 512KiB")
     s.add_argument("--max-latency", type=_seconds_arg, metavar="SECONDS")
+    s.add_argument("--max-active-params", type=_count_arg, metavar="N",
+                   help="language models: parameters one token touches")
+    s.add_argument("--max-kv-cache-bytes", type=_bytes_arg, metavar="BYTES",
+                   help="language models: KV cache after the pass, e.g. 2GiB")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_filter)
 

@@ -154,8 +154,9 @@ _MAC = {"mac": 1}
 register_convention(
     "macs", "MACs",
     "multiply-accumulates of conv, linear and matrix products, attention's two included "
-    "(torchvision's 'GFLOPS' column)",
-    {"conv2d": _MAC, "linear": _MAC, "matmul": _MAC, "attention": _MAC, "mha": _MAC})
+    "(torchvision's 'GFLOPS' column); a mixture of experts' routed experts",
+    {"conv2d": _MAC, "linear": _MAC, "matmul": _MAC, "attention": _MAC, "mha": _MAC,
+     "expert_linear": _MAC})
 
 register_convention(
     "flops", "FLOPs",
@@ -163,7 +164,9 @@ register_convention(
     "conv/linear 2*MAC - out (+ out with bias), BN 4/elem, LN 6/elem (+2 affine), "
     "activation 1/elem, pool K*K/out, add (k-1)/elem, mul, sub, div 1/elem, mean 1 per input "
     "element, softmax and log-softmax 2/elem, matmul 2*MAC - out, "
-    "attention 2*MAC + 2/score - out (scale, softmax)",
+    "attention 2*MAC + 2/score - out (scale, softmax); "
+    "RMSNorm 3/elem (+1 weight), rotary embedding 3/elem, expert linear as linear, "
+    "MoE combine 2/input - out; embedding lookup and KV-cache append 0",
     {
         "conv2d": {"mac": 2, "out": -1, "bias": 1},
         "linear": {"mac": 2, "out": -1, "bias": 1},
@@ -191,6 +194,15 @@ register_convention(
         # in-projection (3 outputs per token) and out-projection as linear
         # layers, with biases, plus the attention between them
         "mha": {"mac": 2, "out": -5, "bias": 4, "scores": 2},
+        # mean of squares 2 (square, add), scale by the reciprocal root 1,
+        # weight 1 (the root itself is one per position: not counted)
+        "rmsnorm": {"out": 3, "affine": 1},
+        # each channel pair (x, y) -> (x cos - y sin, x sin + y cos): 4 multiplies
+        # and 2 adds per pair (the cos/sin tables are computed once per pass)
+        "rope": {"out": 3},
+        "expert_linear": {"mac": 2, "out": -1, "bias": 1},
+        # each of the k slots weighted (k*C multiplies), summed (k-1)*C adds
+        "moe_combine": {"in": 2, "out": -1},
     })
 
 register_convention(
@@ -198,7 +210,7 @@ register_convention(
     "2 x MACs of conv, linear and matrix products, one fused multiply-add counted as two "
     "(torch.utils.flop_counter.FlopCounterMode)",
     {"conv2d": {"mac": 2}, "linear": {"mac": 2}, "matmul": {"mac": 2}, "attention": {"mac": 2},
-     "mha": {"mac": 2}})
+     "mha": {"mac": 2}, "expert_linear": {"mac": 2}})
 
 # ---- compatibility conventions: one block per reference tool, each a table.
 # -- nb201: NAS-Bench-201's published "FLOPs" (xautodl.utils.flop_benchmark.
@@ -332,6 +344,8 @@ register_convention(
         # aten::linear of the projections; the attention itself is
         # aten::scaled_dot_product_attention, which fvcore does not count
         "mha": {"mac": 1, "attn_mac": -1},
+        # an experts module runs its experts as aten::linear / mm / bmm
+        "expert_linear": _MAC,
     })
 
 # -- torchstat 0.0.7 (torchstat.stat: compute_madd.py and compute_flops.py).

@@ -18,10 +18,10 @@ from typing import Optional
 import numpy as np
 
 from . import _core
-from .options import ScoringOptions
+from .options import PHASE_METRICS, ScoringOptions
 
 __all__ = ["RawScores", "score_into", "score_block", "score_chunks", "ENCODE_BLOCK",
-           "RECORD_BUDGET", "encode_step"]
+           "RECORD_BUDGET", "encode_step", "METRICS", "CORE_METRICS"]
 
 #: candidates encoded and scored at a time by streaming callers (the pipeline,
 #: sampling); bounds the layer records held at once (~ ENCODE_BLOCK x layers x
@@ -44,15 +44,18 @@ def encode_step(step: int, longest: int, cap: int = ENCODE_BLOCK) -> int:
     fits = RECORD_BUDGET // (max(1, int(longest)) * _core.LAYER_SIZE)
     return int(max(1, min(2 * step, cap, fits)))
 
-#: integer metric columns of the core, in order
-METRICS: tuple[str, ...] = _core.METRICS
+#: every integer metric column the core writes, in order
+CORE_METRICS: tuple[str, ...] = _core.METRICS
+#: the metrics of every result (a phase adds columns: ``options.PHASE_METRICS``)
+METRICS: tuple[str, ...] = tuple(m for m in CORE_METRICS
+                                 if not any(m in cols for cols in PHASE_METRICS.values()))
 
 
 @dataclass
 class RawScores:
     """The arrays the core writes for ``n`` architectures.
 
-    ``metrics`` is int64 ``(n, len(METRICS))``, ``status`` and ``bad_layer``
+    ``metrics`` is int64 ``(n, len(CORE_METRICS))``, ``status`` and ``bad_layer``
     int64 ``(n,)``, ``latency`` float64 ``(n,)`` or ``None``.  Rows of invalid
     architectures hold -1.
     """
@@ -65,7 +68,7 @@ class RawScores:
     @classmethod
     def allocate(cls, n: int, with_latency: bool) -> "RawScores":
         """Uninitialised arrays for ``n`` rows (the core writes every one)."""
-        return cls(np.empty((n, len(METRICS)), dtype=np.int64), np.empty(n, dtype=np.int64),
+        return cls(np.empty((n, len(CORE_METRICS)), dtype=np.int64), np.empty(n, dtype=np.int64),
                    np.empty(n, dtype=np.int64),
                    np.empty(n, dtype=np.float64) if with_latency else None)
 
@@ -106,11 +109,12 @@ def score_into(records: np.ndarray, offsets: np.ndarray, opts: ScoringOptions, o
     the same rows of ``out``; returns ``out``.  The GIL is released while the
     core runs."""
     stop = offsets.shape[0] - 1 if stop is None else stop
-    weights, batch_size, wbytes, abytes, fused, memory, last_call_only = opts.core_args()
+    weights, batch_size, wbytes, abytes, fused, memory, last_call_only, train, half = \
+        opts.core_args()
     peak, bw = opts.roofline_args()
     _core.score_range(records, offsets, start, stop, weights, batch_size, wbytes, abytes,
                       out.metrics, out.status, out.bad_layer, peak, bw, out.latency,
-                      fused, memory, last_call_only)
+                      fused, memory, last_call_only, train, half)
     return out
 
 

@@ -19,8 +19,9 @@ from typing import Optional, Union
 from . import _core
 from .conventions import Convention, get_convention
 
-__all__ = ["DTYPE_SIZES", "Device", "DEVICES", "get_device", "MEMORY_SEMANTICS",
-           "ScoringOptions", "positive_int", "short_repr", "META_KEY", "metadata_of_schema"]
+__all__ = ["DTYPE_SIZES", "Device", "DEVICES", "get_device", "MEMORY_SEMANTICS", "PHASES",
+           "CAUSAL_COUNTS", "PHASE_METRICS", "ScoringOptions", "positive_int", "short_repr",
+           "META_KEY", "metadata_of_schema"]
 
 #: what ``act_bytes``, ``read_bytes`` and ``write_bytes`` count (README,
 #: "Memory metrics"): ``"nasflops"`` -- buffers allocated and bytes every op
@@ -28,6 +29,32 @@ __all__ = ["DTYPE_SIZES", "Device", "DEVICES", "get_device", "MEMORY_SEMANTICS",
 #: MemWrite(B): module calls only, every module output as memory (dropout,
 #: in-place ReLU included), reads and writes only where torchstat has a rule
 MEMORY_SEMANTICS: tuple[str, ...] = tuple(_core.MEMORY)
+
+#: what one scoring pass is (README, "Language models"), named in every
+#: result: ``forward``, one forward pass of the network as given (the
+#: default); ``prefill`` and ``decode``, a language model's forward pass over
+#: a prompt, or over one new token against its key/value cache -- what the
+#: records say, which the phase names; ``train``, forward and backward: every
+#: count and byte of a record x 3 (its backward = 2 x its forward), and the
+#: training memory (gradients, Adam's state, activations kept)
+PHASES: tuple[str, ...] = ("forward", "prefill", "decode", "train")
+
+#: how a causal attention's scores are counted: ``full``, the Lq x Lk
+#: rectangle torch computes (FlopCounterMode's count); ``half``, only the
+#: keys at or before each query, Lq (Lk - Lq) + Lq (Lq + 1) / 2 (L (L + 1) / 2
+#: for a prompt of L: the causal halving of Megatron and MaxText, exact)
+CAUSAL_COUNTS: tuple[str, ...] = ("full", "half")
+
+#: result columns a phase adds to the metrics of every result
+PHASE_METRICS: dict[str, tuple[str, ...]] = {
+    "forward": (),
+    "prefill": ("active_params", "kv_cache_bytes"),
+    "decode": ("active_params", "kv_cache_bytes"),
+    "train": ("active_params", "kv_cache_bytes", "grad_bytes", "optimizer_bytes",
+              "saved_act_bytes", "recompute_act_bytes"),
+}
+assert set(PHASE_METRICS) == set(PHASES)
+assert all(m in _core.METRICS for cols in PHASE_METRICS.values() for m in cols)
 
 #: schema-metadata key under which results (Arrow tables, Parquet files)
 #: carry their options and provenance, as one JSON object
@@ -122,8 +149,10 @@ class Device:
             object.__setattr__(self, attr, float(v))
 
 
-#: named device profiles: vendor peak fp32 FLOP/s (so score them with a
-#: FLOP convention such as ``flops``) and peak memory bandwidth
+#: named device profiles: vendor peak FLOP/s (so score them with a FLOP
+#: convention such as ``flops`` or ``fma2``) and peak memory bandwidth; fp32
+#: peaks, and ``-bf16`` profiles with the dense bf16 tensor-core peak that
+#: language models run at
 DEVICES: dict[str, Device] = {d.name: d for d in (
     Device("a100", 19.5e12, 1555e9,
            "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM): FP32 19.5 TFLOPS, "
@@ -133,6 +162,12 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
     Device("t4", 8.1e12, 320e9,
            "NVIDIA T4 datasheet: FP32 8.1 TFLOPS; 16 GB GDDR6 on a 256-bit bus at 10 Gbps, "
            "320 GB/s"),
+    Device("a100-bf16", 312e12, 1555e9,
+           "NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM): BF16 Tensor Core 312 TFLOPS "
+           "(dense), HBM2 1,555 GB/s"),
+    Device("h100-bf16", 989.5e12, 3.35e12,
+           "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM): BF16 Tensor Core 1,979 TFLOPS with "
+           "sparsity, 989.5 dense; HBM3 3.35 TB/s"),
     Device("jetson-nano", 235.8e9, 25.6e9,
            "NVIDIA Jetson Nano module datasheet: 128 CUDA cores at 921.6 MHz (472 GFLOPS FP16, "
            "235.8 GFLOPS FP32), 64-bit LPDDR4 25.6 GB/s"),
@@ -184,12 +219,19 @@ class ScoringOptions:
         never materialised, so it adds nothing to the memory metrics.
     memory : str
         Byte semantics, one of :data:`MEMORY_SEMANTICS`.
+    phase : str
+        One of :data:`PHASES`: ``train`` counts forward + backward and the
+        training memory; every phase is named in the results.
+    causal : str
+        One of :data:`CAUSAL_COUNTS`: how causal attention scores count.
 
     Examples
     --------
     >>> o = ScoringOptions.make("flops", batch_size=8, act_dtype="bf16")
     >>> o.convention.name, o.batch_size, o.weight_bytes, o.act_bytes, o.memory
     ('flops', 8, 4, 2, 'nasflops')
+    >>> ScoringOptions.make("fma2", phase="train").extra_metrics[:2]
+    ('active_params', 'kv_cache_bytes')
     """
 
     convention: Convention
@@ -201,12 +243,15 @@ class ScoringOptions:
     device: Optional[Device] = None
     fused_attention: bool = False
     memory: str = "nasflops"
+    phase: str = "forward"
+    causal: str = "full"
 
     @classmethod
     def make(cls, convention: Union[str, Convention] = "macs", batch_size: int = 1,
              weight_dtype: str = "fp32", act_dtype: str = "fp32",
              device: Optional[Device] = None, fused_attention: bool = False,
-             memory: str = "nasflops") -> "ScoringOptions":
+             memory: str = "nasflops", phase: str = "forward",
+             causal: str = "full") -> "ScoringOptions":
         """Validate the options; a ``ValueError`` names the bad one."""
         if device is not None and not isinstance(device, Device):
             raise TypeError(f"device must be a nasflops.Device, got {type(device).__name__}")
@@ -215,22 +260,34 @@ class ScoringOptions:
         if memory not in MEMORY_SEMANTICS:
             raise ValueError(f"unknown memory semantics {memory!r}; known: "
                              f"{', '.join(MEMORY_SEMANTICS)}")
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {short_repr(phase)}; known: {', '.join(PHASES)}")
+        if causal not in CAUSAL_COUNTS:
+            raise ValueError(f"unknown causal attention count {short_repr(causal)}; known: "
+                             f"{', '.join(CAUSAL_COUNTS)}")
         # the core multiplies counts by the batch size in int64: 2**31 keeps
         # every realistic product in range and refuses nonsense early
         return cls(get_convention(convention), positive_int(batch_size, "batch_size", 1, 1 << 31),
                    str(weight_dtype), str(act_dtype), dtype_size(weight_dtype, "weight_dtype"),
-                   dtype_size(act_dtype, "act_dtype"), device, fused_attention, memory)
+                   dtype_size(act_dtype, "act_dtype"), device, fused_attention, memory, phase,
+                   causal)
 
     @property
     def with_latency(self) -> bool:
         """Whether results carry a ``latency_s`` column."""
         return self.device is not None
 
+    @property
+    def extra_metrics(self) -> tuple[str, ...]:
+        """Result columns the phase adds (:data:`PHASE_METRICS`)."""
+        return PHASE_METRICS[self.phase]
+
     def core_args(self) -> tuple:
         """``(weights, batch_size, weight_bytes, act_bytes, fused_attention, memory,
-        last_call_only)`` as the core's ``layer_metrics`` takes them."""
+        last_call_only, train, causal_half)`` as the core's ``layer_metrics`` takes them."""
         return (self.convention.weights, self.batch_size, self.weight_bytes, self.act_bytes,
-                self.fused_attention, _core.MEMORY[self.memory], self.convention.last_call_only)
+                self.fused_attention, _core.MEMORY[self.memory], self.convention.last_call_only,
+                self.phase == "train", self.causal == "half")
 
     def roofline_args(self) -> tuple[float, float]:
         """``(peak_ops_per_s, bytes_per_s)``, zeros without a device."""
@@ -253,4 +310,6 @@ class ScoringOptions:
             "device": None if d is None else {"name": d.name, "peak_ops_per_s": d.peak_ops_per_s,
                                               "bytes_per_s": d.bytes_per_s},
             "fused_attention": self.fused_attention,
+            "phase": self.phase,
+            "causal": self.causal,
         }

@@ -29,7 +29,7 @@ from ._version import __version__
 from .conventions import Convention
 from .engine import ENCODE_BLOCK, RawScores, encode_step
 from .options import ScoringOptions, positive_int
-from .search_spaces import SearchSpace, get_space
+from .search_spaces import SearchSpace, get_space, space_phase
 from .search_spaces.columns import take_columns
 from .storage import RunWriter, commit_part, read_results, scores_table
 
@@ -147,7 +147,8 @@ def _run_chunk(task: _ChunkTask) -> tuple[int, int, int, dict]:
     del cols
     table = scores_table(raw.metrics, raw.status, raw.bad_layer, raw.latency,
                          arch_id=np.arange(task.start, task.stop, dtype=np.int64),
-                         native=native, metadata=task.metadata)
+                         native=native, metadata=task.metadata,
+                         extra_metrics=task.opts.extra_metrics)
     _, record = commit_part(task.out, task.k, table, token=task.token, compression=task.compression)
     return task.k, m, int(np.count_nonzero(raw.status)), record
 
@@ -180,6 +181,17 @@ def _plan(space: SearchSpace, n, seed, within=None) -> tuple[str, int, Optional[
     if isinstance(n, str):
         raise ValueError(f"n must be a non-negative integer, 'all' or None, got {n!r}")
     return "sample", positive_int(n, "n", 0, MAX_N), positive_int(seed, "seed", 0)
+
+
+def _open_writer(out, metadata: dict, total: int, chunk_size: int, resume: bool,
+                 overwrite: bool) -> RunWriter:
+    """The run's writer; parts that failed verification on resume are
+    reported with a ``RuntimeWarning`` each (they are written again)."""
+    writer = RunWriter(out, metadata, total, chunk_size, resume=resume, overwrite=overwrite)
+    for name, why in writer.repaired:
+        warnings.warn(f"{os.path.join(writer.path, name)} failed verification ({why}): "
+                      "writing it again", RuntimeWarning, stacklevel=3)
+    return writer
 
 
 def _within_options(space: SearchSpace, within, batch_size: int, weight_dtype: str,
@@ -231,7 +243,8 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
                 progress: bool = True, resume: bool = False, overwrite: bool = False,
                 compression: Optional[str] = "zstd",
                 encode_block: int = ENCODE_BLOCK, fused_attention: bool = False,
-                memory: str = "nasflops", within=None, over: str = "encodings") -> ScoreRun:
+                memory: str = "nasflops", phase: Optional[str] = None, causal: str = "full",
+                within=None, over: str = "encodings") -> ScoreRun:
     """Score a whole search space (or ``n`` samples of it) into a Parquet dataset.
 
     Chunk after chunk: sample or enumerate ``chunk_size`` candidates, encode,
@@ -279,8 +292,9 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
         Candidates encoded and scored at a time inside a chunk.
     fused_attention : bool
         As in :func:`nasflops.score`: attention scores never materialised.
-    memory : {"nasflops", "torchstat"}
-        Byte semantics, as in :func:`nasflops.score` (stored in the metadata).
+    memory, phase, causal
+        As in :func:`nasflops.score` (stored in the metadata); ``phase``
+        defaults to the space's own (``space.phase``, see ``space_phase``).
     within : Budget, optional
         Draw the ``n`` candidates uniformly among those within this budget,
         exactly (no rejection: :meth:`SearchSpace.sample_within` with
@@ -310,17 +324,14 @@ def score_space(space, n: Union[int, str, None] = None, seed: int = 0,
     if isinstance(space, str):
         space = get_space(space)
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
-                               fused_attention, memory)
+                               fused_attention, memory, space_phase(space, phase), causal)
     encode_block = positive_int(encode_block, "encode_block")
     mode, total, seed = _plan(space, n, seed, within)
     w_opts = _within_options(space, within, batch_size, weight_dtype, act_dtype)
     chunk_size = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size",
                               1, MAX_CHUNK_SIZE)
-    writer = RunWriter(out, _run_metadata(space, opts, mode, total, seed, chunk_size, within, over),
-                       total, chunk_size, resume=resume, overwrite=overwrite)
-    for name, why in writer.repaired:
-        warnings.warn(f"{os.path.join(writer.path, name)} failed verification ({why}): "
-                      "writing it again", RuntimeWarning, stacklevel=2)
+    writer = _open_writer(out, _run_metadata(space, opts, mode, total, seed, chunk_size, within,
+                                             over), total, chunk_size, resume, overwrite)
     bar, failed = None, True
     try:
         # lazy: joblib draws tasks as workers free up, so nothing here grows with n

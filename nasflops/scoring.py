@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from .conventions import Convention
-from .engine import METRICS, RawScores, score_chunks
+from .engine import CORE_METRICS, METRICS, RawScores, score_chunks
 from .options import DTYPE_SIZES, Device, ScoringOptions
 from .spec import INPUT_FIELDS, LAYER_DTYPE, Call, Flag, Net, Op, SpecBatch, act_name, op_name
 
@@ -65,9 +65,12 @@ class Scores(np.ndarray):
 
     Columns: ``ops`` (total under ``convention``), ``macs``, ``params``,
     ``weight_bytes``, ``act_bytes``, ``peak_act_bytes``, ``read_bytes``,
-    ``write_bytes`` (int64, exact), ``status`` (0 = valid), ``bad_layer``
-    (-1 when valid) and, with a device, ``latency_s`` (float64).  Metric
-    columns of invalid rows hold -1.
+    ``write_bytes`` (int64, exact), the columns the ``phase`` adds
+    (``options.PHASE_METRICS``: ``active_params``, ``kv_cache_bytes`` and,
+    training, ``grad_bytes``, ``optimizer_bytes``, ``saved_act_bytes``,
+    ``recompute_act_bytes``), ``status`` (0 = valid), ``bad_layer`` (-1 when
+    valid) and, with a device, ``latency_s`` (float64).  Metric columns of
+    invalid rows hold -1.
     """
 
     convention: str = ""
@@ -76,11 +79,14 @@ class Scores(np.ndarray):
     weight_dtype: str = "fp32"
     act_dtype: str = "fp32"
     memory: str = "nasflops"
+    phase: str = "forward"
+    causal: str = "full"
 
     def __array_finalize__(self, obj):
         if obj is None:
             return
-        for a in ("convention", "unit", "batch_size", "weight_dtype", "act_dtype", "memory"):
+        for a in ("convention", "unit", "batch_size", "weight_dtype", "act_dtype", "memory",
+                  "phase", "causal"):
             setattr(self, a, getattr(obj, a, getattr(Scores, a)))
 
     @property
@@ -92,10 +98,12 @@ class Scores(np.ndarray):
     @classmethod
     def from_raw(cls, raw: RawScores, opts: ScoringOptions) -> "Scores":
         """Result rows from the core's arrays, naming the options they were scored with."""
-        fields = list(RESULT_DTYPE.descr) + ([("latency_s", "<f8")] if raw.latency is not None else [])
+        extra = [(m, "<i8") for m in opts.extra_metrics]
+        fields = (list(RESULT_DTYPE.descr[:len(METRICS)]) + extra + list(RESULT_DTYPE.descr[len(METRICS):])
+                  + ([("latency_s", "<f8")] if raw.latency is not None else []))
         out = np.empty(len(raw), dtype=fields)
-        for k, m in enumerate(METRICS):
-            out[m] = raw.metrics[:, k]
+        for m in METRICS + opts.extra_metrics:
+            out[m] = raw.metrics[:, CORE_METRICS.index(m)]
         out["status"] = raw.status
         out["bad_layer"] = raw.bad_layer
         if raw.latency is not None:
@@ -103,7 +111,7 @@ class Scores(np.ndarray):
         res = out.view(cls)
         res.convention, res.unit = opts.convention.name, opts.convention.unit
         res.batch_size, res.weight_dtype, res.act_dtype = opts.batch_size, opts.weight_dtype, opts.act_dtype
-        res.memory = opts.memory
+        res.memory, res.phase, res.causal = opts.memory, opts.phase, opts.causal
         return res
 
 
@@ -128,7 +136,7 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
           weight_dtype: str = "fp32", act_dtype: str = "fp32", n_jobs: Optional[int] = 1,
           errors: str = "raise", device: Optional[Device] = None,
           chunk_size: Optional[int] = None, fused_attention: bool = False,
-          memory: str = "nasflops") -> Scores:
+          memory: str = "nasflops", phase: str = "forward", causal: str = "full") -> Scores:
     """Score architectures: FLOPs/MACs, params and memory, exactly.
 
     Parameters
@@ -164,6 +172,14 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
         What ``act_bytes``, ``read_bytes`` and ``write_bytes`` count: the
         buffers allocated and the bytes every op moves, or torchstat
         0.0.7's memory, MemRead and MemWrite (README, "Memory metrics").
+    phase : {"forward", "prefill", "decode", "train"}
+        What the pass is, named in the result (``options.PHASES``):
+        ``train`` counts forward + backward (every record's ops and bytes
+        x 3) and adds the training memory; prefill, decode and train add
+        ``active_params`` and ``kv_cache_bytes``.
+    causal : {"full", "half"}
+        Causal attention scores counted as the full rectangle torch
+        computes, or only the keys at or before each query.
 
     Returns
     -------
@@ -184,7 +200,7 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
     if errors not in ("raise", "status"):
         raise ValueError(f"errors must be 'raise' or 'status', got {errors!r}")
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
-                               fused_attention, memory)
+                               fused_attention, memory, phase, causal)
     raw = score_chunks(specs, opts, n_jobs=n_jobs, chunk_size=chunk_size)
     if errors == "raise" and len(raw) and np.any(raw.status):
         i = int(np.flatnonzero(raw.status)[0])
@@ -201,7 +217,8 @@ LAYER_TABLE_DTYPE = np.dtype([("layer", np.int32), ("op", "U16"), ("inputs", "U2
 def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: int = 1,
                 weight_dtype: str = "fp32", act_dtype: str = "fp32",
                 device: Optional[Device] = None, fused_attention: bool = False,
-                memory: str = "nasflops") -> np.ndarray:
+                memory: str = "nasflops", phase: str = "forward",
+                causal: str = "full") -> np.ndarray:
     """Per-layer breakdown of one architecture.
 
     Returns a structured array with, per layer: ``layer``, ``op`` (name),
@@ -209,8 +226,9 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
     ``width``/``groups`` and ``layout`` (0 image, 1 tokens, 2 matrices), ``ops`` (under ``convention``), ``macs``, ``params``,
     ``act_bytes`` (output), ``read_bytes``, ``write_bytes``, ``live_bytes``
     (live activations while the layer runs; their maximum is
-    ``peak_act_bytes``) and, with a device, ``latency_s``.  ``memory`` picks
-    the byte semantics as in :func:`score`.
+    ``peak_act_bytes``), ``active_params``, ``kv_cache_bytes`` and, with a
+    device, ``latency_s``.  ``memory``, ``phase`` and ``causal`` are as in
+    :func:`score`.
 
     Raises :class:`SpecError` for an invalid architecture.
 
@@ -227,7 +245,7 @@ def layer_table(spec, convention: Union[str, Convention] = "macs", batch_size: i
         raise ValueError(f"layer_table takes one architecture, got {len(specs)}")
     records = specs[0]
     opts = ScoringOptions.make(convention, batch_size, weight_dtype, act_dtype, device,
-                               fused_attention, memory)
+                               fused_attention, memory, phase, causal)
     st, bad, table = _core.layer_metrics(records, *opts.core_args())
     if st:
         raise SpecError(None, int(bad), int(st), explain(records, int(bad), int(st), opts))
@@ -324,7 +342,8 @@ def _bad_input_ref(f: _Fault) -> str:
     raw = [int(f.rec[k]) for k in INPUT_FIELDS]
     want = {Op.INPUT: "no inputs", Op.ADD: "2 to 4 inputs", Op.MUL: "2 inputs",
             Op.MATMUL: "2 inputs", Op.ATTENTION: "3 inputs (q, k, v)",
-            Op.CONCAT: "1 to 4 inputs"}.get(f.op, "1 input")
+            Op.CONCAT: "1 to 4 inputs",
+            Op.MOE_COMBINE: "2 inputs (the experts' outputs, the routing weights)"}.get(f.op, "1 input")
     return (f"inputs {raw} are invalid: it takes {want}, each naming an earlier "
             f"layer (0..{f.layer - 1}), used slots first and -1 for unused ones")
 
@@ -335,6 +354,9 @@ def _bad_groups(f: _Fault) -> str:
     cin = s[0] if s else None
     if f.op == Op.CHANNEL_SHUFFLE:
         return f"groups={g} does not divide the {cin} input channels"
+    if f.op == Op.ROPE:
+        return (f"heads={g} must split the {cin} channels into heads of an even size (rotary "
+                f"embedding rotates pairs of channels); input: {f.first()}")
     if f.op in (Op.ATTENTION, Op.MHA):
         kv = int(f.rec["kv_heads"]) or g
         width = int(f.rec["out_channels"]) if f.op == Op.MHA else cin
@@ -355,12 +377,20 @@ def _shape_mismatch(f: _Fault) -> str:
             * int(f.rec["size_w"])
         return (f"a view keeps the number of elements: the input ({parts}) has {n_in} elements, "
                 f"the shape asks for {want}")
+    if f.op == Op.ATTENTION and f.rec["flags"] & Flag.CAUSAL:
+        q, k = f.shape(f.ins[0]), f.shape(f.ins[1])
+        if q and k and k[1] * k[2] < q[1] * q[2]:
+            return (f"a causal attention needs at least as many keys as queries (its queries are "
+                    f"the last of its positions); got {parts}")
     need = {Op.ADD: "identical shapes", Op.CONCAT: "equal height and width (and groups)",
             Op.MUL: "the second to broadcast to the first (each dim equal or 1)",
             Op.MATMUL: "(G, M, K) x (G or 1, K, N): the inner dimensions equal",
             Op.ATTENTION: "keys with kv_heads x head_dim channels and keys and values "
                           "with the same tokens",
-            Op.MHA: f"input channels equal to embed_dim={int(f.rec['out_channels'])}"}
+            Op.MHA: f"input channels equal to embed_dim={int(f.rec['out_channels'])}",
+            Op.EXPERT_LINEAR: f"one group of tokens (each token dispatched to its experts) or "
+                              f"top_k={int(f.rec['size_h'])} groups (each slot through its expert)",
+            Op.MOE_COMBINE: "routing weights for the same tokens as the experts' outputs"}
     return f"input shapes disagree ({parts}); it needs {need.get(f.op, 'matching shapes')}"
 
 
@@ -386,9 +416,18 @@ def _bad_shape(f: _Fault) -> str:
                 f"got {', '.join(f.shp(j) for j in f.ins)}")
     if f.op == Op.PREPEND:
         return f"prepend needs one sequence of tokens (tokens(x, flat=True)); {got}"
+    if f.op == Op.EMBEDDING:
+        return f"embedding looks up token ids: one channel per position (an input of 1 x L x 1); {got}"
+    if f.op == Op.KV_CACHE:
+        return f"kv_cache appends to one sequence of tokens (one group, W = 1); {got}"
+    if f.op == Op.MOE_COMBINE:
+        return ("moe_combine takes the experts' outputs (tokens) and one sequence of routing "
+                f"weights (tokens); got {', '.join(f.shp(j) for j in f.ins)}")
+    if f.op in (Op.ROPE, Op.EXPERT_LINEAR):
+        return f"{f.name} needs tokens (tokens(x) first); {got}"
     if f.op in (Op.TO_IMAGE, Op.PATCH_MERGE, Op.ATTENTION, Op.MHA):
         return f"{f.name} needs tokens (tokens(x) first); {got}"
-    if f.op in (Op.CONCAT, Op.SLICE, Op.LAYERNORM, Op.SCALE, Op.ADAPTIVE_AVGPOOL):
+    if f.op in (Op.CONCAT, Op.SLICE, Op.LAYERNORM, Op.RMSNORM, Op.SCALE, Op.ADAPTIVE_AVGPOOL):
         return f"{f.name} needs an image or tokens, not a matrix stack; {got}"
     return f"{f.name} needs an image (C x H x W; to_image(x) for tokens); {got}"
 
@@ -434,6 +473,14 @@ def _bad_fields(rec, in_shape) -> str:
         checks = [("groups", 1), ("out_channels", 1), ("size_h", 1), ("size_w", 1)]
     elif op in (Op.ATTENTION, Op.MHA):
         checks = [("groups", 1), ("kv_heads", 0)] + ([("out_channels", 1)] if op == Op.MHA else [])
+    elif op == Op.EMBEDDING:
+        checks = [("out_channels", 1), ("extra", 1)]
+    elif op == Op.ROPE:
+        checks = [("groups", 1)]
+    elif op == Op.KV_CACHE:
+        checks = [("size_h", 0)]
+    elif op == Op.EXPERT_LINEAR:
+        checks = [("out_channels", 1), ("groups", 1), ("size_h", 1)]
     bad = [f"{f}={int(rec[f])} (must be >= {lo})" for f, lo in checks if rec[f] < lo]
     if rec["call"] >= len(Call):
         bad.insert(0, f"call={int(rec['call'])} is not a call kind (0..{len(Call) - 1}: "
@@ -447,4 +494,7 @@ def _bad_fields(rec, in_shape) -> str:
                    f"exceed the {size} input {axis}")
     if op == Op.VIEW_AS and not bad:
         bad.append("a view is an image (groups 1), tokens or matrices (channels 1), not both")
+    if op == Op.EXPERT_LINEAR and not bad and rec["size_h"] > rec["groups"]:
+        bad.append(f"top_k (size_h)={int(rec['size_h'])} exceeds the experts (groups)="
+                   f"{int(rec['groups'])}: each token is routed to top_k distinct experts")
     return "; ".join(bad) if bad else "a field is out of range"

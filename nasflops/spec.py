@@ -16,12 +16,15 @@ op            :class:`Op` code
 act           :class:`Act` kind (``op == Op.ACT`` only)
 call          :class:`Call`: module (default), function, method or operator
 flags         :class:`Flag` bits: bias, affine, ceil_mode, exclude_pad, inplace,
-              called_again, causal, tokens, matrix, copy, flat
-out_channels  conv/linear outputs; input channels; slice channel count; pad: channels
+              called_again, causal, tokens, matrix, copy, flat, tied, checkpoint
+out_channels  conv/linear outputs; input channels; slice channel count; pad: channels;
+              embedding dimension; each expert's outputs
 groups        conv groups; channel-shuffle groups; slice: step (0 = 1);
-              attention: heads
+              attention/rope heads; experts
 start         slice: first channel (token) kept; pad: channels of zeros in front
-size_h/_w     input: height/width; adaptive avg pool, pad, crop: output size
+size_h/_w     input: height/width; adaptive avg pool, pad, crop: output size;
+              kv_cache: past tokens (size_h); expert_linear: experts per token,
+              top-k (size_h)
 kernel_h/_w   conv/pool kernel
 stride_h/_w   conv/pool stride; crop: step
 pad_h/_w      conv/pool zero padding on each side; pad: rows/columns of zeros
@@ -29,8 +32,10 @@ pad_h/_w      conv/pool zero padding on each side; pad: rows/columns of zeros
 dilation_h/_w conv/max-pool dilation
 input0..3     indices (within the architecture) of the layers feeding this one,
               used slots first, -1 for unused
+kv_heads      attention: key/value heads (0: as many as heads)
 extra         concat: axis joined (0 channels, 1 height, 2 width); mean: axes
-              reduced (bits 1 channels, 2 height, 4 width)
+              reduced (bits 1 channels, 2 height, 4 width); param_add: learned
+              values; embedding: vocabulary size
 ============  =================================================================
 """
 from __future__ import annotations
@@ -468,6 +473,19 @@ class Net:
         finally:
             self._call = old
 
+    def append(self, op, inputs: Sequence[int], name: str = "", **fields) -> int:
+        """One record of any op with its raw fields (``out_channels=...``,
+        ``flags=...``; see the module docstring); the other methods are
+        shorthands for it.  Returns the new layer's index.
+
+        >>> import nasflops
+        >>> net = nasflops.Net(1, 6, 1)
+        >>> e = net.append(nasflops.Op.EMBEDDING, [net.input], out_channels=8, extra=100)
+        >>> int(nasflops.score(net)["params"][0])
+        800
+        """
+        return self._append(int(op), inputs, name, **fields)
+
     def _append(self, op: int, inputs: Sequence[int], name: str = "", **fields) -> int:
         if len(inputs) > MAX_INPUTS:
             raise ValueError(f"a record takes at most {MAX_INPUTS} inputs")
@@ -502,10 +520,13 @@ class Net:
                             Flag.BIAS if bias else 0, name, out_channels=out_channels,
                             groups=groups)
 
-    def linear(self, x: int, out_features: int, bias: bool = True, name: str = "") -> int:
-        """Fully connected layer on a 1x1 input (flatten or pool first)."""
+    def linear(self, x: int, out_features: int, bias: bool = True, tied: bool = False,
+               name: str = "") -> int:
+        """Fully connected layer on a 1x1 input (flatten or pool first) or on
+        every token.  ``tied=True``: the weight is an embedding's table (a
+        tied language-model head), counted there, not here; it is still read."""
         return self._append(Op.LINEAR, [x], name, out_channels=out_features,
-                            flags=Flag.BIAS if bias else 0)
+                            flags=(Flag.BIAS if bias else 0) | (Flag.TIED if tied else 0))
 
     def bn(self, x: int, affine: bool = True, name: str = "") -> int:
         """Batch norm (inference: running statistics)."""
@@ -714,6 +735,68 @@ class Net:
         record, as hook tools see the module."""
         return self._append(Op.MHA, [x], name, out_channels=embed_dim, groups=heads,
                             flags=Flag.BIAS if bias else 0)
+
+    # -- language models --------------------------------------------------
+    def embedding(self, ids: int, vocab: int, dim: int, name: str = "") -> int:
+        """Token embedding (``nn.Embedding(vocab, dim)``): token ids, one channel
+        per position (an input of ``1 x L x 1``), to a sequence of ``dim``
+        channels; ``vocab * dim`` parameters, the rows looked up read.
+
+        >>> import nasflops
+        >>> net = nasflops.Net(1, 16, 1)                  # 16 token ids
+        >>> x = net.embedding(net.input, 1000, 64)
+        >>> nasflops.layer_table(net)[["channels", "height", "layout", "params"]][-1].tolist()
+        (64, 16, 1, 64000)
+        """
+        return self._append(Op.EMBEDDING, [ids], name, out_channels=dim, extra=vocab)
+
+    def rmsnorm(self, x: int, affine: bool = True, name: str = "") -> int:
+        """Root-mean-square norm over the channels at each position (Llama's
+        RMSNorm): a weight of C parameters, no bias."""
+        return self._append(Op.RMSNORM, [x], name, flags=Flag.AFFINE if affine else 0)
+
+    def rope(self, x: int, heads: int, name: str = "") -> int:
+        """Rotary position embedding of a token tensor of ``heads`` heads (each
+        head's channels rotated in pairs): no parameters, same shape."""
+        return self._append(Op.ROPE, [x], name, groups=heads)
+
+    def kv_cache(self, x: int, past: int, name: str = "") -> int:
+        """Append the tokens of ``x`` (new keys or values) to a cache holding
+        ``past`` tokens; the result is the whole cache, ``past + L`` tokens (a
+        view of it).  The cache is not an activation: its bytes are
+        ``kv_cache_bytes``; the new entries are written, and readers of the
+        result read all of it.
+
+        >>> import nasflops
+        >>> net = nasflops.Net(8, 1, 1)                   # one new token's key
+        >>> k = net.kv_cache(net.tokens(net.input), past=99)
+        >>> int(nasflops.score(net, phase="decode", act_dtype="bf16")["kv_cache_bytes"][0])
+        1600
+        """
+        return self._append(Op.KV_CACHE, [x], name, size_h=past)
+
+    def expert_linear(self, x: int, out_features: int, experts: int, top_k: int,
+                      bias: bool = False, name: str = "") -> int:
+        """``experts`` linear layers of a mixture of experts, each token routed
+        to ``top_k`` of them: from one group of tokens (dispatch) or from the
+        ``top_k`` groups an earlier expert linear made, to ``top_k`` groups.
+        Parameters: all experts; active parameters: ``top_k`` of them."""
+        return self._append(Op.EXPERT_LINEAR, [x], name, out_channels=out_features,
+                            groups=experts, size_h=top_k, flags=Flag.BIAS if bias else 0)
+
+    def moe_combine(self, x: int, weights: int, name: str = "") -> int:
+        """Each token's ``top_k`` expert outputs (the groups of ``x``) weighted by
+        its routing weights (``weights``, the router's probabilities for the
+        same tokens) and summed: one group of tokens."""
+        return self._append(Op.MOE_COMBINE, [x, weights], name)
+
+    def checkpoint(self, x: int) -> int:
+        """Mark layer ``x`` as a recomputation checkpoint (``Flag.CHECKPOINT``):
+        training with full recomputation keeps its output and recomputes the
+        layers after it, up to the next checkpoint, in the backward pass.
+        Returns ``x``."""
+        self.set(x, flags=self.get(x, "flags") | int(Flag.CHECKPOINT))
+        return x
 
     def patch_merge(self, x: int, name: str = "") -> int:
         """Swin's patch merging: each 2 x 2 neighbourhood of a token grid to one

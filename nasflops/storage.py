@@ -13,14 +13,19 @@ stream or enumeration), the native encoding under the space's own field names
 (NB201: ``arch``; OFA: ``ks``, ``e``, ``d``, ``r``), every metric of
 :func:`nasflops.score` under the same names (``ops``, ``macs``, ``params``,
 ``weight_bytes``, ``act_bytes``, ``peak_act_bytes``, ``read_bytes``,
-``write_bytes``; int64, -1 for invalid rows), ``status`` (int8, 0 = valid),
-``bad_layer`` (int32, -1 when valid) and, with a device, ``latency_s``.
+``write_bytes``; int64, -1 for invalid rows), the columns a language-model
+phase adds (``active_params``, ``kv_cache_bytes``; training: ``grad_bytes``,
+``optimizer_bytes``, ``saved_act_bytes``, ``recompute_act_bytes``),
+``status`` (int8, 0 = valid), ``bad_layer`` (int32, -1 when valid) and, with
+a device, ``latency_s``.
 
 Schema metadata, under the single key ``nasflops``, is a JSON object: package
 ``version``, ``convention`` and its ``unit``, ``space`` (``name`` and
 ``params``), ``mode`` (``sample``/``enumerate``), ``seed``, ``n``,
 ``chunk_size``, ``batch_size``, ``weight_dtype``/``act_dtype`` and their
-``*_bytes_per_element``, and ``device``.
+``*_bytes_per_element``, ``memory``, ``device``, ``fused_attention``, the
+``phase`` (``forward``, ``prefill``, ``decode``, ``train``) and how causal
+attention is counted (``causal``: ``full`` or ``half``).
 
 A part is written as ``.part-XXXXXX.parquet.<token>.incomplete`` and renamed
 when complete (``os.replace`` is atomic), so a killed run leaves complete
@@ -59,7 +64,7 @@ from typing import Iterator, Mapping, Optional, Union
 
 import numpy as np
 
-from .engine import METRICS
+from .engine import CORE_METRICS, METRICS
 from .options import META_KEY, metadata_of_schema
 
 __all__ = ["META_KEY", "RUN_FILE", "LOCK_FILE", "read_results", "read_metadata", "open_dataset",
@@ -336,14 +341,17 @@ def _metadata_bytes(metadata) -> Optional[bytes]:
 
 
 def scores_table(scores, status=None, bad_layer=None, latency=None, *, arch_id=None,
-                 native: Optional[Mapping] = None, metadata=None):
+                 native: Optional[Mapping] = None, metadata=None, extra_metrics=()):
     """Results as a pyarrow Table, built column-wise from numpy.
 
     Parameters
     ----------
-    scores : Scores (structured array) or int64 array of shape (n, len(METRICS))
-        Either what :func:`nasflops.score` returns, or the raw metric matrix,
-        then with ``status``, ``bad_layer`` and optionally ``latency``.
+    scores : Scores (structured array) or int64 array of shape (n, len(CORE_METRICS))
+        Either what :func:`nasflops.score` returns, or the core's raw metric
+        matrix, then with ``status``, ``bad_layer`` and optionally ``latency``.
+    extra_metrics : sequence of str
+        With a raw matrix: the columns beyond ``METRICS`` its phase keeps
+        (``ScoringOptions.extra_metrics``); a ``Scores`` carries its own.
     arch_id : int array, optional
         Candidate ids (default ``0 .. n - 1``).
     native : mapping of column name -> pyarrow Array or numpy array, optional
@@ -366,22 +374,27 @@ def scores_table(scores, status=None, bad_layer=None, latency=None, *, arch_id=N
 
     if isinstance(scores, np.ndarray) and scores.dtype.names:
         n = len(scores)
-        cols = {m: scores[m] for m in METRICS}
+        cols = {m: scores[m] for m in CORE_METRICS if m in scores.dtype.names}
         status = scores["status"]
         bad_layer = scores["bad_layer"]
         latency = scores["latency_s"] if "latency_s" in scores.dtype.names else None
         if metadata is None and getattr(scores, "convention", ""):
             metadata = {"convention": scores.convention, "unit": scores.unit,
                         "batch_size": scores.batch_size, "weight_dtype": scores.weight_dtype,
-                        "act_dtype": scores.act_dtype}
+                        "act_dtype": scores.act_dtype, "phase": scores.phase,
+                        "causal": scores.causal}
     else:
         scores = np.asarray(scores)
-        if scores.ndim != 2 or scores.shape[1] != len(METRICS):
-            raise ValueError(f"metrics must have shape (n, {len(METRICS)}), got {scores.shape}")
+        if scores.ndim != 2 or scores.shape[1] != len(CORE_METRICS):
+            raise ValueError(f"metrics must have shape (n, {len(CORE_METRICS)}), got {scores.shape}")
         if status is None or bad_layer is None:
             raise ValueError("status and bad_layer are required with a metric matrix")
+        unknown = [m for m in extra_metrics if m not in CORE_METRICS or m in METRICS]
+        if unknown:
+            raise ValueError(f"extra_metrics {unknown} are not phase metrics of the core "
+                             f"({', '.join(m for m in CORE_METRICS if m not in METRICS)})")
         n = scores.shape[0]
-        cols = {m: scores[:, j] for j, m in enumerate(METRICS)}
+        cols = {m: scores[:, CORE_METRICS.index(m)] for m in METRICS + tuple(extra_metrics)}
     arrays, names = [], []
 
     def add(name, values, dtype):
@@ -399,7 +412,7 @@ def scores_table(scores, status=None, bad_layer=None, latency=None, *, arch_id=N
             raise ValueError(f"native column {name!r} has {len(arr)} rows, expected {n}")
         arrays.append(arr)
         names.append(name)
-    for m in METRICS:
+    for m in cols:
         add(m, cols[m], np.int64)
     add("status", status, np.int8)
     add("bad_layer", bad_layer, np.int32)
@@ -443,7 +456,7 @@ def commit_part(path: str, k: int, table, token: str = "0",
 
 
 def _is_metric(name: str) -> bool:
-    return name in METRICS or name in ("arch_id", "latency_s")
+    return name in CORE_METRICS or name in ("arch_id", "latency_s")
 
 
 def write_table(path: Union[str, os.PathLike], table, overwrite: bool = False,

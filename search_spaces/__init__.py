@@ -12,7 +12,12 @@ name                what                                              defined in
 ``zoo``             torchvision's ImageNet classifiers                ``zoo.py``
 ``ofa-mbv3``        Once-for-All MobileNetV3                          ``ofa_mbv3.yaml``
 ``proxylessnas-*``  the ProxylessNAS space at three published widths  ``proxylessnas_*.yaml``
+``llm``             Llama-style decoders (depth, width, GQA, FFN)     ``llm.yaml``
+``llm-moe``         Mixtral-style decoders (experts, top-k)           ``llm_moe.yaml``
 ==================  ================================================  ========================
+
+The language-model spaces (``lm_space.py``, ``type: language_model`` in YAML)
+are built for one phase: ``get_space("llm", phase="decode", context=4096)``.
 
 Space modules never import this registry: it imports them, on first use.
 Users add their own with :func:`register_space` or load a YAML definition
@@ -27,12 +32,12 @@ from typing import Callable
 from .base import SearchSpace
 from .columns import NativeError
 from .profiles import Profile, Within, Witness
-from .sampling import BudgetSample
+from .sampling import BudgetSample, space_phase
 from .tables import NotDecomposable
 
 __all__ = ["get_space", "list_spaces", "register_space", "sample_within", "SearchSpace",
            "NativeError", "BudgetSample", "SHIPPED_YAML", "NotDecomposable", "Profile", "Within",
-           "Witness"]
+           "Witness", "space_phase"]
 
 #: shipped declarative definitions: registry name -> file (``_`` in the file
 #: name reads as ``-``)
@@ -44,7 +49,7 @@ _USER: dict[str, Callable[..., SearchSpace]] = {}
 
 
 def _factories() -> dict[str, Callable[..., SearchSpace]]:
-    from .declarative import load_space
+    from .lm_space import load_space
     from .nb201 import NB201Space
     from .zoo import ZooSpace
 
@@ -82,7 +87,7 @@ def get_space(name: str, **params) -> SearchSpace:
     if not isinstance(name, str):
         raise TypeError(f"a space name is a string, got {type(name).__name__}")
     if name.startswith("yaml:") or "path" in params:
-        from .declarative import load_space
+        from .lm_space import load_space
         path = name[len("yaml:"):] if name.startswith("yaml:") else params.pop("path")
         params.pop("path", None)
         return load_space(path, **params)

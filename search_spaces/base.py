@@ -90,6 +90,10 @@ class SearchSpace(abc.ABC):
     native_columns: Mapping[str, str] = {}
     #: one-line description of the native form shown to users
     native_example: str = ""
+    #: the phase its records are the workload of (``nasflops.options.PHASES``):
+    #: ``forward`` for a network scored as given; a language-model space is
+    #: built for ``prefill``, ``decode`` or ``train``, and is scored in it
+    phase: str = "forward"
 
     # -- to implement ---------------------------------------------------------
     @abc.abstractmethod
@@ -321,7 +325,9 @@ class SearchSpace(abc.ABC):
         encoded), which a streaming caller sizes its next block by
         (:func:`nasflops.engine.encode_step`)."""
         try:
-            table = self.block_table(opts) if not opts.with_latency else None
+            # tables hold forward passes without latency; other scoring: the core
+            table = (self.block_table(opts) if not opts.with_latency and opts.phase == "forward"
+                     else None)
         except NotDecomposable:
             table = None
         if table is not None:

@@ -668,7 +668,8 @@ def nb201_trellis(space: NB201Space, table: SlotTable, metrics: tuple) -> Trelli
             steps.append(Step(1, 1, np.zeros(N_OPS), np.zeros(N_OPS), vals[:, None],
                               np.ones((N_OPS, 2)), np.arange(N_OPS), f"edge {d}<-{s_}"))
         return Trellis(steps, None, np.zeros(1, dtype=np.int64), additive, decode, table.options)
-    step = Step(1, 1, np.zeros(SIZE), np.zeros(SIZE), whole.metrics[:, None], np.ones((SIZE, 2)),
+    step = Step(1, 1, np.zeros(SIZE), np.zeros(SIZE), whole.metrics[:, None, :len(METRICS)],
+                np.ones((SIZE, 2)),
                 np.arange(SIZE), "cell")
     return Trellis([step], None, np.zeros(1, dtype=np.int64), frozenset(METRICS),
                    lambda path, subs, groups_: {"ops": _index_to_ops(path[:, 0])}, table.options)

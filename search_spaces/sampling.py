@@ -16,13 +16,32 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from nasflops.budget import Budget
-from nasflops.engine import ENCODE_BLOCK, encode_step
+from nasflops.engine import ENCODE_BLOCK, RawScores, encode_step
 from nasflops.options import ScoringOptions, positive_int
-from nasflops.scoring import RESULT_DTYPE, Scores, score
+from nasflops.scoring import Scores, score
 from nasflops.spec import SpecBatch
 from .columns import SAMPLE_BLOCK, concat_columns, take_columns
 
-__all__ = ["BudgetSample", "sample_within"]
+__all__ = ["BudgetSample", "sample_within", "space_phase"]
+
+
+def space_phase(space, phase: Optional[str] = None) -> str:
+    """The phase to score ``space`` in: ``phase``, or by default the space's
+    own (``space.phase``: a language-model space is built for one phase).
+    Scoring a phase-specific space's records as another phase is refused.
+
+    >>> class Decoding: name, phase = "lm", "decode"
+    >>> space_phase(Decoding()), space_phase(object(), "train")
+    ('decode', 'train')
+    """
+    own = getattr(space, "phase", "forward")
+    if phase is None:
+        return own
+    if own != "forward" and phase != own:
+        raise ValueError(f"{getattr(space, 'name', space)} is built for the {own} phase (its records "
+                         f"are that workload); build it with phase={phase!r} instead of scoring its "
+                         f"{own} records as {phase}")
+    return phase
 
 
 @dataclass
@@ -88,7 +107,9 @@ def _encode_score(space, cols, opts: ScoringOptions, seen: dict):
         seen["longest"] = max(seen["longest"], int(specs.lengths.max()))
     return cols, score(specs, convention=opts.convention,
                        batch_size=opts.batch_size, weight_dtype=opts.weight_dtype,
-                       act_dtype=opts.act_dtype, device=opts.device, errors="status")
+                       act_dtype=opts.act_dtype, device=opts.device, errors="status",
+                       fused_attention=opts.fused_attention, memory=opts.memory,
+                       phase=opts.phase, causal=opts.causal)
 
 
 def _steps(max_draws: int, first_step: int, jobs: int,
@@ -146,7 +167,9 @@ def _shortfall(space, budget: Budget, n: int, found: int, draws: int, seed: int,
 
 def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: int = 1,
                   weight_dtype: str = "fp32", act_dtype: str = "fp32", device=None,
-                  max_draws: Optional[int] = None, n_jobs: Optional[int] = 1) -> BudgetSample:
+                  max_draws: Optional[int] = None, n_jobs: Optional[int] = 1,
+                  phase: Optional[str] = None, causal: str = "full",
+                  fused_attention: bool = False) -> BudgetSample:
     """Draw ``n`` candidates of ``space`` that fit ``budget`` (rejection sampling).
 
     Parameters
@@ -162,6 +185,9 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
     batch_size, weight_dtype, act_dtype, device
         Scoring options (memory budgets depend on them; ``max_latency``
         needs ``device``).
+    phase, causal, fused_attention
+        As in :func:`nasflops.score`; ``phase`` defaults to the space's
+        (:func:`space_phase`).
     max_draws : int, optional
         Give up after sampling this many candidates (default
         ``max(1_000_000, 100 * n)``).
@@ -192,7 +218,8 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
         raise ValueError("max_latency needs a device profile: sample_within(..., "
                          "device=nasflops.Device(...))")
     max_draws = max(1_000_000, 100 * n) if max_draws is None else positive_int(max_draws, "max_draws")
-    opts = ScoringOptions.make(budget.convention, batch_size, weight_dtype, act_dtype, device)
+    opts = ScoringOptions.make(budget.convention, batch_size, weight_dtype, act_dtype, device,
+                               fused_attention, "nasflops", space_phase(space, phase), causal)
 
     ids, col_parts, score_parts = [], [], []
     found = draws = 0
@@ -218,17 +245,14 @@ def sample_within(space, budget: Budget, n: int, seed: int = 0, *, batch_size: i
 
 
 def _result(space, seed, opts, ids, col_parts, score_parts, draws) -> BudgetSample:
+    empty = Scores.from_raw(RawScores.allocate(0, opts.with_latency), opts)   # names the options
     if ids:
         arch_id = np.concatenate(ids).astype(np.int64)
         columns = concat_columns(col_parts)
-        rows = np.concatenate(score_parts)
+        scores = np.concatenate(score_parts).astype(empty.dtype).view(Scores)
+        scores.__array_finalize__(empty)
     else:
         arch_id = np.zeros(0, dtype=np.int64)
         columns = take_columns(space.sample_columns(1, seed), slice(0, 0))
-        fields = list(RESULT_DTYPE.descr) + ([("latency_s", "<f8")] if opts.with_latency else [])
-        rows = np.empty(0, dtype=fields)
-    scores = rows.view(Scores)
-    scores.convention, scores.unit = opts.convention.name, opts.convention.unit
-    scores.batch_size, scores.weight_dtype, scores.act_dtype = (opts.batch_size, opts.weight_dtype,
-                                                                opts.act_dtype)
+        scores = empty
     return BudgetSample(arch_id=arch_id, columns=columns, scores=scores, draws=draws, space=space)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from nasflops.engine import METRICS, RawScores
+from nasflops.engine import CORE_METRICS, METRICS, RawScores
 from nasflops.options import ScoringOptions
 from ._dist import table_sums
 
@@ -45,6 +45,10 @@ PEAK = "peak_act_bytes"
 #: what a count counts: distinct networks, or native encodings
 COUNT_MODES = ("networks", "encodings")
 _PEAK_COL = METRICS.index(PEAK)
+_PARAMS_COL = METRICS.index("params")
+_ACTIVE_COL = CORE_METRICS.index("active_params")
+# the core's metrics begin with METRICS, in order (the phases' columns follow)
+assert CORE_METRICS[:len(METRICS)] == METRICS
 #: bytes of dynamic programs a trellis keeps between exact sampling calls
 MEMO_BYTES = 512 << 20
 
@@ -117,7 +121,7 @@ def score_slots(table: SlotTable, tids: np.ndarray, groups: np.ndarray) -> Optio
     """Score candidates given as slot template ids, from the table alone.
 
     Returns :class:`~nasflops.engine.RawScores` equal to the record core's
-    (every metric, status 0), or ``None`` when the table cannot answer for
+    in a forward pass (every metric, status 0), or ``None`` when the table cannot answer for
     every candidate -- a template invalid at a candidate's resolution, an
     int64 overflow, or a peak that is not a slot maximum -- so the caller
     scores with the core instead (which names the fault).
@@ -128,9 +132,13 @@ def score_slots(table: SlotTable, tids: np.ndarray, groups: np.ndarray) -> Optio
     if not table.peak_exact or (not table.all_valid and n
                                 and not table.valid[tids, groups[:, None]].all()):
         return None
-    out = RawScores.allocate(n, False)
-    if table_sums(table._flat, table.n_groups, tids, groups, _PEAK_COL, out.metrics) >= 0:
+    sums = np.empty((n, len(METRICS)), dtype=np.int64)
+    if table_sums(table._flat, table.n_groups, tids, groups, _PEAK_COL, sums) >= 0:
         return None
+    out = RawScores.allocate(n, False)
+    out.metrics[:] = 0              # a forward pass: the columns of the other phases are 0,
+    out.metrics[:, :len(METRICS)] = sums
+    out.metrics[:, _ACTIVE_COL] = sums[:, _PARAMS_COL]    # but every parameter is active
     out.status[:] = 0
     out.bad_layer[:] = -1
     return out

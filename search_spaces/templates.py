@@ -269,7 +269,7 @@ class TemplatePool:
         for lo in range(0, len(tt), block):
             t, r = tt[lo:lo + block], rr[lo:lo + block]
             raw = _score(self.slot_networks(t, r, resolutions), opts)
-            values[t, r] = raw.metrics
+            values[t, r] = raw.metrics[:, :len(METRICS)]
             valid[t, r] = raw.status == 0
             alone = self.in_c[t] > 0     # the synthetic input's own share
             if alone.any():
@@ -279,7 +279,7 @@ class TemplatePool:
                 inputs["size_h"] = self.in_hw[t[alone], 0, r[alone]]
                 inputs["size_w"] = self.in_hw[t[alone], 1, r[alone]]
                 own = _score(SpecBatch(inputs, np.arange(len(inputs) + 1, dtype=np.int64)), opts)
-                share = own.metrics.copy()
+                share = own.metrics[:, :len(METRICS)].copy()
                 share[:, METRICS.index("peak_act_bytes")] = 0
                 values[t[alone], r[alone]] -= share
         return SlotTable(values, valid, bool(self.output_unaliased.all()), opts)

@@ -41,8 +41,9 @@ LAYERS = {
     ],
     "nasflops.search_spaces": [
         ["__init__"],                     # the registry
+        ["lm_space"],
         ["nb201", "zoo", "declarative"],
-        ["vision_transformers"],
+        ["vision_transformers", "language_models"],
         ["templates"],
         ["base"],
         ["profiles"],                     # exact whole-space answers

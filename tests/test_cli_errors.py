@@ -57,6 +57,12 @@ def files(tmp_path_factory):
         "syntax.py": "def (:\n",
         "nomodel.py": "x = 1\n",
         "notmodule.py": "model = 5\nINPUT_SHAPE = (3, 8, 8)\n",
+        "lm_kv.yaml": "type: language_model\nname: x\nvocab: 100\nlayers: 2\nhidden: 64\n"
+                      "heads: 8\nkv_heads: [3]\nffn: 128\n",
+        "lm_topk.yaml": "type: language_model\nname: x\nvocab: 100\nlayers: 2\nhidden: 64\n"
+                        "heads: 4\nffn: 128\nexperts: [2, 4]\ntop_k: [4]\n",
+        "lm_heads.yaml": "type: language_model\nname: x\nvocab: 100\nlayers: 2\nhidden: [64, 100]\n"
+                         "heads: 8\nffn: 128\n",
     }
     for name, text in texts.items():
         (d / name).write_text(text)
@@ -107,6 +113,26 @@ def cases(d):
         ["count", str(d / "nomodel.py")], ["count", str(d / "notmodule.py")],
         ["count", str(d / "notmodule.py"), "--input-shape", "3,100000,100000"],
         ["count", str(d / "notmodule.py"), "--input-shape", "a,b"],
+        # count: language models
+        ["count", "llama-2-7b", "--phase", "decode", "--seq-len", "10"],
+        ["count", "llama-2-7b", "--phase", "prefill", "--context", "10"],
+        ["count", "llama-2-7b", "--seq-len", "0"], ["count", "llama-2-7b", "--context", "1e3"],
+        ["count", "gpt2", "--phase", "decode", "--context", "5000"],
+        ["count", "llama-2-7b", "--phase", "forward"], ["count", "llama-2-7b", "--phase", "sideways"],
+        ["count", "resnet18", "--phase", "decode"], ["count", "resnet18", "--context", "5"],
+        ["count", "llama-2-7b", "--device", "tpu9000"], ["count", "llama-2-7b", "--device", "a100", "-c", "macs"],
+        ["count", "llama-2-7b", "--report", "torchstat"], ["count", "llama-2-7b", "--causal", "quarter"],
+        ["count", "llama-2-7b", "--phase", "train", "--logits", "last"],
+        ["count", '{"layers": 3}', "--space", "llm-moe"], ["count", "{bad", "--space", "llm"],
+        ["count", '{"layers": 8, "hidden": 1024, "heads": 16, "kv_heads": 4, "ffn": 2816, "experts": 8, '
+                  '"top_k": 2}', "--space", "llm-moe", "--phase", "decode", "--seq-len", "8"],
+        # score: language-model spaces
+        ["score", "llm", "-n", "10", "-o", out, "--phase", "decode", "--seq-len", "5"],
+        ["score", "nb201", "-n", "10", "-o", out, "--phase", "decode"],
+        ["score", "llm", "-n", "10", "-o", out, "-p", "phase=sideways"],
+        ["score", "llm", "-n", "10", "-o", out, "-p", "seq_len=1e12"],
+        *[["score", f"yaml:{d / y}", "-n", "10", "-o", out]
+          for y in ("lm_kv.yaml", "lm_topk.yaml", "lm_heads.yaml")],
         # validate
         ["validate", "nb201", "-n", "0"], ["validate", "nb201", "-n", "1e9"],
         ["validate", "nope", "-n", "1"], ["validate", "nb201", "-n", "1", "-c", "gflops"],
@@ -127,6 +153,8 @@ def cases(d):
         ["filter", ds, "--max-macs", "1G", "-o", ds], ["filter", str(d / "nothing"), "-o", out],
         ["filter", str(d / "corrupt"), "--max-macs", "1G", "-o", out],
         ["filter", ds, "--max-macs", "1G", "-o", "/proc/nasflops-out"],
+        ["filter", ds, "--max-kv-cache-bytes", "1GiB", "-o", out],
+        ["filter", ds, "--max-active-params", "1.5", "-o", out],
     ]
 
 

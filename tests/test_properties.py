@@ -297,3 +297,78 @@ def test_corrupted_token_graphs_fail_like_definitions(rec, data):
         with pytest.raises(nf.SpecError) as ei:
             nf.score(rec)
         assert ei.value.layer == ref_layer
+
+
+# ------------------------------------------------------------ language models
+@st.composite
+def lm_records(draw):
+    """A random small decoder (either family, GQA, head size, biases, tied
+    head, experts, per-layer FFN) in a random phase: its records and phase."""
+    from nasflops.search_spaces import language_models as lm
+    family = draw(st.sampled_from(["llama", "gpt2"]))
+    heads = draw(st.sampled_from([1, 2, 4]))
+    d = 2 * draw(st.integers(1, 3))
+    layers = draw(st.integers(1, 3))
+    ffn = tuple(draw(st.integers(1, 20)) for _ in range(layers))
+    kw = dict(vocab=draw(st.integers(1, 40)), hidden=heads * d, layers=layers, heads=heads,
+              ffn=ffn, tied=draw(st.booleans()))
+    if family == "gpt2":
+        kw.update(family="gpt2", act="gelu", gated=False, qkv_bias=True, o_bias=True,
+                  mlp_bias=True, positions=40)
+    else:
+        experts = draw(st.sampled_from([0, 0, 2, 3]))
+        kw.update(kv_heads=draw(st.sampled_from([h for h in (1, 2, 4) if heads % h == 0])),
+                  head_dim=draw(st.sampled_from([None, 2, 4])), experts=experts,
+                  top_k=draw(st.integers(1, experts)) if experts else 0,
+                  gated=draw(st.booleans()), qkv_bias=draw(st.booleans()),
+                  mlp_bias=draw(st.booleans()), window=draw(st.sampled_from([None, 3])))
+    cfg = lm.LMConfig("random", **kw)
+    phase = draw(st.sampled_from(["prefill", "decode", "train"]))
+    if phase == "decode":
+        return lm.build(cfg, phase, context=draw(st.integers(0, 12))), phase
+    logits = "all" if phase == "train" else draw(st.sampled_from(["all", "last"]))
+    return lm.build(cfg, phase, seq_len=draw(st.integers(1, 12)), logits=logits), phase
+
+
+@SETTINGS
+@given(lm_records(), st.sampled_from(["macs", "flops", "fma2", "fvcore", "ptflops"]),
+       st.integers(1, 4), st.sampled_from(["fp32", "bf16"]), st.booleans(), st.booleans())
+def test_language_models_match_definitions(rec_phase, convention, batch, dtype, half, fused):
+    rec, phase = rec_phase
+    r = nf.score(rec, convention=convention, batch_size=batch, weight_dtype=dtype, act_dtype=dtype,
+                 fused_attention=fused, phase=phase, causal="half" if half else "full")[0]
+    ref = _pyref.score_one(rec, nf.get_convention(convention).weights, batch, nf.DTYPE_SIZES[dtype],
+                           nf.DTYPE_SIZES[dtype], fused_attention=fused, train=phase == "train",
+                           causal_half=half)
+    cols = [m for m in r.dtype.names if m in ref]
+    assert len(cols) == len(nf.METRICS + nf.options.PHASE_METRICS[phase])
+    assert {m: int(r[m]) for m in cols} == {m: ref[m] for m in cols}
+    t = nf.layer_table(rec, convention=convention, batch_size=batch, phase=phase,
+                       causal="half" if half else "full", weight_dtype=dtype, act_dtype=dtype,
+                       fused_attention=fused)
+    for m in ("ops", "params", "active_params", "kv_cache_bytes", "read_bytes", "write_bytes"):
+        assert int(t[m].sum()) == int(r[m])
+
+
+@SETTINGS
+@given(lm_records(), st.data(), st.booleans())
+def test_corrupted_language_models_fail_like_definitions(rec_phase, data, half):
+    rec, phase = rec_phase
+    layer = data.draw(st.integers(0, len(rec) - 1))
+    field = data.draw(st.sampled_from(FIELDS))
+    info = np.iinfo(nf.LAYER_DTYPE[field])
+    rec[layer][field] = data.draw(st.one_of(st.integers(max(-3, int(info.min)), 40),
+                                            st.integers(int(info.min), int(info.max))))
+    train = phase == "train"
+    try:
+        ref = _pyref.score_one(rec, nf.get_convention("flops").weights, 3, 2, 2, train=train,
+                               causal_half=half)
+        ref_status, ref_layer = "ok", -1
+    except _pyref.RefError as e:
+        ref_status, ref_layer = e.status, e.layer
+    r = nf.score(rec, convention="flops", batch_size=3, weight_dtype="bf16", act_dtype="bf16",
+                 errors="status", phase=phase, causal="half" if half else "full")[0]
+    assert (STATUS_NAMES[int(r["status"])], int(r["bad_layer"])) == (ref_status, ref_layer)
+    if ref_status == "ok":
+        assert {m: int(r[m]) for m in r.dtype.names if m in ref} == \
+            {m: ref[m] for m in r.dtype.names if m in ref}

@@ -46,7 +46,7 @@ def test_metadata_round_trips(run):
         "space": {"name": "chain", "params": {"invalid": 0.1}}, "mode": "sample", "seed": 4,
         "n": 700, "chunk_size": 300, "batch_size": 8, "weight_dtype": "int8", "act_dtype": "fp16",
         "weight_bytes_per_element": 1, "act_bytes_per_element": 2, "memory": "nasflops", "device": None,
-        "fused_attention": False,
+        "fused_attention": False, "phase": "forward", "causal": "full",
     }
     assert run.metadata == want
     assert read_metadata(run.path) == want                       # from _nasflops.json

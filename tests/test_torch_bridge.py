@@ -437,7 +437,9 @@ def test_from_torch_on_ofa_subnets(ofa_importable):
         from_torch(subnet, shape, module_map={Hswish: "swish"})
 
 
-@pytest.mark.parametrize("name", [s["name"] for s in nf.list_spaces()])
+# language-model spaces (phase != forward) are checked against transformers
+# (tests/test_language_models.py); the bridge does not build their ops yet
+@pytest.mark.parametrize("name", [s["name"] for s in nf.list_spaces() if s.get("phase", "forward") == "forward"])
 def test_validate_every_space_agrees_exactly(name):
     # the whole zoo (its CNNs; the vision transformers: tests/test_transformers.py);
     # a seeded sample of every other space; memory metrics included
