@@ -52,7 +52,7 @@ import numpy as np
 from nasflops.spec import Net
 
 __all__ = ["MODELS", "NETS", "PUBLISHED", "ALIASES", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
-           "deit_tiny", "deit_small", "deit_base", "swin_t", "swin_s", "swin_b"]
+           "deit_tiny", "deit_small", "deit_base", "swin_t", "swin_s", "swin_b", "maxvit_t"]
 
 
 def _check_resolution(resolution: int, patch: int) -> int:
@@ -233,10 +233,187 @@ swin_t = _swin_net(96, (2, 2, 6, 2), (3, 6, 12, 24), "Swin-T (torchvision ``swin
 swin_s = _swin_net(96, (2, 2, 18, 2), (3, 6, 12, 24), "Swin-S (torchvision ``swin_s``).")
 swin_b = _swin_net(128, (2, 2, 18, 2), (4, 8, 16, 32), "Swin-B (torchvision ``swin_b``).")
 
+# ---------------------------------------------------------------------------
+# MaxViT (maxvit.py)
+# ---------------------------------------------------------------------------
+_PARTITION = 7       # partition_size: 7 x 7 windows, a 7 x 7 grid
+_HEAD_DIM = 32
+
+
+def _maxvit_sides(resolution: int, blocks: int) -> list[int]:
+    """``_make_block_input_shapes``: the side of each block's grid (the stem and
+    every block halve it, as a 3x3 stride-2 convolution with padding 1 does),
+    each a multiple of the partition size, as ``MaxVit.__init__`` demands."""
+    resolution = int(resolution)
+    if resolution < 1:
+        raise ValueError(f"maxvit_t: resolution must be >= 1, got {resolution}")
+    side, sides = (resolution - 1) // 2 + 1, []
+    for _ in range(blocks):
+        side = (side - 1) // 2 + 1
+        sides.append(side)
+    if any(s % _PARTITION for s in sides):
+        raise ValueError(f"maxvit_t: resolution {resolution} gives block grids of sides {sides}; "
+                         f"each must be a multiple of the partition size {_PARTITION} "
+                         f"(torchvision refuses the others), e.g. 224 or 448")
+    return sides
+
+
+def _mbconv(net: Net, x: int, cin: int, cout: int, stride: int, p: str) -> int:
+    """``MBConv`` at ``p``: ``res = proj(x)``, then ``layers`` (pre-norm,
+    1x1 and depthwise 3x3 ``Conv2dNormActivation`` s with GELU, SE with SiLU
+    and Sigmoid, 1x1 ``conv_c``), ``stochastic_depth`` (``nn.Identity`` when
+    its probability is 0), ``res + x``."""
+    mid, sqz, project = cout * 4, cout // 4, stride != 1 or cin != cout
+    proj = ((p + "proj.0", p + "proj.1") if stride == 2 else (p + "proj.0",)) if project \
+        else (p + "proj",)
+    se = p + "layers.squeeze_excitation."
+    net.declare(*proj, p + "stochastic_depth", p + "layers.pre_norm",
+                *(f"{p}layers.conv_{c}.{i}" for c in "ab" for i in range(3)),
+                *(se + m for m in ("avgpool", "fc1", "fc2", "activation", "scale_activation")),
+                p + "layers.conv_c")
+    res = x                                                        # res = self.proj(x)
+    if stride == 2:                                                # AvgPool2d(3, 2, padding=1)
+        res = net.avgpool(res, 3, stride=2, padding=1, name=p + "proj.0")
+    if project:                                                    # Conv2d(cin, cout, 1, bias=True)
+        res = net.conv(res, cout, 1, bias=True, name=proj[-1])
+    else:
+        res = net.identity(res, name=p + "proj")                   # nn.Identity()
+    y = net.bn(x, name=p + "layers.pre_norm")                      # BatchNorm2d(cin)
+    y = net.conv(y, mid, 1, name=p + "layers.conv_a.0")            # conv_a: 1x1, BN, GELU
+    y = net.act(net.bn(y, name=p + "layers.conv_a.1"), "gelu", name=p + "layers.conv_a.2")
+    y = net.conv(y, mid, 3, stride=stride, padding=1, groups=mid,  # conv_b: depthwise 3x3
+                 name=p + "layers.conv_b.0")
+    y = net.act(net.bn(y, name=p + "layers.conv_b.1"), "gelu", name=p + "layers.conv_b.2")
+    s = net.global_avgpool(y, name=se + "avgpool")                 # SqueezeExcitation._scale
+    s = net.act(net.conv(s, sqz, 1, bias=True, name=se + "fc1"), "silu", name=se + "activation")
+    s = net.act(net.conv(s, mid, 1, bias=True, name=se + "fc2"), "sigmoid",
+                name=se + "scale_activation")
+    with net.calling("operator"):
+        y = net.mul(y, s)                                          # scale * input
+    y = net.conv(y, cout, 1, bias=True, name=p + "layers.conv_c")  # Conv2d(mid, cout, 1)
+    # StochasticDepth, or nn.Identity where its probability is 0 (the very first
+    # MBConv: probabilities rise linearly from 0): one identity record either way
+    y = net.identity(y, name=p + "stochastic_depth")
+    with net.calling("operator"):
+        return net.add(res, y)                                     # res + x
+
+
+def _relative_attention(net: Net, x: int, dim: int, groups: int, p: str) -> int:
+    """``RelativePositionalMultiHeadAttention`` at ``p`` on ``groups`` partitions
+    of 49 tokens (``[B, G, P, D]``): ``to_qkv``, ``torch.chunk``, heads by
+    reshape and permute, ``k * scale_factor``, ``torch.einsum`` for Q.K^T, the
+    gathered relative-position bias added (its ``169 * heads`` parameters),
+    ``F.softmax``, ``torch.einsum`` for A.V, heads merged (a copy), ``merge``.
+
+    ``torch.einsum`` runs as one aten op that no hook tool patches (thop and
+    ptflops see nothing, as for the ``@`` operator): an ``operator`` matmul."""
+    heads, tokens = dim // _HEAD_DIM, _PARTITION ** 2
+    qkv = net.linear(x, 3 * dim, name=p + "to_qkv")                # nn.Linear(dim, 3 dim)
+    with net.calling("method"):
+        q, k, v = (net.slice(qkv, i * dim, dim) for i in range(3))  # torch.chunk(qkv, 3, -1)
+        # reshape(B, G, P, H, DH).permute(0, 1, 3, 2, 4), a view each: G*H matrices
+        # (k's as DH x P, the operand einsum contracts over DH)
+        q = net.view_as(q, (groups * heads, tokens, _HEAD_DIM), "matrix")
+        k = net.view_as(k, (groups * heads, _HEAD_DIM, tokens), "matrix")
+        v = net.view_as(v, (groups * heads, tokens, _HEAD_DIM), "matrix")
+    with net.calling("operator"):
+        k = net.act(k, "mul_const")                                # k * self.scale_factor
+        a = net.matmul(q, k)                                       # einsum("BGHID,BGHJD->BGHIJ")
+        a = net.param_add(a, (2 * _PARTITION - 1) ** 2 * heads)    # dot_prod + pos_bias
+    with net.calling("function"):
+        a = net.softmax(a)                                         # F.softmax(..., dim=-1)
+    with net.calling("operator"):
+        a = net.matmul(a, v)                                       # einsum("BGHIJ,BGHJD->BGHID")
+    with net.calling("method"):                                    # permute, reshape (a copy)
+        a = net.view_as(a, (1, groups, tokens, dim), "tokens", copy=True)
+    return net.linear(a, dim, name=p + "merge")                    # nn.Linear(dim, dim)
+
+
+def _partition_attention(net: Net, x: int, dim: int, side: int, grid: bool, p: str) -> int:
+    """``PartitionAttentionLayer`` at ``p`` on a ``dim x side x side`` image:
+    window attention (49 tokens of one 7 x 7 window) or grid attention (49
+    tokens 7 apart, ``SwapAxes`` moving the 7 x 7 axis last), each group of
+    49 tokens attending within itself, then the MLP; two pre-norm residuals
+    with one ``StochasticDepth`` module called twice (identity in eval).
+
+    ``WindowPartition`` and ``WindowDepartition`` reshape, permute and
+    reshape: a copy where there is more than one partition (the permuted
+    tensor cannot be viewed as the new shape), a view of a single one."""
+    n = side // _PARTITION                                         # n_partitions
+    groups, copy = n * n, n > 1
+    swap = ("partition_swap", "departition_swap")
+    net.declare(*(p + m for m in ("partition_op", "departition_op") + swap),
+                *(f"{p}attn_layer.{m}" for m in ("0", "1.to_qkv", "1.merge", "2")),
+                *(f"{p}mlp_layer.{i}" for i in range(5)), p + "stochastic_dropout")
+    # partition_op(x, p): [B, C, H, W] -> [B, (H/p)(W/p), p*p, C]; window: p = 7,
+    # grid: p = n (then SwapAxes(-2, -3): [B, n*n, 49, C], torch.swapaxes, a view)
+    if grid:
+        x = net.view_as(x, (1, _PARTITION ** 2, groups, dim), "tokens", copy=copy,
+                        name=p + "partition_op")
+        x = net.view_as(x, (1, groups, _PARTITION ** 2, dim), "tokens", name=p + swap[0])
+    else:
+        x = net.view_as(x, (1, groups, _PARTITION ** 2, dim), "tokens", copy=copy,
+                        name=p + "partition_op")
+        x = net.identity(x, name=p + swap[0])                      # nn.Identity()
+    y = net.layernorm(x, name=p + "attn_layer.0")                  # nn.LayerNorm(dim)
+    y = _relative_attention(net, y, dim, groups, p + "attn_layer.1.")
+    y = net.dropout(y, name=p + "attn_layer.2")                    # nn.Dropout
+    y = net.identity(y, name=p + "stochastic_dropout")
+    with net.calling("operator"):
+        x = net.add(x, y)                                          # x + sd(attn_layer(x))
+    y = net.linear(net.layernorm(x, name=p + "mlp_layer.0"), 4 * dim, name=p + "mlp_layer.1")
+    y = net.act(y, "gelu", name=p + "mlp_layer.2")                 # LayerNorm, Linear, GELU,
+    y = net.dropout(net.linear(y, dim, name=p + "mlp_layer.3"), name=p + "mlp_layer.4")
+    y = net.identity(y, name=p + "stochastic_dropout")             # Linear, Dropout
+    with net.calling("operator"):
+        x = net.add(x, y)                                          # x + sd(mlp_layer(x))
+    if grid:
+        x = net.view_as(x, (1, _PARTITION ** 2, groups, dim), "tokens", name=p + swap[1])
+    else:
+        x = net.identity(x, name=p + swap[1])
+    # departition_op: reshape, permute, reshape back to [B, C, H, W]
+    return net.view_as(x, (dim, side, side), "image", copy=copy, name=p + "departition_op")
+
+
+def _maxvit(stem: int, channels: tuple, depths: tuple, num_classes: int, resolution: int) -> Net:
+    """torchvision ``MaxVit`` (partition 7, head dim 32, expansion 4, squeeze
+    0.25, MLP ratio 4, GELU; BatchNorm in the convolutions, LayerNorm in the
+    attention), records named by module path."""
+    sides = _maxvit_sides(resolution, len(channels))
+    net = Net(3, resolution, resolution)
+    x = net.conv(net.input, stem, 3, stride=2, padding=1, name="stem.0.0")  # Conv2dNormActivation
+    x = net.act(net.bn(x, name="stem.0.1"), "gelu", name="stem.0.2")       # (no bias, BN, GELU)
+    x = net.conv(x, stem, 3, padding=1, bias=True, name="stem.1.0")        # conv with bias only
+    cin = stem
+    for b, (cout, depth, side) in enumerate(zip(channels, depths, sides)):
+        for i in range(depth):                                     # MaxVitLayer: MBconv,
+            p = f"blocks.{b}.layers.{i}.layers."                   # window, grid attention
+            x = _mbconv(net, x, cin if i == 0 else cout, cout, 2 if i == 0 else 1,
+                        p + "MBconv.")
+            x = _partition_attention(net, x, cout, side, False, p + "window_attention.")
+            x = _partition_attention(net, x, cout, side, True, p + "grid_attention.")
+        cin = cout
+    x = net.flatten(net.adaptive_avgpool(x, 1, name="classifier.0"), name="classifier.1")
+    x = net.linear(net.layernorm(x, name="classifier.2"), channels[-1], name="classifier.3")
+    x = net.act(x, "tanh", name="classifier.4")
+    net.linear(x, num_classes, bias=False, name="classifier.5")
+    return net
+
+
+def maxvit_t(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+    """MaxViT-T (torchvision ``maxvit_t``): stem 64, blocks of 64/128/256/512
+    channels and 2/2/5/2 layers."""
+    return _maxvit(64, (64, 128, 256, 512), (2, 2, 5, 2), num_classes, resolution).records
+
+
+maxvit_t.net = lambda num_classes, resolution: _maxvit(64, (64, 128, 256, 512), (2, 2, 5, 2),
+                                                       num_classes, resolution)
+
 MODELS: dict[str, Callable[..., np.ndarray]] = {
     "vit_b_16": vit_b_16, "vit_b_32": vit_b_32, "vit_l_16": vit_l_16, "vit_l_32": vit_l_32,
     "deit_tiny": deit_tiny, "deit_small": deit_small,
     "swin_t": swin_t, "swin_s": swin_s, "swin_b": swin_b,
+    "maxvit_t": maxvit_t,
 }
 #: the same models as named nets, ``(num_classes, resolution) -> Net``
 NETS: dict[str, Callable[[int, int], Net]] = {name: f.net for name, f in MODELS.items()}
@@ -257,4 +434,5 @@ PUBLISHED: dict[str, tuple] = {
     "swin_t": ("4.491", 28_288_354),
     "swin_s": ("8.741", 49_606_258),
     "swin_b": ("15.431", 87_768_224),
+    "maxvit_t": ("5.558", 30_919_624),
 }

@@ -888,7 +888,7 @@ class ZooSpace(SearchSpace):
     >>> import nasflops
     >>> space = ZooSpace(resolution=224)
     >>> space.size
-    28
+    29
     >>> int(nasflops.score(space.encode(["mobilenet_v2"]))["macs"][0])
     300774272
     """
