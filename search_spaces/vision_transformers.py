@@ -31,6 +31,28 @@ ptflops and fvcore conventions see what those tools see on the real model:
   slices, ``torch.cat``), its ``norm`` and a bias-free ``reduction``; the
   final norm, ``Permute``, pool, flatten and head.  Resolutions are
   multiples of 224 (whole windows at every stage; torchvision pads others).
+* MaxViT-T (``maxvit.py``): the stem (3x3/2 conv, BN, GELU; 3x3 conv with
+  bias), then per ``MaxVitLayer`` an ``MBConv`` (the projection evaluated
+  first: ``AvgPool2d(3, 2, 1)`` and a 1x1 conv where the layer strides,
+  ``nn.Identity`` otherwise; a pre-norm BatchNorm, 1x1 and depthwise 3x3
+  convs with BN and GELU, squeeze-excitation with SiLU and Sigmoid and the
+  ``scale * input`` product, a 1x1 conv; ``res + x``), window attention and
+  grid attention: ``WindowPartition`` (a ``view_as``, a copy unless one
+  partition covers the map), ``SwapAxes`` for the grid (a view), the
+  ``LayerNorm``, ``RelativePositionalMultiHeadAttention`` (``to_qkv``,
+  ``torch.chunk``, heads by reshape and permute, ``k * scale``, two
+  ``torch.einsum`` products, the gathered relative-position bias added with
+  its ``169 * heads`` parameters, ``F.softmax``, ``merge``), the MLP and two
+  residuals around one ``StochasticDepth``, then ``WindowDepartition``; the
+  classifier: pool, flatten, LayerNorm, Linear, Tanh, bias-free Linear.
+  ``torch.einsum`` is one aten op that neither thop nor ptflops patches (as
+  for the ``@`` operator): an ``operator`` matmul.  fvcore counts it, but
+  rounds it: its einsum handle parses numpy's ``einsum_path`` estimate,
+  printed to 4 significant digits (``%.3e``), so on ``maxvit_t`` fvcore
+  prints 1,072 more than the ``fvcore`` row (every other op equal;
+  tests/test_transformers.py derives the difference from the records).
+  Resolutions whose four stage grids are multiples of 7 (224, 448, ...), as
+  torchvision requires.
 
 Published figures: torchvision's "GFLOPS" (MACs) and parameter counts
 (:data:`PUBLISHED`); they count the attention's two matrix products, which

@@ -5,7 +5,11 @@ the ``thop``, ``ptflops`` and ``fvcore`` conventions, exactly what those
 tools print for torchvision 0.28's own modules, and under ``macs`` the
 figure torchvision publishes; ``params`` must be ``sum(p.numel())``.  Why
 the tools disagree with each other is docs/conventions.md, "Transformers".
+MaxViT's ``torch.einsum`` is the one place fvcore rounds (its einsum handle
+reads numpy's printed FLOP estimate): there its count is derived from the
+records and every other op is held exact.
 """
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -80,3 +84,61 @@ def test_math_attention_counts_what_torchvision_published():
     with sdpa_kernel(SDPBackend.MATH), counter:
         model(torch.randn(1, 3, 224, 224))
     assert counter.get_total_flops() == ops("deit_tiny", "fma2") == 2 * ops("deit_tiny", "macs")
+
+
+# -- MaxViT-T: MBConv + window and grid attention, torch.einsum -------------------------
+@pytest.fixture(scope="module")
+def maxvit():
+    """torchvision's ``maxvit_t`` (eval, CPU), built once for this module."""
+    return torchvision_model("maxvit_t")
+
+
+def fvcore_einsum(groups, m, k, n):
+    """What fvcore 0.1.5's ``einsum_flop_jit`` counts for a batched product
+    ``(groups, m, k) x (groups, k, n)`` written with any einsum equation but its
+    two 3-D special cases (MaxViT's are 5-D): numpy's ``einsum_path``
+    "Optimized FLOP count" (2 per multiply-add here), *printed* with ``%.3e``,
+    parsed back, halved and floored -- a 4-significant-digit rounding."""
+    path = np.einsum_path("gmk,gnk->gmn", np.zeros((groups, m, k)), np.zeros((groups, n, k)),
+                          optimize="optimal")[1]
+    line = next(x for x in path.split("\n") if "optimized flop" in x.lower())
+    return int(np.floor(float(line.split(":")[-1]) / 2))
+
+
+def test_maxvit_t_on_the_real_tools(maxvit):
+    """thop and ptflops see no ``torch.einsum`` (an operator matmul: 0), ptflops
+    sees ``F.softmax`` and the SiLU/GELU modules, thop the norms and pools;
+    FlopCounterMode counts the einsums as the ``bmm`` s they run as."""
+    from torch.utils.flop_counter import FlopCounterMode
+    shape = (3, 224, 224)
+    true_params = sum(p.numel() for p in maxvit.parameters())
+    assert int(nf.score(zoo.build("maxvit_t"))["params"][0]) == true_params
+    macs, ptflops_params = ptflops_count(maxvit, shape)
+    assert (macs, ptflops_params) == (ops("maxvit_t", "ptflops"), true_params)
+    assert thop_count(maxvit, shape)[0] == ops("maxvit_t", "thop")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        maxvit(torch.randn(1, *shape))
+    assert counter.get_total_flops() == ops("maxvit_t", "fma2") == 2 * ops("maxvit_t", "macs")
+
+
+def test_maxvit_t_fvcore_exact_but_its_einsum_rounding(maxvit):
+    """fvcore counts every op of MaxViT-T as the ``fvcore`` convention does,
+    except ``aten::einsum``, which it rounds (:func:`fvcore_einsum`): a rounding
+    of each product's own count that no per-element convention can express.
+    Its einsum total is derived from the matmul records, exactly."""
+    from fvcore.nn import FlopCountAnalysis
+    fca = FlopCountAnalysis(maxvit, torch.randn(1, 3, 224, 224))
+    fca.unsupported_ops_warnings(False)
+    fca.uncalled_modules_warnings(False)
+    fca.tracer_warnings("none")
+    by_op = fca.by_operator()
+    t = nf.layer_table(zoo.build("maxvit_t"))
+    mm = t[t["op"] == "matmul"]
+    inner = [int(c) // (int(g) * int(h) * int(w)) for c, g, h, w in
+             zip(mm["macs"], mm["groups"], mm["height"], mm["width"])]
+    exact = int(mm["macs"].sum())
+    rounded = sum(fvcore_einsum(int(g), int(h), k, int(w))
+                  for g, h, k, w in zip(mm["groups"], mm["height"], inner, mm["width"]))
+    assert by_op["einsum"] == rounded != exact
+    assert int(fca.total()) - rounded == ops("maxvit_t", "fvcore") - exact
