@@ -115,7 +115,11 @@ def test_maxvit_t_on_the_real_tools(maxvit):
     assert int(nf.score(zoo.build("maxvit_t"))["params"][0]) == true_params
     macs, ptflops_params = ptflops_count(maxvit, shape)
     assert (macs, ptflops_params) == (ops("maxvit_t", "ptflops"), true_params)
-    assert thop_count(maxvit, shape)[0] == ops("maxvit_t", "thop")
+    # thop counts parameters of modules it has a rule for: not the relative-position
+    # bias tables, which RelativePositionalMultiHeadAttention holds itself
+    t = nf.layer_table(zoo.build("maxvit_t"))
+    tables = int(t[t["op"] == "param_add"]["params"].sum())
+    assert thop_count(maxvit, shape) == (ops("maxvit_t", "thop"), true_params - tables)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         maxvit(torch.randn(1, *shape))
@@ -142,3 +146,25 @@ def test_maxvit_t_fvcore_exact_but_its_einsum_rounding(maxvit):
                   for g, h, k, w in zip(mm["groups"], mm["height"], inner, mm["width"]))
     assert by_op["einsum"] == rounded != exact
     assert int(fca.total()) - rounded == ops("maxvit_t", "fvcore") - exact
+
+
+@pytest.mark.parametrize("resolution", [220, 221, 448])
+def test_maxvit_t_resolutions_as_torchvision(resolution):
+    """``maxvit_t(input_size=(r, r))`` is refused where a stage grid is not a
+    multiple of 7 (220: 55 x 55), accepted otherwise, odd sides included
+    (221: the stem gives 111, then 56); where accepted, FlopCounterMode on the
+    meta device gives ``fma2`` of the zoo's records at that resolution."""
+    from torch.utils.flop_counter import FlopCounterMode
+    try:
+        with torch.device("meta"):
+            model = tv.models.maxvit_t(input_size=(resolution, resolution)).eval()
+    except ValueError:
+        with pytest.raises(ValueError, match=f"maxvit_t: resolution {resolution} gives"):
+            zoo.build("maxvit_t", resolution=resolution)
+        return
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.empty(1, 3, resolution, resolution, device="meta"))
+    r = nf.score(zoo.build("maxvit_t", resolution=resolution), convention="fma2")
+    assert counter.get_total_flops() == int(r["ops"][0])
+    assert int(r["params"][0]) == sum(p.numel() for p in model.parameters())
