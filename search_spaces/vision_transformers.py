@@ -422,14 +422,18 @@ def _maxvit(stem: int, channels: tuple, depths: tuple, num_classes: int, resolut
     return net
 
 
-def maxvit_t(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
-    """MaxViT-T (torchvision ``maxvit_t``): stem 64, blocks of 64/128/256/512
-    channels and 2/2/5/2 layers."""
-    return _maxvit(64, (64, 128, 256, 512), (2, 2, 5, 2), num_classes, resolution).records
+def _maxvit_net(stem, channels, depths, doc: str):
+    def build(num_classes: int = 1000, resolution: int = 224) -> np.ndarray:
+        return _maxvit(stem, channels, depths, num_classes, resolution).records
+    build.__doc__ = doc
+    build.net = lambda num_classes, resolution: _maxvit(stem, channels, depths, num_classes,
+                                                        resolution)
+    return build
 
 
-maxvit_t.net = lambda num_classes, resolution: _maxvit(64, (64, 128, 256, 512), (2, 2, 5, 2),
-                                                       num_classes, resolution)
+maxvit_t = _maxvit_net(64, (64, 128, 256, 512), (2, 2, 5, 2),
+                       "MaxViT-T (torchvision ``maxvit_t``): stem 64, blocks of 64/128/256/512 "
+                       "channels and 2/2/5/2 layers.")
 
 MODELS: dict[str, Callable[..., np.ndarray]] = {
     "vit_b_16": vit_b_16, "vit_b_32": vit_b_32, "vit_l_16": vit_l_16, "vit_l_32": vit_l_32,
