@@ -232,6 +232,8 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.reset_running_stats()
+            elif hasattr(m, "reset_buffers"):       # masks, indices, rotary tables
+                m.reset_buffers()
     # a tied head's weight *is* the embedding's table (after to_empty, which
     # gives every module its own tensors)
     for i, j in ties:

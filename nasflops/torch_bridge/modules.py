@@ -395,9 +395,20 @@ class ParamAdd(nn.Module):
         if not params:
             self.register_buffer("mask", torch.zeros(self.shape))
         elif params != per:
-            self.register_buffer("index", (torch.arange(per) % int(params)).view(self.shape))
+            self.register_buffer("index", torch.zeros(self.shape, dtype=torch.long))
         else:
             self.index = None
+        self.reset_buffers()
+
+    def reset_buffers(self):
+        """Fill the buffers (again: ``to_empty`` leaves them uninitialised)."""
+        with torch.no_grad():
+            if self.weight is None:
+                self.mask.zero_()
+            elif self.index is not None:
+                n = self.index.numel()
+                self.index.copy_((torch.arange(n, device=self.index.device)
+                                  % self.weight.numel()).view(self.shape))
 
     def forward(self, x):
         if self.weight is None:
@@ -446,11 +457,19 @@ class Attention(nn.Module):
         self.heads = int(heads)
         self.kv_heads = int(kv_heads) or self.heads
         self.causal = bool(causal)
+        self.lq, self.lk = int(lq), int(lk)
         if self.causal and lk != lq:
-            self.register_buffer("mask", torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq),
-                                 persistent=False)
+            self.register_buffer("mask", torch.ones(lq, lk, dtype=torch.bool), persistent=False)
         else:
             self.mask = None
+        self.reset_buffers()
+
+    def reset_buffers(self):
+        """Fill the causal mask (again: ``to_empty`` leaves it uninitialised)."""
+        if self.mask is not None:
+            with torch.no_grad():
+                self.mask.copy_(torch.ones(self.lq, self.lk, dtype=torch.bool,
+                                           device=self.mask.device).tril(self.lk - self.lq))
 
     def _heads(self, t, h):
         n, g = t.shape[:2]
@@ -530,12 +549,23 @@ class Rotary(nn.Module):
 
     def __init__(self, heads: int, tokens: int, head_dim: int, base: float = 10000.0):
         super().__init__()
-        self.heads = int(heads)
-        inv = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        ang = torch.arange(int(tokens), dtype=torch.float32)[:, None] * inv[None]
+        self.heads, self.tokens, self.head_dim, self.base = (int(heads), int(tokens),
+                                                             int(head_dim), float(base))
+        self.register_buffer("cos", torch.zeros(self.tokens, 1, self.head_dim), persistent=False)
+        self.register_buffer("sin", torch.zeros(self.tokens, 1, self.head_dim), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self):
+        """Fill the cos/sin tables (again: ``to_empty`` leaves them uninitialised)."""
+        if self.cos.device.type == "meta":
+            return
+        d = self.head_dim
+        inv = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+        ang = torch.arange(self.tokens, dtype=torch.float32)[:, None] * inv[None]
         ang = torch.cat([ang, ang], dim=-1)[:, None, :]            # tokens x 1 x d
-        self.register_buffer("cos", ang.cos(), persistent=False)
-        self.register_buffer("sin", ang.sin(), persistent=False)
+        with torch.no_grad():
+            self.cos.copy_(ang.cos())
+            self.sin.copy_(ang.sin())
 
     def forward(self, x):
         n, g, a, b, c = x.shape
