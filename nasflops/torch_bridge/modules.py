@@ -383,7 +383,7 @@ class ParamAdd(nn.Module):
     broadcast to each sample's ``shape``: a position embedding when it holds one
     value per element, else a table gathered by an index buffer (Swin's
     relative-position bias: ``table[index]``); ``params=0`` adds a constant
-    buffer (an attention mask)."""
+    (an attention mask)."""
 
     def __init__(self, params: int, shape, inplace: bool = False):
         super().__init__()
@@ -392,9 +392,7 @@ class ParamAdd(nn.Module):
         for v in self.shape:
             per *= v
         self.weight = nn.Parameter(torch.zeros(int(params))) if params else None
-        if not params:
-            self.register_buffer("mask", torch.zeros(self.shape))
-        elif params != per:
+        if params and params != per:
             self.register_buffer("index", torch.zeros(self.shape, dtype=torch.long))
         else:
             self.index = None
@@ -403,16 +401,14 @@ class ParamAdd(nn.Module):
     def reset_buffers(self):
         """Fill the buffers (again: ``to_empty`` leaves them uninitialised)."""
         with torch.no_grad():
-            if self.weight is None:
-                self.mask.zero_()
-            elif self.index is not None:
+            if self.index is not None:
                 n = self.index.numel()
                 self.index.copy_((torch.arange(n, device=self.index.device)
                                   % self.weight.numel()).view(self.shape))
 
     def forward(self, x):
         if self.weight is None:
-            b = self.mask
+            b = x.new_zeros(self.shape)        # a constant (a shifted window's mask)
         elif self.index is None:
             b = self.weight.view(self.shape)
         else:
@@ -458,18 +454,16 @@ class Attention(nn.Module):
         self.kv_heads = int(kv_heads) or self.heads
         self.causal = bool(causal)
         self.lq, self.lk = int(lq), int(lk)
-        if self.causal and lk != lq:
-            self.register_buffer("mask", torch.ones(lq, lk, dtype=torch.bool), persistent=False)
-        else:
-            self.mask = None
-        self.reset_buffers()
+        # a causal mask torch's is_causal does not make (it aligns the first query with the
+        # first key): made where the inputs are, when the module runs
+        self.masked = self.causal and self.lq != self.lk
 
-    def reset_buffers(self):
-        """Fill the causal mask (again: ``to_empty`` leaves it uninitialised)."""
-        if self.mask is not None:
-            with torch.no_grad():
-                self.mask.copy_(torch.ones(self.lq, self.lk, dtype=torch.bool,
-                                           device=self.mask.device).tril(self.lk - self.lq))
+    def mask(self, device):
+        """The boolean mask of a causal attention whose ``Lq`` queries are the
+        last of its ``Lk`` positions (None when ``is_causal`` says it)."""
+        if not self.masked:
+            return None
+        return torch.ones(self.lq, self.lk, dtype=torch.bool, device=device).tril(self.lk - self.lq)
 
     def _heads(self, t, h):
         n, g = t.shape[:2]
@@ -479,8 +473,8 @@ class Attention(nn.Module):
         n, g, a, b = q.shape[:4]
         o = F.scaled_dot_product_attention(
             self._heads(q, self.heads), self._heads(k, self.kv_heads),
-            self._heads(v, self.kv_heads), attn_mask=self.mask,
-            is_causal=self.causal and self.mask is None, enable_gqa=self.heads != self.kv_heads)
+            self._heads(v, self.kv_heads), attn_mask=self.mask(q.device),
+            is_causal=self.causal and not self.masked, enable_gqa=self.heads != self.kv_heads)
         return o.transpose(1, 2).reshape(n, g, a, b, -1)
 
     def extra_repr(self):
@@ -555,23 +549,28 @@ class Rotary(nn.Module):
         self.register_buffer("sin", torch.zeros(self.tokens, 1, self.head_dim), persistent=False)
         self.reset_buffers()
 
+    def _tables(self, device):
+        d = self.head_dim
+        inv = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d)
+        ang = torch.arange(self.tokens, dtype=torch.float32, device=device)[:, None] * inv[None]
+        ang = torch.cat([ang, ang], dim=-1)[:, None, :]            # tokens x 1 x d
+        return ang.cos(), ang.sin()
+
     def reset_buffers(self):
         """Fill the cos/sin tables (again: ``to_empty`` leaves them uninitialised)."""
-        if self.cos.device.type == "meta":
-            return
-        d = self.head_dim
-        inv = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
-        ang = torch.arange(self.tokens, dtype=torch.float32)[:, None] * inv[None]
-        ang = torch.cat([ang, ang], dim=-1)[:, None, :]            # tokens x 1 x d
         with torch.no_grad():
-            self.cos.copy_(ang.cos())
-            self.sin.copy_(ang.sin())
+            cos, sin = self._tables(self.cos.device)
+            self.cos.copy_(cos)
+            self.sin.copy_(sin)
 
     def forward(self, x):
         n, g, a, b, c = x.shape
         t = x.reshape(n, g, a * b, self.heads, c // self.heads)
         x1, x2 = t.chunk(2, dim=-1)
-        out = t * self.cos + torch.cat([-x2, x1], dim=-1) * self.sin
+        # a model without parameters runs where its input is
+        cos, sin = (self.cos, self.sin) if self.cos.device == x.device else \
+            self._tables(x.device)
+        out = t * cos + torch.cat([-x2, x1], dim=-1) * sin
         return out.reshape(n, g, a, b, c)
 
     def extra_repr(self):

@@ -461,7 +461,7 @@ def _random_transformer(rng: np.random.Generator) -> Net:
             v = net.linear(y, (kv or h) * d)
             if rng.random() < 0.5:
                 q, k = net.rope(q, h), net.rope(k, kv or h)
-            if rng.random() < 0.3:
+            if grid is None and rng.random() < 0.3:          # a cache holds a sequence
                 k, v = net.kv_cache(k, 0), net.kv_cache(v, 0)
             y = net.attention(q, k, v, h, kv, causal=bool(rng.random() < 0.5))
             y = net.linear(y, C)
