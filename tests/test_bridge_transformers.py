@@ -59,7 +59,7 @@ def test_every_op_builds_runs_and_counts(name):
     assert n_params(model) == core(recs, "macs")["params"]
     with torch.no_grad():
         y = model(torch.randn((2,) + shape_of(recs)))
-    assert tuple(y.shape) in (out_shape(recs, 2), (2, int(nf.layer_table(recs)[-1]["channels"])))
+    assert tuple(y.shape) == out_shape(recs, 2)
     for fused in (False, True):
         hooks = count_with_hooks(model, shape_of(recs), CONVENTIONS, batch_size=2,
                                  fused_attention=fused)
@@ -136,6 +136,32 @@ def test_decode_kv_cache_is_refused_by_name():
         to_torch(recs)
     with pytest.raises(SpecError, match="architecture 0, layer"):
         validate("llm", samples=1, device="meta", space_params={"phase": "decode", "context": 8})
+    net = nf.Net(8, 4, 4)
+    net.rmsnorm(net.input)
+    with pytest.raises(SpecError, match="layer 1: rmsnorm: to_torch builds it on token tensors"):
+        to_torch(net)
+
+
+def test_hooks_attention_memory_by_hand():
+    # 2 samples, 4 heads, 6 queries x 6 keys: 288 scores of 4 bytes, written
+    # once and read once, live while the attention runs
+    n, scores = 2, 2 * 4 * 6 * 6
+    recs = OPS["attention"]
+    model = to_torch(recs, device="meta")
+    full = count_with_hooks(model, shape_of(recs), "macs", batch_size=n)
+    fused = count_with_hooks(model, shape_of(recs), "macs", batch_size=n, fused_attention=True)
+    assert full.act_bytes - fused.act_bytes == scores * 4
+    assert full.read_bytes - fused.read_bytes == scores * 4
+    att = [r for r in full.by_node if r["kind"] == "attention"][0]
+    assert att["macs"] == scores * (4 + 4)            # Q.K^T and A.V, d = dv = 4
+    # nn.MultiheadAttention also materialises q, k, v and the heads' output
+    recs = OPS["mha"]
+    model = to_torch(recs, device="meta")
+    full = count_with_hooks(model, shape_of(recs), "macs", batch_size=n)
+    fused = count_with_hooks(model, shape_of(recs), "macs", batch_size=n, fused_attention=True)
+    mha = [r for r in fused.by_node if r["kind"] == "mha"][0]
+    assert mha["act_bytes"] == (n * 6 * 16 + n * 6 * 4 * 16) * 4      # output + scratch
+    assert full.act_bytes - fused.act_bytes == scores * 4
 
 
 # ------------------------------------------------------------------ validate

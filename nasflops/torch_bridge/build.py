@@ -16,7 +16,19 @@ every spatial op are ``N x C x H x W``; ``flatten`` and ``linear`` give
 needs the other rank (a ``Linear`` after a global pool without flatten, a
 ``Conv2d`` after a flatten) its input is reshaped on the way in
 (``x.flatten(1)`` or ``x.view(-1, C, 1, 1)``): both are views, which cost
-nothing under every convention and move no bytes.
+nothing under every convention and move no bytes.  A token tensor (``G``
+groups of an ``H x W`` grid of ``C`` channels) is ``N x G x H x W x C``,
+channels last (a sequence: ``N x 1 x L x 1 x C``), and a stack of ``G``
+matrices ``N x G x H x W``: the shapes the modules of ``modules.py`` take,
+so nothing is adapted between them.
+
+Everything a forward pass runs is built, transformers and language models
+included (attention with its heads, GQA and causal masks, position
+embeddings and relative-position tables as parameters, embeddings, RMS
+norms, rotary embeddings, experts, tied heads).  Not built, with a
+:class:`~nasflops.SpecError` naming the layer: a key/value cache holding past
+tokens (a decode step); an op on a layout torch code does not run it on
+(RMS norm of an image).
 """
 from __future__ import annotations
 
@@ -578,7 +590,7 @@ def _language(r, ins, rank, call, info):
         return ExpertLinear(ins[0], int(r["out_channels"]), int(r["groups"]), int(r["size_h"]),
                             bias=bool(int(r["flags"]) & Flag.BIAS))
     if rank != _TOKENS_RANK:
-        raise NotBuilt("is built for token tensors only")
+        raise NotBuilt("to_torch builds it on token tensors only, not on an image")
     if op == Op.RMSNORM:
         return RMSNorm(ins[0], affine=bool(int(r["flags"]) & Flag.AFFINE))
     if info is None:
@@ -619,7 +631,7 @@ def _make_layer(r, ins: tuple, rank: int, info: Optional[dict] = None) -> nn.Mod
     if rank not in (2, 4) and op in (Op.CONV2D, Op.BATCHNORM, Op.MAXPOOL, Op.AVGPOOL,
                                      Op.ADAPTIVE_AVGPOOL, Op.PAD, Op.CROP, Op.FLATTEN,
                                      Op.CHANNEL_SHUFFLE):
-        raise NotBuilt("is built for images only")
+        raise NotBuilt("to_torch builds it on images only")
     return builder(r, ins, rank, call)
 
 

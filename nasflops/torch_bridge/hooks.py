@@ -10,11 +10,26 @@ the rules of the tools' sources (thop 0.1.1 ``vision/basic_hooks.py``,
 ptflops 0.7.5 ``pytorch_ops.py`` + ``pytorch_engine.py``, fvcore 0.1.5
 ``jit_handles.py``), transcribed below one convention per table.
 
+Matrix products are counted however they are called (``x @ y`` is an
+operator, ``x.matmul(y)``, ``torch.matmul`` and ``torch.bmm`` methods, as
+ptflops tells them apart).  nasflops' one-record transformer and
+language-model modules (``modules.TRANSFORMER_MODULES``: attention,
+``nn.MultiheadAttention`` on token groups, embeddings, RMS norms, rotary
+embeddings, caches, expert linears, ...) are leaves, each counted from its
+real input and output tensors and its own attributes (heads, key/value
+heads, whether a reshape copies, the experts its run hit).
+
 Memory follows the same definitions, measured on the run:
 
 * ``act_bytes``/``write_bytes``: output elements of every op that computes
   (views -- flatten, identity, dropout, slices, reshapes -- move no bytes);
-* ``read_bytes``: that op's activation inputs plus its parameters;
+* ``read_bytes``: that op's activation inputs plus its parameters (an
+  embedding reads the rows it looks up, an expert linear the experts it
+  hits);
+* an attention's score matrix (and ``nn.MultiheadAttention``'s q, k, v and
+  heads' output) is written and read once and lives while the op runs,
+  unless ``fused_attention``; a key/value cache is not an activation (its
+  new entries are read and written);
 * ``peak_act_bytes``: buffers live while the ops run in order, each freed
   after its last consumer; a view or an op whose output shares memory with its
   input (in-place ops, detected from the real tensors) allocates nothing.
