@@ -163,11 +163,7 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
     shapes = [tuple(int(v) for v in row) for row in zip(table["channels"], table["height"],
                                                          table["width"])]
     layouts = table["layout"].astype(int)
-    # each record's tensor per sample, in the shape the built model holds it
-    per_sample = [(int(c), int(h), int(w)) if lay == 0 else (int(g), int(h), int(w), int(c))
-                  if lay == 1 else (int(g), int(h), int(w))
-                  for g, c, h, w, lay in zip(table["groups"], table["channels"], table["height"],
-                                             table["width"], layouts)]
+    per_sample = _per_sample_shapes(table)
     n = len(recs)
     ins = [[int(r[f]) for f in INPUT_FIELDS if r[f] >= 0] for r in recs]
     ins, fused = _fuse_concat_chains(recs, ins)
@@ -222,16 +218,7 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
         if op == Op.LINEAR and int(r["flags"]) & Flag.TIED:
             ties.append((i, _tied_table(recs, chans, ins, i)))
 
-    # drop each tensor after its last consumer (the output is kept)
-    last = list(range(n))
-    for i in range(1, n):
-        for j in ins[i]:
-            last[j] = i
-    release: list[list[int]] = [[] for _ in range(n)]
-    for j in range(n - 1):
-        if last[j] > j:
-            release[last[j]].append(j)
-
+    release = _releases(ins)
     model = SpecModule(layers, ins, adapt, chans, release,
                        tuple(int(recs[0][f]) for f in ("out_channels", "size_h", "size_w")), n - 1)
     if not init:
@@ -251,6 +238,31 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
     for i, j in ties:
         model.layers[i - 1].weight = model.layers[j - 1].embed.weight
     return model.eval()
+
+
+def _per_sample_shapes(table) -> list[tuple]:
+    """Each record's tensor per sample, in the shape the built model holds it:
+    ``(C, H, W)`` for an image, ``(G, H, W, C)`` for tokens, ``(G, H, W)`` for
+    matrices."""
+    return [(int(c), int(h), int(w)) if lay == 0 else (int(g), int(h), int(w), int(c))
+            if lay == 1 else (int(g), int(h), int(w))
+            for g, c, h, w, lay in zip(table["groups"], table["channels"], table["height"],
+                                       table["width"], table["layout"])]
+
+
+def _releases(ins) -> list[list[int]]:
+    """Per record, the tensors to drop after it: each after its last consumer
+    (the output is kept)."""
+    n = len(ins)
+    last = list(range(n))
+    for i in range(1, n):
+        for j in ins[i]:
+            last[j] = i
+    release: list[list[int]] = [[] for _ in range(n)]
+    for j in range(n - 1):
+        if last[j] > j:
+            release[last[j]].append(j)
+    return release
 
 
 def _tied_table(recs, chans, ins, i: int) -> int:
