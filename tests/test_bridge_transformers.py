@@ -200,6 +200,11 @@ def test_language_model_spaces_agree(space):
         r = validate(space, samples=3, convention=conv, seed=7, batch_size=2, device="meta",
                      space_params={"seq_len": 16}, fused_attention=fused)
         assert r.ok, (conv, str(r))
+    # a training space's candidates carry recomputation checkpoints: their
+    # forward pass is built all the same
+    train = nf.get_space(space, phase="train", seq_len=16).sample(2, seed=7)
+    assert np.bitwise_or.reduce(train.records["flags"]) & nf.Flag.CHECKPOINT
+    assert validate(train, convention="ptflops", batch_size=2, device="meta").ok
 
 
 @pytest.mark.parametrize("model", ["gpt2", "qwen2.5-0.5b", "mixtral-8x7b"])

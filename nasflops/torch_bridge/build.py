@@ -489,9 +489,10 @@ def _slice(r, ins, rank, call):
     start, count, step = int(r["start"]), int(r["out_channels"]), max(int(r["groups"]), 1)
     # channels of an image (dim 1) or of tokens (dim 4); tokens of a sequence (dim 2)
     dim = 1 if rank != _TOKENS_RANK else 2 if int(r["flags"]) & Flag.TOKENS else 4
-    if call == Call.MODULE and step == 1:
-        return Slice(start, count, dim)
-    if call == Call.METHOD and step == 1:
+    if call == Call.MODULE and step == 1 and dim == 1:
+        return Slice(start, count)
+    if call in (Call.MODULE, Call.METHOD) and step == 1:
+        # torch has no module for it: the tensor method (no tool counts either)
         return Fn(".narrow", dim, start, count)
     return Fn(operator.getitem, (slice(None),) * dim
               + (slice(start, start + (count - 1) * step + 1, step),))

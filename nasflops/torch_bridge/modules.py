@@ -79,16 +79,15 @@ class Concat(nn.Module):
 class Slice(nn.Module):
     """Channels ``start .. start + count`` of the input (a view, like ``chunk``)."""
 
-    def __init__(self, start: int, count: int, dim: int = 1):
+    def __init__(self, start: int, count: int):
         super().__init__()
-        self.start, self.count, self.dim = int(start), int(count), int(dim)
+        self.start, self.count = int(start), int(count)
 
     def forward(self, x):
-        return x.narrow(self.dim, self.start, self.count)
+        return x.narrow(1, self.start, self.count)
 
     def extra_repr(self):
-        return f"start={self.start}, count={self.count}" + (
-            f", dim={self.dim}" if self.dim != 1 else "")
+        return f"start={self.start}, count={self.count}"
 
 
 class Zero(nn.Module):
