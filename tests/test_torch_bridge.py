@@ -437,18 +437,19 @@ def test_from_torch_on_ofa_subnets(ofa_importable):
         from_torch(subnet, shape, module_map={Hswish: "swish"})
 
 
-# language-model spaces (phase != forward) are checked against transformers
-# (tests/test_language_models.py); the bridge does not build their ops yet
-@pytest.mark.parametrize("name", [s["name"] for s in nf.list_spaces() if s.get("phase", "forward") == "forward"])
+@pytest.mark.parametrize("name", [s["name"] for s in nf.list_spaces()])
 def test_validate_every_space_agrees_exactly(name):
-    # the whole zoo (its CNNs; the vision transformers: tests/test_transformers.py);
-    # a seeded sample of every other space; memory metrics included
-    target, n = name, 4
+    # the whole zoo (CNNs and vision transformers); a seeded sample of every
+    # other space (language-model spaces: one forward pass of a 16-token
+    # prompt); memory metrics included
+    target, n, params = name, 4, {}
     if name == "zoo":
-        from nasflops.search_spaces import vision_transformers, zoo
-        cnns = [m for m in zoo.MODEL_NAMES if m not in vision_transformers.MODELS]
-        target, n = zoo.ZooSpace().encode(cnns), len(cnns)
-    report = validate(target, samples=n, convention="flops", seed=0, batch_size=2, device="meta")
+        from nasflops.search_spaces import zoo
+        target, n = zoo.ZooSpace().encode(list(zoo.MODEL_NAMES)), len(zoo.MODEL_NAMES)
+    elif any(s["name"] == name and "phase" in s for s in nf.list_spaces()):
+        params = {"seq_len": 16}
+    report = validate(target, samples=n, convention="flops", seed=0, batch_size=2, device="meta",
+                      space_params=params)
     assert report.ok, str(report)
     assert report.n == n and not report.mismatches
 

@@ -22,10 +22,11 @@ from .hooks import HOOK_CONVENTIONS, HookCounts, count_with_hooks
 from .modules import (BRIDGE_MODULES, Add, Concat, InplaceAct, InplaceAdd, LayerNorm2d, Mul,
                       Scale, Slice, Zero)
 from .trace import Translation, UnusedParametersWarning, from_torch, translate
-from .validate import ValidationReport, op_specs, random_specs, validate
+from .validate import (ValidationReport, op_specs, random_specs, random_transformer_specs,
+                       transformer_op_specs, validate)
 
 __all__ = ["to_torch", "from_torch", "translate", "Translation", "UnusedParametersWarning",
            "validate", "ValidationReport", "random_specs", "op_specs", "count_with_hooks",
-           "HookCounts", "HOOK_CONVENTIONS", "UnsupportedOpsError", "Offender", "SpecModule",
+           "HookCounts", "HOOK_CONVENTIONS", "transformer_op_specs", "random_transformer_specs", "UnsupportedOpsError", "Offender", "SpecModule",
            "spellable", "Add", "InplaceAdd", "Mul", "Concat", "Slice", "Zero", "Scale",
            "LayerNorm2d", "InplaceAct", "BRIDGE_MODULES"]

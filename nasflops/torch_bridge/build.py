@@ -16,7 +16,19 @@ every spatial op are ``N x C x H x W``; ``flatten`` and ``linear`` give
 needs the other rank (a ``Linear`` after a global pool without flatten, a
 ``Conv2d`` after a flatten) its input is reshaped on the way in
 (``x.flatten(1)`` or ``x.view(-1, C, 1, 1)``): both are views, which cost
-nothing under every convention and move no bytes.
+nothing under every convention and move no bytes.  A token tensor (``G``
+groups of an ``H x W`` grid of ``C`` channels) is ``N x G x H x W x C``,
+channels last (a sequence: ``N x 1 x L x 1 x C``), and a stack of ``G``
+matrices ``N x G x H x W``: the shapes the modules of ``modules.py`` take,
+so nothing is adapted between them.
+
+Everything a forward pass runs is built, transformers and language models
+included (attention with its heads, GQA and causal masks, position
+embeddings and relative-position tables as parameters, embeddings, RMS
+norms, rotary embeddings, experts, tied heads).  Not built, with a
+:class:`~nasflops.SpecError` naming the layer: a key/value cache holding past
+tokens (a decode step); an op on a layout torch code does not run it on
+(RMS norm of an image).
 """
 from __future__ import annotations
 
@@ -29,8 +41,11 @@ import torch.nn as nn
 
 from ..scoring import SpecError, layer_table
 from ..spec import INPUT_FIELDS, LAYER_DTYPE, Act, Call, Flag, Op, SpecBatch
-from .modules import (Add, BatchNormF, Concat, ConvF, Fn, Fused, InplaceAct, InplaceAdd,
-                      LayerNorm2d, LayerNormF, LinearF, Mul, Scale, ScaleF, Slice, Written, Zero)
+from .modules import (Add, Attention, BatchNormF, Concat, ConvF, ExpertLinear, Fn, Fused,
+                      InplaceAct, InplaceAdd, KVCache, LayerNorm2d, LayerNormF, LinearF,
+                      MoECombine, Mul, ParamAdd, PatchMerge, Prepend, RMSNorm, Rotary, Scale,
+                      ScaleF, SelfAttention, Slice, TokenEmbedding, Tokens, ToImage, ViewAs,
+                      Written, Zero)
 from .registry import ACTS, spelling
 
 __all__ = ["to_torch", "SpecModule", "spellable"]
@@ -41,6 +56,10 @@ _INPLACE_MODULES = {k for k, sp in ACTS.items() if sp.inplace_kw and sp.module i
 
 # input adaptation codes
 _KEEP, _TO_2D, _TO_4D = 0, 1, 2
+# ranks of the tensors of the other layouts (build.py's codes): a token tensor
+# is N x G x H x W x C, a matrix stack N x G x H x W
+_TOKENS_RANK, _MATRIX_RANK = 5, 3
+_LAYOUT_RANK = {1: _TOKENS_RANK, 2: _MATRIX_RANK}
 
 
 class SpecModule(nn.Module):
@@ -143,12 +162,15 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
     chans = table["channels"].astype(int)
     shapes = [tuple(int(v) for v in row) for row in zip(table["channels"], table["height"],
                                                          table["width"])]
+    layouts = table["layout"].astype(int)
+    per_sample = _per_sample_shapes(table)
     n = len(recs)
     ins = [[int(r[f]) for f in INPUT_FIELDS if r[f] >= 0] for r in recs]
     ins, fused = _fuse_concat_chains(recs, ins)
     rank = [4] * n
     adapt: list[list[int]] = [[]]
     layers: list[nn.Module] = []
+    ties: list[tuple[int, int]] = []     # (tied linear, its embedding)
 
     ctx = torch.device(device) if device is not None else None
     if init:
@@ -163,34 +185,40 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
         src = ins[i]
         if i in fused:
             adapt.append([])
-            rank[i] = 4 if 4 in [rank[j] for j in src] else 2
+            rank[i] = _LAYOUT_RANK.get(int(layouts[i]), 4 if 4 in [rank[j] for j in src] else 2)
             layers.append(Fused())
             ins[i] = []
             continue
-        need = _needed_rank(op, [rank[j] for j in src])
-        adapt.append([_TO_2D if (need == 2 and rank[j] == 4) else
-                      _TO_4D if (need == 4 and rank[j] == 2) else _KEEP for j in src])
-        rank[i] = 2 if op in (Op.FLATTEN, Op.LINEAR) else need
+        info = {"out": per_sample[i], "ins": [per_sample[j] for j in src]}
+        if layouts[src[0]] != 0:
+            # token tensors and matrix stacks have one shape: nothing to adapt
+            need = _LAYOUT_RANK[int(layouts[src[0]])]
+            adapt.append([_KEEP] * len(src))
+        else:
+            need = _needed_rank(op, [rank[j] for j in src])
+            adapt.append([_TO_2D if (need == 2 and rank[j] == 4) else
+                          _TO_4D if (need == 4 and rank[j] == 2) else _KEEP for j in src])
+        if layouts[i] != 0:
+            rank[i] = _LAYOUT_RANK[int(layouts[i])]
+        elif layouts[src[0]] != 0:
+            rank[i] = 4                                      # to_image
+        else:
+            rank[i] = 2 if op in (Op.FLATTEN, Op.LINEAR) else need
         try:
             if ctx is not None and init:
                 with ctx:
-                    mod = factory(r, shapes[src[0]], rank[i])
+                    mod = factory(r, shapes[src[0]], need, info)
             else:
-                mod = factory(r, shapes[src[0]], rank[i])
+                mod = factory(r, shapes[src[0]], need, info)
+        except NotBuilt as exc:
+            raise SpecError(None, i, 0, f"{Op(op).name.lower()}: {exc}") from exc
         except (ValueError, RuntimeError) as exc:  # pragma: no cover - the core validated it
             raise SpecError(None, i, 0, f"cannot build a torch module: {exc}") from exc
         layers.append(mod)
+        if op == Op.LINEAR and int(r["flags"]) & Flag.TIED:
+            ties.append((i, _tied_table(recs, chans, ins, i)))
 
-    # drop each tensor after its last consumer (the output is kept)
-    last = list(range(n))
-    for i in range(1, n):
-        for j in ins[i]:
-            last[j] = i
-    release: list[list[int]] = [[] for _ in range(n)]
-    for j in range(n - 1):
-        if last[j] > j:
-            release[last[j]].append(j)
-
+    release = _releases(ins)
     model = SpecModule(layers, ins, adapt, chans, release,
                        tuple(int(recs[0][f]) for f in ("out_channels", "size_h", "size_w")), n - 1)
     if not init:
@@ -203,7 +231,50 @@ def to_torch(spec, device: Optional[str | torch.device] = None, init: bool = Tru
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.reset_running_stats()
+            elif hasattr(m, "reset_buffers"):       # masks, indices, rotary tables
+                m.reset_buffers()
+    # a tied head's weight *is* the embedding's table (after to_empty, which
+    # gives every module its own tensors)
+    for i, j in ties:
+        model.layers[i - 1].weight = model.layers[j - 1].embed.weight
     return model.eval()
+
+
+def _per_sample_shapes(table) -> list[tuple]:
+    """Each record's tensor per sample, in the shape the built model holds it:
+    ``(C, H, W)`` for an image, ``(G, H, W, C)`` for tokens, ``(G, H, W)`` for
+    matrices."""
+    return [(int(c), int(h), int(w)) if lay == 0 else (int(g), int(h), int(w), int(c))
+            if lay == 1 else (int(g), int(h), int(w))
+            for g, c, h, w, lay in zip(table["groups"], table["channels"], table["height"],
+                                       table["width"], table["layout"])]
+
+
+def _releases(ins) -> list[list[int]]:
+    """Per record, the tensors to drop after it: each after its last consumer
+    (the output is kept)."""
+    n = len(ins)
+    last = list(range(n))
+    for i in range(1, n):
+        for j in ins[i]:
+            last[j] = i
+    release: list[list[int]] = [[] for _ in range(n)]
+    for j in range(n - 1):
+        if last[j] > j:
+            release[last[j]].append(j)
+    return release
+
+
+def _tied_table(recs, chans, ins, i: int) -> int:
+    """The embedding record whose table a tied linear ``i`` shares: vocabulary
+    = the linear's outputs, dimension = its inputs."""
+    vocab, dim = int(recs[i]["out_channels"]), int(chans[ins[i][0]])
+    for j in range(1, i):
+        if int(recs[j]["op"]) == Op.EMBEDDING and int(recs[j]["extra"]) == vocab \
+                and int(recs[j]["out_channels"]) == dim:
+            return j
+    raise SpecError(None, i, 0, f"a tied linear ({dim} -> {vocab}) needs an embedding of "
+                                f"{vocab} x {dim} before it to share the table with")
 
 
 def _fuse_concat_chains(recs, ins):
@@ -236,7 +307,7 @@ def _needed_rank(op: int, in_ranks: list[int]) -> int:
     if op == Op.LINEAR:
         return 2
     if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.CHANNEL_SHUFFLE,
-              Op.PAD, Op.CROP, Op.MEAN):
+              Op.PAD, Op.CROP, Op.MEAN, Op.TOKENS, Op.EMBEDDING):
         return 4
     if op in (Op.FLATTEN, Op.COPY):
         return in_ranks[0]
@@ -254,6 +325,10 @@ def _needed_rank(op: int, in_ranks: list[int]) -> int:
 # nearest one is used and the conventions weigh both alike.
 class NoSpelling(ValueError):
     """A record's op has no torch spelling with its call kind."""
+
+
+class NotBuilt(ValueError):
+    """A record ``to_torch`` does not build (a key/value cache of past tokens)."""
 
 
 def _geometry(r):
@@ -285,6 +360,8 @@ def _norm(r, ins, rank, call):
         return (nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d)(cin, affine=affine)
     if call != Call.MODULE:
         return LayerNormF(cin, affine, rank)
+    if rank == _MATRIX_RANK:
+        raise ValueError("a layer norm of a matrix stack has no channels")
     if rank == 4:
         return LayerNorm2d(cin, affine=affine)
     return nn.LayerNorm(cin, elementwise_affine=affine)
@@ -391,7 +468,8 @@ class _Chain(nn.Module):
 
 
 def _concat(r, ins, rank, call):
-    dim = 1 + int(r["extra"])
+    # channels, height, width: dims 1, 2, 3 of an image, 4, 2, 3 of tokens
+    dim = ((4, 2, 3) if rank == _TOKENS_RANK else (1, 2, 3))[int(r["extra"])]
     if call == Call.MODULE:
         return Concat(dim)
     return Fn("torch.cat", dim=dim, packed=True)
@@ -409,11 +487,15 @@ def _zero(r, ins, rank, call):
 
 def _slice(r, ins, rank, call):
     start, count, step = int(r["start"]), int(r["out_channels"]), max(int(r["groups"]), 1)
-    if call == Call.MODULE and step == 1:
+    # channels of an image (dim 1) or of tokens (dim 4); tokens of a sequence (dim 2)
+    dim = 1 if rank != _TOKENS_RANK else 2 if int(r["flags"]) & Flag.TOKENS else 4
+    if call == Call.MODULE and step == 1 and dim == 1:
         return Slice(start, count)
-    if call == Call.METHOD and step == 1:
-        return Fn(".narrow", 1, start, count)
-    return Fn(operator.getitem, (slice(None), slice(start, start + (count - 1) * step + 1, step)))
+    if call in (Call.MODULE, Call.METHOD) and step == 1:
+        # torch has no module for it: the tensor method (no tool counts either)
+        return Fn(".narrow", dim, start, count)
+    return Fn(operator.getitem, (slice(None),) * dim
+              + (slice(start, start + (count - 1) * step + 1, step),))
 
 
 def _crop(r, ins, rank, call):
@@ -436,7 +518,8 @@ def _pad(r, ins, rank, call):
 
 def _mean(r, ins, rank, call):
     mask = int(r["extra"])
-    dims = tuple(d for bit, d in ((1, 1), (2, 2), (4, 3)) if mask & bit)
+    chan = 4 if rank == _TOKENS_RANK else 1
+    dims = tuple(d for bit, d in ((1, chan), (2, 2), (4, 3)) if mask & bit)
     return Fn(".mean", dims, keepdim=True)
 
 
@@ -454,10 +537,81 @@ def _simple(r, ins, rank, call):
         return nn.ChannelShuffle(g) if call == Call.MODULE else Fn("torch.channel_shuffle", g)
     if op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
         log = "log_" if op == Op.LOG_SOFTMAX else ""
+        # over the channels of an image, of tokens (last), over a matrix's rows
+        dim = 1 if rank in (2, 4) else -1
         if call == Call.MODULE:
-            return (nn.LogSoftmax if log else nn.Softmax)(dim=1)
-        return Fn(f"F.{log}softmax" if call == Call.FUNCTION else f"torch.{log}softmax", 1)
+            return (nn.LogSoftmax if log else nn.Softmax)(dim=dim)
+        return Fn(f"F.{log}softmax" if call == Call.FUNCTION else f"torch.{log}softmax", dim)
     return Fn(".clone")                      # Op.COPY
+
+
+# -- token tensors, attention and language models (``info``: the per-sample
+# shapes of the record's output and inputs, as the built model holds them)
+def _tokens(r, ins, rank, call, info):
+    op = int(r["op"])
+    if op == Op.TOKENS:
+        return Tokens(flat=bool(int(r["flags"]) & Flag.FLAT))
+    if op == Op.TO_IMAGE:
+        return ToImage()
+    if op == Op.PREPEND:
+        return Prepend(int(r["size_h"]), ins[0])
+    if op == Op.PATCH_MERGE:
+        return PatchMerge()
+    if info is None:
+        raise ValueError("needs the record's shapes")
+    if op == Op.PARAM_ADD:
+        return ParamAdd(int(r["extra"]), info["out"], bool(int(r["flags"]) & Flag.INPLACE))
+    return ViewAs(info["out"], copy=bool(int(r["flags"]) & Flag.COPY))    # Op.VIEW_AS
+
+
+def _matmul(r, ins, rank, call, info):
+    # torch.matmul (function: torch has no F.matmul), x.matmul(y), x @ y; no
+    # module exists: a module call is the operator
+    if call == Call.FUNCTION:
+        return Fn("torch.matmul")
+    if call == Call.METHOD:
+        return Fn(".matmul")
+    return Fn(operator.matmul)
+
+
+def _attention(r, ins, rank, call, info):
+    op = int(r["op"])
+    if op == Op.MHA:
+        if call != Call.MODULE:
+            raise NoSpelling("nn.MultiheadAttention is a module; its functional form is not "
+                             "one op to the tools")
+        return SelfAttention(int(r["out_channels"]), int(r["groups"]),
+                             bias=bool(int(r["flags"]) & Flag.BIAS))
+    if info is None:
+        raise ValueError("needs the record's shapes")
+    (_, qh, qw, _), (_, kh, kw, _) = info["ins"][0], info["ins"][1]
+    return Attention(int(r["groups"]), int(r["kv_heads"]), bool(int(r["flags"]) & Flag.CAUSAL),
+                     qh * qw, kh * kw)
+
+
+def _language(r, ins, rank, call, info):
+    op = int(r["op"])
+    if op == Op.EMBEDDING:
+        return TokenEmbedding(int(r["extra"]), int(r["out_channels"]))
+    if op == Op.KV_CACHE:
+        if int(r["size_h"]) > 0:
+            raise NotBuilt(f"a key/value cache holding {int(r['size_h'])} past tokens (a decode "
+                           "step) is not built: to_torch builds one forward pass from position 0 "
+                           "(phase forward or prefill, past 0)")
+        return KVCache()
+    if op == Op.EXPERT_LINEAR:
+        return ExpertLinear(ins[0], int(r["out_channels"]), int(r["groups"]), int(r["size_h"]),
+                            bias=bool(int(r["flags"]) & Flag.BIAS))
+    if rank != _TOKENS_RANK:
+        raise NotBuilt("to_torch builds it on token tensors only, not on an image")
+    if op == Op.RMSNORM:
+        return RMSNorm(ins[0], affine=bool(int(r["flags"]) & Flag.AFFINE))
+    if info is None:
+        raise ValueError("needs the record's shapes")
+    g, h, w, c = info["ins"][0]
+    if op == Op.ROPE:
+        return Rotary(int(r["groups"]), h * w, c // int(r["groups"]))
+    return MoECombine(info["ins"][1][-1])                                # Op.MOE_COMBINE
 
 
 _BUILDERS = {
@@ -468,15 +622,30 @@ _BUILDERS = {
     Op.MEAN: _mean, Op.FLATTEN: _simple, Op.IDENTITY: _simple, Op.DROPOUT: _simple,
     Op.CHANNEL_SHUFFLE: _simple, Op.SOFTMAX: _simple, Op.COPY: _simple, Op.LOG_SOFTMAX: _simple,
 }
+_SHAPED_BUILDERS = {
+    Op.TOKENS: _tokens, Op.TO_IMAGE: _tokens, Op.PREPEND: _tokens, Op.PARAM_ADD: _tokens,
+    Op.VIEW_AS: _tokens, Op.PATCH_MERGE: _tokens, Op.MATMUL: _matmul, Op.ATTENTION: _attention,
+    Op.MHA: _attention, Op.EMBEDDING: _language, Op.RMSNORM: _language, Op.ROPE: _language,
+    Op.KV_CACHE: _language, Op.EXPERT_LINEAR: _language, Op.MOE_COMBINE: _language,
+}
 
 
-def _make_layer(r, ins: tuple, rank: int) -> nn.Module:
-    """The module of record ``r``, whose input 0 is ``ins`` = (C, H, W)."""
+def _make_layer(r, ins: tuple, rank: int, info: Optional[dict] = None) -> nn.Module:
+    """The module of record ``r``, whose input 0 is ``ins`` = (C, H, W) at
+    ``rank`` (2, 4: an image; 5: tokens; 3: matrices); ``info``: the
+    per-sample shapes of its output and inputs."""
     op = int(r["op"])
+    call = Call(int(r["call"]))
+    if op in _SHAPED_BUILDERS:
+        return _SHAPED_BUILDERS[op](r, ins, rank, call, info)
     builder = _BUILDERS.get(op)
     if builder is None:
         raise ValueError(f"op code {op} has no torch module")
-    return builder(r, ins, rank, Call(int(r["call"])))
+    if rank not in (2, 4) and op in (Op.CONV2D, Op.BATCHNORM, Op.MAXPOOL, Op.AVGPOOL,
+                                     Op.ADAPTIVE_AVGPOOL, Op.PAD, Op.CROP, Op.FLATTEN,
+                                     Op.CHANNEL_SHUFFLE):
+        raise NotBuilt("to_torch builds it on images only")
+    return builder(r, ins, rank, call)
 
 
 def spellable(record) -> bool:

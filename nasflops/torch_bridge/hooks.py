@@ -10,11 +10,26 @@ the rules of the tools' sources (thop 0.1.1 ``vision/basic_hooks.py``,
 ptflops 0.7.5 ``pytorch_ops.py`` + ``pytorch_engine.py``, fvcore 0.1.5
 ``jit_handles.py``), transcribed below one convention per table.
 
+Matrix products are counted however they are called (``x @ y`` is an
+operator, ``x.matmul(y)``, ``torch.matmul`` and ``torch.bmm`` methods, as
+ptflops tells them apart).  nasflops' one-record transformer and
+language-model modules (``modules.TRANSFORMER_MODULES``: attention,
+``nn.MultiheadAttention`` on token groups, embeddings, RMS norms, rotary
+embeddings, caches, expert linears, ...) are leaves, each counted from its
+real input and output tensors and its own attributes (heads, key/value
+heads, whether a reshape copies, the experts its run hit).
+
 Memory follows the same definitions, measured on the run:
 
 * ``act_bytes``/``write_bytes``: output elements of every op that computes
   (views -- flatten, identity, dropout, slices, reshapes -- move no bytes);
-* ``read_bytes``: that op's activation inputs plus its parameters;
+* ``read_bytes``: that op's activation inputs plus its parameters (an
+  embedding reads the rows it looks up, an expert linear the experts it
+  hits);
+* an attention's score matrix (and ``nn.MultiheadAttention``'s q, k, v and
+  heads' output) is written and read once and lives while the op runs,
+  unless ``fused_attention``; a key/value cache is not an activation (its
+  new entries are read and written);
 * ``peak_act_bytes``: buffers live while the ops run in order, each freed
   after its last consumer; a view or an op whose output shares memory with its
   input (in-place ops, detected from the real tensors) allocates nothing.
@@ -56,6 +71,11 @@ class OpFacts:
     window: int = 0                 # pooling: input elements summed over windows
     sources: list = field(default_factory=list)  # facts producing the inputs
     channels: int = 0               # softmax: size of the normalised dim
+    scores: int = 0                 # attention: query-key scores computed
+    attn_mac: int = 0               # attention: MACs of its two products
+    scratch: int = 0                # elements an op materialises and drops (qkv, scores)
+    score_scratch: int = 0          # ... of which the score matrix (fused away or not)
+    weights_read: Optional[int] = None   # parameter elements read, if not all it owns
 
     @property
     def out_numel(self) -> int:
@@ -206,12 +226,78 @@ def _mapped(ev, f: OpFacts, module_map: dict):
     return f
 
 
+def _matmul(ev, f: OpFacts):
+    """``a @ b``, ``a.matmul(b)``, ``torch.matmul``, ``bmm``: one multiply-add
+    per output element and inner index."""
+    if len(f.inputs) != 2:
+        return "a matrix product with a parameter operand"
+    f.kind, f.mac = "matmul", f.out_numel * int(f.inputs[0].shape[-1])
+    return f
+
+
+def _attention(ev, f: OpFacts):
+    """nasflops' ``Attention`` (q, k, v token tensors ``N x G x H x W x C``)."""
+    m = ev.module
+    q, k, v = f.inputs
+    heads, kv = m.heads, m.kv_heads
+    lq, lk = int(q.shape[2] * q.shape[3]), int(k.shape[2] * k.shape[3])
+    d, dv = int(q.shape[-1]) // heads, int(v.shape[-1]) // kv
+    f.scores = int(q.shape[0] * q.shape[1]) * heads * lq * lk
+    f.attn_mac = f.mac = f.scores * (d + dv)
+    f.score_scratch = f.scratch = f.scores
+    f.kind = "attention"
+    return f
+
+
+def _mha(ev, f: OpFacts):
+    """nasflops' ``SelfAttention`` (an ``nn.MultiheadAttention`` on each group
+    of tokens): in-projection, attention, out-projection."""
+    attn = ev.module.attn
+    x = f.inputs[0]
+    e, heads = int(attn.embed_dim), int(attn.num_heads)
+    rows = int(x.numel()) // e                 # tokens of all groups and samples
+    tokens = int(x.shape[2] * x.shape[3])
+    f.scores = rows * heads * tokens
+    f.attn_mac = f.scores * 2 * (e // heads)
+    f.mac = rows * 4 * e * e + f.attn_mac
+    f.bias = attn.in_proj_bias is not None
+    f.score_scratch = f.scores
+    f.scratch = rows * 4 * e + f.scores      # q, k, v and the heads' output, the scores
+    f.kind = "mha"
+    return f
+
+
+def _lm_leaf(ev, f: OpFacts):
+    """nasflops' one-record modules of vision transformers and language models."""
+    m, kind = ev.module, ev.kind
+    if kind == "view_as":
+        f.kind = "copy" if m.copy else "view"
+    elif kind == "patch_merge":
+        f.kind = "copy"
+    elif kind == "embedding":
+        f.kind, f.weights_read = "embedding", f.out_numel      # the rows looked up
+    elif kind == "rmsnorm":
+        f.kind, f.affine = "rmsnorm", m.norm.weight is not None
+    elif kind == "expert_linear":
+        w = m.weight
+        per = int(w[0].numel()) + (int(m.bias[0].numel()) if m.bias is not None else 0)
+        f.kind, f.bias = "expert_linear", m.bias is not None
+        f.mac = f.out_numel * int(w.shape[-1])
+        f.weights_read = per * len(m.hits)                      # the experts the run hit
+    else:               # param_add, rope, kv_cache, moe_combine
+        f.kind = kind
+    return f
+
+
 _SIMPLE = {"cat": "concat", "pad": "pad", "shuffle": "shuffle", "zeros_like": "zero",
            "clone": "copy", "dropout": "view", "identity": "view", "alias": "view",
            "expand": "view", "scale": "scale"}
 _FACTS = {"conv": _weighted, "linear": _weighted, "bn": _norm, "ln": _norm, "act": _act_facts,
           "clamp": _act_facts, "pool": _pool, "apool": _apool, "mean": _mean,
-          "softmax": _softmax}
+          "softmax": _softmax, "matmul": _matmul, "attention": _attention, "mha": _mha}
+for _k in ("param_add", "view_as", "patch_merge", "embedding", "rmsnorm", "rope", "kv_cache",
+           "expert_linear", "moe_combine"):
+    _FACTS[_k] = _lm_leaf
 for _k in ("reshape", "flatten", "permute", "transpose", "getitem", "chunk", "split", "narrow",
            "contiguous"):
     _FACTS[_k] = _view_or_copy
@@ -233,6 +319,8 @@ def _facts(ev, inputs: list, prms: list, module_map: dict):
         f.kind = _SIMPLE[kind]
         if kind == "scale":
             f.bias = ev.module.bias is not None
+        if kind == "cat" and ev.module is None:
+            f.params = prms      # learned tokens joined (ViT's class token)
         return f
     rule = _FACTS.get(kind)
     if rule is None:
@@ -263,6 +351,18 @@ def _flops_rules() -> dict[str, Rule]:
         "mul": lambda f: f.out_numel, "sub": lambda f: f.out_numel,
         "div": lambda f: f.out_numel,
         "softmax": lambda f: 2 * f.out_numel, "log_softmax": lambda f: 2 * f.out_numel,
+        "param_add": lambda f: f.out_numel,
+        "matmul": lambda f: 2 * f.mac - f.out_numel,
+        # Q.K^T, A.V; scale and softmax 2 per score
+        "attention": lambda f: 2 * f.mac + 2 * f.scores - f.out_numel,
+        # in-projection (3 outputs per token) and out-projection as linear
+        # layers with their biases, the attention between them
+        "mha": lambda f: (2 * f.mac - 5 * f.out_numel + (4 * f.out_numel if f.bias else 0)
+                          + 2 * f.scores),
+        "rmsnorm": lambda f: 3 * f.out_numel + (f.out_numel if f.affine else 0),
+        "rope": lambda f: 3 * f.out_numel,
+        "expert_linear": conv,
+        "moe_combine": lambda f: 2 * f.in_numel - f.out_numel,
     }
 
 
@@ -317,6 +417,12 @@ def _ptflops_rules() -> dict[str, Rule]:
         "add": method(lambda f: f.out_numel), "mul": method(lambda f: f.out_numel),
         "zero": method(lambda f: f.out_numel),
         "scale": method(lambda f: f.out_numel + (f.out_numel if f.bias else 0)),
+        # its nn.MultiheadAttention hook: q scaling, projections, in-projection
+        # bias, per head Q.K^T + softmax + A.V, the out-projection's bias
+        "mha": lambda f: (f.mac + 2 * f.out_numel + (3 * f.out_numel if f.bias else 0)
+                          + f.scores),
+        # torch.matmul, Tensor.matmul, bmm are patched; the @ operator is not
+        "matmul": lambda f: f.mac if f.call in (FN, ME) else 0,
     }
 
 
@@ -331,13 +437,18 @@ def _fvcore_rules() -> dict[str, Rule]:
         "bn": lambda f: f.in_numel * (2 if f.affine else 1),
         "ln": lambda f: f.in_numel * (5 if f.affine else 4),
         "adaptive": lambda f: f.in_numel,
+        "matmul": lambda f: f.mac, "expert_linear": lambda f: f.mac,
+        # aten::linear of the projections; scaled_dot_product_attention is not counted
+        "mha": lambda f: f.mac - f.attn_mac,
     }
 
 
+_MAC_KINDS = ("conv", "linear", "matmul", "attention", "mha", "expert_linear")
+
 #: convention name -> {op kind: count rule}
 HOOK_CONVENTIONS: dict[str, dict[str, Rule]] = {
-    "macs": {"conv": lambda f: f.mac, "linear": lambda f: f.mac},
-    "fma2": {"conv": lambda f: 2 * f.mac, "linear": lambda f: 2 * f.mac},
+    "macs": {k: (lambda f: f.mac) for k in _MAC_KINDS},
+    "fma2": {k: (lambda f: 2 * f.mac) for k in _MAC_KINDS},
     "flops": _flops_rules(),
     # NAS-Bench-201's published counts: conv/linear MACs plus one per output
     # element with a bias
@@ -436,7 +547,8 @@ def _scale_bias(f: OpFacts, facts: list, events: list, acts: list):
 
 def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "macs",
                      batch_size: int = 1, weight_dtype: str = "fp32",
-                     act_dtype: str = "fp32", module_map: Optional[dict] = None) -> HookCounts:
+                     act_dtype: str = "fp32", module_map: Optional[dict] = None,
+                     fused_attention: bool = False) -> HookCounts:
     """Count a torch model by running it, independently of the nasflops core.
 
     Parameters
@@ -458,6 +570,10 @@ def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "mac
     module_map : dict, optional
         ``{module type: op}`` for your own modules, as in
         :func:`~nasflops.torch_bridge.from_torch`.
+    fused_attention : bool
+        Attention runs fused (FlashAttention-style): its score matrix is never
+        materialised, so it adds nothing to the memory metrics (the core's
+        option of that name).
 
     Returns
     -------
@@ -492,7 +608,7 @@ def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "mac
     facts = _classify(run, mmap, type(model).__name__)
     out = {}
     for name in names:
-        tot, by_node = _totals(facts, HOOK_CONVENTIONS[name], wsize, asize)
+        tot, by_node = _totals(facts, HOOK_CONVENTIONS[name], wsize, asize, fused_attention)
         # torch's definition: every parameter once (shared ones are not repeated)
         tot["params"] = sum(int(p.numel()) for p in model.parameters())
         tot["weight_bytes"] = tot["params"] * wsize
@@ -500,23 +616,33 @@ def count_with_hooks(model: torch.nn.Module, input_shape, convention: str = "mac
     return out[convention] if isinstance(convention, str) else out
 
 
-def _totals(facts: list, rules: dict, wsize: int, asize: int) -> tuple[dict, list]:
+def _totals(facts: list, rules: dict, wsize: int, asize: int,
+            fused_attention: bool = False) -> tuple[dict, list]:
     """Pass 2: counts and bytes per op, and the peak of live buffers."""
     tot = dict.fromkeys(_METRICS, 0)
     owner: list = []
+    scratch: list = []
     by_node = []
     for i, f in enumerate(facts):
-        own_params = sum(int(p.numel()) for p in f.params)
+        own_params = sum(_elems(p) for p in f.params)
         ops = int(rules[f.kind](f)) if f.kind in rules else 0
+        extra = (f.scratch - (f.score_scratch if fused_attention else 0)) * asize
+        read = own_params if f.weights_read is None else f.weights_read
         if f.kind in ("input", "view") or f.out is None:
-            act = rd = wr = 0
+            act = rd = wr = extra = 0
+        elif f.kind == "kv_cache":
+            # the new entries written into the cache, which is not an activation
+            act = 0
+            rd = wr = sum(_elems(t) for t in f.inputs) * asize
         else:
-            act = wr = f.out_numel * asize
-            rd = own_params * wsize + sum(_elems(t) for t in f.inputs) * asize
-        # a view aliases its input by definition; a computing op does when its
-        # output is its input's memory (in-place)
+            act = wr = f.out_numel * asize + extra
+            rd = read * wsize + sum(_elems(t) for t in f.inputs) * asize + extra
+        scratch.append(extra)
+        # a view aliases its input by definition (the cache holds what it
+        # appends); a computing op does when its output is its input's
+        # memory (in-place)
         src = f.sources[0] if f.sources else None
-        if src is not None and (f.kind == "view" or (
+        if src is not None and (f.kind in ("view", "kv_cache") or (
                 f.out is not None and f.inputs and _record.same_buffer(f.out, f.inputs[0]))):
             owner.append(owner[src])
         else:
@@ -529,11 +655,11 @@ def _totals(facts: list, rules: dict, wsize: int, asize: int) -> tuple[dict, lis
         by_node.append({"node": f.name, "kind": f.kind + (f":{f.act}" if f.act else ""),
                         "ops": ops, "macs": f.mac, "params": own_params,
                         "act_bytes": act, "read_bytes": rd, "write_bytes": wr})
-    tot["peak_act_bytes"] = _peak(facts, owner, asize)
+    tot["peak_act_bytes"] = _peak(facts, owner, asize, scratch)
     return tot, by_node
 
 
-def _peak(facts: list, owner: list, asize: int) -> int:
+def _peak(facts: list, owner: list, asize: int, scratch: list) -> int:
     last = list(range(len(facts)))
     for i, f in enumerate(facts):
         for s in f.sources:
@@ -549,6 +675,6 @@ def _peak(facts: list, owner: list, asize: int) -> int:
     live = peak = 0
     for i in range(len(facts)):
         live += size[i]
-        peak = max(peak, live)
+        peak = max(peak, live + scratch[i])     # scratch lives while its op runs
         live -= freed[i]
     return peak

@@ -25,7 +25,10 @@ import torch.nn.functional as F
 
 __all__ = ["Add", "InplaceAdd", "Mul", "Concat", "Slice", "Zero", "Scale", "LayerNorm2d",
            "InplaceAct", "Fused", "BRIDGE_MODULES", "Fn", "Written", "ConvF", "LinearF",
-           "BatchNormF", "LayerNormF", "ScaleF", "resolve"]
+           "BatchNormF", "LayerNormF", "ScaleF", "resolve", "Tokens", "ToImage", "Prepend",
+           "ParamAdd", "ViewAs", "Attention", "SelfAttention", "PatchMerge", "TokenEmbedding",
+           "RMSNorm", "Rotary", "KVCache", "ExpertLinear", "MoECombine", "expert_of",
+           "TRANSFORMER_MODULES"]
 
 
 # ------------------------------------------------------------ bridge modules
@@ -104,14 +107,23 @@ class Scale(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
-        # the parameter's broadcast shape is fixed at build time
-        self.shape = (1, channels) + (1,) * (rank - 2)
+        # the parameter's broadcast shape is fixed at build time (channels
+        # last in a token tensor, rank 5)
+        self.shape = _channel_shape(channels, rank)
 
     def forward(self, x):
         y = x * self.weight.view(self.shape)
         if self.bias is not None:
             y = y + self.bias.view(self.shape)
         return y
+
+
+def _channel_shape(channels: int, rank: int) -> tuple:
+    """Broadcast shape of a per-channel parameter at an input of ``rank``
+    (5: a token tensor, channels last)."""
+    if rank == 5:
+        return (1, 1, 1, 1, channels)
+    return (1, channels) + (1,) * (rank - 2)
 
 
 class LayerNorm2d(nn.Module):
@@ -294,7 +306,7 @@ class LayerNormF(nn.Module):
         self.rank, self.shape = rank, (channels,)
 
     def forward(self, x):
-        if self.rank == 2:
+        if self.rank in (2, 5):          # features or channels last
             return F.layer_norm(x, self.shape, self.weight, self.bias)
         y = F.layer_norm(x.permute(0, 2, 3, 1), self.shape, self.weight, self.bias)
         return y.permute(0, 3, 1, 2)
@@ -308,7 +320,7 @@ class ScaleF(nn.Module):
         super().__init__()
         # the input's rank: ptflops aligns the shapes of torch.mul / torch.add
         # from the left, so a (C, 1, 1) weight would be counted C times over
-        shape = (1, channels) + (1,) * (rank - 2)
+        shape = _channel_shape(channels, rank)
         self.weight = nn.Parameter(torch.ones(shape))
         self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
         self.method = method
@@ -319,3 +331,321 @@ class ScaleF(nn.Module):
             return y if self.bias is None else y.add(self.bias)
         y = x * self.weight
         return y if self.bias is None else y + self.bias
+
+
+# ------------------------------------------- token tensors, attention, LMs
+# Tensor shapes in a built model: an image is ``N x C x H x W`` (``N x F``
+# after a flatten); a token tensor of ``G`` groups of an ``H x W`` grid is
+# ``N x G x H x W x C`` (channels last: a sequence is ``N x 1 x L x 1 x C``);
+# a stack of ``G`` matrices is ``N x G x H x W``.  Every module below takes
+# and returns those shapes.  The ones listed in :data:`TRANSFORMER_MODULES`
+# are leaves for the recorder (``count_with_hooks`` counts each from its
+# real tensors and its own attributes); the others are traced into.
+class Tokens(nn.Module):
+    """An image as tokens, a view: ``x.permute(0, 2, 3, 1)`` on the grid, or
+    ``x.flatten(2).transpose(1, 2)`` as a sequence (``flat=True``)."""
+
+    def __init__(self, flat: bool = False):
+        super().__init__()
+        self.flat = bool(flat)
+
+    def forward(self, x):
+        if self.flat:
+            return x.flatten(2).transpose(1, 2).unsqueeze(1).unsqueeze(3)
+        return x.permute(0, 2, 3, 1).unsqueeze(1)
+
+    def extra_repr(self):
+        return "flat" if self.flat else ""
+
+
+class ToImage(nn.Module):
+    """Tokens on one grid back to ``N x C x H x W`` (a view)."""
+
+    def forward(self, x):
+        return x.squeeze(1).permute(0, 3, 1, 2)
+
+
+class Prepend(nn.Module):
+    """``count`` learned tokens in front of a sequence (ViT's class token):
+    ``torch.cat([self.token.expand(N, ...), x], dim=2)``."""
+
+    def __init__(self, count: int, channels: int):
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, count, 1, channels))
+
+    def forward(self, x):
+        return torch.cat([self.token.expand(x.shape[0], -1, -1, -1, -1), x], dim=2)
+
+
+class ParamAdd(nn.Module):
+    """``x + p`` (``x += p`` in place) for a learned tensor of ``params`` values
+    broadcast to each sample's ``shape``: a position embedding when it holds one
+    value per element, else a table gathered by an index buffer (Swin's
+    relative-position bias: ``table[index]``); ``params=0`` adds a constant
+    (an attention mask)."""
+
+    def __init__(self, params: int, shape, inplace: bool = False):
+        super().__init__()
+        self.shape, self.inplace = tuple(int(v) for v in shape), bool(inplace)
+        per = 1
+        for v in self.shape:
+            per *= v
+        self.weight = nn.Parameter(torch.zeros(int(params))) if params else None
+        if params and params != per:
+            self.register_buffer("index", torch.zeros(self.shape, dtype=torch.long))
+        else:
+            self.index = None
+        self.reset_buffers()
+
+    def reset_buffers(self):
+        """Fill the buffers (again: ``to_empty`` leaves them uninitialised)."""
+        with torch.no_grad():
+            if self.index is not None:
+                n = self.index.numel()
+                self.index.copy_((torch.arange(n, device=self.index.device)
+                                  % self.weight.numel()).view(self.shape))
+
+    def forward(self, x):
+        if self.weight is None:
+            b = x.new_zeros(self.shape)        # a constant (a shifted window's mask)
+        elif self.index is None:
+            b = self.weight.view(self.shape)
+        else:
+            b = self.weight[self.index]
+        if self.inplace:
+            x += b
+            return x
+        return x + b
+
+    def extra_repr(self):
+        return f"params={0 if self.weight is None else self.weight.numel()}, shape={self.shape}"
+
+
+class ViewAs(nn.Module):
+    """Each sample reshaped to ``shape`` (another layout); ``copy=True``: a new
+    contiguous tensor, as ``.contiguous()`` or a reshape of a permuted tensor
+    makes."""
+
+    def __init__(self, shape, copy: bool = False):
+        super().__init__()
+        self.shape, self.copy = tuple(int(v) for v in shape), bool(copy)
+
+    def forward(self, x):
+        y = x.reshape((x.shape[0],) + self.shape)
+        return y.clone(memory_format=torch.contiguous_format) if self.copy else y
+
+    def extra_repr(self):
+        return f"shape={self.shape}, copy={self.copy}"
+
+
+class Attention(nn.Module):
+    """Scaled dot-product attention of token tensors ``q, k, v`` (their
+    projections are separate ``nn.Linear`` layers): heads split from the
+    channels, ``kv_heads`` key/value heads shared by groups of query heads
+    (GQA, MQA), ``F.scaled_dot_product_attention``; ``causal``: each query
+    sees the keys at or before it, the queries being the last ``Lq`` of the
+    ``Lk`` positions (a boolean mask when ``Lk > Lq``)."""
+
+    def __init__(self, heads: int, kv_heads: int = 0, causal: bool = False,
+                 lq: int = 0, lk: int = 0):
+        super().__init__()
+        self.heads = int(heads)
+        self.kv_heads = int(kv_heads) or self.heads
+        self.causal = bool(causal)
+        self.lq, self.lk = int(lq), int(lk)
+        # a causal mask torch's is_causal does not make (it aligns the first query with the
+        # first key): made where the inputs are, when the module runs
+        self.masked = self.causal and self.lq != self.lk
+
+    def mask(self, device):
+        """The boolean mask of a causal attention whose ``Lq`` queries are the
+        last of its ``Lk`` positions (None when ``is_causal`` says it)."""
+        if not self.masked:
+            return None
+        return torch.ones(self.lq, self.lk, dtype=torch.bool, device=device).tril(self.lk - self.lq)
+
+    def _heads(self, t, h):
+        n, g = t.shape[:2]
+        return t.reshape(n * g, t.shape[2] * t.shape[3], h, -1).transpose(1, 2)
+
+    def forward(self, q, k, v):
+        n, g, a, b = q.shape[:4]
+        o = F.scaled_dot_product_attention(
+            self._heads(q, self.heads), self._heads(k, self.kv_heads),
+            self._heads(v, self.kv_heads), attn_mask=self.mask(q.device),
+            is_causal=self.causal and not self.masked, enable_gqa=self.heads != self.kv_heads)
+        return o.transpose(1, 2).reshape(n, g, a, b, -1)
+
+    def extra_repr(self):
+        return f"heads={self.heads}, kv_heads={self.kv_heads}, causal={self.causal}"
+
+
+class SelfAttention(nn.Module):
+    """``nn.MultiheadAttention(embed_dim, heads, bias=bias, batch_first=True)`` as
+    self-attention on every group of tokens (``attn(x, x, x,
+    need_weights=False)[0]``, as torchvision's ViT calls it).  The tools hook the
+    ``nn.MultiheadAttention`` child by its exact type."""
+
+    def __init__(self, embed_dim: int, heads: int, bias: bool = True):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(embed_dim, heads, bias=bias, batch_first=True)
+
+    def forward(self, x):
+        n, g, h, w, e = x.shape
+        t = x.reshape(n * g, h * w, e)
+        return self.attn(t, t, t, need_weights=False)[0].reshape(n, g, h, w, e)
+
+
+class PatchMerge(nn.Module):
+    """Swin's patch merging (``_patch_merging_pad``): odd sides zero-padded,
+    the four pixels of each 2 x 2 neighbourhood concatenated along the channels."""
+
+    def forward(self, x):
+        h, w = x.shape[2], x.shape[3]
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        parts = [x[:, :, i::2, j::2] for j in (0, 1) for i in (0, 1)]
+        return torch.cat(parts, dim=-1)
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids to vectors: an ``nn.Embedding(vocab, dim)`` child looked up at
+    the ids of an ``N x 1 x H x W`` input (a float input, such as the random
+    one the tools pass, is turned into valid ids first)."""
+
+    def __init__(self, vocab: int, dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(int(vocab), int(dim))
+
+    def forward(self, x):
+        if x.is_floating_point():
+            x = (x.detach().abs() * 997).long()
+        ids = x.squeeze(1) % self.embed.num_embeddings
+        return self.embed(ids).unsqueeze(1)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm over the channels of a token tensor: an
+    ``nn.RMSNorm(C)`` child (``affine``: its weight of C parameters)."""
+
+    def __init__(self, channels: int, affine: bool = True):
+        super().__init__()
+        self.norm = nn.RMSNorm(int(channels), eps=1e-6, elementwise_affine=affine)
+
+    def forward(self, x):
+        return self.norm(x)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding of ``heads`` heads of a token tensor, token
+    ``t`` at position ``t``: ``x * cos + rotate_half(x) * sin`` per head (the
+    cos/sin tables are buffers)."""
+
+    def __init__(self, heads: int, tokens: int, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        self.heads, self.tokens, self.head_dim, self.base = (int(heads), int(tokens),
+                                                             int(head_dim), float(base))
+        self.register_buffer("cos", torch.zeros(self.tokens, 1, self.head_dim), persistent=False)
+        self.register_buffer("sin", torch.zeros(self.tokens, 1, self.head_dim), persistent=False)
+        self.reset_buffers()
+
+    def _tables(self, device):
+        d = self.head_dim
+        inv = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d)
+        ang = torch.arange(self.tokens, dtype=torch.float32, device=device)[:, None] * inv[None]
+        ang = torch.cat([ang, ang], dim=-1)[:, None, :]            # tokens x 1 x d
+        return ang.cos(), ang.sin()
+
+    def reset_buffers(self):
+        """Fill the cos/sin tables (again: ``to_empty`` leaves them uninitialised)."""
+        with torch.no_grad():
+            cos, sin = self._tables(self.cos.device)
+            self.cos.copy_(cos)
+            self.sin.copy_(sin)
+
+    def forward(self, x):
+        n, g, a, b, c = x.shape
+        t = x.reshape(n, g, a * b, self.heads, c // self.heads)
+        x1, x2 = t.chunk(2, dim=-1)
+        # a model without parameters runs where its input is
+        cos, sin = (self.cos, self.sin) if self.cos.device == x.device else \
+            self._tables(x.device)
+        out = t * cos + torch.cat([-x2, x1], dim=-1) * sin
+        return out.reshape(n, g, a, b, c)
+
+    def extra_repr(self):
+        return f"heads={self.heads}"
+
+
+class KVCache(nn.Module):
+    """The key/value cache of one forward pass from position 0: the cache
+    holds just the new tokens, so its content is ``x`` itself (a view).  A
+    cache of past tokens (a decode step) is not built: ``to_torch`` refuses it."""
+
+    def forward(self, x):
+        return x
+
+
+def expert_of(n: int, tokens: int, top_k: int, experts: int, device=None) -> torch.Tensor:
+    """The expert of every slot, ``n x tokens x top_k``: the slots of the whole
+    batch dealt round-robin (slot ``(token, j)`` of sample ``i`` to expert
+    ``((i * tokens + token) * top_k + j) % experts``), so a pass hits
+    ``min(experts, n * tokens * top_k)`` experts, as a real router at worst
+    does."""
+    return torch.arange(n * tokens * top_k, device=device).view(n, tokens, top_k) % experts
+
+
+class ExpertLinear(nn.Module):
+    """``experts`` linear layers of a mixture of experts (weights
+    ``experts x out x in``), each token's ``top_k`` slots through the expert
+    :func:`expert_of` deals them: one ``F.linear`` per expert on the rows it
+    receives.  The input is one group (dispatch: every slot reads the token)
+    or ``top_k`` groups; the output ``top_k`` groups.  ``hits`` holds the
+    experts the last run used."""
+
+    def __init__(self, cin: int, cout: int, experts: int, top_k: int, bias: bool = False):
+        super().__init__()
+        self.experts, self.top_k = int(experts), int(top_k)
+        self.weight = nn.Parameter(torch.zeros(self.experts, int(cout), int(cin)))
+        self.bias = nn.Parameter(torch.zeros(self.experts, int(cout))) if bias else None
+        self.hits: set = set()
+
+    def forward(self, x):
+        n, g, a, b, c = x.shape
+        k, slots = self.top_k, n * a * b * self.top_k
+        # slot s = (token, j) of the batch, dealt to expert s % experts
+        t = x.reshape(n, g, a * b, c).transpose(1, 2).expand(n, a * b, k, c).reshape(slots, c)
+        out = x.new_zeros(slots, self.weight.shape[1])
+        self.hits = set()
+        for e in range(min(self.experts, slots)):
+            rows = torch.arange(e, slots, self.experts, device=x.device)
+            y = F.linear(t.index_select(0, rows), self.weight[e],
+                         None if self.bias is None else self.bias[e])
+            out.index_copy_(0, rows, y)
+            self.hits.add(e)
+        return out.view(n, a * b, k, -1).transpose(1, 2).reshape(n, k, a, b, -1)
+
+    def extra_repr(self):
+        return (f"in={self.weight.shape[2]}, out={self.weight.shape[1]}, "
+                f"experts={self.experts}, top_k={self.top_k}")
+
+
+class MoECombine(nn.Module):
+    """Each token's ``top_k`` expert outputs weighted by its router
+    probabilities for those experts (:func:`expert_of`) and summed."""
+
+    def __init__(self, experts: int):
+        super().__init__()
+        self.experts = int(experts)
+
+    def forward(self, y, probs):
+        n, k, a, b, c = y.shape
+        who = expert_of(n, a * b, k, self.experts, y.device)
+        w = probs.reshape(n, a * b, -1).gather(-1, who)               # n x tokens x k
+        out = (y.reshape(n, k, a * b, c) * w.transpose(1, 2)[..., None]).sum(1)
+        return out.reshape(n, 1, a, b, c)
+
+
+#: nasflops' transformer and language-model modules that are one record each
+#: (leaves for the recorder)
+TRANSFORMER_MODULES = (ParamAdd, ViewAs, Attention, SelfAttention, PatchMerge, TokenEmbedding,
+                       RMSNorm, Rotary, KVCache, ExpertLinear, MoECombine)

@@ -253,3 +253,24 @@ def spelling(fn) -> str:
         if getattr(base, name, None) is fn:
             return prefix + name
     raise ValueError(f"{fn!r} has no name to call it by")
+
+
+# ------------------------------------- transformer and language-model ops
+# (added by the build side of the bridge: to_torch's modules, and matrix
+# products for count_with_hooks; readers for from_torch are trace.py's)
+from .modules import (Attention, ExpertLinear, KVCache, MoECombine, ParamAdd,  # noqa: E402
+                      PatchMerge, RMSNorm, Rotary, SelfAttention, TokenEmbedding, ViewAs)
+
+MODULES.update({
+    ParamAdd: Entry("param_add", M), ViewAs: Entry("view_as", M),
+    Attention: Entry("attention", M), SelfAttention: Entry("mha", M),
+    PatchMerge: Entry("patch_merge", M), TokenEmbedding: Entry("embedding", M),
+    RMSNorm: Entry("rmsnorm", M), Rotary: Entry("rope", M), KVCache: Entry("kv_cache", M),
+    ExpertLinear: Entry("expert_linear", M), MoECombine: Entry("moe_combine", M),
+})
+# x.matmul(y) and x @ y reach the same TensorBase.matmul: the recorder tells
+# them apart by wrapping the method name, as for add
+METHOD_NAMES = METHOD_NAMES + ("matmul",)
+for _f, _e in ((TB.matmul, Entry("matmul", OP)), (torch.matmul, Entry("matmul", ME)),
+               (torch.bmm, Entry("matmul", ME)), (TB.bmm, Entry("matmul", ME))):
+    CALLABLES.setdefault(_f, _e)

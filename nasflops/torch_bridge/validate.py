@@ -16,12 +16,13 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..scoring import METRICS, score
+from ..scoring import METRICS, SpecError, score
 from ..spec import Act, Call, Net, Op, SpecBatch
 from .build import spellable, to_torch
 from .hooks import HOOK_CONVENTIONS, count_with_hooks
 
-__all__ = ["validate", "ValidationReport", "random_specs", "op_specs"]
+__all__ = ["validate", "ValidationReport", "random_specs", "op_specs", "transformer_op_specs",
+           "random_transformer_specs"]
 
 
 # ------------------------------------------------------------ random specs
@@ -293,6 +294,229 @@ def op_specs(channels: int = 8, size: int = 10) -> dict[str, np.ndarray]:
     return out
 
 
+# ------------------------------------------ token tensors, attention, LMs
+def transformer_op_specs(channels: int = 16, tokens: int = 6) -> dict[str, np.ndarray]:
+    """One small architecture per token, attention and language-model op (and
+    the flags and shapes that change how it is built): ``{name: records}``.
+
+    A sequence is ``tokens`` tokens of ``channels`` channels (an image of
+    ``channels x tokens x 1`` made tokens); a grid ``channels x 5 x 3`` (odd
+    sides: patch merging pads); token ids ``1 x tokens x 1``.  Only
+    forward-pass records (a key/value cache of no past tokens).
+
+    Examples
+    --------
+    >>> from nasflops.torch_bridge import transformer_op_specs
+    >>> specs = transformer_op_specs()
+    >>> "attention_gqa" in specs and "expert_linear_bias" in specs
+    True
+    """
+    C, L, H = channels, tokens, 4
+    d = C // H
+
+    def seq(n):
+        return n.tokens(n.input, flat=True)
+
+    def heads(n, x, lk=L):
+        return n.view_as(x, (H, L, d), "matrix", copy=True)
+
+    def attn(n, x, kv=0, causal=False, rope=False, cache=False):
+        kvh = kv or H
+        q, k, v = n.linear(x, C), n.linear(x, kvh * d), n.linear(x, kvh * d)
+        if rope:
+            q, k = n.rope(q, H), n.rope(k, kvh)
+        if cache:
+            k, v = n.kv_cache(k, 0), n.kv_cache(v, 0)
+        return n.linear(n.attention(q, k, v, H, kv, causal=causal), C)
+
+    def window(n, x, call):
+        q = heads(n, n.linear(x, C))
+        k = n.view_as(n.linear(x, C), (H, d, L), "matrix", copy=True)
+        with n.calling(call):
+            a = n.matmul(q, k)
+        a = n.softmax(n.param_add(n.param_add(a, 7 * H), 0))
+        with n.calling(call):
+            a = n.matmul(a, heads(n, n.linear(x, C)))
+        return n.view_as(a, (1, L, 1, C), "tokens", copy=True)
+
+    def moe(n, x, bias=False, gated=True):
+        p = n.softmax(n.linear(x, 4, bias=False))
+        if gated:
+            gu = n.expert_linear(x, 2 * C, 4, 2, bias=bias)
+            y = n.mul(n.act(n.slice(gu, 0, C), "silu"), n.slice(gu, C, C))
+        else:
+            y = n.act(n.expert_linear(x, C, 4, 2, bias=bias), "gelu")
+        return n.moe_combine(n.expert_linear(y, C, 4, 2, bias=bias), p)
+
+    seq_cases = {
+        "tokens_flat": lambda n, x: x,
+        "linear_tokens": lambda n, x: n.linear(x, 24),
+        "layernorm_tokens": lambda n, x: n.layernorm(x),
+        "layernorm_tokens_function": lambda n, x: _called(n, "function", n.layernorm, x),
+        "softmax_tokens": lambda n, x: n.softmax(x),
+        "scale_tokens": lambda n, x: n.scale(x, bias=True),
+        "slice_tokens": lambda n, x: n.slice(x, 0, 1, tokens=True),
+        "slice_channels": lambda n, x: n.slice(x, 4, 8),
+        "concat_tokens": lambda n, x: n.concat(x, n.copy(x), axis=1),
+        "concat_channels": lambda n, x: n.concat(x, n.linear(x, 8)),
+        "mean_tokens": lambda n, x: n.mean(x, height=True),
+        "gelu_tokens": lambda n, x: n.act(x, "gelu"),
+        "prepend": lambda n, x: n.prepend(x, 2),
+        "position_embedding": lambda n, x: n.param_add(x, L * C),
+        "position_embedding_inplace": lambda n, x: n.param_add(n.linear(x, C), L * C,
+                                                               inplace=True),
+        "mha": lambda n, x: n.mha(x, C, H),
+        "mha_nobias": lambda n, x: n.mha(x, C, 2, bias=False),
+        "attention": lambda n, x: attn(n, x),
+        "attention_gqa": lambda n, x: attn(n, x, kv=2),
+        "attention_mqa_causal": lambda n, x: attn(n, x, kv=1, causal=True),
+        "attention_rope_cache": lambda n, x: attn(n, x, kv=2, causal=True, rope=True, cache=True),
+        "attention_cross": lambda n, x: n.attention(
+            x, n.concat(x, x, axis=1), n.linear(n.concat(x, x, axis=1), 8), H, causal=True),
+        "view_as_matrix": lambda n, x: heads(n, x),
+        "view_as_view": lambda n, x: n.view_as(x, (2, L, 1, C // 2), "tokens"),
+        "matmul_module": lambda n, x: window(n, x, "module"),
+        "matmul_function": lambda n, x: window(n, x, "function"),
+        "matmul_method": lambda n, x: window(n, x, "method"),
+        "matmul_operator": lambda n, x: window(n, x, "operator"),
+        "rmsnorm": lambda n, x: n.rmsnorm(x),
+        "rmsnorm_noaffine": lambda n, x: n.rmsnorm(x, affine=False),
+        "rope": lambda n, x: n.rope(x, H),
+        "kv_cache": lambda n, x: n.kv_cache(x, 0),
+        "expert_linear": lambda n, x: moe(n, x),
+        "expert_linear_bias": lambda n, x: moe(n, x, bias=True, gated=False),
+    }
+    out = {}
+    for name, build in seq_cases.items():
+        net = Net(C, L, 1)
+        build(net, seq(net))
+        out[name] = net.records
+    net = Net(C, 5, 3)                                 # a grid: patch merging, back to an image
+    x = net.patch_merge(net.tokens(net.input))
+    net.to_image(net.linear(net.layernorm(x), 2 * C, bias=False))
+    out["patch_merge_to_image"] = net.records
+    for tied in (False, True):                         # token ids to logits
+        net = Net(1, L, 1)
+        x = net.embedding(net.input, 50, C)
+        net.linear(net.rmsnorm(x), 50, bias=False, tied=tied)
+        out["embedding_tied_head" if tied else "embedding_head"] = net.records
+    return out
+
+
+def _called(net: Net, call: str, fn, *args, **kw):
+    with net.calling(call):
+        return fn(*args, **kw)
+
+
+def _random_transformer(rng: np.random.Generator) -> Net:
+    """One random valid vision transformer or decoder: a patch embedding or
+    token ids, then random blocks (self-attention as ``nn.MultiheadAttention``
+    or as projections, GQA/MQA heads, causal masks, rotary embeddings,
+    windowed attention written as matrix products with a relative-position
+    table, dense or gated MLPs, mixtures of experts, layer or RMS norms,
+    layer scale, patch merging) and a head."""
+    C = int(rng.choice([8, 16, 24]))
+    heads = [h for h in (1, 2, 4) if C % h == 0 and (C // h) % 2 == 0]
+    if rng.random() < 0.3:                              # a decoder on token ids
+        L = int(rng.integers(2, 9))
+        vocab = int(rng.choice([20, 50]))
+        net = Net(1, L, 1)
+        x = net.embedding(net.input, vocab, C)
+        grid = None
+    else:
+        side = int(rng.choice([2, 3, 4]))
+        p = int(rng.choice([2, 4]))
+        net = Net(3, side * p, side * p)
+        x = net.conv(net.input, C, p, stride=p, bias=True)
+        flat = bool(rng.random() < 0.6)
+        x = net.tokens(x, flat=flat)
+        L, grid = (side * side, None) if flat else (side * side, side)
+        vocab = None
+        if flat and rng.random() < 0.5:
+            x = net.prepend(x, 1)
+            L += 1
+            x = net.param_add(x, L * C)
+
+    def norm(y):
+        r = rng.random()
+        return net.rmsnorm(y, affine=bool(r < 0.2)) if r < 0.4 else             net.layernorm(y, affine=bool(rng.random() < 0.8))
+
+    for _ in range(int(rng.integers(1, 4))):
+        h = int(rng.choice(heads))
+        kind = str(rng.choice(["mha", "attn", "window", "mlp", "moe", "merge"]))
+        if kind == "merge" and grid is not None:
+            x = net.patch_merge(x)
+            grid = (grid + 1) // 2
+            L = grid * grid
+            x = net.linear(norm(x), C, bias=False)
+            continue
+        y = norm(x)
+        if kind == "mha" and grid is None:
+            y = net.mha(y, C, h, bias=bool(rng.random() < 0.7))
+        elif kind in ("attn", "mha"):
+            kv = int(rng.choice([k for k in (0, 1, h) if k == 0 or h % k == 0]))
+            d = C // h
+            q = net.linear(y, C, bias=bool(rng.random() < 0.5))
+            k = net.linear(y, (kv or h) * d)
+            v = net.linear(y, (kv or h) * d)
+            if rng.random() < 0.5:
+                q, k = net.rope(q, h), net.rope(k, kv or h)
+            if grid is None and rng.random() < 0.3:          # a cache holds a sequence
+                k, v = net.kv_cache(k, 0), net.kv_cache(v, 0)
+            y = net.attention(q, k, v, h, kv, causal=bool(rng.random() < 0.5))
+            y = net.linear(y, C)
+        elif kind == "window":
+            d = C // h
+            qkv = net.linear(y, 3 * C)
+            q, k, v = (net.view_as(net.slice(qkv, i * C, C), (h, L, d), "matrix")
+                       for i in range(3))
+            q = net.act(q, "mul_const")
+            a = net.matmul(q, net.view_as(k, (h, d, L), "matrix"))
+            a = net.softmax(net.param_add(a, int(rng.integers(1, 4)) * h))
+            y = net.view_as(net.matmul(a, v), (1, L, 1, C) if grid is None
+                            else (1, grid, grid, C), "tokens", copy=True)
+            y = net.linear(y, C)
+        elif kind == "moe":
+            e = int(rng.choice([2, 4]))
+            k = int(rng.integers(1, e + 1))
+            p = net.softmax(net.linear(y, e, bias=False))
+            y = net.act(net.expert_linear(y, 2 * C, e, k, bias=bool(rng.random() < 0.3)), "silu")
+            y = net.moe_combine(net.expert_linear(y, C, e, k), p)
+        else:
+            g = bool(rng.random() < 0.5)
+            u = net.act(net.linear(y, 2 * C), str(rng.choice(["gelu", "silu", "relu"])))
+            if g:
+                u = net.mul(u, net.linear(y, 2 * C))
+            y = net.dropout(net.linear(u, C))
+        if rng.random() < 0.3:
+            y = net.scale(y)
+        x = net.add(x, y, inplace=bool(rng.random() < 0.2))
+    x = norm(x)
+    if vocab is not None:
+        net.linear(x, vocab, bias=False, tied=bool(rng.random() < 0.5))
+    elif grid is None:
+        net.linear(net.slice(x, 0, 1, tokens=True), 10)
+    else:
+        net.linear(net.flatten(net.adaptive_avgpool(net.to_image(x), 1)), 10)
+    return net
+
+
+def random_transformer_specs(n: int, seed: int = 0) -> SpecBatch:
+    """``n`` random valid vision transformers and decoders (seeded), each op
+    called as a module, a function, a method or an operator at random (see
+    :func:`random_specs`): the ``"random-transformer"`` space of ``validate``.
+
+    Examples
+    --------
+    >>> from nasflops.torch_bridge import random_transformer_specs
+    >>> len(random_transformer_specs(3, seed=1))
+    3
+    """
+    rng = np.random.default_rng(seed)
+    return SpecBatch.from_list([_random_calls(_random_transformer(rng).records, rng)
+                                for _ in range(int(n))])
+
+
 # ------------------------------------------------------------------ report
 @dataclass
 class ValidationReport:
@@ -355,6 +579,8 @@ def _batch_from(specs_or_space, samples: Optional[int], seed: int, space_params:
     if isinstance(specs_or_space, str):
         if specs_or_space == "random":
             return random_specs(samples or 20, seed), "random"
+        if specs_or_space == "random-transformer":
+            return random_transformer_specs(samples or 20, seed), "random-transformer"
         from ..search_spaces import get_space
         space = get_space(specs_or_space, **space_params)
         return space.sample(samples or 20, seed=seed), specs_or_space
@@ -376,14 +602,19 @@ def _batch_from(specs_or_space, samples: Optional[int], seed: int, space_params:
 
 def validate(specs_or_space, samples: Optional[int] = None, convention: str = "macs",
              seed: int = 0, batch_size: int = 1, device: str = "cpu",
-             space_params: Optional[dict] = None) -> ValidationReport:
+             space_params: Optional[dict] = None,
+             fused_attention: bool = False) -> ValidationReport:
     """Count sampled architectures with the core and with torch hooks; compare.
 
     Parameters
     ----------
     specs_or_space : str, SearchSpace, SpecBatch, list or dict of record arrays
         A space name (``nasflops.get_space``; ``"random"`` draws
-        :func:`random_specs`), a space object, or the architectures.
+        :func:`random_specs`, ``"random-transformer"``
+        :func:`random_transformer_specs`), a space object, or the
+        architectures.  Language-model spaces are compared on one forward
+        pass (phase ``forward``: the counts of a prefill; a decode step's
+        cache of past tokens is not built).
     samples : int, optional
         How many to draw from a space (default 20), or to pick from given specs.
     convention : str
@@ -397,6 +628,8 @@ def validate(specs_or_space, samples: Optional[int] = None, convention: str = "m
         needs shapes only).
     space_params : dict, optional
         Parameters of the space.
+    fused_attention : bool
+        Score and count with attention's score matrix fused away (memory).
 
     Returns
     -------
@@ -420,7 +653,8 @@ def validate(specs_or_space, samples: Optional[int] = None, convention: str = "m
     t_core = float("inf")
     for _ in range(3):  # best of 3: the core's time is small and noisy
         t0 = time.perf_counter()
-        core = score(batch, convention=convention, batch_size=batch_size, errors="raise")
+        core = score(batch, convention=convention, batch_size=batch_size, errors="raise",
+                     fused_attention=fused_attention)
         t_core = min(t_core, time.perf_counter() - t0)
 
     _check_memory(core, device, batch_size)
@@ -432,7 +666,8 @@ def validate(specs_or_space, samples: Optional[int] = None, convention: str = "m
     # and does not fight other processes for the cores
     torch.set_num_threads(1)
     try:
-        _compare(batch, convention, batch_size, device, core, agree, mismatches, times := {})
+        _compare(batch, convention, batch_size, device, core, agree, mismatches, times := {},
+                 fused_attention)
     finally:
         torch.set_num_threads(threads)
     t_build, t_hooks = times["build"], times["hooks"]
@@ -458,15 +693,20 @@ def _check_memory(core, device, batch_size: int) -> None:
                          "smaller batch or resolution")
 
 
-def _compare(batch, convention, batch_size, device, core, agree, mismatches, times):
+def _compare(batch, convention, batch_size, device, core, agree, mismatches, times,
+             fused_attention=False):
     t_build = t_hooks = 0.0
     for i in range(len(batch)):
         recs = batch[i]
         t0 = time.perf_counter()
-        model = to_torch(recs, device=device, init=False)
+        try:
+            model = to_torch(recs, device=device, init=False)
+        except SpecError as exc:          # a record to_torch does not build: name the candidate
+            raise SpecError(i, exc.layer, exc.status, exc.reason) from exc
         t1 = time.perf_counter()
         c, hh, ww = (int(recs[0][f]) for f in ("out_channels", "size_h", "size_w"))
-        hooks = count_with_hooks(model, (c, hh, ww), convention, batch_size=batch_size).as_dict()
+        hooks = count_with_hooks(model, (c, hh, ww), convention, batch_size=batch_size,
+                                 fused_attention=fused_attention).as_dict()
         t2 = time.perf_counter()
         t_build += t1 - t0
         t_hooks += t2 - t1
