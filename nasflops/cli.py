@@ -687,8 +687,10 @@ def cmd_validate(args) -> int:
         from .torch_bridge import validate
     except ImportError as e:
         raise UserError(f"validate needs torch: pip install 'nasflops[torch]' ({e})") from None
-    # 'random': random DAGs using every op (nasflops.torch_bridge.random_specs)
-    space = "random" if args.space == "random" else _get_space(args.space, _space_params(args.param))
+    # 'random' / 'random-transformer': random DAGs of every op, or of every token and
+    # attention op (nasflops.torch_bridge.random_specs, random_transformer_specs)
+    space = (args.space if args.space in ("random", "random-transformer")
+             else _get_space(args.space, _space_params(args.param)))
     report = validate(space, samples=args.n, convention=args.convention, seed=args.seed,
                       batch_size=args.batch_size, device=args.device)
     print(report)
@@ -1059,7 +1061,8 @@ def _add_validate_command(sub, fmt) -> None:
                        epilog="examples:\n  nasflops validate nb201 -n 20\n"
                               "  nasflops validate ofa-mbv3 -n 5 --convention flops --batch-size 4\n"
                               "  nasflops validate zoo -n 19 --device meta")
-    s.add_argument("space", help="search space name, or 'random' for random DAGs of every op")
+    s.add_argument("space", help="search space name, 'random' for random DAGs of every op, or "
+                   "'random-transformer' for random token/attention networks")
     s.add_argument("-n", type=_int_arg(1, 1 << 20, "n"), default=10,
                    help="candidates to check (default: 10)")
     s.add_argument("--seed", type=_int_arg(0, MAX_SEED, "seed"), default=0)

@@ -183,6 +183,14 @@ def test_validate_cli():
     assert "mismatch" in p.stdout.lower() or "agree" in p.stdout.lower()
 
 
+def test_validate_cli_random_transformers():
+    pytest.importorskip("torch")
+    p = run("validate", "random-transformer", "-n", "3", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "random-transformer, 3 architectures" in p.stdout, p.stdout
+    assert "all counts agree exactly" in p.stdout, p.stdout
+
+
 def test_count_torchstat_report():
     from nasflops.reports import torchstat_report
     from nasflops.search_spaces import zoo
