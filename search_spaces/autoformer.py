@@ -385,8 +385,8 @@ class TransformerSpace(SearchSpace):
             i = int(at[0])
             shown = ", ".join(f"{c:g}" for c in choices)
             if live is None:
-                self._fail(i, field, f"{a[i]!r} is not a choice ({shown})")
-            layer, val = int(at[1]), a[i, int(at[1])]
+                self._fail(i, field, f"{a[i].item():g} is not a choice ({shown})")
+            layer, val = int(at[1]), a[i, int(at[1])].item()
             if live[i, layer]:
                 self._fail(i, f"{field}[{layer}]", f"layer {layer}: {val:g} is not a choice "
                            f"({shown})")
@@ -616,11 +616,11 @@ def transformer_from_definition(definition: Mapping, source: str = "", **paramet
     ``ValueError`` naming the offending key."""
     unknown = sorted(set(definition) - set(DEFINITION_KEYS))
     if unknown:
-        raise ValueError(f"{source}: unknown key {unknown[0]!r}; a vision_transformer space has "
+        raise ValueError(f"unknown key {unknown[0]!r}; a vision_transformer space has "
                          f"{', '.join(DEFINITION_KEYS)}")
     for key in ("name", "embed_dim", "depth", "mlp_ratio", "num_heads"):
         if key not in definition:
-            raise ValueError(f"{source}: missing key {key!r}")
+            raise ValueError(f"missing key {key!r}")
     unknown = sorted(set(parameters) - {"num_classes"})
     if unknown:
         raise TypeError(f"unexpected parameter {unknown[0]!r} (a vision_transformer space takes "
@@ -645,6 +645,6 @@ def _listed(d: Mapping, key: str, source: str) -> list:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return [v]
     if not isinstance(v, list):
-        raise ValueError(f"{source}: {key}: expected a number or a list of choices, got "
+        raise ValueError(f"{key}: expected a number or a list of choices, got "
                          f"{short_repr(v)}")
     return v
