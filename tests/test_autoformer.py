@@ -27,6 +27,7 @@ from nasflops.options import ScoringOptions
 from nasflops.search_spaces import NativeError, get_space
 from nasflops.search_spaces import autoformer as af
 from nasflops.search_spaces import vision_transformers as vt
+from tests.conftest import import_torchvision
 
 torch = pytest.importorskip("torch")
 
@@ -91,6 +92,33 @@ def test_published_subnets_equal_the_code(supernets, name):
         assert f"{params / 1e6:.1f}" == published_params
     if name != "autoformer-s":
         assert f"{paper / 1e9:.{len(published_flops.partition('.')[2])}f}" == published_flops
+
+
+def test_tool_conventions_equal_the_tools_on_the_code(supernets):
+    # thop (0: the super modules are nn.Linear subclasses, which it skips, and
+    # they call F.linear), ptflops (the functional calls it patches), fvcore
+    # (aten ops, layer norms included) and FlopCounterMode (fma2), batch 1 and 2
+    pytest.importorskip("fvcore")
+    pytest.importorskip("thop")
+    pytest.importorskip("ptflops")
+    import_torchvision()         # ptflops imports it
+    from nasflops.torch_bridge.reference import (flop_counter_count, fvcore_count,
+                                                 ptflops_count, thop_count)
+    native = af.SUBNETS["autoformer-t"]
+    model = supernets["autoformer-t"]
+    for p in model.parameters():
+        p.requires_grad_(False)          # fvcore traces the sliced weights as constants
+    model.set_sample_config(_config(native))
+    net = vt.autoformer(native["embed_dim"], native["mlp_ratio"], native["num_heads"])
+    shape = (3, 224, 224)
+
+    def ops(conv, b=1):
+        return int(nf.score(net, convention=conv, batch_size=b)["ops"][0])
+    assert ptflops_count(model, shape)[0] == ops("ptflops")
+    for b in (1, 2):
+        assert thop_count(model, shape, b)[0] == ops("thop", b)
+        assert fvcore_count(model, shape, b) == ops("fvcore", b)
+        assert flop_counter_count(model, shape, b) == ops("fma2", b)
 
 
 def test_published_t_subnet_is_outside_table_1():
