@@ -84,7 +84,7 @@ import numpy as np
 
 from nasflops.engine import METRICS, score_block
 from nasflops.options import ScoringOptions, short_repr
-from nasflops.spec import Net, SpecBatch
+from nasflops.spec import Net, Op, SpecBatch
 from . import vision_transformers as vt
 from .base import SearchSpace
 from .columns import NativeError
@@ -490,6 +490,53 @@ class TransformerSpace(SearchSpace):
         tids, groups = self._slot_ids(cols)
         return self._pool[0].assemble(tids, groups, np.array([self.resolution]),
                                       set_input_size=False)
+
+    def decode(self, batch: SpecBatch) -> dict[str, np.ndarray]:
+        """Columns back from records this space encoded: the embed dim from the
+        patch embedding, the depth from the length, each layer's heads from
+        its Q-K-V (or attention) record and its MLP ratio from ``fc1``; then
+        re-encoded and compared.  Raises :class:`NativeError` naming the first
+        candidate that is not an architecture of this space."""
+        pool, ids = self._pool
+        n = len(batch)
+        D = self.max_depth
+        ls, ll, lh = (int(pool.lengths[t]) for t in (ids["stem"][0], ids["layer"], ids["head"][0]))
+        layer = pool.records[pool.starts[ids["layer"]]:pool.starts[ids["layer"]] + ll]
+        lin = np.flatnonzero(layer["op"] == int(Op.LINEAR))
+        if self.attention == "autoformer":
+            at_heads, per_head = int(lin[0]), 3 * self.head_dim     # qkv: 3 * heads * head_dim
+            field = "out_channels"
+        else:
+            at_heads, per_head, field = int(np.flatnonzero(layer["op"] == int(Op.MHA))[0]), 1, "groups"
+        at_ffn = int(lin[-2])                                          # fc1 (mlp.0)
+        rec, off, lengths = batch.records, batch.offsets, batch.lengths
+        body = lengths - ls - lh
+        depth = np.where(body % ll == 0, body // ll, -1)
+        bad = ~np.isin(depth, self.depths)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise NativeError(self.name, i, "records", f"{int(lengths[i])} records are no depth "
+                              f"of this space ({self!r})")
+        last = max(len(rec) - 1, 0)
+        emb = rec["out_channels"][np.minimum(off[:-1] + 1, last)].astype(np.int64)  # patch conv
+        live = np.arange(D)[None, :] < depth[:, None]
+        base = off[:-1, None] + ls + np.arange(D)[None, :] * ll
+        heads = rec[field][np.minimum(base + at_heads, last)].astype(np.int64) // per_head
+        ffn = rec["out_channels"][np.minimum(base + at_ffn, last)].astype(np.int64)
+        ratios = np.asarray(self.mlp_ratios)
+        # the MLP ratio whose int(e * r) is the fc1 width (0 when none is)
+        widths = (emb[:, None, None] * ratios[None, None, :]).astype(np.int64)
+        hit = widths == ffn[:, :, None]
+        mlp = np.where(hit.any(axis=2), ratios[hit.argmax(axis=2)], 0.0)
+        cols = {"embed_dim": emb.astype(np.int16), "depth": depth.astype(np.int8),
+                "mlp_ratio": np.where(live, mlp, 0).astype(np.float32),
+                "num_heads": np.where(live, np.clip(heads, 0, 127), 0).astype(np.int8)}
+        try:
+            self._indices(cols)
+        except NativeError as exc:
+            raise NativeError(self.name, exc.candidate, "records", "not an architecture of this "
+                              f"space ({self!r}): {exc.field} {exc.reason}") from None
+        return self._verify_decoded(batch, cols) if n else cols
 
     # -- block table and trellis ------------------------------------------------------
     def _slot_table(self, opts: ScoringOptions) -> SlotTable:

@@ -159,6 +159,18 @@ def test_vectorised_encoding_equals_the_builder():
     assert all(np.array_equal(cols[k], back[k]) for k in cols)
 
 
+@pytest.mark.parametrize("name", ["autoformer-t", "autoformer-b", "vit_deit.yaml"])
+def test_decode_reads_the_natives_back(name):
+    space = get_space(name if name.startswith("auto") else f"yaml:{EXAMPLES / name}")
+    cols = space.sample_columns(60, seed=8)
+    batch = space.encode_columns(cols)
+    back = space.decode(batch)
+    assert all(np.array_equal(cols[k], back[k]) for k in cols)
+    other = get_space("autoformer-s").sample(2, seed=0)
+    with pytest.raises(NativeError, match=rf"{space.name}: candidate 0, field 'records'"):
+        space.decode(other)
+
+
 def test_sampling_is_valid_and_covers_the_choices():
     space = get_space("autoformer-b")
     cols = space.sample_columns(5000, seed=0)
