@@ -424,10 +424,11 @@ def autoformer(embed_dim: int, mlp_ratio, num_heads, num_classes: int = 1000,
 
     Examples
     --------
-    >>> import nasflops
-    >>> net = autoformer(192, [3.5] * 13, [3] * 13)
-    >>> int(nasflops.score(net)["params"][0])
-    5702248
+    >>> import nasflops                     # AutoFormer-T (experiments/subnet/AutoFormer-T.yaml)
+    >>> ratios = [3.5, 3.5, 3.0, 3.5, 3.0, 3.0, 4.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.5]
+    >>> net = autoformer(192, ratios, [3] * 10 + [4, 3, 3])
+    >>> int(nasflops.score(net)["params"][0])    # get_sampled_params_numel of the code
+    5867944
     """
     if len(mlp_ratio) != len(num_heads) or not len(mlp_ratio):
         raise ValueError(f"autoformer: mlp_ratio and num_heads need one entry per layer, got "
