@@ -131,8 +131,8 @@ PUBLISHED: dict[str, tuple[str, str]] = {
 #: head_dim``, optional relative positions, F.linear / F.layer_norm) or
 #: torchvision's ``EncoderBlock`` (``nn.MultiheadAttention`` of ``embed_dim``)
 ATTENTIONS = ("autoformer", "torchvision")
-#: largest embed dim, depth and heads a space may declare (template pool size)
-MAX_EMBED, MAX_DEPTH, MAX_HEADS = 4096, 64, 64
+#: largest embed dim, depth, heads and resolution a space may declare
+MAX_EMBED, MAX_DEPTH, MAX_HEADS, MAX_RESOLUTION = 4096, 64, 64, 1024
 
 
 def subnet(name: str, num_classes: int = 1000) -> Net:
@@ -257,12 +257,30 @@ class TransformerSpace(SearchSpace):
                                  f"num_heads; {bad[0][0]} is not divisible by {bad[0][1]}")
         elif self.head_dim < 1:
             raise ValueError(f"{where}: head_dim must be >= 1, got {head_dim}")
+        for what, v in (("patch", patch), ("resolution", resolution), ("num_classes", num_classes),
+                        ("head_dim", head_dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{where}: {what} must be a positive integer, got {short_repr(v)}")
+        if not isinstance(relative_position, (bool, np.bool_)):
+            raise ValueError(f"{where}: relative_position must be true or false, got "
+                             f"{short_repr(relative_position)}")
         self.patch, self.num_classes = int(patch), int(num_classes)
-        self.resolution = vt._check_resolution(resolution, self.patch)
-        if self.num_classes < 1:
-            raise ValueError(f"{where}: num_classes must be >= 1, got {num_classes}")
+        if self.resolution_too_large(resolution):
+            raise ValueError(f"{where}: resolution goes up to {MAX_RESOLUTION}, got {resolution}")
+        try:
+            self.resolution = vt._check_resolution(resolution, self.patch)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        narrow = [(e, r) for e in self.embed_dims for r in self.mlp_ratios if int(e * r) < 1]
+        if narrow:
+            raise ValueError(f"{where}: mlp_ratio {narrow[0][1]:g} gives embed_dim {narrow[0][0]} "
+                             "an MLP of no channel")
         self.seq = (self.resolution // self.patch) ** 2 + 1
         self.max_depth = self.depths[-1]
+
+    @staticmethod
+    def resolution_too_large(resolution: int) -> bool:
+        return int(resolution) > MAX_RESOLUTION
 
     @property
     def params(self) -> dict:

@@ -311,6 +311,12 @@ def test_yaml_autoformer_space_equals_the_shipped_space():
     ({"num_heads": [5, 7]}, "192 is not divisible by 5"),
     ({"attention": "swin"}, "attention must be one of autoformer, torchvision"),
     ({"embed_dim": [384, 192]}, "embed_dim must be distinct and ascending"),
+    ({"patch": 0}, "patch must be a positive integer, got 0"),
+    ({"resolution": 100}, "resolution must be a multiple of the patch size 16, got 100"),
+    ({"resolution": 4096}, "resolution goes up to 1024"),
+    ({"attention": "autoformer", "relative_position": "yes"}, "relative_position must be true"),
+    ({"mlp_ratio": [0.001]}, "mlp_ratio 0.001 gives embed_dim 192 an MLP of no channel"),
+    ({"embed_dim": ["wide"]}, "embed_dim must be a list of numbers"),
 ])
 def test_yaml_errors_name_file_and_key(tmp_path, change, match):
     import yaml
@@ -330,3 +336,17 @@ def test_registry_lists_the_spaces():
         assert s["size"] == get_space(f"autoformer-{v}").size
     # T: 3 embed dims x (4^12 + 4^13 + 4^14) layer choices
     assert get_space("autoformer-t").size == 3 * (4 ** 12 + 4 ** 13 + 4 ** 14)
+
+
+def test_score_space_stores_natives_and_scores_like_the_core(tmp_path):
+    space = get_space("autoformer-s")
+    run = nf.score_space(space, n=2500, seed=4, out=tmp_path / "af", convention="flops",
+                         chunk_size=1000, n_jobs=2, progress=False)
+    t = run.read().sort_by("arch_id")
+    ref = nf.score(space.sample(2500, seed=4), convention="flops")
+    for m in nf.METRICS:
+        assert t[m].to_pylist() == ref[m].tolist(), m
+    natives = space.from_columns(space.sample_columns(2, seed=4))
+    rows = t.slice(0, 2).select(["embed_dim", "depth", "mlp_ratio", "num_heads"]).to_pylist()
+    assert rows == natives
+    assert run.metadata["space"]["name"] == "autoformer-s"
