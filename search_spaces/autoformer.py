@@ -25,20 +25,21 @@ eval ``forward`` op for op (:func:`.vision_transformers.autoformer_layer`).
 Published subnets (:data:`SUBNETS`, ``experiments/subnet/AutoFormer-*.yaml``)
 and what counts them (``tests/test_autoformer.py`` runs the code):
 
-==============  ==========  ==============  ==============  ============
-subnet          paper       params          ``macs``        paper's own
-                            (exact)                         counter
-==============  ==========  ==============  ==============  ============
-AutoFormer-T    5.7 M, 1.3 G     5,867,944   1,481,938,432   1,344,034,362
-AutoFormer-S    22.9 M, 5.1 G   22,891,432   5,161,400,832   4,892,144,730
-AutoFormer-B    53.7 M, 11 G    53,691,688  11,691,179,008  11,236,929,660
-==============  ==========  ==============  ==============  ============
+=============  =============  ==========  ==============  ===============
+subnet         paper          params      ``macs``        paper's counter
+=============  =============  ==========  ==============  ===============
+AutoFormer-T   5.7 M, 1.3 G    5,867,944   1,481,938,432    1,344,034,362
+AutoFormer-S   22.9 M, 5.1 G  22,891,432   5,161,400,832    4,892,144,730
+AutoFormer-B   53.7 M, 11 G   53,691,688  11,691,179,008   11,236,929,660
+=============  =============  ==========  ==============  ===============
 
 The parameters equal the code's ``get_sampled_params_numel`` (what its search
 bounds), and ``macs`` equals half of ``torch.utils.flop_counter`` 's FLOPs
-on the sampled supernet; the S and B parameter figures are these rounded
-(the repository's README prints 5.8 M for T).  The paper's FLOPs come
-from ``Vision_TransformerSuper.get_complexity(196)``, reproduced by
+on the sampled supernet; the S and B parameter figures are these rounded,
+T's 5.7 M is not (5,867,944; the repository's README prints 5.8 M).  The
+paper's T and B FLOPs are ``Vision_TransformerSuper.get_complexity(196)``
+rounded (S's 5.1 G is neither that, 4.89 G, nor ``macs``, 5.16 G),
+reproduced by
 :func:`paper_complexity`, which differs from ``macs`` in exactly these terms
 (``N = 197`` tokens, ``e`` embed dim, ``q = 64 * heads``, ``f`` the MLP width):
 
@@ -105,7 +106,8 @@ SUPERNETS: dict[str, dict] = {
                      "supernet": {"embed_dim": 448, "depth": 14, "mlp_ratio": 4.0, "num_heads": 7}},
     "autoformer-b": {"embed_dim": (528, 576, 624), "depth": (14, 15, 16),
                      "mlp_ratio": (3.0, 3.5, 4.0), "num_heads": (8, 9, 10),
-                     "supernet": {"embed_dim": 640, "depth": 16, "mlp_ratio": 4.0, "num_heads": 10}},
+                     "supernet": {"embed_dim": 640, "depth": 16, "mlp_ratio": 4.0,
+                                  "num_heads": 10}},
 }
 
 #: the searched subnets, ``experiments/subnet/AutoFormer-*.yaml`` (``RETRAIN``)
@@ -160,7 +162,7 @@ def paper_complexity(embed_dim: int, mlp_ratio: Sequence[float], num_heads: Sequ
     1.3
     """
     e, n = int(embed_dim), int(sequence_length)
-    total = e + n * e * 3 * 16 * 16                   # patch embedding: bias once, weights per token
+    total = e + n * e * 3 * 16 * 16                   # patch embedding (bias once)
     total += (n + 1) * e / 2.0                        # position embedding
     t = n + 2                                         # what each layer's modules are given
     for r, h in zip(mlp_ratio, num_heads):
@@ -265,7 +267,7 @@ class TransformerSpace(SearchSpace):
             raise ValueError(f"{where}: relative_position must be true or false, got "
                              f"{short_repr(relative_position)}")
         self.patch, self.num_classes = int(patch), int(num_classes)
-        if self.resolution_too_large(resolution):
+        if resolution > MAX_RESOLUTION:
             raise ValueError(f"{where}: resolution goes up to {MAX_RESOLUTION}, got {resolution}")
         try:
             self.resolution = vt._check_resolution(resolution, self.patch)
@@ -277,10 +279,6 @@ class TransformerSpace(SearchSpace):
                              "an MLP of no channel")
         self.seq = (self.resolution // self.patch) ** 2 + 1
         self.max_depth = self.depths[-1]
-
-    @staticmethod
-    def resolution_too_large(resolution: int) -> bool:
-        return int(resolution) > MAX_RESOLUTION
 
     @property
     def params(self) -> dict:
@@ -318,8 +316,8 @@ class TransformerSpace(SearchSpace):
     def _layer_net(self, e: int, r: float, h: int) -> Net:
         net = Net(e, self.seq, 1)       # layer 0 stands for the previous slot's tokens
         if self.attention == "autoformer":
-            vt.autoformer_layer(net, net.input, e, int(e * r), h, self.seq, "", self.relative_position,
-                                self.head_dim)
+            vt.autoformer_layer(net, net.input, e, int(e * r), h, self.seq, "",
+                                self.relative_position, self.head_dim)
         else:
             vt.vit_layer(net, net.input, e, h, int(e * r), 0)
         return net
@@ -451,8 +449,9 @@ class TransformerSpace(SearchSpace):
                     arr = np.asarray(v, dtype=np.float64)
                 except (TypeError, ValueError):
                     self._fail(i, field, f"expected numbers, got {short_repr(v)}")
-                if field == "num_heads" and ((arr != np.round(arr)) | (arr < 1) | (arr > 127)).any():
-                    k = int(np.flatnonzero((arr != np.round(arr)) | (arr < 1) | (arr > 127))[0])
+                off = (arr != np.round(arr)) | (arr < 1) | (arr > 127)
+                if field == "num_heads" and off.any():
+                    k = int(np.flatnonzero(off)[0])
                     self._fail(i, f"num_heads[{k}]", f"layer {k}: {v[k]!r} is not a choice "
                                f"({', '.join(map(str, self.heads))})")
                 if field == "mlp_ratio" and ((arr <= 0) | (arr > 1e4)).any():
@@ -525,7 +524,8 @@ class TransformerSpace(SearchSpace):
             at_heads, per_head = int(lin[0]), 3 * self.head_dim     # qkv: 3 * heads * head_dim
             field = "out_channels"
         else:
-            at_heads, per_head, field = int(np.flatnonzero(layer["op"] == int(Op.MHA))[0]), 1, "groups"
+            at_heads = int(np.flatnonzero(layer["op"] == int(Op.MHA))[0])
+            per_head, field = 1, "groups"
         at_ffn = int(lin[-2])                                          # fc1 (mlp.0)
         rec, off, lengths = batch.records, batch.offsets, batch.lengths
         body = lengths - ls - lh
@@ -675,7 +675,8 @@ DEFINITION_KEYS = ("name", "type", "description", "reference", "embed_dim", "dep
                    "resolution", "classes")
 
 
-def transformer_from_definition(definition: Mapping, source: str = "", **parameters) -> TransformerSpace:
+def transformer_from_definition(definition: Mapping, source: str = "",
+                                **parameters) -> TransformerSpace:
     """A :class:`TransformerSpace` from a ``type: vision_transformer`` YAML
     mapping (``docs/declarative.md``, "Vision transformers").  Raises
     ``ValueError`` naming the offending key."""

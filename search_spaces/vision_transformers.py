@@ -52,7 +52,8 @@ import numpy as np
 from nasflops.spec import Net
 
 __all__ = ["MODELS", "NETS", "PUBLISHED", "ALIASES", "autoformer", "autoformer_layer",
-           "autoformer_stem", "autoformer_head", "vit_stem", "vit_layer", "vit_head", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
+           "autoformer_stem", "autoformer_head", "vit_stem", "vit_layer", "vit_head",
+           "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
            "deit_tiny", "deit_small", "deit_base", "swin_t", "swin_s", "swin_b"]
 
 
