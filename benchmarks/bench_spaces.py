@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_spaces.py                 # 200,000 candidates per space
     python benchmarks/bench_spaces.py -n 20000        # quick look
     python benchmarks/bench_spaces.py --spaces nb201
+    python benchmarks/bench_spaces.py -n 1000000 --spaces autoformer-t autoformer-s autoformer-b
 
 For each space, in one run and on one thread: candidates/s to sample and
 encode (``space.sample``), to sample, encode and score, and to score the
@@ -14,7 +15,10 @@ a one-time set-up (template pools) that is timed apart.  Beside them, the
 block tables (``search_spaces/tables.py``): candidates/s to score sampled
 native columns from the tables (template ids and table sums, every metric
 equal to the core's -- checked on every chunk), and the table sums alone on
-precomputed template ids, each against the core in the same run.  A
+precomputed template ids, each against the core in the same run; and the
+whole path with sampling included: sample, encode and score
+(``sample_encode_score_per_s``), sample and score from the tables
+(``sample_table_per_s``, what ``score_space`` does for a decomposable space).  A
 language-model space is measured in each of its phases (``--lm-phases``:
 prefill of 2,048 tokens, decode after 4,096, training on 2,048), scored in
 that phase.  The last line is a JSON object (keys in benchmarks/README.md).
@@ -42,12 +46,14 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0,
         table = space.block_table(opts)
     except NotDecomposable:
         table = None
-    t_enc = t_core = t_tab = t_sum = 0.0
+    t_enc = t_core = t_tab = t_sum = t_smp = 0.0
     layers = 0
     done = 0
     while done < n:
         m = min(chunk, n - done)
+        t0 = time.perf_counter()
         cols = space.sample_columns(m, seed=seed, start=done)
+        t_smp += time.perf_counter() - t0
         t0 = time.perf_counter()
         batch = space.encode_columns(cols)
         t1 = time.perf_counter()
@@ -71,6 +77,7 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0,
     tables = {}
     if table is not None:
         tables = {"table_per_s": round(n / t_tab), "table_over_core": round(t_core / t_tab, 2),
+                  "sample_table_per_s": round(n / (t_smp + t_tab)),
                   "table_over_encode_score": round((t_enc + t_core) / t_tab, 2),
                   "table_sums_per_s": round(n / t_sum), "table_sums_over_core": round(t_core / t_sum, 2)}
     return {
@@ -81,6 +88,7 @@ def bench_space(name: str, n: int, chunk: int, convention: str, seed: int = 0,
         "layers_per_candidate": round(layers / n, 1),
         "encode_per_s": round(n / t_enc),
         "encode_score_per_s": round(n / (t_enc + t_core)),
+        "sample_encode_score_per_s": round(n / (t_smp + t_enc + t_core)),
         "core_per_s": round(n / t_core),
         "encode_over_core": round(t_core / t_enc, 3),  # > 1: encoding is faster than scoring
         **tables,

@@ -10,6 +10,7 @@ name                what                                              defined in
 ==================  ================================================  ========================
 ``nb201``           NAS-Bench-201's 15,625 cells                      ``nb201.py``
 ``zoo``             torchvision's ImageNet classifiers                ``zoo.py``
+``autoformer-*``    AutoFormer's supernets T, S, B (ViT subnets)      ``autoformer.py``
 ``ofa-mbv3``        Once-for-All MobileNetV3                          ``ofa_mbv3.yaml``
 ``proxylessnas-*``  the ProxylessNAS space at three published widths  ``proxylessnas_*.yaml``
 ``llm``             Llama-style decoders (depth, width, GQA, FFN)     ``llm.yaml``
@@ -49,11 +50,14 @@ _USER: dict[str, Callable[..., SearchSpace]] = {}
 
 
 def _factories() -> dict[str, Callable[..., SearchSpace]]:
+    from .autoformer import AutoFormerSpace
     from .lm_space import load_space
     from .nb201 import NB201Space
     from .zoo import ZooSpace
 
     out: dict[str, Callable[..., SearchSpace]] = {"nb201": NB201Space, "zoo": ZooSpace}
+    for v in ("t", "s", "b"):
+        out[f"autoformer-{v}"] = functools.partial(AutoFormerSpace, v)
     for name, path in SHIPPED_YAML.items():
         out[name] = functools.partial(load_space, path, expected_name=name, shipped=True)
     out.update(_USER)

@@ -394,7 +394,8 @@ class LMSpace(SearchSpace):
 
 def load_space(path, expected_name: Optional[str] = None, shipped: bool = False, **parameters):
     """A YAML space definition: a language-model space (``type:
-    language_model``) or any other declarative space (``docs/declarative.md``).
+    language_model``), a vision-transformer space (``type: vision_transformer``,
+    :mod:`.autoformer`) or any other declarative space (``docs/declarative.md``).
 
     Raises :class:`SchemaError` naming the file and the offending key.
     """
@@ -406,6 +407,16 @@ def load_space(path, expected_name: Optional[str] = None, shipped: bool = False,
             definition = yaml.safe_load(f)
     except (OSError, yaml.YAMLError):
         definition = None       # the declarative loader reports it, in its words
+    if isinstance(definition, dict) and definition.get("type") == "vision_transformer":
+        from .autoformer import transformer_from_definition
+        try:
+            space = transformer_from_definition(definition, os.fspath(path), **parameters)
+        except (ValueError, TypeError) as exc:
+            raise SchemaError(f"{path}", str(exc)) from None
+        if expected_name is not None and space.name != expected_name:
+            raise SchemaError(f"{path}: name", f"is {space.name!r}; shipped files must be named "
+                                               f"after their space ({expected_name!r})")
+        return space
     if not is_lm_definition(definition):
         return load_declarative(path, expected_name, shipped, **parameters)
     try:

@@ -73,7 +73,9 @@ import numpy as np
 
 from nasflops.spec import Net
 
-__all__ = ["MODELS", "NETS", "PUBLISHED", "ALIASES", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
+__all__ = ["MODELS", "NETS", "PUBLISHED", "ALIASES", "autoformer", "autoformer_layer",
+           "autoformer_stem", "autoformer_head", "vit_stem", "vit_layer", "vit_head",
+           "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32",
            "deit_tiny", "deit_small", "deit_base", "swin_t", "swin_s", "swin_b", "maxvit_t"]
 
 
@@ -100,13 +102,10 @@ def _encoder_block(net: Net, x: int, dim: int, heads: int, mlp: int, p: str) -> 
         return net.add(x, y)                               # x + y
 
 
-def _vit(patch: int, layers: int, heads: int, dim: int, mlp: int, num_classes: int,
-         resolution: int) -> Net:
-    """torchvision ``VisionTransformer`` (class token, learned position embedding),
-    records named by module path."""
-    resolution = _check_resolution(resolution, patch)
-    seq = (resolution // patch) ** 2 + 1
-    net = Net(3, resolution, resolution)
+def vit_stem(net: Net, dim: int, patch: int) -> int:
+    """torchvision ``VisionTransformer`` up to its encoder layers: ``conv_proj``,
+    the sequence, the class token, the position embedding, dropout."""
+    seq = (net.get(0, "size_h") // patch) ** 2 + 1
     x = net.conv(net.input, dim, patch, stride=patch, bias=True, name="conv_proj")
     with net.calling("method"):
         x = net.tokens(x, flat=True)                                 # reshape, permute
@@ -114,13 +113,33 @@ def _vit(patch: int, layers: int, heads: int, dim: int, mlp: int, num_classes: i
         x = net.prepend(x, 1)                                        # torch.cat([cls, x], 1)
     with net.calling("operator"):
         x = net.param_add(x, seq * dim)                              # + pos_embedding
-    x = net.dropout(x, name="encoder.dropout")
-    for i in range(layers):
-        x = _encoder_block(net, x, dim, heads, mlp, f"encoder.layers.encoder_layer_{i}.")
+    return net.dropout(x, name="encoder.dropout")
+
+
+def vit_head(net: Net, x: int, num_classes: int) -> int:
+    """torchvision ``VisionTransformer`` after its encoder layers: ``encoder.ln``,
+    the class token, ``heads.head``."""
     x = net.layernorm(x, name="encoder.ln")
     with net.calling("operator"):
         x = net.slice(x, 0, 1, tokens=True)                          # x[:, 0]
-    net.linear(x, num_classes, name="heads.head")
+    return net.linear(x, num_classes, name="heads.head")
+
+
+def vit_layer(net: Net, x: int, dim: int, heads: int, mlp: int, i: int) -> int:
+    """torchvision's encoder layer ``i`` (``EncoderBlock``)."""
+    return _encoder_block(net, x, dim, heads, mlp, f"encoder.layers.encoder_layer_{i}.")
+
+
+def _vit(patch: int, layers: int, heads: int, dim: int, mlp: int, num_classes: int,
+         resolution: int) -> Net:
+    """torchvision ``VisionTransformer`` (class token, learned position embedding),
+    records named by module path."""
+    resolution = _check_resolution(resolution, patch)
+    net = Net(3, resolution, resolution)
+    x = vit_stem(net, dim, patch)
+    for i in range(layers):
+        x = vit_layer(net, x, dim, heads, mlp, i)
+    vit_head(net, x, num_classes)
     return net
 
 
@@ -462,3 +481,169 @@ PUBLISHED: dict[str, tuple] = {
     "swin_b": ("15.431", 87_768_224),
     "maxvit_t": ("5.558", 30_919_624),
 }
+
+# ---------------------------------------------------------------------------
+# AutoFormer (Chen et al., ICCV 2021): the sampled subnet of a supernet
+# ---------------------------------------------------------------------------
+#: AutoFormer's attention: every head 64 wide (``change_qkv``), relative
+#: positions clipped to +-14 (``max_relative_position``), so each table has
+#: 2 * 14 + 2 rows (row 0 is the class token's)
+AUTOFORMER_HEAD_DIM = 64
+AUTOFORMER_MAX_REL = 14
+AUTOFORMER_REL_ROWS = 2 * AUTOFORMER_MAX_REL + 2
+
+
+def _rel_pos(net: Net, src: int, heads: int, seq: int, d: int, p: str) -> int:
+    """``RelativePosition2D_super(N, N)`` at ``p``: its two tables (vertical and
+    horizontal distance, ``30 x d`` learned values each) gathered at the
+    ``N x N`` index matrices and added: a ``d x N x N`` tensor.
+
+    The index matrices are constants (``arange``, ``clamp``, ``pad``); the
+    records take their shape from the first plane of the score stack ``src``
+    (views, no cost) and look the tables up with two ``embedding`` records,
+    which count each table's parameters once and the gathered copies as
+    activations.  Torch builds the gathered tensor once per batch, the
+    records once per sample: the memory metrics are exact at batch size 1.
+    """
+    with net.calling("method"):
+        ids = net.view_as(src, (heads, seq, seq), "image")
+        ids = net.slice(ids, 0, 1)
+    with net.calling("operator"):                                  # table[index]
+        tv = net.embedding(ids, AUTOFORMER_REL_ROWS, d, name=p + ".embeddings_table_v")
+        th = net.embedding(ids, AUTOFORMER_REL_ROWS, d, name=p + ".embeddings_table_h")
+        return net.add(tv, th)
+
+
+def autoformer_layer(net: Net, x: int, embed_dim: int, ffn_dim: int, heads: int, seq: int,
+                     p: str = "", relative_position: bool = True,
+                     head_dim: int = AUTOFORMER_HEAD_DIM) -> int:
+    """AutoFormer's ``TransformerEncoderLayer`` (pre-norm) on ``seq`` tokens of
+    ``embed_dim``, as its eval ``forward`` runs: ``attn_layer_norm``; the
+    super attention (``qkv`` to ``3 * heads * 64``, Q.K^T, the relative-position
+    term ``q @ r_k^T``, softmax, A.V, the term ``A @ r_v``, ``proj``); dropout,
+    residual; ``ffn_layer_norm``, ``fc1``, GELU, ``fc2``, residual.  The super
+    modules slice their weights and call ``F.linear``/``F.layer_norm``.  Heads are
+    ``head_dim`` wide (AutoFormer: 64)."""
+    d = head_dim
+    hd = heads * d
+    net.declare(*(p + m for m in ("attn_layer_norm", "attn.qkv", "attn.rel_pos_embed_k",
+                                  "attn.rel_pos_embed_v", "attn.attn_drop", "attn.proj",
+                                  "attn.proj_drop", "drop_path", "ffn_layer_norm", "fc1", "fc2")))
+    with net.calling("function"):
+        y = net.layernorm(x, name=p + "attn_layer_norm")
+        qkv = net.linear(y, 3 * hd, name=p + "attn.qkv")
+    with net.calling("operator"):                                  # qkv[0], qkv[1], qkv[2]
+        q, k, v = (net.slice(qkv, i * hd, hd) for i in range(3))
+    with net.calling("method"):                                    # reshape, permute: heads
+        q, v = (net.view_as(t, (heads, seq, d), "matrix") for t in (q, v))
+        k = net.view_as(k, (heads, d, seq), "matrix")              # k.transpose(-2, -1)
+    with net.calling("operator"):
+        a = net.act(net.matmul(q, k), "mul_const")                 # (q @ k^T) * scale
+    if relative_position:
+        rk = _rel_pos(net, a, heads, seq, d, p + "attn.rel_pos_embed_k")
+        with net.calling("method"):
+            qp = net.view_as(q, (seq, heads, d), "matrix", copy=True)   # q.permute.reshape
+            rk = net.view_as(rk, (seq, d, seq), "matrix")              # r_p_k.transpose(2, 1)
+        with net.calling("operator"):
+            s = net.matmul(qp, rk)
+        with net.calling("method"):
+            s = net.view_as(s, (heads, seq, seq), "matrix", copy=True)  # .transpose.reshape
+        with net.calling("operator"):
+            a = net.add(a, net.act(s, "mul_const"))
+    with net.calling("method"):
+        a = net.softmax(a)                                         # attn.softmax(dim=-1)
+    a = net.dropout(a, name=p + "attn.attn_drop")
+    with net.calling("operator"):
+        o = net.matmul(a, v)                                       # attn @ v
+    with net.calling("method"):
+        o = net.view_as(o, (1, seq, 1, hd), "tokens", copy=True)   # .transpose(1, 2).reshape
+    if relative_position:
+        rv = _rel_pos(net, a, heads, seq, d, p + "attn.rel_pos_embed_v")
+        with net.calling("method"):
+            a1 = net.view_as(a, (seq, heads, seq), "matrix", copy=True)
+            rv = net.view_as(rv, (seq, seq, d), "matrix")
+        with net.calling("operator"):
+            t = net.matmul(a1, rv)                                 # attn_1 @ r_p_v
+        with net.calling("method"):
+            t = net.view_as(t, (heads, seq, d), "matrix", copy=True)
+            t = net.view_as(t, (1, seq, 1, hd), "tokens", copy=True)
+        with net.calling("operator"):
+            o = net.add(o, t)
+    with net.calling("function"):
+        o = net.linear(o, embed_dim, name=p + "attn.proj")
+    o = net.dropout(o, name=p + "attn.proj_drop")
+    with net.calling("function"):
+        o = net.dropout(o)                                         # F.dropout
+    o = net.identity(o, name=p + "drop_path")
+    with net.calling("operator"):
+        x = net.add(x, o)                                          # residual + x
+    with net.calling("function"):
+        y = net.layernorm(x, name=p + "ffn_layer_norm")
+        y = net.act(net.linear(y, ffn_dim, name=p + "fc1"), "gelu")   # gelu(fc1(x))
+        y = net.dropout(y)
+        y = net.dropout(net.linear(y, embed_dim, name=p + "fc2"))
+    y = net.identity(y, name=p + "drop_path")
+    with net.calling("operator"):
+        return net.add(x, y)
+
+
+def autoformer_stem(net: Net, embed_dim: int, patch: int = 16) -> int:
+    """``PatchembedSuper`` (``F.conv2d`` with the sliced weight, ``flatten(2).transpose(1, 2)``),
+    the class token (``torch.cat``) and the absolute position embedding
+    (``x + pos_embed``), ``F.dropout``."""
+    res = net.get(0, "size_h")
+    seq = (res // patch) ** 2 + 1
+    with net.calling("function"):
+        x = net.conv(net.input, embed_dim, patch, stride=patch, bias=True,
+                     name="patch_embed_super.proj")
+    with net.calling("method"):
+        x = net.prepend(net.tokens(x, flat=True), 1, name="cls_token")
+    with net.calling("operator"):
+        x = net.param_add(x, seq * embed_dim, name="pos_embed")
+    with net.calling("function"):
+        return net.dropout(x)
+
+
+def autoformer_head(net: Net, x: int, seq: int, num_classes: int = 1000,
+                    mean_pool: bool = True) -> int:
+    """The final ``norm``, the pooling -- ``torch.mean(x[:, 1:], dim=1)`` over the
+    patch tokens (``gp``, as every published AutoFormer) or ``x[:, 0]`` -- and ``head``."""
+    with net.calling("function"):
+        x = net.layernorm(x, name="norm")
+    with net.calling("operator"):
+        x = net.slice(x, 1, seq - 1, tokens=True) if mean_pool else net.slice(x, 0, 1, tokens=True)
+    if mean_pool:
+        with net.calling("method"):
+            x = net.mean(x, height=True)
+    with net.calling("function"):
+        return net.linear(x, num_classes, name="head")
+
+
+def autoformer(embed_dim: int, mlp_ratio, num_heads, num_classes: int = 1000,
+               resolution: int = 224, patch: int = 16, mean_pool: bool = True,
+               relative_position: bool = True) -> Net:
+    """An AutoFormer subnet as the supernet runs it after ``set_sample_config``:
+    ``len(mlp_ratio)`` layers of ``embed_dim``, layer ``i`` with an MLP of
+    ``int(embed_dim * mlp_ratio[i])`` and ``num_heads[i]`` heads of 64;
+    records named by module path.
+
+    Examples
+    --------
+    >>> import nasflops                     # AutoFormer-T (experiments/subnet/AutoFormer-T.yaml)
+    >>> ratios = [3.5, 3.5, 3.0, 3.5, 3.0, 3.0, 4.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.5]
+    >>> net = autoformer(192, ratios, [3] * 10 + [4, 3, 3])
+    >>> int(nasflops.score(net)["params"][0])    # get_sampled_params_numel of the code
+    5867944
+    """
+    if len(mlp_ratio) != len(num_heads) or not len(mlp_ratio):
+        raise ValueError(f"autoformer: mlp_ratio and num_heads need one entry per layer, got "
+                         f"{len(mlp_ratio)} and {len(num_heads)}")
+    resolution = _check_resolution(resolution, patch)
+    seq = (resolution // patch) ** 2 + 1
+    net = Net(3, resolution, resolution)
+    x = autoformer_stem(net, embed_dim, patch)
+    for i, (r, h) in enumerate(zip(mlp_ratio, num_heads)):
+        x = autoformer_layer(net, x, embed_dim, int(embed_dim * r), int(h), seq, f"blocks.{i}.",
+                             relative_position)
+    autoformer_head(net, x, seq, num_classes, mean_pool)
+    return net

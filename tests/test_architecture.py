@@ -42,7 +42,7 @@ LAYERS = {
     "nasflops.search_spaces": [
         ["__init__"],                     # the registry
         ["lm_space"],
-        ["nb201", "zoo", "declarative"],
+        ["nb201", "zoo", "declarative", "autoformer"],
         ["vision_transformers", "language_models"],
         ["templates"],
         ["base"],
