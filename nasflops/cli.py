@@ -536,6 +536,7 @@ def cmd_count(args) -> int:
                       memory=mem, phase=args.phase or "forward", causal=args.causal)
             t.add_row(name, format_count(r["ops"][0], c.unit), c.description)
         con.print(t)
+        _note_attention_modes(records)
         return 0
     phase = args.phase or "forward"
     tab = layer_table(records, convention=conv, batch_size=args.batch_size, weight_dtype=wdt, act_dtype=adt,
@@ -679,6 +680,22 @@ def _device(name: str):
         return get_device(name)
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+def _note_attention_modes(records) -> None:
+    """After the totals of a network with attention: the tool rows assume
+    autograd on, and torch's inference fast path hides attention from them."""
+    import numpy as np
+
+    from .spec import Op
+    n = int(np.isin(np.asarray(records["op"]), (int(Op.MHA), int(Op.ATTENTION))).sum())
+    if n:
+        print(f"note: {n} attention records. The thop, ptflops and fvcore rows are those tools on "
+              "the model run with autograd on; under torch.no_grad() or inference_mode "
+              "nn.MultiheadAttention takes its fused fast path, which fvcore and FlopCounterMode "
+              "count as 0 (thop counts it 0 always), and CPU scaled_dot_product_attention has no "
+              "FLOP formula in any of them. nasflops counts the architecture, so the run mode "
+              "never changes its numbers (README: Transformers and attention).")
 
 
 # ----------------------------------------------------------------- validate

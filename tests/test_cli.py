@@ -66,6 +66,13 @@ def test_count_all_conventions_side_by_side():
         total = int(nf.score(nf.get_space("zoo").encode(["mobilenet_v2"]), convention=c)["ops"][0])
         row = next(ln for ln in out.splitlines() if f" {name} " in ln)
         assert format_count(total, c.unit) in row, (name, row)
+    assert "attention records" not in out
+
+
+def test_count_all_conventions_warns_of_the_attention_fast_path():
+    out = run("count", "vit_b_16", "--all-conventions").stdout
+    note = next(ln for ln in out.splitlines() if ln.startswith("note: "))
+    assert note.startswith("note: 12 attention records.") and "torch.no_grad()" in note
 
 
 def test_count_native_encodings():
