@@ -78,6 +78,34 @@ def test_small_torchvision_vits_equal_the_zoo_and_the_real_tools(cfg, torchvisio
         assert ops(recs, tool) == REFERENCE_TOOLS[tool](model, shape), tool
 
 
+# --------------------------------------------------------- torchvision Swin
+def test_torchvision_swin_t_counts_what_the_zoo_counts(torchvision):
+    """swin_t as it comes (functional linears, Tensor.matmul, roll, F.pad,
+    the shift mask, the relative-position bias gathered and added, patch
+    merging): every convention and params equal the zoo's Swin-T, which
+    tests/test_transformers.py holds to the real tools on the real model.
+    On the meta device: only shapes are computed."""
+    with torch.device("meta"):
+        model = torchvision.models.swin_t().eval()
+    t = translate(model, (3, 224, 224))
+    assert_same_counts(t.records, zoo.build("swin_t"))
+    assert params(t.records) == t.params_total == n_params(model) == vits.PUBLISHED["swin_t"][1]
+    ops_ = [nf.spec.op_name(o) for o in t.records["op"]]
+    assert ops_.count("patch_merge") == 3 and ops_.count("matmul") == 2 * 12
+
+
+def test_small_torchvision_swin_equals_the_real_tools(torchvision):
+    torch.manual_seed(0)
+    model = torchvision.models.SwinTransformer([4, 4], 16, [2, 2], [1, 2], [7, 7],
+                                               num_classes=10).eval()
+    shape = (3, 224, 224)
+    recs = from_torch(model, shape)
+    assert_same_counts(recs, vits._swin(16, (2, 2), (1, 2), 10, 224).records)
+    assert params(recs) == n_params(model)
+    for tool in TOOLS:
+        assert ops(recs, tool) == REFERENCE_TOOLS[tool](model, shape), tool
+
+
 # ------------------------------------------------------ hand-written token code
 
 class Attention(nn.Module):

@@ -40,6 +40,9 @@ def to_t(ctx: Ctx, v, ev: Event) -> T:
     if isinstance(v, T):
         return v
     if isinstance(v, Marker):
+        if v.kind == "quarter":
+            raise Unsupported("a strided view x[..., i::2, j::2, :] of a token grid other than "
+                              "the four of a patch merging, joined by torch.cat")
         return T(v.rec)
     if isinstance(v, (V, Lazy)):
         return T(ctx.act(v, ev).rec)
@@ -623,6 +626,11 @@ def getitem(ctx: Ctx, ev: Event, vals: list):
         d += 1
     if not cut:
         return x
+    if t.dim() == 4 and [c_[0] for c_ in cut] == [1, 2] and x.bdim == 0 and \
+            all(c_[3] == 2 and c_[1] in (0, 1) for c_ in cut):
+        # one of the four of a patch merging: x[..., i::2, j::2, :]
+        return Marker("quarter", view(ctx, ev, x.rec, tokens_geom(ctx, t)), 0,
+                      (cut[0][1], cut[1][1]))
     if len(cut) > 1:
         raise Unsupported("indexing more than one dim of a token tensor at once")
     d, start, count, step = cut[0]
@@ -651,6 +659,8 @@ def cat(ctx: Ctx, ev: Event, vals: list):
     seq = list(ev.args[0]) if ev.module is None else list(ev.args)
     dim = int(arg(ev, 1, "dim", 0)) % seq[0].dim()
     vs = [ctx.vals.get(id(t)) for t in seq]
+    if any(isinstance(v, Marker) and v.kind == "quarter" for v in vs):
+        return _patch_merge(ctx, ev, vs, seq, dim)
     front = 0
     while front < len(vs) and isinstance(vs[front], Static) and vs[front].param:
         front += 1
@@ -684,6 +694,36 @@ def cat(ctx: Ctx, ev: Event, vals: list):
     return T(r)
 
 
+def const(ctx: Ctx, ev: Event, vals: list):
+    """``x.new_zeros(...)`` & co.: a constant (only the activation's dtype and
+    device are read)."""
+    return Static(ev.callable(), False)
+
+
+def _patch_merge(ctx: Ctx, ev: Event, vs: list, seq: list, dim: int) -> T:
+    """``torch.cat([x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], ...], -1)``:
+    Swin's patch merging gather, one record (as the zoo writes it, a function
+    call: torchvision's ``_patch_merging_pad``)."""
+    recs = {v.rec for v in vs if isinstance(v, Marker)}
+    parts = sorted(v.dims for v in vs if isinstance(v, Marker) and v.kind == "quarter")
+    if len(vs) != 4 or len(recs) != 1 or dim != 3 or parts != [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        raise Unsupported("torch.cat of strided views of a token grid other than the four "
+                          "2 x 2 neighbours of a patch merging, on the channels")
+    rec = recs.pop()
+    g, c, h, w, lay = ctx.geom(rec)
+    return T(new(ctx, "patch_merge", ev, rec, geom=(g, 4 * c, (h + 1) // 2, (w + 1) // 2, lay),
+                 out=ev.out, call=Call.FUNCTION))
+
+
+def pad(ctx: Ctx, ev: Event, vals: list):
+    """``F.pad`` of a token tensor by nothing: the copy torch makes."""
+    pads = list(arg(ev, 1, "pad"))
+    if any(int(p) for p in pads) or arg(ev, 2, "mode", "constant") != "constant":
+        raise Unsupported(f"padding a token tensor by {pads} (windows padded to whole "
+                          "windows; nasflops pads images only)")
+    return same(ctx, "copy", ev, to_t(ctx, vals[0], ev), out=ev.out)
+
+
 #: registry kind -> token-world reader
 READERS = {
     "linear": linear, "ln": ln, "mha": mha, "matmul": matmul, "baddbmm": baddbmm,
@@ -694,6 +734,9 @@ READERS = {
     "reshape": reshape, "flatten": reshape, "permute": permute, "transpose": permute,
     "contiguous": contiguous, "alias": alias, "to": to, "expand": expand,
     "getitem": getitem, "chunk": chunk, "split": chunk, "unbind": chunk, "cat": cat,
+    "roll": unary("copy"), "const": const, "pad": pad,
 }
+#: token-world markers (steps of a pattern)
+MARKERS = frozenset({"quarter"})
 #: kinds that always read in the token world (their inputs are never images)
-ALWAYS = frozenset({"mha", "matmul", "baddbmm", "einsum", "sdpa", "unbind"})
+ALWAYS = frozenset({"mha", "matmul", "baddbmm", "einsum", "sdpa", "unbind", "roll", "const"})

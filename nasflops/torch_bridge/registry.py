@@ -199,7 +199,11 @@ _CALLS += [(torch.matmul, Entry("matmul", ME)), (TB.matmul, Entry("matmul", OP))
            (torch.einsum, Entry("einsum", OP)),
            (F.scaled_dot_product_attention, Entry("sdpa", FN)),
            (torch.unbind, Entry("unbind", ME)), (TB.unbind, Entry("unbind", ME)),
-           (TB.to, Entry("to", ME)), (TB.float, Entry("to", ME)), (TB.type_as, Entry("to", ME))]
+           (TB.to, Entry("to", ME)), (TB.float, Entry("to", ME)), (TB.type_as, Entry("to", ME)),
+           (torch.roll, Entry("roll", ME)), (TB.roll, Entry("roll", ME))]
+# a tensor made from an activation's size and dtype only: a constant
+_CALLS += [(getattr(TB, n), Entry("const", ME)) for n in ("new_zeros", "new_ones", "new_full",
+                                                          "new_empty", "new_tensor")]
 
 #: callable object (as a TorchFunctionMode receives it) -> entry
 CALLABLES: dict[Any, Entry] = {}

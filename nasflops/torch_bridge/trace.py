@@ -153,7 +153,8 @@ def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
         params = [v for v in ins if isinstance(v, Static) and v.param]
         _set_out(ctx, ev, params[0] if params else Static(ev.callable(), False))
         return None
-    tokens = ev.kind in _tokens.ALWAYS or any(isinstance(v, T) for v in ins)
+    tokens = ev.kind in _tokens.ALWAYS or any(isinstance(v, T) or (
+        isinstance(v, Marker) and v.kind in _tokens.MARKERS) for v in ins)
     reader = _tokens.READERS.get(ev.kind) if tokens else None
     if reader is None:
         reader = (MODULE_READERS.get(ev.kind) if m is not None else None) or \
