@@ -191,7 +191,9 @@ def linear(ctx: Ctx, ev: Event, vals: list):
     bias = m.bias if m is not None else arg(ev, 2, "bias")
     g, c, h, ww, lay = ctx.geom(x.rec)
     out = int(w.shape[0])
-    return T(new(ctx, "linear", ev, x.rec, out, bias is not None, geom=(g, out, h, ww, lay),
+    tied = id(w) in ctx.added          # an embedding's table, counted there
+    ctx.added.add(id(w))
+    return T(new(ctx, "linear", ev, x.rec, out, bias is not None, tied, geom=(g, out, h, ww, lay),
                  out=ev.out), x.bdim)
 
 
@@ -661,6 +663,10 @@ def cat(ctx: Ctx, ev: Event, vals: list):
     vs = [ctx.vals.get(id(t)) for t in seq]
     if any(isinstance(v, Marker) and v.kind == "quarter" for v in vs):
         return _patch_merge(ctx, ev, vs, seq, dim)
+    if len(seq) == 2 and isinstance(vs[0], Static) and seq[0].numel() == 0 and \
+            _active(vs[1]) and seq[1].dim() >= 3 and \
+            int(arg(ev, 1, "dim", 0)) % seq[1].dim() == seq[1].dim() - 2:
+        return _kv_cache(ctx, ev, seq[0], vs[1], seq[1])     # DynamicCache.update
     front = 0
     while front < len(vs) and isinstance(vs[front], Static) and vs[front].param:
         front += 1
@@ -724,6 +730,59 @@ def pad(ctx: Ctx, ev: Event, vals: list):
     return same(ctx, "copy", ev, to_t(ctx, vals[0], ev), out=ev.out)
 
 
+# -------------------------------------------------------- language models
+def _heads_geom(ctx: Ctx, t: torch.Tensor) -> tuple:
+    """``N x H x L x d`` (heads split) as one sequence of ``H*d`` channels;
+    ``N x L x C`` as it is."""
+    if t.dim() == 4:
+        s = tuple(int(v) for v in t.shape)
+        return (groups(ctx, s, 1), s[1] * s[3], s[2], 1, TOKENS), s[1]
+    return tokens_geom(ctx, t), 1
+
+
+def embedding(ctx: Ctx, ev: Event, vals: list):
+    """``nn.Embedding`` / ``F.embedding`` of the token ids."""
+    m = ev.module
+    w = m.weight if m is not None else ev.args[1]
+    t = ev.args[0]
+    if t.dim() != 2 or t.dtype not in (torch.long, torch.int32, torch.int64):
+        raise Unsupported(f"an embedding of a tensor of shape {tuple(t.shape)} (token ids N x L)")
+    x = to_t(ctx, vals[0], ev)
+    ids = view(ctx, ev, x.rec, (1, 1, int(t.shape[1]), 1, IMAGE))
+    ctx.added.add(id(w))
+    r = new(ctx, "embedding", ev, ids, int(w.shape[0]), int(w.shape[1]),
+            geom=(1, int(w.shape[1]), int(t.shape[1]), 1, TOKENS), out=ev.out)
+    return T(r)
+
+
+def rmsnorm(ctx: Ctx, ev: Event, vals: list):
+    """A ``*RMSNorm`` module: over the last dim, a weight of C or none."""
+    t = ev.args[0]
+    w = getattr(ev.module, "weight", None)
+    if w is not None and tuple(w.shape) != (int(t.shape[-1]),):
+        raise Unsupported(f"an RMSNorm whose weight {tuple(w.shape)} is not one per channel "
+                          f"of {tuple(t.shape)}")
+    x = tokens_of(ctx, ev, vals[0], t, norm=True)
+    return same(ctx, "rmsnorm", ev, x, w is not None, out=ev.out)
+
+
+def rope(ctx: Ctx, ev: Event, vals: list):
+    """``x * cos + rotate_half(x) * sin`` (fused by the recorder)."""
+    t = ev.args[0]
+    geom, heads = _heads_geom(ctx, t)
+    x = to_t(ctx, vals[0], ev)
+    r = view(ctx, ev, x.rec, geom)
+    return T(new(ctx, "rope", ev, r, heads, geom=geom, out=ev.out))
+
+
+def _kv_cache(ctx: Ctx, ev: Event, past: torch.Tensor, v, t: torch.Tensor) -> T:
+    """``torch.cat([cache, k], -2)`` of an empty cache: the cache written."""
+    geom, _ = _heads_geom(ctx, t)
+    r = view(ctx, ev, to_t(ctx, v, ev).rec, geom)
+    g, c, h, w, lay = geom
+    return T(new(ctx, "kv_cache", ev, r, 0, geom=geom, out=ev.out))
+
+
 #: registry kind -> token-world reader
 READERS = {
     "linear": linear, "ln": ln, "mha": mha, "matmul": matmul, "baddbmm": baddbmm,
@@ -735,8 +794,10 @@ READERS = {
     "contiguous": contiguous, "alias": alias, "to": to, "expand": expand,
     "getitem": getitem, "chunk": chunk, "split": chunk, "unbind": chunk, "cat": cat,
     "roll": unary("copy"), "const": const, "pad": pad,
+    "embedding": embedding, "rmsnorm": rmsnorm, "rope": rope,
 }
 #: token-world markers (steps of a pattern)
 MARKERS = frozenset({"quarter"})
 #: kinds that always read in the token world (their inputs are never images)
-ALWAYS = frozenset({"mha", "matmul", "baddbmm", "einsum", "sdpa", "unbind", "roll", "const"})
+ALWAYS = frozenset({"mha", "matmul", "baddbmm", "einsum", "sdpa", "unbind", "roll", "const",
+                    "embedding", "rmsnorm", "rope"})

@@ -135,6 +135,7 @@ MODULES: dict[type, Entry] = {
     Scale: Entry("scale", M), InplaceAct: Entry("act", M),
 }
 MODULES[nn.MultiheadAttention] = Entry("mha", M)
+MODULES[nn.Embedding] = Entry("embedding", M)
 for _kind, _s in ACTS.items():
     if _s.module is not None and _kind != "clamp":
         MODULES[_s.module] = Entry("act", M, _kind)
@@ -200,7 +201,8 @@ _CALLS += [(torch.matmul, Entry("matmul", ME)), (TB.matmul, Entry("matmul", OP))
            (F.scaled_dot_product_attention, Entry("sdpa", FN)),
            (torch.unbind, Entry("unbind", ME)), (TB.unbind, Entry("unbind", ME)),
            (TB.to, Entry("to", ME)), (TB.float, Entry("to", ME)), (TB.type_as, Entry("to", ME)),
-           (torch.roll, Entry("roll", ME)), (TB.roll, Entry("roll", ME))]
+           (torch.roll, Entry("roll", ME)), (TB.roll, Entry("roll", ME)),
+           (F.embedding, Entry("embedding", FN))]
 # a tensor made from an activation's size and dtype only: a constant
 _CALLS += [(getattr(TB, n), Entry("const", ME)) for n in ("new_zeros", "new_ones", "new_full",
                                                           "new_empty", "new_tensor")]

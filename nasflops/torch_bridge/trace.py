@@ -151,6 +151,10 @@ def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
             used.add(id(t))
     if not any(isinstance(v, _ACTIVE) for v in ins):
         params = [v for v in ins if isinstance(v, Static) and v.param]
+        if m is not None and own:     # a module of constants: its parameters (GPT-2's wpe)
+            name = ev.name()
+            ctx.param_numel.setdefault(name, sum(int(p.numel()) for p in own))
+            params = [Static(name, True)]
         _set_out(ctx, ev, params[0] if params else Static(ev.callable(), False))
         return None
     tokens = ev.kind in _tokens.ALWAYS or any(isinstance(v, T) or (
@@ -235,9 +239,14 @@ def translate(model: nn.Module, input_shape, batch_size: int = 1,
     """
     mmap = _record.check_module_map(module_map)
     run = _run(model, input_shape, batch_size, mmap)
-    c, h, w = (int(s) for s in run.x.shape[1:])
-    ctx = Ctx(Net(c, h, w), mmap)
-    ctx.vals[id(run.x)] = V(0, CANON)
+    if run.x.dim() == 2:          # token ids, N x L: one channel (the id) per position
+        c, h, w = 1, int(run.x.shape[1]), 1
+        ctx = Ctx(Net(c, h, w), mmap)
+        ctx.vals[id(run.x)] = T(0)
+    else:
+        c, h, w = (int(s) for s in run.x.shape[1:])
+        ctx = Ctx(Net(c, h, w), mmap)
+        ctx.vals[id(run.x)] = V(0, CANON)
     ctx.shapes.append((c, h, w))
     ctx.batch = int(run.x.shape[0])
     for pid, (name, p) in run.params.items():
