@@ -10,6 +10,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import nasflops as nf  # noqa: E402
+from nasflops.search_spaces import language_models as lm  # noqa: E402
 from nasflops.search_spaces import vision_transformers as vits  # noqa: E402
 from nasflops.search_spaces import zoo  # noqa: E402
 from nasflops.torch_bridge import UnsupportedOpsError, from_torch, translate  # noqa: E402
@@ -310,3 +311,71 @@ def test_untranslatable_token_code_names_the_line():
     msg = str(e.value)
     assert [o.target for o in e.value.offenders] == ["torch.cummax", "torch.cumsum"]
     assert "test_from_torch_transformers.py:" in msg and "module_map" in msg
+
+
+# ------------------------------------------------- Hugging Face decoders
+from tests.test_language_models import MODEL_CLASS, hf, hf_config, lm_config  # noqa: E402,F401
+
+SEQ = 16
+#: tiny configs of every dense family: GQA, a tied head, Qwen2's q/k/v biases,
+#: GPT-2's Conv1D (torch.addmm), learned positions and tied head
+DECODERS = {
+    "llama": ("Llama", dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                            tie_word_embeddings=False)),
+    "llama-mha-tied": ("Llama", dict(vocab_size=1000, hidden_size=96, num_hidden_layers=1,
+                                     num_attention_heads=3, num_key_value_heads=3,
+                                     intermediate_size=160, tie_word_embeddings=True)),
+    "mistral": ("Mistral", dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=1,
+                                intermediate_size=128, tie_word_embeddings=False)),
+    "qwen2-tied": ("Qwen2", dict(vocab_size=1000, hidden_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2,
+                                 intermediate_size=256, tie_word_embeddings=True)),
+    "gpt2": ("GPT2", dict(vocab_size=1000, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                          activation_function="gelu")),
+}
+
+
+def hf_model(hf, name, attn):
+    kind, kw = DECODERS[name]
+    torch.manual_seed(0)
+    cfg = hf_config(hf, kind, kw, attn)
+    return getattr(hf, MODEL_CLASS[kind])(cfg).eval(), lm_config(kind, cfg)
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_hf_decoders_with_sdpa_are_the_builders_records(name, hf):
+    """transformers' decoders as they come (sdpa attention, a DynamicCache):
+    every record the language-model builder writes for the same config
+    (embedding, RMSNorm, rope fused from x * cos + rotate_half(x) * sin,
+    kv_cache, GQA attention, SwiGLU, tied head), so every forward count and
+    params equal; GPT-2's Conv1D is torch.addmm, a method call the hook
+    tools do not see as nn.Linear."""
+    model, cfg = hf_model(hf, name, "sdpa")
+    t = translate(model, (SEQ,))
+    want = lm.build(cfg, "prefill", seq_len=SEQ, logits="all")
+    convs = ("macs", "flops", "fma2", "fvcore") if name == "gpt2" else CONVENTIONS
+    for conv in convs:
+        assert ops(t.records, conv) == ops(want, conv), conv
+    assert params(t.records) == params(want) == t.params_total == n_params(model)
+    if name != "gpt2":        # GPT-2's dropout modules are records the builder leaves out
+        assert [nf.spec.op_name(o) for o in t.records["op"]] == \
+            [nf.spec.op_name(o) for o in want["op"]]
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_hf_decoders_eager_equal_flop_counter_mode(name, hf):
+    """Eager attention (matmul, scale, mask, softmax, matmul; repeat_kv of
+    GQA as the copy it is): fma2 equals FlopCounterMode on the real model,
+    and the builder's multiply-accumulates."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model, cfg = hf_model(hf, name, "eager")
+    t = translate(model, (SEQ,), batch_size=2)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(2, SEQ, dtype=torch.long))
+    assert int(nf.score(t.records, convention="fma2", batch_size=2)["ops"][0]) == \
+        counter.get_total_flops()
+    want = lm.build(cfg, "prefill", seq_len=SEQ, logits="all")
+    assert ops(t.records, "macs") == ops(want, "macs")
+    assert params(t.records) == n_params(model)

@@ -40,6 +40,9 @@ def to_t(ctx: Ctx, v, ev: Event) -> T:
     if isinstance(v, T):
         return v
     if isinstance(v, Marker):
+        if v.kind == "repeat":
+            raise Unsupported("an expand that repeats elements, read other than by a reshape "
+                              "(repeat_kv)")
         if v.kind == "quarter":
             raise Unsupported("a strided view x[..., i::2, j::2, :] of a token grid other than "
                               "the four of a patch merging, joined by torch.cat")
@@ -516,6 +519,8 @@ def mean(ctx: Ctx, ev: Event, vals: list):
 def reshape(ctx: Ctx, ev: Event, vals: list):
     """view / reshape / flatten / squeeze / unsqueeze / unflatten: the same
     elements; a copy record when torch had to copy."""
+    if isinstance(vals[0], Marker) and vals[0].kind == "repeat":
+        return _repeat(ctx, ev, vals[0])
     x = to_t(ctx, vals[0], ev)
     out, t = ev.out, ev.args[0]
     if not _record.same_buffer(out, t):
@@ -563,10 +568,27 @@ def to(ctx: Ctx, ev: Event, vals: list):
 
 
 def expand(ctx: Ctx, ev: Event, vals: list):
+    """A broadcast view: the same elements, or each repeated (``repeat_kv``
+    of grouped-query attention: ``k[:, :, None].expand(B, Hkv, n, L, d)``,
+    materialised by the reshape that follows)."""
     x = to_t(ctx, vals[0], ev)
-    if ev.out.numel() != ev.args[0].numel():
-        raise Unsupported("an expand of a token tensor that repeats its elements")
-    return x
+    n, k = ev.out.numel(), ev.args[0].numel()
+    if n == k:
+        return x
+    return Marker("repeat", x.rec, n // k)
+
+
+def _repeat(ctx: Ctx, ev: Event, m: Marker) -> T:
+    """The copy a reshape makes of a repeating expand: ``n`` copies of the
+    record, joined on the channels (``repeat_kv``: key/value heads to as many
+    as the query heads).  A view when torch can keep the zero stride (one
+    key/value head), written as the copy all the same."""
+    g, c, h, w, lay = ctx.geom(m.rec)
+    if lay == MATRIX:
+        raise Unsupported("repeating a stack of matrices")
+    r = new(ctx, "concat", ev, *([m.rec] * m.groups), axis=0, geom=(g, c * m.groups, h, w, lay),
+            out=ev.out)
+    return T(r)
 
 
 def _piece(ctx: Ctx, ev: Event, x: T, t: torch.Tensor, d: int, start: int, count: int,
@@ -740,6 +762,23 @@ def _heads_geom(ctx: Ctx, t: torch.Tensor) -> tuple:
     return tokens_geom(ctx, t), 1
 
 
+def addmm(ctx: Ctx, ev: Event, vals: list):
+    """``torch.addmm(bias, x, weight)`` with learned ``weight`` (in x out) and
+    ``bias``: a linear layer, as transformers' ``Conv1D`` (GPT-2) writes it."""
+    ti, ta, tb = ev.args[0], ev.args[1], ev.args[2]
+    vi, va, vb = (ctx.vals.get(id(t)) for t in (ti, ta, tb))
+    if arg(ev, 3, "beta", 1) != 1 or arg(ev, 4, "alpha", 1) != 1 or not _active(va) or \
+            not (isinstance(vb, Static) and vb.param) or \
+            not (isinstance(vi, Static) and vi.param and ti.dim() == 1):
+        raise Unsupported("addmm other than bias + x @ weight with learned weight and bias")
+    x = tokens_of(ctx, ev, va, ta)
+    g, c, h, w, lay = ctx.geom(x.rec)
+    out = int(tb.shape[1])
+    ctx.added.update((id(tb), id(ti)))
+    return T(new(ctx, "linear", ev, x.rec, out, True, geom=(g, out, h, w, lay), out=ev.out),
+             x.bdim)
+
+
 def embedding(ctx: Ctx, ev: Event, vals: list):
     """``nn.Embedding`` / ``F.embedding`` of the token ids."""
     m = ev.module
@@ -794,10 +833,10 @@ READERS = {
     "contiguous": contiguous, "alias": alias, "to": to, "expand": expand,
     "getitem": getitem, "chunk": chunk, "split": chunk, "unbind": chunk, "cat": cat,
     "roll": unary("copy"), "const": const, "pad": pad,
-    "embedding": embedding, "rmsnorm": rmsnorm, "rope": rope,
+    "embedding": embedding, "rmsnorm": rmsnorm, "rope": rope, "addmm": addmm,
 }
 #: token-world markers (steps of a pattern)
-MARKERS = frozenset({"quarter"})
+MARKERS = frozenset({"quarter", "repeat"})
 #: kinds that always read in the token world (their inputs are never images)
 ALWAYS = frozenset({"mha", "matmul", "baddbmm", "einsum", "sdpa", "unbind", "roll", "const",
-                    "embedding", "rmsnorm", "rope"})
+                    "embedding", "rmsnorm", "rope", "addmm"})

@@ -201,8 +201,10 @@ _CALLS += [(torch.matmul, Entry("matmul", ME)), (TB.matmul, Entry("matmul", OP))
            (F.scaled_dot_product_attention, Entry("sdpa", FN)),
            (torch.unbind, Entry("unbind", ME)), (TB.unbind, Entry("unbind", ME)),
            (TB.to, Entry("to", ME)), (TB.float, Entry("to", ME)), (TB.type_as, Entry("to", ME)),
+           (TB.type, Entry("to", ME)),
            (torch.roll, Entry("roll", ME)), (TB.roll, Entry("roll", ME)),
-           (F.embedding, Entry("embedding", FN))]
+           (F.embedding, Entry("embedding", FN)),
+           (torch.addmm, Entry("addmm", ME)), (TB.addmm, Entry("addmm", ME))]
 # a tensor made from an activation's size and dtype only: a constant
 _CALLS += [(getattr(TB, n), Entry("const", ME)) for n in ("new_zeros", "new_ones", "new_full",
                                                           "new_empty", "new_tensor")]
