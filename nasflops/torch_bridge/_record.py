@@ -493,7 +493,53 @@ def fuse(events: list) -> list:
                 drop |= {i, j, k}
     _gated(events, drop)
     _rope(events, drop)
+    _gelu_tanh(events, drop)
     return _renumber(events, drop)
+
+
+def _gelu_tanh(events: list, drop: set) -> None:
+    """GELU's tanh approximation written out, ``0.5 * x * (1 + tanh(c * (x +
+    0.044715 * x ** 3)))`` (GPT-2's ``gelu_new``): one gelu, an operator call
+    (no tool sees any of its steps by name)."""
+    def one(k, kind):          # the single-use event k of this kind: its first source
+        ev = events[k] if k is not None and k >= 0 else None
+        if ev is None or ev.uses != 1 or k in drop or ev.kind != kind or not ev.sources:
+            return None
+        return [s for s in ev.sources if s is not None]
+
+    for h, ev in enumerate(events):
+        if ev.kind != "mul" or len(ev.sources) != 2 or None in ev.sources or h in drop:
+            continue
+        for a, g in (ev.sources, ev.sources[::-1]):
+            sa = one(a, "mul")                  # 0.5 * x
+            sg = one(g, "add")                  # 1 + tanh(...)
+            if not sa or not sg or len(sa) != 1 or len(sg) != 1 or \
+                    not _scalar(events[a], 0.5) or not _scalar(events[g], 1.0):
+                continue
+            sf = one(sg[0], "act")
+            if not sf or events[sg[0]].entry.arg != "tanh":
+                continue
+            se = one(sf[0], "mul")              # sqrt(2 / pi) * (...)
+            sd = one(se[0], "add") if se and len(se) == 1 else None
+            x = sa[0]
+            if not sd or len(sd) != 2 or x not in sd:
+                continue
+            c = [s for s in sd if s != x]
+            sc = one(c[0], "mul") if c else None     # 0.044715 * x ** 3
+            sb = one(sc[0], "pow") if sc and len(sc) == 1 else None
+            if not sb or sb != [x] or not _scalar(events[c[0]], 0.044715):
+                continue
+            parts = {a, g, sg[0], sf[0], se[0], c[0], sc[0]}
+            xt = events[a].args[0] if isinstance(events[a].args[0], torch.Tensor) \
+                else events[a].args[1]
+            fused = Event(Entry("act", Call.OPERATOR, "gelu"), "written-out gelu", (xt,), {},
+                          ev.out, events[a].path, events[a].where, Call.OPERATOR, [x],
+                          ev.uses, "gelu")
+            fused.ins = [xt]
+            fused.live = ev.live
+            events[h] = fused
+            drop |= parts
+            break
 
 
 def _derived(events: list) -> list:

@@ -351,7 +351,7 @@ def sdpa(ctx: Ctx, ev: Event, vals: list):
     rq, rk, rv = (view(ctx, ev, to_t(ctx, v, ev).rec, g) for v, g in ((vq, gq), (vk, gk),
                                                                        (vv, gv)))
     g, dv = gq[0], int(tv.shape[-1])
-    r = new(ctx, "attention", ev, rq, rk, rv, hq, 0 if hk == hq else hk, causal,
+    r = new(ctx, "attention", ev, rq, rk, rv, hq, hk, causal,
             geom=(g, hq * dv, gq[2], 1, TOKENS), out=ev.out)
     return T(r)
 
