@@ -384,3 +384,19 @@ def test_hf_decoders_eager_equal_flop_counter_mode(name, hf):
     want = lm.build(cfg, "prefill", seq_len=SEQ, logits="all")
     assert ops(t.records, "macs") == ops(want, "macs")
     assert params(t.records) == n_params(model)
+
+
+@pytest.mark.parametrize("name", ["llama-3-8b", "qwen2.5-0.5b", "gpt2"])
+def test_full_size_zoo_decoders_on_the_meta_device(name, hf):
+    """Llama-3-8B (GQA), Qwen2.5-0.5B (biases, tied head) and GPT-2 from
+    their configs on the meta device, a prompt of 1,024 tokens: the zoo's
+    counts and parameters (8,030,261,248 / 494,032,768 / 124,439,808)."""
+    from tests.test_language_models import HF_CONFIGS
+    kind, kw = HF_CONFIGS[name]
+    with torch.device("meta"):
+        model = getattr(hf, MODEL_CLASS[kind])(hf_config(hf, kind, kw, "sdpa")).eval()
+    recs = from_torch(model, (1024,))
+    want = lm.build(name, "prefill", seq_len=1024, logits="all")
+    for conv in ("macs", "flops", "fma2", "fvcore"):
+        assert ops(recs, conv) == ops(want, conv), conv
+    assert params(recs) == params(want) == n_params(model)
