@@ -400,3 +400,18 @@ def test_full_size_zoo_decoders_on_the_meta_device(name, hf):
     for conv in ("macs", "flops", "fma2", "fvcore"):
         assert ops(recs, conv) == ops(want, conv), conv
     assert params(recs) == params(want) == n_params(model)
+
+
+def test_mixture_of_experts_names_its_router(hf):
+    """Routing (torch.topk) has no op: one error, with the module path, the
+    line of transformers' source and the module_map hint."""
+    cfg = hf.MixtralConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                           num_local_experts=4, num_experts_per_tok=2)
+    cfg._attn_implementation = "sdpa"
+    with pytest.raises(UnsupportedOpsError) as e:
+        from_torch(hf.MixtralForCausalLM(cfg).eval(), (SEQ,))
+    (first,) = e.value.offenders
+    assert first.name == "model.layers.0.mlp.gate:topk" and first.target == "torch.topk"
+    assert first.where.split(":")[0].endswith("modeling_mixtral.py")
+    assert "module_map" in str(e.value)

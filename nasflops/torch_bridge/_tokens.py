@@ -694,7 +694,8 @@ def cat(ctx: Ctx, ev: Event, vals: list):
         front += 1
     rest = seq[front:]
     if not rest or not all(_active(v) for v in vs[front:]):
-        raise Unsupported("torch.cat of activations after learned tokens (class tokens first)")
+        raise Unsupported("torch.cat of activations with constants, or with parameters "
+                          "other than learned tokens in front (a class token)")
     if front:
         if len(rest) != 1 or dim != token_dim(to_t(ctx, vs[front], ev), rest[0]):
             raise Unsupported("learned tokens concatenated other than in front of one "
