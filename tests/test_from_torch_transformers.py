@@ -73,7 +73,8 @@ def test_small_torchvision_vits_equal_the_zoo_and_the_real_tools(cfg, torchvisio
                                                  num_classes=10).eval()
     shape = (3, image, image)
     recs = from_torch(model, shape)
-    assert recs.tobytes() == vits._vit(patch, layers, heads, hidden, mlp, 10, image).records.tobytes()
+    want = vits._vit(patch, layers, heads, hidden, mlp, 10, image).records
+    assert recs.tobytes() == want.tobytes()
     assert params(recs) == n_params(model)
     for tool in TOOLS:
         assert ops(recs, tool) == REFERENCE_TOOLS[tool](model, shape), tool

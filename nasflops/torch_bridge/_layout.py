@@ -8,7 +8,7 @@ import torch
 
 from . import _record
 from ._record import Event
-from ._values import (CANON, Ctx, Lazy, Marker, T, Unsupported, V, arg, label, layout,
+from ._values import (CANON, Ctx, Lazy, Marker, T, Unsupported, V, arg, label,
                       shape_of)
 
 

@@ -19,11 +19,10 @@ of windows): per-sample groups are the leading dims' product over ``N``.
 from __future__ import annotations
 
 import math
-import string
 
 import torch
 
-from ..spec import Call, Flag
+from ..spec import Call
 from . import _record
 from ._record import Event
 from ._values import (CANON, Ctx, Lazy, Marker, Stale, Static, Unsupported, V, T, arg)
@@ -423,7 +422,7 @@ def arith(ctx: Ctx, ev: Event, vals: list):
         if op == "mul" and isinstance(st, Static) and st.param and \
                 others[0].numel() == ctx.geom(x.rec)[1] and \
                 others[0].numel() == int(ev.out.shape[-1]):
-            return _with_weight(ctx, ev, x, st)
+            return _with_weight(ctx, ev, x)
         raise Unsupported(f"{op} of a token tensor and {_what(st)} of shape "
                           f"{tuple(others[0].shape)}")
     nums = _numbers(ev)
@@ -434,7 +433,7 @@ def arith(ctx: Ctx, ev: Event, vals: list):
     return same(ctx, "act", ev, x, f"{op}_const", inplace=_inplace(ev), out=ev.out)
 
 
-def _with_weight(ctx: Ctx, ev: Event, x: T, st: Static) -> T:
+def _with_weight(ctx: Ctx, ev: Event, x: T) -> T:
     """``x * w`` with a per-channel weight: a scale record (``w`` counted once)."""
     return same(ctx, "scale", ev, x, False, out=ev.out)
 
@@ -451,13 +450,14 @@ def _param_add(ctx: Ctx, ev: Event, x: T, st, t: torch.Tensor, out) -> T:
         params = ctx.param_numel.get(st.name, int(t.numel()))
         ctx.added.add(st.name)
     g = ctx.geom(x.rec)
-    if tuple(x_shape(ev, x, ctx)) != tuple(out.shape):
+    if tuple(_operand_shape(ev, x, ctx)) != tuple(out.shape):
         raise Unsupported("an addition whose activation operand broadcasts")
     return T(new(ctx, "param_add", ev, x.rec, params, inplace=_inplace(ev), geom=g, out=out),
              x.bdim)
 
 
-def x_shape(ev: Event, x: T, ctx: Ctx):
+def _operand_shape(ev: Event, x: T, ctx: Ctx):
+    """The torch shape of ``x`` as an argument of ``ev``."""
     for a in ev.args[:2]:
         if isinstance(a, torch.Tensor) and isinstance(ctx.vals.get(id(a)), T) and \
                 ctx.vals.get(id(a)).rec == x.rec:
@@ -688,7 +688,7 @@ def cat(ctx: Ctx, ev: Event, vals: list):
     if len(seq) == 2 and isinstance(vs[0], Static) and seq[0].numel() == 0 and \
             _active(vs[1]) and seq[1].dim() >= 3 and \
             int(arg(ev, 1, "dim", 0)) % seq[1].dim() == seq[1].dim() - 2:
-        return _kv_cache(ctx, ev, seq[0], vs[1], seq[1])     # DynamicCache.update
+        return _kv_cache(ctx, ev, vs[1], seq[1])     # DynamicCache.update
     front = 0
     while front < len(vs) and isinstance(vs[front], Static) and vs[front].param:
         front += 1
@@ -815,11 +815,10 @@ def rope(ctx: Ctx, ev: Event, vals: list):
     return T(new(ctx, "rope", ev, r, heads, geom=geom, out=ev.out))
 
 
-def _kv_cache(ctx: Ctx, ev: Event, past: torch.Tensor, v, t: torch.Tensor) -> T:
+def _kv_cache(ctx: Ctx, ev: Event, v, t: torch.Tensor) -> T:
     """``torch.cat([cache, k], -2)`` of an empty cache: the cache written."""
     geom, _ = _heads_geom(ctx, t)
     r = view(ctx, ev, to_t(ctx, v, ev).rec, geom)
-    g, c, h, w, lay = geom
     return T(new(ctx, "kv_cache", ev, r, 0, geom=geom, out=ev.out))
 
 
