@@ -75,6 +75,7 @@ def test_small_torchvision_vits_equal_the_zoo_and_the_real_tools(cfg, torchvisio
     recs = from_torch(model, shape)
     want = vits._vit(patch, layers, heads, hidden, mlp, 10, image).records
     assert recs.tobytes() == want.tobytes()
+    assert from_torch(model, shape, batch_size=3).tobytes() == want.tobytes()   # per sample
     assert params(recs) == n_params(model)
     for tool in TOOLS:
         assert ops(recs, tool) == REFERENCE_TOOLS[tool](model, shape), tool
@@ -103,6 +104,7 @@ def test_small_torchvision_swin_equals_the_real_tools(torchvision):
     shape = (3, 224, 224)
     recs = from_torch(model, shape)
     assert_same_counts(recs, vits._swin(16, (2, 2), (1, 2), 10, 224).records)
+    assert from_torch(model, shape, batch_size=2).tobytes() == recs.tobytes()   # per sample
     assert params(recs) == n_params(model)
     for tool in TOOLS:
         assert ops(recs, tool) == REFERENCE_TOOLS[tool](model, shape), tool
