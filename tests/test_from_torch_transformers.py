@@ -2,6 +2,8 @@
 token code (scaled-dot-product attention, matmul / @ / bmm / einsum, heads
 split with reshape / permute / unbind), held to the zoo's records, to the
 real thop / ptflops / fvcore and to torch's FlopCounterMode."""
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -418,3 +420,70 @@ def test_mixture_of_experts_names_its_router(hf):
     assert first.name == "model.layers.0.mlp.gate:topk" and first.target == "torch.topk"
     assert first.where.split(":")[0].endswith("modeling_mixtral.py")
     assert "module_map" in str(e.value)
+
+
+# ------------------------------------------------- a hand-written decoder
+
+class CausalSelfAttention(nn.Module):
+    """A decoder's attention written by hand, nanoGPT-style: one qkv linear,
+    split, heads by view + transpose, a registered causal mask."""
+    def __init__(self, dim, heads, ctx_len):
+        super().__init__()
+        self.c_attn, self.c_proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.heads, self.dim = heads, dim
+        mask = torch.tril(torch.ones(ctx_len, ctx_len)).view(1, 1, ctx_len, ctx_len)
+        self.register_buffer("bias", mask)
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.dim, dim=2)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        y = F.softmax(att, dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class TinyGPT(nn.Module):
+    """Token and position embeddings, pre-norm blocks, a tied head on the
+    last position (``x[:, [-1], :]``)."""
+    def __init__(self, vocab=500, dim=64, heads=4, layers=2, ctx_len=32):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, dim), nn.Embedding(ctx_len, dim)
+        self.blocks = nn.ModuleList()
+        for _ in range(layers):
+            self.blocks.append(nn.ModuleDict(dict(
+                ln_1=nn.LayerNorm(dim), attn=CausalSelfAttention(dim, heads, ctx_len),
+                ln_2=nn.LayerNorm(dim), fc=nn.Linear(dim, 4 * dim), gelu=nn.GELU(),
+                proj=nn.Linear(4 * dim, dim))))
+        self.ln_f = nn.LayerNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.wte.weight = self.lm_head.weight          # tied
+
+    def forward(self, idx):
+        pos = torch.arange(0, idx.size(1), dtype=torch.long, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for b in self.blocks:
+            x = x + b["attn"](b["ln_1"](x))
+            x = x + b["proj"](b["gelu"](b["fc"](b["ln_2"](x))))
+        return self.lm_head(self.ln_f(x)[:, [-1], :])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_hand_written_decoder_equals_flop_counter_mode(batch):
+    """nanoGPT-style code: split, view + transpose, @, masked_fill with a
+    registered causal mask, F.softmax, a tied head on the last token."""
+    from torch.utils.flop_counter import FlopCounterMode
+    torch.manual_seed(0)
+    model = TinyGPT().eval()
+    t = translate(model, (16,), batch_size=batch)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(batch, 16, dtype=torch.long))
+    assert int(nf.score(t.records, convention="fma2", batch_size=batch)["ops"][0]) == \
+        counter.get_total_flops()
+    assert params(t.records) == t.params_total == n_params(model)      # the tied head once
+    ops_ = [nf.spec.op_name(o) for o in t.records["op"]]
+    assert ops_[:3] == ["input", "embedding", "param_add"] and ops_[-2:] == ["slice", "linear"]
+    assert ops_.count("matmul") == 4 and int(t.records["flags"][-1]) & int(nf.Flag.TIED)

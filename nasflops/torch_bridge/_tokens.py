@@ -644,6 +644,8 @@ def getitem(ctx: Ctx, ev: Event, vals: list):
         elif isinstance(e, int) and not isinstance(e, bool):
             cut.append((d, e % size, 1, 1))
             removed.append(d)
+        elif isinstance(e, list) and len(e) == 1 and isinstance(e[0], int):
+            cut.append((d, e[0] % size, 1, 1))       # x[:, [-1]]: the last token, kept
         else:
             raise Unsupported(f"indexing a token tensor with {type(e).__name__} (slices, "
                               "ints and None only)")
@@ -822,6 +824,18 @@ def _kv_cache(ctx: Ctx, ev: Event, v, t: torch.Tensor) -> T:
     return T(new(ctx, "kv_cache", ev, r, 0, geom=geom, out=ev.out))
 
 
+def masked_fill(ctx: Ctx, ev: Event, vals: list):
+    """``scores.masked_fill(mask, value)`` with a mask made without the input
+    (nanoGPT's causal mask): a constant applied to the scores, as a mask
+    added (``param_add`` of nothing learned)."""
+    t, mask = ev.args[0], arg(ev, 1, "mask")
+    if _active(ctx.vals.get(id(mask))) or isinstance(arg(ev, 2, "value"), torch.Tensor):
+        raise Unsupported("masked_fill with a mask or value computed from the activations")
+    x = to_t(ctx, vals[0], ev)
+    return T(new(ctx, "param_add", ev, x.rec, 0, inplace=_inplace(ev), geom=ctx.geom(x.rec),
+                 out=ev.out), x.bdim)
+
+
 #: registry kind -> token-world reader
 READERS = {
     "linear": linear, "ln": ln, "mha": mha, "matmul": matmul, "baddbmm": baddbmm,
@@ -834,6 +848,7 @@ READERS = {
     "getitem": getitem, "chunk": chunk, "split": chunk, "unbind": chunk, "cat": cat,
     "roll": unary("copy"), "const": const, "pad": pad,
     "embedding": embedding, "rmsnorm": rmsnorm, "rope": rope, "addmm": addmm,
+    "masked_fill": masked_fill,
 }
 #: token-world markers (steps of a pattern)
 MARKERS = frozenset({"quarter", "repeat"})

@@ -204,7 +204,9 @@ _CALLS += [(torch.matmul, Entry("matmul", ME)), (TB.matmul, Entry("matmul", OP))
            (TB.type, Entry("to", ME)),
            (torch.roll, Entry("roll", ME)), (TB.roll, Entry("roll", ME)),
            (F.embedding, Entry("embedding", FN)),
-           (torch.addmm, Entry("addmm", ME)), (TB.addmm, Entry("addmm", ME))]
+           (torch.addmm, Entry("addmm", ME)), (TB.addmm, Entry("addmm", ME)),
+           (torch.masked_fill, Entry("masked_fill", ME)),
+           (TB.masked_fill, Entry("masked_fill", ME)), (TB.masked_fill_, Entry("masked_fill", ME))]
 # a tensor made from an activation's size and dtype only: a constant
 _CALLS += [(getattr(TB, n), Entry("const", ME)) for n in ("new_zeros", "new_ones", "new_full",
                                                           "new_empty", "new_tensor")]
