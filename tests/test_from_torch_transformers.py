@@ -127,6 +127,11 @@ class Attention(nn.Module):
     def forward(self, x):
         B, N, C = x.shape
         h = self.heads
+        if self.how == "chunk":           # chunk on the channels, heads per piece
+            q, k, v = (t.view(B, N, h, C // h).transpose(1, 2)
+                       for t in self.qkv(x).chunk(3, dim=-1))
+            y = F.scaled_dot_product_attention(q, k, v)
+            return self.proj(y.transpose(1, 2).flatten(2))
         qkv = self.qkv(x).reshape(B, N, 3, h, C // h).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if self.how == "sdpa":
@@ -201,7 +206,7 @@ class SeqFirst(nn.Module):
 
 
 #: every spelling of the two attention products
-SPELLINGS = ["at", "sdpa", "matmul", "einsum", "bmm", "einsum3"]
+SPELLINGS = ["at", "sdpa", "matmul", "einsum", "bmm", "einsum3", "chunk"]
 
 
 def _fvcore_einsum(recs, names):
