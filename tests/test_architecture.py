@@ -57,7 +57,7 @@ LAYERS = {
         ["__init__"], ["space"], ["decode", "blocks", "chains"], ["schema"],
     ],
     "nasflops.torch_bridge": [
-        ["__init__"], ["validate"], ["trace"], ["_readers"], ["_layout"], ["_values"],
+        ["__init__"], ["validate"], ["trace"], ["_readers"], ["_layout"], ["_tokens"], ["_values"],
         ["hooks"], ["build", "_record"], ["registry"], ["modules"], ["reference"],
     ],
 }

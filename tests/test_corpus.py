@@ -47,6 +47,8 @@ def test_translation_matches_the_real_tools(name, tools):
     assert tools.fvcore_count(model, shape) == core(t.records, "fvcore")["ops"]
     fma2 = tools.flop_counter_count(model, shape)
     assert fma2 == core(t.records, "fma2")["ops"] == 2 * core(t.records, "macs")["ops"]
+    if name in corpus.ATTENTION:      # count_with_hooks has no matmul rule
+        return
     # the independent counter, from the same kind of run: every metric at batch 2
     hooks = count_with_hooks(model, shape, HOOKS, batch_size=2)
     for conv in HOOKS:
@@ -78,12 +80,18 @@ def test_unused_modules_are_reported():
 def test_unsupported_model_names_its_first_gap():
     pytest.importorskip("einops")
     model, shape = corpus.build("lucidrains_mobilevit_xxs")
+    # MobileViT translates (einops' rearranges, attention); a softmin in place
+    # of each attention's softmax does not
+    for m in list(model.modules()):
+        for key, child in m._modules.items():
+            if isinstance(child, torch.nn.Softmax):
+                m._modules[key] = torch.nn.Softmin(dim=-1)
     with pytest.raises(UnsupportedOpsError) as err:
         from_torch(model, shape)
     first = err.value.offenders[0]
-    # einops' rearrange of the patches: where it is called, in which module
-    assert first.name.startswith("trunk.") and first.target == "torch.Tensor.reshape"
+    # the module, where it is called, in which module
+    assert first.name.startswith("trunk.") and first.target == "nn.Softmin"
     assert first.where.startswith(str(corpus.HERE / "lucidrains_mobilevit_xxs.py"))
-    assert "reshape (1, 64, 32, 32) -> (1, 64, 16, 2, 16, 2)" in first.reason
+    assert first.reason == "nasflops has no op for it"
     lines = str(err.value).splitlines()
     assert "MobileViT" in lines[0] and "trunk." in lines[1] and "module_map" in lines[-1]

@@ -8,7 +8,7 @@ import torch
 
 from . import _record
 from ._record import Event
-from ._values import (CANON, Ctx, Lazy, Marker, Unsupported, V, arg, label, layout,
+from ._values import (CANON, Ctx, Lazy, Marker, T, Unsupported, V, arg, label,
                       shape_of)
 
 
@@ -65,9 +65,16 @@ def reshape(ctx: Ctx, ev: Event, vals: list):
             return V(x.rec, dims)
     if len(outs) == 2 and outs[0] == ins[0] and x.dims[0] == "N":
         return flatten_to(ctx, ev, x, out)
-    raise Unsupported(f"a reshape {ins} -> {outs} of a tensor laid out {layout(x)} (nasflops "
-                      "holds N x C x H x W: flatten to N x F, add or drop size-1 dims, and the "
-                      "channel-shuffle patterns)")
+    return _as_tokens(ctx, ev, x)
+
+
+def _as_tokens(ctx: Ctx, ev: Event, x) -> T:
+    """A reshape no image layout holds: the same elements as a token tensor
+    (``_tokens.py``; ``N x C x H x W`` to ``N x C x L``, windows, heads)."""
+    from . import _tokens
+    rec = x.rec if isinstance(x, (V, Marker)) else ctx.act(x, ev).rec
+    bdim = x.dims.index("N") if isinstance(x, V) and "N" in x.dims else 0
+    return _tokens.reshape(ctx, ev, [T(rec, bdim)])
 
 
 def _marker_reshape(ctx: Ctx, ev: Event, m: Marker, out: torch.Tensor):
@@ -79,7 +86,7 @@ def _marker_reshape(ctx: Ctx, ev: Event, m: Marker, out: torch.Tensor):
         if not _record.same_buffer(out, ev.args[0]):
             raise Unsupported("the split of a channel shuffle that torch had to copy")
         return Marker("pairs_split", m.rec, m.groups)
-    raise Unsupported(f"a reshape to {outs} of a {m.kind} step of a channel shuffle")
+    return _as_tokens(ctx, ev, m)
 
 
 def permute(ctx: Ctx, ev: Event, vals: list):
@@ -98,10 +105,10 @@ def permute(ctx: Ctx, ev: Event, vals: list):
             return Marker("shuffled", v.rec, v.groups)
         if v.kind == "pairs" and perm == [1, 0, 2]:
             return Marker("pairs_t", v.rec, v.groups)
-        raise Unsupported(f"a permute {tuple(perm)} of a {v.kind} step of a channel shuffle")
+        return T(v.rec, perm.index(0))        # not a shuffle: a token tensor
     x = ctx.act(v, ev)
     if perm[0] != 0:
-        raise Unsupported(f"a permute {tuple(perm)} that moves the batch dimension")
+        return T(x.rec, perm.index(x.dims.index("N")))
     return V(x.rec, tuple(x.dims[p] for p in perm))
 
 

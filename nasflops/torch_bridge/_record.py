@@ -304,8 +304,17 @@ class _Recorder(TorchFunctionMode):
         else:
             self.depth = 0
             m, name, where = item
-            entry = registry.MODULES.get(type(m)) or Entry("mapped", Call.MODULE)
+            entry = registry.MODULES.get(type(m)) or _norms(type(m)) or \
+                Entry("mapped", Call.MODULE)
             self.events.append(Event(entry, m, tuple(args), {}, out, name, where, Call.MODULE))
+
+
+def _norms(cls) -> Optional[Entry]:
+    """Language models' RMSNorm classes (``LlamaRMSNorm``, ``Qwen2RMSNorm``,
+    ...: a class named ``*RMSNorm``), one module each; none is a torch.nn
+    type, so no tool has a rule for them."""
+    return Entry("rmsnorm", Call.MODULE) if cls.__name__.endswith("RMSNorm") and \
+        cls.__module__.split(".")[0] != "torch" else None
 
 
 def _has_tensor(out) -> bool:
@@ -355,7 +364,8 @@ def record(model: nn.Module, x: torch.Tensor, module_map: dict) -> Run:
     ``module_map`` types are leaves as well as the registry's module types.
     """
     names = {id(m): n for n, m in model.named_modules()}
-    leaf_types = frozenset(registry.MODULES) | frozenset(module_map)
+    leaf_types = frozenset(registry.MODULES) | frozenset(module_map) | frozenset(
+        type(m) for m in model.modules() if _norms(type(m)) and type(m) not in module_map)
     rec = _Recorder(names, leaf_types, shape_only=x.device.type != "meta")
     hooks = [nn.modules.module.register_module_forward_pre_hook(rec.pre),
              nn.modules.module.register_module_forward_hook(rec.post)]
@@ -482,7 +492,110 @@ def fuse(events: list) -> list:
                 events[m] = _fused(ev, events[m], "hardswish", seen, src)
                 drop |= {i, j, k}
     _gated(events, drop)
+    _rope(events, drop)
+    _gelu_tanh(events, drop)
     return _renumber(events, drop)
+
+
+def _gelu_tanh(events: list, drop: set) -> None:
+    """GELU's tanh approximation written out, ``0.5 * x * (1 + tanh(c * (x +
+    0.044715 * x ** 3)))`` (GPT-2's ``gelu_new``): one gelu, an operator call
+    (no tool sees any of its steps by name)."""
+    def one(k, kind):          # the single-use event k of this kind: its first source
+        ev = events[k] if k is not None and k >= 0 else None
+        if ev is None or ev.uses != 1 or k in drop or ev.kind != kind or not ev.sources:
+            return None
+        return [s for s in ev.sources if s is not None]
+
+    for h, ev in enumerate(events):
+        if ev.kind != "mul" or len(ev.sources) != 2 or None in ev.sources or h in drop:
+            continue
+        for a, g in (ev.sources, ev.sources[::-1]):
+            sa = one(a, "mul")                  # 0.5 * x
+            sg = one(g, "add")                  # 1 + tanh(...)
+            if not sa or not sg or len(sa) != 1 or len(sg) != 1 or \
+                    not _scalar(events[a], 0.5) or not _scalar(events[g], 1.0):
+                continue
+            sf = one(sg[0], "act")
+            if not sf or events[sg[0]].entry.arg != "tanh":
+                continue
+            se = one(sf[0], "mul")              # sqrt(2 / pi) * (...)
+            sd = one(se[0], "add") if se and len(se) == 1 else None
+            x = sa[0]
+            if not sd or len(sd) != 2 or x not in sd:
+                continue
+            c = [s for s in sd if s != x]
+            sc = one(c[0], "mul") if c else None     # 0.044715 * x ** 3
+            sb = one(sc[0], "pow") if sc and len(sc) == 1 else None
+            if not sb or sb != [x] or not _scalar(events[c[0]], 0.044715):
+                continue
+            parts = {a, g, sg[0], sf[0], se[0], c[0], sc[0]}
+            xt = events[a].args[0] if isinstance(events[a].args[0], torch.Tensor) \
+                else events[a].args[1]
+            fused = Event(Entry("act", Call.OPERATOR, "gelu"), "written-out gelu", (xt,), {},
+                          ev.out, events[a].path, events[a].where, Call.OPERATOR, [x],
+                          ev.uses, "gelu")
+            fused.ins = [xt]
+            fused.live = ev.live
+            events[h] = fused
+            drop |= parts
+            break
+
+
+def _derived(events: list) -> list:
+    """Per event: whether its result depends on the model's input."""
+    out = []
+    for ev in events:
+        out.append(any(s == -1 or (s is not None and s >= 0 and out[s]) for s in ev.sources))
+    return out
+
+
+def _rope(events: list, drop: set) -> None:
+    """``x * cos + rotate_half(x) * sin`` (rotate_half: ``torch.cat((-x2, x1),
+    -1)`` of the halves of ``x``; cos and sin made without the input) is one
+    rotary embedding, a function call (Hugging Face's ``apply_rotary_pos_emb``)."""
+    active = _derived(events)
+
+    def split(k):      # a mul of one activation by a constant: (activation source, event)
+        ev = events[k]
+        if ev.kind != "mul" or len(ev.sources) != 2:
+            return None
+        a, b = ev.sources
+        live = [s for s in (a, b) if s is not None and (s == -1 or active[s])]
+        return live[0] if len(live) == 1 else None
+
+    for k, ev in enumerate(events):
+        if ev.kind != "add" or len(ev.sources) != 2 or None in ev.sources or -1 in ev.sources:
+            continue
+        i, j = ev.sources
+        xi, xj = split(i), split(j)
+        if xi is None or xj is None:
+            continue
+        if events[xi].kind == "cat":
+            i, j, xi, xj = j, i, xj, xi
+        c = events[xj] if xj >= 0 else None
+        if c is None or c.kind != "cat" or len(c.sources) != 2 or None in c.sources:
+            continue
+        n, g1 = c.sources
+        if n < 0 or g1 < 0 or events[n].kind or not events[n].sources or \
+                registry.callable_name(events[n].target).rsplit(".", 1)[-1] not in \
+                ("neg", "__neg__"):
+            continue
+        g2 = events[n].sources[0]
+        if g2 is None or g2 < 0 or any(events[g].kind != "getitem" or events[g].sources[:1] != [xi]
+                                       for g in (g1, g2)):
+            continue
+        parts = {i, j, xj, n, g1, g2}
+        if any(events[p].uses != 1 for p in (i, j, xj, n)) or parts & drop:
+            continue
+        x = events[i].ins[0] if events[i].sources[0] == xi else events[i].ins[1]
+        fused = Event(Entry("rope", Call.FUNCTION), "written-out rotary embedding", (x,), {},
+                      ev.out, events[i].path, events[i].where, Call.FUNCTION, [xi], ev.uses,
+                      "rope")
+        fused.ins = [x]
+        fused.live = ev.live
+        events[k] = fused
+        drop |= parts
 
 
 def _divides_by_six(ev: Event) -> bool:
@@ -575,13 +688,16 @@ def input_tensor(model: nn.Module, input_shape, batch_size: int = 1) -> torch.Te
     """A random input of ``(C, H, W)`` (batch ``batch_size``) or ``(N, C, H, W)``,
     on the device and dtype of the model's parameters."""
     shape = tuple(int(v) for v in input_shape)
-    if len(shape) == 3:
+    if len(shape) in (1, 3):
         shape = (int(batch_size),) + shape
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) or (N, C, H, W) with positive sizes, "
-                         f"got {tuple(input_shape)}")
+    if len(shape) not in (2, 4) or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) or (N, C, H, W) for an image, (L,) "
+                         f"or (N, L) for token ids, with positive sizes, got "
+                         f"{tuple(input_shape)}")
     p = next(iter(model.parameters()), None)
     device = p.device if p is not None else torch.device("cpu")
+    if len(shape) == 2:       # token ids: 0 is in every vocabulary
+        return torch.zeros(shape, device=device, dtype=torch.long)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
     if device.type == "meta":
         return torch.empty(shape, device=device, dtype=dtype)

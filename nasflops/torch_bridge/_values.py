@@ -11,6 +11,11 @@ A tensor of the recorded run maps to a *value*:
   tensor made inside ``forward``;
 * :class:`Lazy` -- a ``chunk``/``split`` piece, which becomes a slice record
   when something reads it;
+* :class:`T` -- a token-world activation (``_tokens.py``): all of record
+  ``rec``'s output, per sample, in whatever shape and order torch holds it
+  (``N x L x C``, heads split ``N x H x L x d``, windows, a permuted view);
+  a reader that needs a layout asks for it and a view record is written only
+  then, so reshapes and permutes between two ops cost no record;
 * :class:`Marker` -- a step of a channel-shuffle pattern;
 * :class:`Bad` -- the output of an op that could not be translated (ops
   reading it are not reported: they are consequences, not gaps).
@@ -37,6 +42,15 @@ class Unsupported(Exception):
 class V(NamedTuple):
     rec: int
     dims: tuple = CANON
+
+
+class T(NamedTuple):
+    """A token-world activation: the elements of record ``rec`` (per sample),
+    in any shape; ``bdim`` is the torch dimension holding the batch as its
+    outermost factor."""
+
+    rec: int
+    bdim: int = 0
 
 
 class Static(NamedTuple):
@@ -82,6 +96,11 @@ class Ctx:
     tensor_of: dict = field(default_factory=dict)     # record -> (tensor, dims), checked
     vals: dict = field(default_factory=dict)          # id(tensor) -> value
     pieces: dict = field(default_factory=dict)        # chunk piece -> its record
+    geoms: dict = field(default_factory=dict)         # token-world record -> (G, C, H, W, layout)
+    numel_of: dict = field(default_factory=dict)      # token-world record -> tensor, checked
+    param_numel: dict = field(default_factory=dict)   # parameter name -> its element count
+    added: set = field(default_factory=set)           # parameters already counted by a record
+    batch: int = 1
 
     def rec(self, method: str, ev: Event, *args, call: Optional[Call] = None,
             out=None, dims=None, **kw) -> int:
@@ -96,6 +115,15 @@ class Ctx:
             self.tensor_of[r] = (out, dims)
             self.shapes[r] = shape_of(out, dims)
         return r
+
+    def geom(self, rec: int) -> tuple:
+        """``(G, C, H, W, layout)`` of a record (layout 0 image, 1 tokens,
+        2 matrix)."""
+        g = self.geoms.get(rec)
+        if g is not None:
+            return g
+        c, h, w = self.shape(rec)
+        return (1, c, h, w, 0)
 
     def shape(self, rec: int) -> tuple:
         """``(C, H, W)`` of a record (from the tensor torch produced for it)."""
@@ -144,6 +172,8 @@ def what(v) -> str:
         return f"a {v.kind} step of a channel shuffle"
     if isinstance(v, Bad) and v.why:
         return v.why
+    if isinstance(v, T):
+        return "a token tensor"
     if isinstance(v, Stale):
         return "x * w read again after x * w + b was translated as one biased scale"
     return type(v).__name__

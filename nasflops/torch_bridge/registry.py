@@ -115,7 +115,7 @@ ARITH: dict[str, ArithSpelling] = {
 #: and ``x.add(y)`` both reach ``TensorBase.add``): the recorder tells them
 #: apart by wrapping these names on ``torch.Tensor`` while it runs, as
 #: ptflops does
-METHOD_NAMES = ("add", "sub", "mul", "div")
+METHOD_NAMES = ("add", "sub", "mul", "div", "matmul")
 
 #: exact module type -> entry
 MODULES: dict[type, Entry] = {
@@ -134,6 +134,8 @@ MODULES: dict[type, Entry] = {
     Concat: Entry("cat", M), Slice: Entry("narrow", M), Zero: Entry("zeros_like", M),
     Scale: Entry("scale", M), InplaceAct: Entry("act", M),
 }
+MODULES[nn.MultiheadAttention] = Entry("mha", M)
+MODULES[nn.Embedding] = Entry("embedding", M)
 for _kind, _s in ACTS.items():
     if _s.module is not None and _kind != "clamp":
         MODULES[_s.module] = Entry("act", M, _kind)
@@ -185,6 +187,29 @@ for _op, _s in ARITH.items():
     # the method object doubles as the operator's: the recorder decides the call
     _CALLS += [(_s.method, Entry(_op, OP)), (_s.function, Entry(_op, ME)),
                (_s.inplace, Entry(_op, OP, "inplace"))]
+
+# token tensors (_tokens.py).  `a @ b` and `a.matmul(b)` both reach
+# TensorBase.matmul: "matmul" is a wrapped method name, so the operator stays
+# an operator (ptflops patches torch.matmul / Tensor.matmul / bmm, not `@`);
+# torch.einsum is seen by no tool but fvcore, which counts aten::einsum as the
+# product it is: an operator's row
+_CALLS += [(torch.matmul, Entry("matmul", ME)), (TB.matmul, Entry("matmul", OP)),
+           (torch.bmm, Entry("matmul", ME)), (TB.bmm, Entry("matmul", ME)),
+           (torch.mm, Entry("matmul", ME)), (TB.mm, Entry("matmul", ME)),
+           (torch.baddbmm, Entry("baddbmm", ME)), (TB.baddbmm, Entry("baddbmm", ME)),
+           (torch.einsum, Entry("einsum", OP)),
+           (F.scaled_dot_product_attention, Entry("sdpa", FN)),
+           (torch.unbind, Entry("unbind", ME)), (TB.unbind, Entry("unbind", ME)),
+           (TB.to, Entry("to", ME)), (TB.float, Entry("to", ME)), (TB.type_as, Entry("to", ME)),
+           (TB.type, Entry("to", ME)),
+           (torch.roll, Entry("roll", ME)), (TB.roll, Entry("roll", ME)),
+           (F.embedding, Entry("embedding", FN)),
+           (torch.addmm, Entry("addmm", ME)), (TB.addmm, Entry("addmm", ME)),
+           (torch.masked_fill, Entry("masked_fill", ME)),
+           (TB.masked_fill, Entry("masked_fill", ME)), (TB.masked_fill_, Entry("masked_fill", ME))]
+# a tensor made from an activation's size and dtype only: a constant
+_CALLS += [(getattr(TB, n), Entry("const", ME)) for n in ("new_zeros", "new_ones", "new_full",
+                                                          "new_empty", "new_tensor")]
 
 #: callable object (as a TorchFunctionMode receives it) -> entry
 CALLABLES: dict[Any, Entry] = {}

@@ -21,6 +21,7 @@ reconciles with ``sum(p.numel() for p in model.parameters())``.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional
@@ -33,14 +34,15 @@ from .. import _core
 from ..conventions import get_convention
 from ..scoring import layer_table
 from ..spec import Net
-from . import _record, registry
+from . import _record, _tokens, registry
 from ._readers import MODULE_READERS, READERS
 from ._record import Offender, UnsupportedOpsError
-from ._values import CANON, Bad, Ctx, Lazy, Marker, Stale, Static, Unsupported, V, shape_of
+from ._values import (CANON, Bad, Ctx, Lazy, Marker, Stale, Static, T, Unsupported, V,
+                      shape_of)
 
 __all__ = ["from_torch", "translate", "Translation", "UnusedParametersWarning"]
 
-_ACTIVE = (V, Lazy, Marker, Stale)
+_ACTIVE = (V, Lazy, Marker, Stale, T)
 _GUESS = {4: CANON, 2: ("N", "C"), 3: ("N", "C", "H")}
 
 
@@ -114,8 +116,13 @@ def _stand_in(ctx: Ctx, ev: _record.Event, ins: list):
     ops after it are translated (and their own gaps found)."""
     src = next((v for v in ins if isinstance(v, V)), None) if ev.live else None
     outs = ev.out if isinstance(ev.out, (tuple, list)) else (ev.out,)
+    tok = next(((v, t) for v, t in zip(ins, ev.ins) if isinstance(v, T)), None) \
+        if ev.live else None
     stand = []
     for t in outs:
+        if tok is not None and isinstance(t, torch.Tensor) and t.numel() == tok[1].numel():
+            stand.append(tok[0])      # the same elements, as far as shapes go
+            continue
         dims = _GUESS.get(t.dim()) if isinstance(t, torch.Tensor) else None
         if src is None or dims is None:
             stand.append(Bad(f"the output of {ev.callable()}, which is unsupported"))
@@ -144,13 +151,28 @@ def _step(ctx: Ctx, ev: _record.Event, used: set, seen: dict) -> Optional[str]:
             used.add(id(t))
     if not any(isinstance(v, _ACTIVE) for v in ins):
         params = [v for v in ins if isinstance(v, Static) and v.param]
+        if m is not None and own:     # a module of constants: its parameters (GPT-2's wpe)
+            name = ev.name()
+            ctx.param_numel.setdefault(name, sum(int(p.numel()) for p in own))
+            params = [Static(name, True)]
         _set_out(ctx, ev, params[0] if params else Static(ev.callable(), False))
         return None
-    reader = (MODULE_READERS.get(ev.kind) if m is not None else None) or READERS.get(ev.kind)
+    tokens = ev.kind in _tokens.ALWAYS or any(isinstance(v, T) or (
+        isinstance(v, Marker) and v.kind in _tokens.MARKERS) for v in ins)
+    reader = _tokens.READERS.get(ev.kind) if tokens else None
+    if reader is None:
+        reader = (MODULE_READERS.get(ev.kind) if m is not None else None) or \
+            READERS.get(ev.kind)
     if ev.entry is None or reader is None:
         _set_out(ctx, ev, _stand_in(ctx, ev, ins))
         return "nasflops has no op for it"
     try:
+        if tokens and reader not in _tokens.READERS.values():
+            # an image op reading a token tensor: N x C x H x W or N x C
+            ins = [_tokens.image_of(ctx, ev, v, t) if isinstance(v, T) else v
+                   for v, t in zip(ins, ev.ins)]
+            for v, t in zip(ins, ev.ins):
+                ctx.vals[id(t)] = v
         out = reader(ctx, ev, ins)
     except Unsupported as exc:
         _set_out(ctx, ev, _stand_in(ctx, ev, ins))
@@ -217,12 +239,19 @@ def translate(model: nn.Module, input_shape, batch_size: int = 1,
     """
     mmap = _record.check_module_map(module_map)
     run = _run(model, input_shape, batch_size, mmap)
-    c, h, w = (int(s) for s in run.x.shape[1:])
-    ctx = Ctx(Net(c, h, w), mmap)
-    ctx.vals[id(run.x)] = V(0, CANON)
+    if run.x.dim() == 2:          # token ids, N x L: one channel (the id) per position
+        c, h, w = 1, int(run.x.shape[1]), 1
+        ctx = Ctx(Net(c, h, w), mmap)
+        ctx.vals[id(run.x)] = T(0)
+    else:
+        c, h, w = (int(s) for s in run.x.shape[1:])
+        ctx = Ctx(Net(c, h, w), mmap)
+        ctx.vals[id(run.x)] = V(0, CANON)
     ctx.shapes.append((c, h, w))
-    for pid, (name, _p) in run.params.items():
+    ctx.batch = int(run.x.shape[0])
+    for pid, (name, p) in run.params.items():
         ctx.vals[pid] = Static(name, True)
+        ctx.param_numel[name] = int(p.numel())
     used: set = set()
     seen: dict = {}
     # an op nasflops cannot translate whose result never reaches the output
@@ -264,6 +293,14 @@ def _checked(ctx: Ctx) -> np.ndarray:
         if want != got:  # a translation bug, not a user error
             raise RuntimeError(f"from_torch: record {i} ({ctx.names[i]}) has shape {got} but "
                                f"torch produced {want} ({tuple(t.shape)} laid out {dims})")
+    for i, geom in ctx.geoms.items():     # token-world records: (G, C, H, W, layout)
+        got = tuple(int(v) for v in table[i, [3, 0, 1, 2, 4]])
+        t = ctx.numel_of.get(i)
+        if got != geom or (t is not None and t.numel() != ctx.batch * math.prod(geom[:4])):
+            raise RuntimeError(f"from_torch: record {i} ({ctx.names[i]}) has shape {got} but "
+                               f"the translation meant {geom}" +
+                               (f" for a tensor of shape {tuple(t.shape)}" if t is not None
+                                else ""))
     return recs
 
 
