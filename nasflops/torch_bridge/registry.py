@@ -293,9 +293,3 @@ MODULES.update({
     RMSNorm: Entry("rmsnorm", M), Rotary: Entry("rope", M), KVCache: Entry("kv_cache", M),
     ExpertLinear: Entry("expert_linear", M), MoECombine: Entry("moe_combine", M),
 })
-# x.matmul(y) and x @ y reach the same TensorBase.matmul: the recorder tells
-# them apart by wrapping the method name, as for add
-METHOD_NAMES = METHOD_NAMES + ("matmul",)
-for _f, _e in ((TB.matmul, Entry("matmul", OP)), (torch.matmul, Entry("matmul", ME)),
-               (torch.bmm, Entry("matmul", ME)), (TB.bmm, Entry("matmul", ME))):
-    CALLABLES.setdefault(_f, _e)

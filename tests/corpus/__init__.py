@@ -5,8 +5,7 @@ them) with a footer defining ``INPUT_SHAPE`` and ``build()``.
 
 ``NAMES`` lists them; :func:`build` returns ``(model in eval mode, input
 shape)``.  ``UNSUPPORTED`` are the files that use constructs the bridge does
-not translate (none now); ``ATTENTION`` the files with attention (MobileViT),
-which ``from_torch`` translates and ``count_with_hooks`` has no rule for yet.
+not translate (none now).
 """
 import contextlib
 import importlib
@@ -24,7 +23,6 @@ NEEDS_EINOPS = ("lucidrains_mobilevit_xxs",)
 UNSUPPORTED = ()
 #: files with attention (matrix products of activations): from_torch reads
 #: them, count_with_hooks has no rule for torch.matmul
-ATTENTION = ("lucidrains_mobilevit_xxs",)
 
 
 def build(name: str):
