@@ -365,12 +365,15 @@ cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
     """Used slots first, each naming an earlier layer, as many as the op takes;
     reads input 0's shape into ``f``."""
     cdef int k, lo = 1, hi = 1, op = L.op
-    cdef int nin = n_inputs_of(L)
-    for k in range(nin, MAX_INPUTS):
-        if input_of(L, k) != -1:
-            return ST_BAD_INPUT_REF
-    for k in range(nin):
-        if input_of(L, k) >= i:
+    cdef int nin = 0
+    cdef int32_t slot
+    for k in range(MAX_INPUTS):     # one pass: used slots first, the rest exactly -1
+        slot = input_of(L, k)
+        if slot >= 0:
+            if nin != k or slot >= i:
+                return ST_BAD_INPUT_REF
+            nin += 1
+        elif slot != -1:
             return ST_BAD_INPUT_REF
     if op == OP_INPUT:
         lo = 0
@@ -977,9 +980,13 @@ cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* 
         for k in range(1, f.nin):
             cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
     else:
-        cost.act = add2(out_bytes, scratch_bytes, ovf)
+        if scratch_bytes == 0:
+            cost.act = out_bytes
+            cost.rd = weight_bytes
+        else:
+            cost.act = add2(out_bytes, scratch_bytes, ovf)
+            cost.rd = add2(weight_bytes, scratch_bytes, ovf)
         cost.wr = cost.act
-        cost.rd = add2(weight_bytes, scratch_bytes, ovf)
         for k in range(f.nin):
             cost.rd = add2(cost.rd, t[input_of(L, k)].bytes, ovf)
 
@@ -1209,9 +1216,12 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         f.e = mul2(mul3(f.g, f.c, f.h, &ovf), f.w, &ovf)
         s.t[i].elems = f.e
         s.t[i].bytes = mul3(f.e, o.batch_size, o.act_size, &ovf)
-        if not o.fused_attention:   # attention scores are materialised
-            f.scratch = add2(f.scratch, f.scores_mem, &ovf)
-        s.t[i].scratch = mul3(f.scratch, o.batch_size, o.act_size, &ovf)
+        if f.scratch == 0 and f.scores_mem == 0:   # most layers: nothing transient
+            s.t[i].scratch = 0
+        else:
+            if not o.fused_attention:   # attention scores are materialised
+                f.scratch = add2(f.scratch, f.scores_mem, &ovf)
+            s.t[i].scratch = mul3(f.scratch, o.batch_size, o.act_size, &ovf)
         cost.macs = mul2(f.macs, o.batch_size, &ovf)
         cost.ops = convention_ops(rules, L, &f, o.batch_size, &ovf)
         cost.params = 0 if L.flags & FLAG_CALLED_AGAIN else f.params
