@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _record
+from . import _record, _tokens
 from ._record import Event
 from ._values import (CANON, Ctx, Lazy, Marker, T, Unsupported, V, arg, label,
                       shape_of)
@@ -71,7 +71,6 @@ def reshape(ctx: Ctx, ev: Event, vals: list):
 def _as_tokens(ctx: Ctx, ev: Event, x) -> T:
     """A reshape no image layout holds: the same elements as a token tensor
     (``_tokens.py``; ``N x C x H x W`` to ``N x C x L``, windows, heads)."""
-    from . import _tokens
     rec = x.rec if isinstance(x, (V, Marker)) else ctx.act(x, ev).rec
     bdim = x.dims.index("N") if isinstance(x, V) and "N" in x.dims else 0
     return _tokens.reshape(ctx, ev, [T(rec, bdim)])
@@ -91,15 +90,8 @@ def _marker_reshape(ctx: Ctx, ev: Event, m: Marker, out: torch.Tensor):
 
 def permute(ctx: Ctx, ev: Event, vals: list):
     """permute / transpose: new labels, no record."""
-    v, t = vals[0], ev.args[0]
-    rank = t.dim()
-    if ev.kind == "transpose":
-        a, b = (int(d) % rank for d in (arg(ev, 1, "dim0"), arg(ev, 2, "dim1")))
-        perm = list(range(rank))
-        perm[a], perm[b] = perm[b], perm[a]
-    else:
-        perm = list(ev.args[1:]) if len(ev.args) > 2 else list(arg(ev, 1, "dims"))
-        perm = [int(d) % rank for d in perm]
+    v = vals[0]
+    perm = _tokens.permutation(ev)
     if isinstance(v, Marker):
         if v.kind == "grouped" and perm == [0, 2, 1, 3, 4]:
             return Marker("shuffled", v.rec, v.groups)

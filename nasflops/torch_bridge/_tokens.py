@@ -544,17 +544,23 @@ def contiguous(ctx: Ctx, ev: Event, vals: list):
     return same(ctx, "copy", ev, x, out=ev.out)
 
 
-def permute(ctx: Ctx, ev: Event, vals: list):
-    x = to_t(ctx, vals[0], ev)
+def permutation(ev: Event) -> list:
+    """The dimension order a ``permute`` or ``transpose`` event produces (the
+    new tensor's dimension k is the input's ``perm[k]``)."""
     rank = ev.args[0].dim()
     if ev.kind == "transpose":
         a, b = (int(d) % rank for d in (arg(ev, 1, "dim0"), arg(ev, 2, "dim1")))
         perm = list(range(rank))
         perm[a], perm[b] = perm[b], perm[a]
-    else:
-        perm = list(ev.args[1:]) if len(ev.args) > 2 else list(arg(ev, 1, "dims"))
-        perm = [int(d) % rank for d in perm]
-    return T(x.rec, perm.index(x.bdim) if x.bdim < rank else 0)
+        return perm
+    perm = list(ev.args[1:]) if len(ev.args) > 2 else list(arg(ev, 1, "dims"))
+    return [int(d) % rank for d in perm]
+
+
+def permute(ctx: Ctx, ev: Event, vals: list):
+    x = to_t(ctx, vals[0], ev)
+    perm = permutation(ev)
+    return T(x.rec, perm.index(x.bdim) if x.bdim < len(perm) else 0)
 
 
 def alias(ctx: Ctx, ev: Event, vals: list):
