@@ -9,6 +9,18 @@ import numpy as np
 __all__ = ["plot_distributions", "plot_profile"]
 
 
+def _pyplot():
+    """matplotlib's pyplot on the headless Agg backend, and its EngFormatter."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import EngFormatter
+    except ImportError:  # pragma: no cover - depends on the extra
+        raise ImportError("plots need matplotlib: pip install 'nasflops[plot]'") from None
+    return plt, EngFormatter
+
+
 def plot_distributions(data, out: str | os.PathLike, metrics: Sequence[str] = ("macs", "params", "peak_act_bytes"),
                        x: str = "macs", y: str = "params", title: str | None = None, bins: int = 60) -> str:
     """Histograms of ``metrics`` and a ``x``-vs-``y`` scatter with its Pareto front, as one PNG.
@@ -29,19 +41,13 @@ def plot_distributions(data, out: str | os.PathLike, metrics: Sequence[str] = ("
     str
         The path written.
     """
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - depends on the extra
-        raise ImportError("plots need matplotlib: pip install 'nasflops[plot]'") from None
+    plt, EngFormatter = _pyplot()
     from .analytics import _column, _dataset, _filter, pareto_front
 
     dataset = _dataset(data)
     expr = _filter(dataset)
     names = set(dataset.schema.names)
     metrics = [m for m in metrics if m in names]
-    from matplotlib.ticker import EngFormatter
 
     n_plots = len(metrics) + 1
     cols = 2 if n_plots > 2 else n_plots
@@ -124,13 +130,7 @@ def plot_profile(profile, out: str | os.PathLike, by: str | None = None, results
     str
         The path written.
     """
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import EngFormatter
-    except ImportError:  # pragma: no cover - depends on the extra
-        raise ImportError("plots need matplotlib: pip install 'nasflops[plot]'") from None
+    plt, EngFormatter = _pyplot()
     if hist is None:
         edges = profile.edges(bins)
         hist = (edges, profile.group_histograms(edges))
