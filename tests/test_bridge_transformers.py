@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import nasflops as nf  # noqa: E402
+from tests.counting import core, shape_of, n_params  # noqa: E402
 from nasflops.scoring import SpecError  # noqa: E402
 from nasflops.torch_bridge import (HOOK_CONVENTIONS, count_with_hooks,  # noqa: E402
                                    random_transformer_specs, spellable,
@@ -23,19 +24,6 @@ from nasflops.torch_bridge import (HOOK_CONVENTIONS, count_with_hooks,  # noqa: 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OPS = transformer_op_specs()
 CONVENTIONS = sorted(HOOK_CONVENTIONS)
-
-
-def core(spec, convention, batch_size=1, **kw):
-    r = nf.score(spec, convention=convention, batch_size=batch_size, **kw)
-    return {m: int(r[m][0]) for m in nf.METRICS}
-
-
-def shape_of(recs):
-    return int(recs[0]["out_channels"]), int(recs[0]["size_h"]), int(recs[0]["size_w"])
-
-
-def n_params(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 def out_shape(recs, n):

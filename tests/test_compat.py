@@ -22,6 +22,7 @@ pytest.importorskip("ptflops")
 pytest.importorskip("fvcore")
 
 import nasflops as nf  # noqa: E402
+from tests.counting import shape_of  # noqa: E402
 from nasflops.torch_bridge import op_specs, random_specs, spellable, to_torch  # noqa: E402
 from nasflops.torch_bridge.reference import (flop_counter_count, fvcore_count,  # noqa: E402
                                              ptflops_count, thop_count)
@@ -38,10 +39,6 @@ def ops(spec, convention, batch_size=1):
 
 def params(spec):
     return int(nf.score(spec)["params"][0])
-
-
-def shape_of(recs):
-    return int(recs[0]["out_channels"]), int(recs[0]["size_h"]), int(recs[0]["size_w"])
 
 
 def check(recs, batch_sizes=(1, 2)):

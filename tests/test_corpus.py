@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import nasflops as nf  # noqa: E402
+from tests.counting import core  # noqa: E402
 from nasflops.torch_bridge import (UnsupportedOpsError, UnusedParametersWarning,  # noqa: E402
                                    count_with_hooks, from_torch, translate)
 from tests import corpus  # noqa: E402
@@ -18,11 +19,6 @@ from tests import corpus  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TRANSLATED = [n for n in corpus.NAMES if n not in corpus.UNSUPPORTED]
 HOOKS = ["macs", "flops", "fma2", "thop", "ptflops", "fvcore"]
-
-
-def core(recs, convention, batch_size=1):
-    r = nf.score(recs, convention=convention, batch_size=batch_size)
-    return {m: int(r[m][0]) for m in nf.METRICS}
 
 
 @pytest.fixture(scope="module")

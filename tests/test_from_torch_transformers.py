@@ -12,6 +12,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import nasflops as nf  # noqa: E402
+from tests.counting import n_params  # noqa: E402
 from nasflops.search_spaces import language_models as lm  # noqa: E402
 from nasflops.search_spaces import vision_transformers as vits  # noqa: E402
 from nasflops.search_spaces import zoo  # noqa: E402
@@ -29,10 +30,6 @@ def ops(recs, convention):
 
 def params(recs):
     return int(nf.score(recs)["params"][0])
-
-
-def n_params(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 def assert_same_counts(recs, want):

@@ -11,6 +11,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 import nasflops as nf  # noqa: E402
+from tests.counting import core, shape_of, n_params  # noqa: E402
 from nasflops.torch_bridge import (HOOK_CONVENTIONS, UnsupportedOpsError,  # noqa: E402
                                    count_with_hooks, from_torch, op_specs,
                                    random_specs, to_torch, validate)
@@ -22,19 +23,6 @@ CONVENTIONS = sorted(HOOK_CONVENTIONS)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OPS = op_specs()
-
-
-def core(spec, convention, batch_size=1, **kw):
-    r = nf.score(spec, convention=convention, batch_size=batch_size, **kw)
-    return {m: int(r[m][0]) for m in nf.METRICS}
-
-
-def shape_of(recs):
-    return int(recs[0]["out_channels"]), int(recs[0]["size_h"]), int(recs[0]["size_w"])
-
-
-def n_params(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 # ------------------------------------------------------------------ to_torch

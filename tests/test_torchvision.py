@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import nasflops as nf  # noqa: E402
+from tests.counting import core  # noqa: E402
 from nasflops.search_spaces import vision_transformers, zoo  # noqa: E402
 from nasflops.torch_bridge import count_with_hooks, translate  # noqa: E402
 
@@ -23,11 +24,6 @@ ZOO_HAS_CALL_KINDS = any(bool((zoo.build(n)["call"] != int(nf.Call.MODULE)).any(
                          for n in zoo.MODEL_NAMES)
 #: the zoo's convolutional networks (its transformers: tests/test_transformers.py)
 CNNS = [n for n in zoo.MODEL_NAMES if n not in vision_transformers.MODELS]
-
-
-def core(recs, convention, batch_size=1):
-    r = nf.score(recs, convention=convention, batch_size=batch_size)
-    return {m: int(r[m][0]) for m in nf.METRICS}
 
 
 @pytest.fixture(scope="module")
