@@ -25,20 +25,25 @@ counts is checked for int64 overflow.
 """
 import numpy as np
 
-from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, int64_t
+from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 cdef extern from *:
     """
-    static inline int nf_mul_ovf(int64_t a, int64_t b, int64_t *r) {
-        return __builtin_mul_overflow(a, b, r);
+    /* checked int64 arithmetic: an overflow sets *ovf (a rare, cold branch) */
+    static inline int64_t nf_mul(int64_t a, int64_t b, int *ovf) {
+        int64_t r;
+        if (__builtin_expect(__builtin_mul_overflow(a, b, &r), 0)) *ovf = 1;
+        return r;
     }
-    static inline int nf_add_ovf(int64_t a, int64_t b, int64_t *r) {
-        return __builtin_add_overflow(a, b, r);
+    static inline int64_t nf_add(int64_t a, int64_t b, int *ovf) {
+        int64_t r;
+        if (__builtin_expect(__builtin_add_overflow(a, b, &r), 0)) *ovf = 1;
+        return r;
     }
     """
-    bint nf_mul_ovf(int64_t a, int64_t b, int64_t *r) noexcept nogil
-    bint nf_add_ovf(int64_t a, int64_t b, int64_t *r) noexcept nogil
+    int64_t nf_mul(int64_t a, int64_t b, bint* ovf) noexcept nogil
+    int64_t nf_add(int64_t a, int64_t b, bint* ovf) noexcept nogil
 
 
 cdef Layer _dummy_layer
@@ -296,9 +301,7 @@ cdef void free_rules(Rules* r) noexcept nogil:
 
 # --------------------------------------------------------------- arithmetic
 cdef inline int64_t mul2(int64_t a, int64_t b, bint* ovf) noexcept nogil:
-    cdef int64_t r
-    ovf[0] |= nf_mul_ovf(a, b, &r)
-    return r
+    return nf_mul(a, b, ovf)
 
 
 cdef inline int64_t mul3(int64_t a, int64_t b, int64_t c, bint* ovf) noexcept nogil:
@@ -306,9 +309,7 @@ cdef inline int64_t mul3(int64_t a, int64_t b, int64_t c, bint* ovf) noexcept no
 
 
 cdef inline int64_t add2(int64_t a, int64_t b, bint* ovf) noexcept nogil:
-    cdef int64_t r
-    ovf[0] |= nf_add_ovf(a, b, &r)
-    return r
+    return nf_add(a, b, ovf)
 
 
 cdef inline int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t p,
@@ -1167,7 +1168,7 @@ cdef inline void train_state(int64_t* tot, int64_t weight_size, const Kept* k,
                                       k.segment if k.segment > k.largest else k.largest, ovf)
 
 
-cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const Options* o,
+cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const Options o,
                     Scratch* s, int64_t* metrics, double* latency,
                     int64_t* bad_layer, int64_t* per_layer) noexcept nogil:
     """Score one architecture; return a Status and set ``bad_layer``.
@@ -1223,7 +1224,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
                 f.scratch = add2(f.scratch, f.scores_mem, &ovf)
             s.t[i].scratch = mul3(f.scratch, o.batch_size, o.act_size, &ovf)
         cost.macs = mul2(f.macs, o.batch_size, &ovf)
-        cost.ops = convention_ops(rules, L, &f, o.batch_size, &ovf)
+        cost.ops = convention_ops(&rules, L, &f, o.batch_size, &ovf)
         cost.params = 0 if L.flags & FLAG_CALLED_AGAIN else f.params
         cost.active = 0 if L.flags & FLAG_CALLED_AGAIN else f.params - f.inactive
         cost.kv = s.t[i].bytes if f.cache else 0
@@ -1243,7 +1244,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules* rules, const
         if ovf:
             return fail(bad_layer, i, ST_OVERFLOW)
         if with_latency:
-            lat += roofline(&cost, o)
+            lat += roofline(&cost, &o)
         track_lifetime(layers, i, &f, alloc, s.t)
         if per_layer != NULL:
             write_layer_row(per_layer + i * N_LAYER_COLS, &f, &cost)
@@ -1361,7 +1362,7 @@ def score_range(const Layer[::1] records, const int64_t[::1] offsets,
                 if with_latency:
                     lat = &latency[i]
                 st = score_arch(&records[0] + offsets[i], offsets[i + 1] - offsets[i],
-                                &compiled, &o, &s, &metrics[i, 0], lat, &bad_layer[i], NULL)
+                                compiled, o, &s, &metrics[i, 0], lat, &bad_layer[i], NULL)
                 status[i] = st
                 if st != ST_OK:
                     for k in range(N_METRICS):
@@ -1406,7 +1407,7 @@ def layer_metrics(const Layer[::1] records, const int64_t[:, :, ::1] weights,
     with nogil:
         rc = scratch_alloc(&s, n)
         if rc == 0:
-            st = score_arch(first, n, &compiled, &o, &s, metrics, NULL, &bad, out)
+            st = score_arch(first, n, compiled, o, &s, metrics, NULL, &bad, out)
             scratch_free(&s)
         free_rules(&compiled)
     if rc != 0:
