@@ -244,6 +244,7 @@ cdef struct Options:
     int64_t batch_size
     int64_t weight_size   # bytes per weight
     int64_t act_size      # bytes per activation
+    int64_t elem_bytes    # bytes per activation element across the batch (batch x act_size)
     double peak_ops       # roofline: ops/s (0 = none)
     double bytes_per_s
     bint fused_attention  # attention scores never materialised (FlashAttention)
@@ -1091,8 +1092,6 @@ cdef inline void add_cost(int64_t* tot, const LayerCost* cost, bint* ovf) noexce
     tot[M_OPS] = add2(tot[M_OPS], cost.ops, ovf)
     tot[M_MACS] = add2(tot[M_MACS], cost.macs, ovf)
     tot[M_PARAMS] = add2(tot[M_PARAMS], cost.params, ovf)
-    tot[M_ACTIVE_PARAMS] = add2(tot[M_ACTIVE_PARAMS], cost.active, ovf)
-    tot[M_KV_CACHE_BYTES] = add2(tot[M_KV_CACHE_BYTES], cost.kv, ovf)
     tot[M_ACT_BYTES] = add2(tot[M_ACT_BYTES], cost.act, ovf)
     tot[M_READ_BYTES] = add2(tot[M_READ_BYTES], cost.rd, ovf)
     tot[M_WRITE_BYTES] = add2(tot[M_WRITE_BYTES], cost.wr, ovf)
@@ -1178,14 +1177,16 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
     """
     cdef Py_ssize_t i
     cdef const Layer* L
+    cdef Tensor* t = s.t
+    cdef Tensor* out
     cdef LayerFacts f
     cdef LayerCost cost
     cdef int64_t tot[N_METRICS]
-    cdef int64_t peak = 0
+    cdef int64_t peak = 0, inactive = 0
     cdef int64_t alloc, allocated = 0, wbytes
     cdef Kept kept
     cdef double lat = 0.0
-    cdef bint ovf = False
+    cdef bint ovf = False, again
     cdef int st
     cdef bint with_latency = latency != NULL and (o.peak_ops > 0 or o.bytes_per_s > 0)
 
@@ -1197,65 +1198,76 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
     kept.saved = kept.checkpoints = kept.segment = kept.largest = 0
     for i in range(n):
         L = layers + i
-        if L.op < 0 or L.op >= N_OPS:
+        out = t + i
+        if <uint16_t>L.op >= N_OPS:
             return fail(bad_layer, i, ST_BAD_OP)
         if L.call >= N_CALLS:
             return fail(bad_layer, i, ST_BAD_VALUE)
         if (L.op == OP_INPUT) != (i == 0):
             return fail(bad_layer, i, ST_NO_INPUT)
-        st = check_inputs(L, i, s.t, &f)
+        st = check_inputs(L, i, t, &f)
         if st != ST_OK:
             return fail(bad_layer, i, st)
-        st = infer_layer(L, s.t, &f, o.causal_half, &ovf)
+        st = infer_layer(L, t, &f, o.causal_half, &ovf)
         if st != ST_OK:
             return fail(bad_layer, i, st)
-        s.t[i].g = f.g
-        s.t[i].c = f.c
-        s.t[i].h = f.h
-        s.t[i].w = f.w
-        s.t[i].layout = f.layout
+        out.g = f.g
+        out.c = f.c
+        out.h = f.h
+        out.w = f.w
+        out.layout = f.layout
         f.e = mul2(mul3(f.g, f.c, f.h, &ovf), f.w, &ovf)
-        s.t[i].elems = f.e
-        s.t[i].bytes = mul3(f.e, o.batch_size, o.act_size, &ovf)
+        out.elems = f.e
+        out.bytes = mul2(f.e, o.elem_bytes, &ovf)
         if f.scratch == 0 and f.scores_mem == 0:   # most layers: nothing transient
-            s.t[i].scratch = 0
+            out.scratch = 0
         else:
             if not o.fused_attention:   # attention scores are materialised
                 f.scratch = add2(f.scratch, f.scores_mem, &ovf)
-            s.t[i].scratch = mul3(f.scratch, o.batch_size, o.act_size, &ovf)
+            out.scratch = mul2(f.scratch, o.elem_bytes, &ovf)
         cost.macs = mul2(f.macs, o.batch_size, &ovf)
         cost.ops = convention_ops(&rules, L, &f, o.batch_size, &ovf)
-        cost.params = 0 if L.flags & FLAG_CALLED_AGAIN else f.params
-        cost.active = 0 if L.flags & FLAG_CALLED_AGAIN else f.params - f.inactive
-        cost.kv = s.t[i].bytes if f.cache else 0
+        # a module called again counts its weights once (at its last call)
+        again = (L.flags & FLAG_CALLED_AGAIN) != 0
+        cost.params = 0 if again else f.params
+        cost.active = cost.params
+        if f.inactive != 0 and not again:
+            cost.active = f.params - f.inactive
+            inactive = add2(inactive, f.inactive, &ovf)
+        cost.kv = 0
+        if f.cache:
+            cost.kv = out.bytes
+            tot[M_KV_CACHE_BYTES] = add2(tot[M_KV_CACHE_BYTES], cost.kv, &ovf)
         wbytes = mul2(weights_read(L, &f, o.batch_size, &ovf), o.weight_size, &ovf)
-        layer_bytes(L, s.t, &f, s.t[i].bytes, s.t[i].scratch, wbytes, &cost, &ovf)
+        layer_bytes(L, t, &f, out.bytes, out.scratch, wbytes, &cost, &ovf)
         alloc = cost.act     # what the buffers really take, for the peak
         allocated = add2(allocated, alloc, &ovf)
         if o.memory == MEM_TORCHSTAT:
-            torchstat_bytes(L, s.t, &f, s.t[i].bytes, o.weight_size, wbytes, &cost, &ovf)
+            torchstat_bytes(L, t, &f, out.bytes, o.weight_size, wbytes, &cost, &ovf)
         if o.train:
             train_cost(&cost, &ovf)
             # the buffer this layer allocates (as track_lifetime sees it) and its scratch
-            keep_for_backward(&kept, add2(0 if f.view else alloc if f.extend else s.t[i].bytes,
-                                          s.t[i].scratch, &ovf),
+            keep_for_backward(&kept, add2(0 if f.view else alloc if f.extend else out.bytes,
+                                          out.scratch, &ovf),
                               (L.flags & FLAG_CHECKPOINT) != 0, &ovf)
         add_cost(tot, &cost, &ovf)
         if ovf:
             return fail(bad_layer, i, ST_OVERFLOW)
         if with_latency:
             lat += roofline(&cost, &o)
-        track_lifetime(layers, i, &f, alloc, s.t)
+        track_lifetime(layers, i, &f, alloc, t)
         if per_layer != NULL:
             write_layer_row(per_layer + i * N_LAYER_COLS, &f, &cost)
 
     # every allocation is a layer's activation bytes or the network input:
     # this bounds every partial sum of the sweep
-    add2(allocated, s.t[0].bytes, &ovf)
+    add2(allocated, t[0].bytes, &ovf)
+    # a token touches every counted parameter but those of the experts it is not routed to
+    tot[M_ACTIVE_PARAMS] = tot[M_PARAMS] - inactive
     tot[M_WEIGHT_BYTES] = mul2(tot[M_PARAMS], o.weight_size, &ovf)
     if o.train:
         train_state(tot, o.weight_size, &kept, &ovf)
-    if ovf or peak_sweep(s.t, n, &peak, per_layer) != ST_OK:
+    if ovf or peak_sweep(t, n, &peak, per_layer) != ST_OK:
         return fail(bad_layer, n - 1, ST_OVERFLOW)
     tot[M_PEAK_ACT_BYTES] = peak
     bad_layer[0] = -1
@@ -1271,6 +1283,7 @@ cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_s
                           double peak_ops, double bytes_per_s, bint fused_attention,
                           int memory, bint train, bint causal_half) except *:
     cdef Options o
+    cdef bint ovf = False
     o.fused_attention = fused_attention
     o.train = train
     o.causal_half = causal_half
@@ -1279,6 +1292,10 @@ cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_s
     o.batch_size = batch_size
     o.weight_size = weight_size
     o.act_size = act_size
+    o.elem_bytes = nf_mul(batch_size, act_size, &ovf)
+    if ovf:
+        raise ValueError("batch_size x activation bytes (%d x %d) overflows int64"
+                         % (batch_size, act_size))
     o.peak_ops = peak_ops
     o.bytes_per_s = bytes_per_s
     o.memory = memory
