@@ -362,21 +362,12 @@ cdef inline int n_inputs_of(const Layer* L) noexcept nogil:
 
 
 # ---------------------------------------------------- 1. inputs of a layer
-cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
-                             LayerFacts* f) noexcept nogil:
-    """Used slots first, each naming an earlier layer, as many as the op takes;
-    reads input 0's shape into ``f``."""
-    cdef int k, lo = 1, hi = 1, op = L.op
-    cdef int nin = 0
-    cdef int32_t slot
-    for k in range(MAX_INPUTS):     # one pass: used slots first, the rest exactly -1
-        slot = input_of(L, k)
-        if slot >= 0:
-            if nin != k or slot >= i:
-                return ST_BAD_INPUT_REF
-            nin += 1
-        elif slot != -1:
-            return ST_BAD_INPUT_REF
+cdef uint64_t ONE_INPUT_NOT_ALLOWED = 0    # bit op: the op does not take one input
+
+
+cdef inline int arity_ok(int op, int nin) noexcept nogil:
+    """Whether ``op`` takes ``nin`` inputs."""
+    cdef int lo = 1, hi = 1
     if op == OP_INPUT:
         lo = 0
         hi = 0
@@ -392,8 +383,37 @@ cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
         hi = 3
     elif op == OP_CONCAT:
         hi = MAX_INPUTS
-    if nin < lo or nin > hi:
-        return ST_BAD_INPUT_REF
+    return lo <= nin <= hi
+
+
+for _op in range(N_OPS):
+    if not arity_ok(_op, 1):
+        ONE_INPUT_NOT_ALLOWED |= (<uint64_t>1) << _op
+assert N_OPS <= 64
+
+
+cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
+                             LayerFacts* f) noexcept nogil:
+    """Used slots first, each naming an earlier layer, as many as the op takes;
+    reads input 0's shape into ``f``."""
+    cdef int k
+    cdef int nin = 0
+    cdef int32_t slot
+    if (L.input1 & L.input2 & L.input3) == -1 and <uint32_t>L.input0 < <uint64_t>i:
+        nin = 1                     # most layers: one input, then three unused slots
+        if ONE_INPUT_NOT_ALLOWED >> L.op & 1:
+            return ST_BAD_INPUT_REF
+    else:
+        for k in range(MAX_INPUTS):     # one pass: used slots first, the rest exactly -1
+            slot = input_of(L, k)
+            if slot >= 0:
+                if nin != k or slot >= i:
+                    return ST_BAD_INPUT_REF
+                nin += 1
+            elif slot != -1:
+                return ST_BAD_INPUT_REF
+        if not arity_ok(L.op, nin):
+            return ST_BAD_INPUT_REF
     f.nin = nin
     if nin == 0:
         f.gin = 1
