@@ -220,11 +220,11 @@ cdef struct LayerFacts:
     int64_t inactive    # of which parameters a token does not touch (experts not routed to)
     int64_t other       # elements of every input but the first
     int64_t win_k       # pooling: window elements per output
-    bint has_bias
-    bint has_affine
-    bint view           # aliases input 0's buffer (views, in-place act/add)
-    bint extend         # grows input 0's buffer (a concat chain continuation)
-    bint cache          # its output lives in a key/value cache, not in an activation
+    uint8_t has_bias
+    uint8_t has_affine
+    uint8_t view        # aliases input 0's buffer (views, in-place act/add)
+    uint8_t extend      # grows input 0's buffer (a concat chain continuation)
+    uint8_t cache       # its output lives in a key/value cache, not in an activation
 
 
 cdef struct LayerCost:
@@ -362,6 +362,15 @@ cdef inline int n_inputs_of(const Layer* L) noexcept nogil:
 
 
 # ---------------------------------------------------- 1. inputs of a layer
+cdef uint64_t op_mask(ops):
+    """A set of op codes as a bit mask (one test in the kernels)."""
+    cdef uint64_t m = 0
+    for op in ops:
+        m |= (<uint64_t>1) << op
+    return m
+
+
+assert N_OPS <= 64      # op sets are 64-bit masks
 cdef uint64_t ONE_INPUT_NOT_ALLOWED = 0    # bit op: the op does not take one input
 
 
@@ -386,10 +395,7 @@ cdef inline int arity_ok(int op, int nin) noexcept nogil:
     return lo <= nin <= hi
 
 
-for _op in range(N_OPS):
-    if not arity_ok(_op, 1):
-        ONE_INPUT_NOT_ALLOWED |= (<uint64_t>1) << _op
-assert N_OPS <= 64
+ONE_INPUT_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 1)])
 
 
 cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
@@ -492,12 +498,14 @@ cdef inline bint same_shape(const Tensor* a, const LayerFacts* f) noexcept nogil
             and a.layout == f.lin)
 
 
+# Ops whose ``FLAG_INPLACE`` overwrites input 0: they allocate nothing but
+# still read and write (torch's ``x.relu_()``, ``out += x``, ``x *= g``,
+# ``x += pos_embedding``); a bit per op
+cdef uint64_t IN_PLACE_WRITERS = op_mask((OP_ACT, OP_ADD, OP_MUL, OP_SUB, OP_DIV, OP_PARAM_ADD))
+
+
 cdef inline bint writes_in_place(int op) noexcept nogil:
-    """Ops whose ``FLAG_INPLACE`` overwrites input 0: they allocate nothing but
-    still read and write (torch's ``x.relu_()``, ``out += x``, ``x *= g``,
-    ``x += pos_embedding``)."""
-    return (op == OP_ACT or op == OP_ADD or op == OP_MUL or op == OP_SUB or op == OP_DIV
-            or op == OP_PARAM_ADD)
+    return (IN_PLACE_WRITERS >> op) & 1
 
 
 cdef inline int infer_join(const Layer* L, const Tensor* t, LayerFacts* f) noexcept nogil:
@@ -948,7 +956,7 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
     cdef int row = L.call * RULE_ROWS + (N_OPS + L.act if L.op == OP_ACT else L.op)
     cdef int k
     cdef int64_t ops = 0
-    if rules.last_call_only and (L.flags & FLAG_CALLED_AGAIN):
+    if (L.flags & FLAG_CALLED_AGAIN) and rules.last_call_only:
         return 0
     for k in range(rules.n[row]):
         ops = add2(ops, mul2(rules.coef[row * N_TERMS + k],
@@ -958,6 +966,10 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
 
 
 # ------------------------------------------------------------------- 4. bytes
+# ops that may read other than every parameter once (see weights_read)
+cdef uint64_t PARTIAL_WEIGHT_READS = op_mask((OP_EMBEDDING, OP_LINEAR, OP_EXPERT_LINEAR))
+
+
 cdef inline int64_t weights_read(const Layer* L, const LayerFacts* f, int64_t n,
                                  bint* ovf) noexcept nogil:
     """Weight elements one pass of ``n`` samples reads: every parameter once,
@@ -965,6 +977,8 @@ cdef inline int64_t weights_read(const Layer* L, const LayerFacts* f, int64_t n,
     shares) and an expert linear (the experts that can be hit: at most
     min(experts, n x tokens x top-k); exact for one decoded token)."""
     cdef int64_t hits
+    if not (PARTIAL_WEIGHT_READS >> L.op) & 1:
+        return f.params
     if L.op == OP_EMBEDDING:
         return mul2(f.e, n, ovf)
     if L.op == OP_LINEAR and (L.flags & FLAG_TIED):
@@ -1059,7 +1073,6 @@ cdef inline void track_lifetime(const Layer* layers, Py_ssize_t i, const LayerFa
         t[i].owner = <int32_t>i
         t[i].alloc = t[i].bytes
     t[i].freed = 0
-    t[i].last_use = <int32_t>i
     for k in range(f.nin):
         t[t[input_of(L, k)].owner].last_use = <int32_t>i
     if f.extend:
@@ -1088,7 +1101,8 @@ cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, int64_t* peak, int64_t* per_
     cdef int64_t live = 0, now
     peak[0] = 0
     for i in range(n):
-        t[t[t[i].owner].last_use].freed += t[i].alloc
+        if t[i].alloc != 0:
+            t[t[t[i].owner].last_use].freed += t[i].alloc
     for i in range(n):
         live += t[i].alloc
         now = live + t[i].scratch
@@ -1209,6 +1223,9 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
     cdef bint ovf = False, again
     cdef int st
     cdef bint with_latency = latency != NULL and (o.peak_ops > 0 or o.bytes_per_s > 0)
+    # the options most calls leave off, tested once per layer
+    cdef bint other_semantics = o.memory == MEM_TORCHSTAT or o.train
+    cdef bint more_outputs = with_latency or per_layer != NULL
 
     bad_layer[0] = -1
     if n == 0:
@@ -1262,22 +1279,24 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
         layer_bytes(L, t, &f, out.bytes, out.scratch, wbytes, &cost, &ovf)
         alloc = cost.act     # what the buffers really take, for the peak
         allocated = add2(allocated, alloc, &ovf)
-        if o.memory == MEM_TORCHSTAT:
-            torchstat_bytes(L, t, &f, out.bytes, o.weight_size, wbytes, &cost, &ovf)
-        if o.train:
-            train_cost(&cost, &ovf)
-            # the buffer this layer allocates (as track_lifetime sees it) and its scratch
-            keep_for_backward(&kept, add2(0 if f.view else alloc if f.extend else out.bytes,
-                                          out.scratch, &ovf),
-                              (L.flags & FLAG_CHECKPOINT) != 0, &ovf)
+        if other_semantics:
+            if o.memory == MEM_TORCHSTAT:
+                torchstat_bytes(L, t, &f, out.bytes, o.weight_size, wbytes, &cost, &ovf)
+            if o.train:
+                train_cost(&cost, &ovf)
+                # the buffer this layer allocates (as track_lifetime sees it) and its scratch
+                keep_for_backward(&kept, add2(0 if f.view else alloc if f.extend else out.bytes,
+                                              out.scratch, &ovf),
+                                  (L.flags & FLAG_CHECKPOINT) != 0, &ovf)
         add_cost(tot, &cost, &ovf)
         if ovf:
             return fail(bad_layer, i, ST_OVERFLOW)
-        if with_latency:
-            lat += roofline(&cost, &o)
         track_lifetime(layers, i, &f, alloc, t)
-        if per_layer != NULL:
-            write_layer_row(per_layer + i * N_LAYER_COLS, &f, &cost)
+        if more_outputs:
+            if with_latency:
+                lat += roofline(&cost, &o)
+            if per_layer != NULL:
+                write_layer_row(per_layer + i * N_LAYER_COLS, &f, &cost)
 
     # every allocation is a layer's activation bytes or the network input:
     # this bounds every partial sum of the sweep
