@@ -6,7 +6,7 @@ spaces, files or torch.  Scoring one architecture is a pass over its layers
 followed by a sweep (``docs/design.md``, "The core"), each layer going
 through the same small kernels, in order:
 
-1. ``check_inputs``     its input slots name earlier layers, in the number the op takes;
+1. ``check_record``     a known op; its input slots name earlier layers, as many as the op takes;
 2. ``infer_layer``      its output shape and convention-independent quantities
                         (MACs, params, window sizes, ...), validating every field;
 3. ``convention_ops``   the convention's row: integer weights times the terms;
@@ -398,29 +398,42 @@ cdef inline int arity_ok(int op, int nin) noexcept nogil:
 ONE_INPUT_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 1)])
 
 
-cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
-                             LayerFacts* f) noexcept nogil:
-    """Used slots first, each naming an earlier layer, as many as the op takes;
-    reads input 0's shape into ``f``."""
+cdef inline int check_record(const Layer* L, Py_ssize_t i, int* n_inputs) noexcept nogil:
+    """A known op and call kind; the network input first and only there; used
+    input slots first, each naming an earlier layer, as many as the op takes
+    (set in ``n_inputs``)."""
     cdef int k
     cdef int nin = 0
     cdef int32_t slot
-    if (L.input1 & L.input2 & L.input3) == -1 and <uint32_t>L.input0 < <uint64_t>i:
-        nin = 1                     # most layers: one input, then three unused slots
-        if ONE_INPUT_NOT_ALLOWED >> L.op & 1:
-            return ST_BAD_INPUT_REF
-    else:
-        for k in range(MAX_INPUTS):     # one pass: used slots first, the rest exactly -1
-            slot = input_of(L, k)
-            if slot >= 0:
-                if nin != k or slot >= i:
-                    return ST_BAD_INPUT_REF
-                nin += 1
-            elif slot != -1:
+    # most layers: a known op taking one input, then three unused slots
+    if (<uint16_t>L.op < N_OPS and L.call < N_CALLS and (L.input1 & L.input2 & L.input3) == -1
+            and <uint32_t>L.input0 < <uint64_t>i and not (ONE_INPUT_NOT_ALLOWED >> L.op) & 1):
+        n_inputs[0] = 1
+        return ST_OK
+    if <uint16_t>L.op >= N_OPS:
+        return ST_BAD_OP
+    if L.call >= N_CALLS:
+        return ST_BAD_VALUE
+    if (L.op == OP_INPUT) != (i == 0):
+        return ST_NO_INPUT
+    for k in range(MAX_INPUTS):     # one pass: used slots first, the rest exactly -1
+        slot = input_of(L, k)
+        if slot >= 0:
+            if nin != k or slot >= i:
                 return ST_BAD_INPUT_REF
-        if not arity_ok(L.op, nin):
+            nin += 1
+        elif slot != -1:
             return ST_BAD_INPUT_REF
-    f.nin = nin
+    if not arity_ok(L.op, nin):
+        return ST_BAD_INPUT_REF
+    n_inputs[0] = nin
+    return ST_OK
+
+
+cdef inline void read_input(const Layer* L, const Tensor* t, int nin, LayerFacts* f
+                            ) noexcept nogil:
+    """Input 0's shape (none for the network input)."""
+    cdef int k
     if nin == 0:
         f.gin = 1
         f.cin = 0
@@ -436,7 +449,6 @@ cdef inline int check_inputs(const Layer* L, Py_ssize_t i, const Tensor* t,
         f.win = t[k].w
         f.lin = t[k].layout
         f.e_in = t[k].elems
-    return ST_OK
 
 
 # ----------------------------------- 2. shape and per-op quantities, by family
@@ -1236,15 +1248,10 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
     for i in range(n):
         L = layers + i
         out = t + i
-        if <uint16_t>L.op >= N_OPS:
-            return fail(bad_layer, i, ST_BAD_OP)
-        if L.call >= N_CALLS:
-            return fail(bad_layer, i, ST_BAD_VALUE)
-        if (L.op == OP_INPUT) != (i == 0):
-            return fail(bad_layer, i, ST_NO_INPUT)
-        st = check_inputs(L, i, t, &f)
+        st = check_record(L, i, &f.nin)
         if st != ST_OK:
             return fail(bad_layer, i, st)
+        read_input(L, t, f.nin, &f)
         st = infer_layer(L, t, &f, o.causal_half, &ovf)
         if st != ST_OK:
             return fail(bad_layer, i, st)

@@ -3,7 +3,7 @@
 This is the straightforward implementation the compiled core is measured
 against (``benchmarks/bench_core.py``) and checked against (the property
 tests): Python integers, one dict per layer, no cleverness.  It is cut into
-the same steps as ``_core.pyx`` (``check_inputs``, ``infer_layer``,
+the same steps as ``_core.pyx`` (``check_record``, ``infer_layer``,
 ``convention_ops``, ``layer_bytes``/``torchstat_bytes``, ``track_lifetime``,
 ``peak_sweep``), so
 the two read side by side, and it checks every intermediate the core checks
@@ -69,8 +69,15 @@ def _numel(shape):
 
 
 # ------------------------------------------------------------ 1. inputs
-def check_inputs(L: dict, i: int) -> list[int]:
-    """Indices of the layers feeding ``L``; raises on a bad slot layout or arity."""
+def check_record(L: dict, i: int, n_ops: int, n_calls: int) -> list[int]:
+    """Indices of the layers feeding ``L``; raises on an unknown op or call
+    kind, the network input elsewhere than first, a bad slot layout or arity."""
+    if not 0 <= L["op"] < n_ops:
+        raise RefError(i, "bad_op")
+    if L["call"] >= n_calls:
+        raise RefError(i, "bad_value")
+    if (L["op"] == Op.INPUT) != (i == 0):
+        raise RefError(i, "no_input")
     ins = []
     for f in INPUT_FIELDS:
         if L[f] < 0:
@@ -621,13 +628,7 @@ def score_one(records, rules: np.ndarray, batch_size: int = 1, wsize: int = 4, a
     kept = _Kept()
     for i, L in enumerate(layers):
         op = L["op"]
-        if not 0 <= op < n_ops:
-            raise RefError(i, "bad_op")
-        if L["call"] >= n_calls:
-            raise RefError(i, "bad_value")
-        if (op == Op.INPUT) != (i == 0):
-            raise RefError(i, "no_input")
-        ins = check_inputs(L, i)
+        ins = check_record(L, i, n_ops, n_calls)
         try:
             f = infer_layer(L, i, ins, shapes, n_acts, causal_half)
             f["e"] = _prod(f["g"], f["c"], f["h"], f["w"])
