@@ -372,6 +372,7 @@ cdef uint64_t op_mask(ops):
 
 assert N_OPS <= 64      # op sets are 64-bit masks
 cdef uint64_t ONE_INPUT_NOT_ALLOWED = 0    # bit op: the op does not take one input
+cdef uint64_t TWO_INPUTS_NOT_ALLOWED = 0   # ... two inputs
 
 
 cdef inline int arity_ok(int op, int nin) noexcept nogil:
@@ -396,6 +397,7 @@ cdef inline int arity_ok(int op, int nin) noexcept nogil:
 
 
 ONE_INPUT_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 1)])
+TWO_INPUTS_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 2)])
 
 
 cdef inline int check_record(const Layer* L, Py_ssize_t i, int* n_inputs) noexcept nogil:
@@ -405,11 +407,16 @@ cdef inline int check_record(const Layer* L, Py_ssize_t i, int* n_inputs) noexce
     cdef int k
     cdef int nin = 0
     cdef int32_t slot
-    # most layers: a known op taking one input, then three unused slots
-    if (<uint16_t>L.op < N_OPS and L.call < N_CALLS and (L.input1 & L.input2 & L.input3) == -1
-            and <uint32_t>L.input0 < <uint64_t>i and not (ONE_INPUT_NOT_ALLOWED >> L.op) & 1):
-        n_inputs[0] = 1
-        return ST_OK
+    # most layers: a known op taking one (or two) inputs, then unused slots
+    if <uint16_t>L.op < N_OPS and L.call < N_CALLS and <uint32_t>L.input0 < <uint64_t>i:
+        if (L.input1 & L.input2 & L.input3) == -1:
+            if not (ONE_INPUT_NOT_ALLOWED >> L.op) & 1:
+                n_inputs[0] = 1
+                return ST_OK
+        elif (L.input2 & L.input3) == -1 and <uint32_t>L.input1 < <uint64_t>i:
+            if not (TWO_INPUTS_NOT_ALLOWED >> L.op) & 1:
+                n_inputs[0] = 2
+                return ST_OK
     if <uint16_t>L.op >= N_OPS:
         return ST_BAD_OP
     if L.call >= N_CALLS:
@@ -1110,21 +1117,21 @@ cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, int64_t* peak, int64_t* per_
     below can overflow.
     """
     cdef Py_ssize_t i
-    cdef int64_t live = 0, now
-    peak[0] = 0
+    cdef int64_t live = 0, now, top = 0
     for i in range(n):
         if t[i].alloc != 0:
             t[t[t[i].owner].last_use].freed += t[i].alloc
     for i in range(n):
         live += t[i].alloc
         now = live + t[i].scratch
-        if now > peak[0]:
-            peak[0] = now
+        if now > top:
+            top = now
         if per_layer != NULL:
             per_layer[i * N_LAYER_COLS + L_LIVE_BYTES] = now
         live -= t[i].freed
         if live < 0:  # cannot happen; guards the bookkeeping above
             return ST_OVERFLOW
+    peak[0] = top
     return ST_OK
 
 
