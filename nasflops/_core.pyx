@@ -1107,10 +1107,11 @@ cdef inline void track_lifetime(const Layer* layers, Py_ssize_t i, const LayerFa
 
 
 # ------------------------------------------------------------------ 6. peak
-cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, int64_t* peak, int64_t* per_layer
-                           ) noexcept nogil:
+cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, bint any_scratch, int64_t* peak,
+                           int64_t* per_layer) noexcept nogil:
     """Largest total of live buffers, layers run in order, each buffer freed
-    after its last reader; a layer's scratch is live only while it runs.
+    after its last reader; a layer's scratch is live only while it runs
+    (``any_scratch``: some layer has scratch).
 
     The caller has checked that the sum of every allocation fits in int64
     (it is at most the activation bytes plus the input), so no partial sum
@@ -1123,7 +1124,7 @@ cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, int64_t* peak, int64_t* per_
             t[t[t[i].owner].last_use].freed += t[i].alloc
     for i in range(n):
         live += t[i].alloc
-        now = live + t[i].scratch
+        now = live + t[i].scratch if any_scratch else live
         if now > top:
             top = now
         if per_layer != NULL:
@@ -1239,7 +1240,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
     cdef int64_t alloc, allocated = 0, wbytes
     cdef Kept kept
     cdef double lat = 0.0
-    cdef bint ovf = False, again
+    cdef bint ovf = False, any_scratch = False
     cdef int st
     cdef bint with_latency = latency != NULL and (o.peak_ops > 0 or o.bytes_per_s > 0)
     # the options most calls leave off, tested once per layer
@@ -1276,13 +1277,15 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
             if not o.fused_attention:   # attention scores are materialised
                 f.scratch = add2(f.scratch, f.scores_mem, &ovf)
             out.scratch = mul2(f.scratch, o.elem_bytes, &ovf)
+            any_scratch = True
         cost.macs = mul2(f.macs, o.batch_size, &ovf)
         cost.ops = convention_ops(&rules, L, &f, o.batch_size, &ovf)
-        # a module called again counts its weights once (at its last call)
-        again = (L.flags & FLAG_CALLED_AGAIN) != 0
-        cost.params = 0 if again else f.params
-        cost.active = cost.params
-        if f.inactive != 0 and not again:
+        cost.params = f.params
+        cost.active = f.params
+        if L.flags & FLAG_CALLED_AGAIN:   # a module's weights count once, at its last call
+            cost.params = 0
+            cost.active = 0
+        elif f.inactive != 0:             # experts a token is not routed to
             cost.active = f.params - f.inactive
             inactive = add2(inactive, f.inactive, &ovf)
         cost.kv = 0
@@ -1320,7 +1323,7 @@ cdef int score_arch(const Layer* layers, Py_ssize_t n, const Rules rules, const 
     tot[M_WEIGHT_BYTES] = mul2(tot[M_PARAMS], o.weight_size, &ovf)
     if o.train:
         train_state(tot, o.weight_size, &kept, &ovf)
-    if ovf or peak_sweep(t, n, &peak, per_layer) != ST_OK:
+    if ovf or peak_sweep(t, n, any_scratch, &peak, per_layer) != ST_OK:
         return fail(bad_layer, n - 1, ST_OVERFLOW)
     tot[M_PEAK_ACT_BYTES] = peak
     bad_layer[0] = -1
