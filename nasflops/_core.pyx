@@ -476,11 +476,13 @@ cdef inline int infer_window(const Layer* L, LayerFacts* f, bint* ovf) noexcept 
     cdef int64_t g, cpg
     if not is_image(f):
         return ST_BAD_SHAPE
-    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0 or dh < 1 or dw < 1:
+    # (| rather than or: one well-predicted branch per test, not one per field)
+    if ((kh < 1) | (kw < 1) | (sh < 1) | (sw < 1) | (ph < 0) | (pw < 0) | (dh < 1)
+            | (dw < 1)):
         return ST_BAD_VALUE
-    if op == OP_AVGPOOL and (dh != 1 or dw != 1):
+    if ((dh != 1) | (dw != 1)) and op == OP_AVGPOOL:
         return ST_BAD_VALUE
-    if f.hin + 2 * ph < dh * (kh - 1) + 1 or f.win + 2 * pw < dw * (kw - 1) + 1:
+    if (f.hin + 2 * ph < dh * (kh - 1) + 1) | (f.win + 2 * pw < dw * (kw - 1) + 1):
         return ST_KERNEL_TOO_LARGE
     if op == OP_CONV2D:
         g = L.groups
@@ -972,7 +974,8 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
     """The layer's count: its row's weights times its terms (only the terms
     the convention weighs are computed); zero for an earlier call of a module
     called again when the convention keeps only the last call."""
-    cdef int row = L.call * RULE_ROWS + (N_OPS + L.act if L.op == OP_ACT else L.op)
+    # activations have a row per kind (N_OPS + act); computed without a branch
+    cdef int row = L.call * RULE_ROWS + L.op + (L.op == OP_ACT) * (N_OPS + L.act - L.op)
     cdef int k
     cdef int64_t ops = 0
     if (L.flags & FLAG_CALLED_AGAIN) and rules.last_call_only:
@@ -1020,7 +1023,8 @@ cdef inline void layer_bytes(const Layer* L, const Tensor* t, const LayerFacts* 
     its new entries into the cache (whose reading is its readers' input);
     ``weight_bytes``: the weights the layer reads (``weights_read``)."""
     cdef int k
-    if L.op == OP_INPUT or (f.view and not writes_in_place(L.op) and not f.cache):
+    # (bitwise: in-place and true views alternate, a branch per flag would mispredict)
+    if (L.op == OP_INPUT) | (f.view & (not writes_in_place(L.op)) & (not f.cache)):
         cost.act = 0
         cost.rd = 0
         cost.wr = 0
@@ -1120,8 +1124,7 @@ cdef inline int peak_sweep(Tensor* t, Py_ssize_t n, bint any_scratch, int64_t* p
     cdef Py_ssize_t i
     cdef int64_t live = 0, now, top = 0
     for i in range(n):
-        if t[i].alloc != 0:
-            t[t[t[i].owner].last_use].freed += t[i].alloc
+        t[t[t[i].owner].last_use].freed += t[i].alloc
     for i in range(n):
         live += t[i].alloc
         now = live + t[i].scratch if any_scratch else live
