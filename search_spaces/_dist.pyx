@@ -10,6 +10,7 @@ allocates Python objects in its loops, and every loop runs without the GIL.
 import numpy as np
 
 from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free
 
 cdef extern from *:
     """
@@ -31,6 +32,11 @@ cdef extern from *:
         return __builtin_mul_overflow(a, b, r);
     }
     static inline uint64_t nf_u128_hi(nf_u128 x) { return (uint64_t)(x >> 64); }
+    static inline int64_t nf_i64_sub_sat(int64_t a, int64_t b) {
+        int64_t r;
+        if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
+        return r;
+    }
     """
     ctypedef unsigned long long u128 "nf_u128"
     bint u128_mul "nf_u128_mul"(u128 a, u128 b, u128* r) noexcept nogil
@@ -40,6 +46,7 @@ cdef extern from *:
     uint64_t lo64 "nf_u128_lo"(u128 x) noexcept nogil
     uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
     bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
+    int64_t i64_sub_sat "nf_i64_sub_sat"(int64_t a, int64_t b) noexcept nogil
 
 
 cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
@@ -104,24 +111,41 @@ cdef inline bint mul64(u128 c, uint64_t m, u128* r) noexcept nogil:
     return u128_add(p, (<u128>top) << 64, r)
 
 
+cdef inline int64_t gcd64(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t t
+    while b:
+        t = a % b
+        a = b
+        b = t
+    return a
+
+
 def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                        const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
-                       int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+                       int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt,
+                       int64_t[::1] out_step=None, uint64_t[::1] out_total=None,
+                       bint fits64=False):
     """Sum shifted, scaled sorted distributions on the lattice ``lo + j * g``,
     one window of ``window`` lattice points at a time (memory: the window).
 
     Part ``p`` sends entry ``i`` of source ``part_src[p]`` (lattice index
     ``src_k[i]``, ascending) to point ``src_k[i] * part_a[p] + part_b[p]``
     with its count times ``part_mult[p]``.  Writes the non-zero points in
-    order; returns how many, or -1 on overflow.
+    order; returns how many, or -1 on overflow.  ``out_step[0]``, when
+    given, receives the gcd of the differences between the values written
+    (0 for fewer than two), ``out_total`` (2 words) their total count.
+    ``fits64``: the caller has checked that the sum over parts of source
+    total times multiplicity is below 2**64, so every count and sum fits
+    64 bits (the faster loop: no overflow is possible).
     """
     cdef Py_ssize_t P = part_src.shape[0], p, m = 0
-    cdef int64_t w0, w1, j, i, e, a, b
+    cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
     cdef uint64_t mult, c_lo, c_hi, top, t_lo
-    cdef u128 x, y
+    cdef u128 x, y, tot = 0
     cdef bint ovf = False
+    cdef uint64_t* acc1
     pos_a = np.empty(max(P, 1), dtype=np.int64)
     acc_a = np.zeros(2 * max(min(window, span), 1), dtype=np.uint64)
     cdef int64_t[::1] pos = pos_a
@@ -143,6 +167,16 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                 a = part_a[p]
                 b = part_b[p] - w0
                 mult = part_mult[p]
+                if fits64:
+                    acc1 = acc
+                    while i < e:
+                        j = kp[i] * a + b
+                        if j >= w1 - w0:
+                            break
+                        acc1[j] += cp[2 * i] * mult
+                        i += 1
+                    pos[p] = i
+                    continue
                 while i < e:
                     j = kp[i] * a + b
                     if j >= w1 - w0:
@@ -164,16 +198,41 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                 pos[p] = i
                 if ovf:
                     break
+            if fits64:
+                for j in range(w1 - w0):
+                    t_lo = acc[j]
+                    if t_lo:
+                        if last >= 0 and h != 1:
+                            h = gcd64(w0 + j - last, h)
+                        last = w0 + j
+                        ov[m] = lo + (w0 + j) * g
+                        oc[2 * m] = t_lo
+                        oc[2 * m + 1] = 0
+                        tot += t_lo
+                        acc[j] = 0
+                        m += 1
+                w0 = w1
+                continue
             for j in range(w1 - w0):
                 t_lo = acc[2 * j] | acc[2 * j + 1]
                 if t_lo:
+                    if last >= 0 and h != 1:
+                        h = gcd64(w0 + j - last, h)
+                    last = w0 + j
                     ov[m] = lo + (w0 + j) * g
                     oc[2 * m] = acc[2 * j]
                     oc[2 * m + 1] = acc[2 * j + 1]
+                    if u128_add(tot, mk(acc[2 * j], acc[2 * j + 1]), &tot):
+                        ovf = True
                     acc[2 * j] = 0
                     acc[2 * j + 1] = 0
                     m += 1
             w0 = w1
+    if out_step is not None and out_step.shape[0]:
+        out_step[0] = h * g
+    if out_total is not None and out_total.shape[0] >= 2:
+        out_total[0] = lo64(tot)
+        out_total[1] = hi64(tot)
     return -1 if ovf else m
 
 
@@ -319,6 +378,73 @@ def pair_cdf(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1
                 ovf = True
                 break
             put(out, k, t)
+    return ovf
+
+
+def pair_cdf_many(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
+                  const uint64_t[:, ::1] rcum, const int64_t[::1] points, uint64_t[:, ::1] out):
+    """Exact CDF of ``L + R`` at every point, ``points`` ascending: one pass
+    over ``L`` for all of them (see :func:`pair_cdf`, the same counts).
+
+    Each point keeps its own pointer into ``R`` (the last value within
+    ``q - l``), which only moves down as ``l`` grows; the points whose
+    pointer has left ``R`` are skipped (they are the lowest).  Cost:
+    ``len(points) * len(L)`` products plus ``len(points) * len(R)`` pointer
+    steps, reading ``L`` once.  Returns True on overflow.
+    """
+    cdef Py_ssize_t n = lv.shape[0], m = points.shape[0], i, k
+    cdef Py_ssize_t nr = rv.shape[0]
+    cdef int64_t j, t, l
+    cdef uint64_t c_lo, c_hi, r_lo, r_hi
+    cdef u128 x, c
+    cdef bint ovf = False
+    if lc.shape[0] != n or rcum.shape[0] != nr or out.shape[0] != m:
+        raise ValueError("pair_cdf_many: shapes disagree")
+    for k in range(1, m):
+        if points[k] < points[k - 1]:
+            raise ValueError("pair_cdf_many: points must be ascending")
+    cdef u128* acc = <u128*>calloc(max(m, 1), sizeof(u128))
+    cdef int64_t* pos = <int64_t*>calloc(max(m, 1), sizeof(int64_t))
+    if acc == NULL or pos == NULL:
+        free(acc)
+        free(pos)
+        raise MemoryError()
+    with nogil:
+        for k in range(m):
+            pos[k] = nr - 1
+        for i in range(n):
+            c_lo = lc[i, 0]
+            c_hi = lc[i, 1]
+            if (c_lo | c_hi) == 0:
+                continue
+            c = mk(c_lo, c_hi)
+            l = lv[i]
+            k = m - 1
+            while k >= 0:
+                t = i64_sub_sat(points[k], l)
+                j = pos[k]
+                while j >= 0 and rv[j] > t:
+                    j -= 1
+                pos[k] = j
+                if j < 0:            # and every lower point: nothing within
+                    break
+                r_lo = rcum[j, 0]
+                r_hi = rcum[j, 1]
+                if (c_hi | r_hi) == 0:
+                    x = (<u128>c_lo) * r_lo
+                elif u128_mul(c, mk(r_lo, r_hi), &x):
+                    ovf = True
+                    break
+                if u128_add(acc[k], x, &acc[k]):
+                    ovf = True
+                    break
+                k -= 1
+            if ovf:
+                break
+        for k in range(m):
+            put(out, k, acc[k])
+    free(acc)
+    free(pos)
     return ovf
 
 

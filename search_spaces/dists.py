@@ -79,7 +79,7 @@ class Dist:
     ([1, 6], 12)
     """
 
-    __slots__ = ("values", "counts", "_g", "_cum", "_k")
+    __slots__ = ("values", "counts", "_g", "_cum", "_k", "_tot")
 
     def __init__(self, values: np.ndarray, counts: np.ndarray):
         self.values = np.ascontiguousarray(values, dtype=np.int64)
@@ -87,6 +87,7 @@ class Dist:
         self._g: Optional[int] = None
         self._cum: Optional[np.ndarray] = None
         self._k: Optional[np.ndarray] = None
+        self._tot: Optional[int] = None
 
     @classmethod
     def point(cls, value: int = 0, count: int = 1) -> "Dist":
@@ -133,7 +134,9 @@ class Dist:
     @property
     def total(self) -> int:
         """The number of candidates (a Python int)."""
-        return as_int(self.cumulative()[-1]) if len(self) else 0
+        if self._tot is None:
+            self._tot = as_int(self.cumulative()[-1]) if len(self) else 0
+        return self._tot
 
     def cdf(self, points: Sequence[int]) -> list:
         """Exact counts of values ``<= p`` for each point, as Python ints."""
@@ -174,7 +177,7 @@ def _merge(parts, how: str, what: str) -> Dist:
                             out_v, out_c)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
-    return Dist(out_v[:m].copy(), out_c[:m].copy())
+    return Dist(_shrunk(out_v, m), _shrunk(out_c, m))
 
 
 #: lattice points accumulated at a time (16 bytes each)
@@ -209,24 +212,48 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
         raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
                        f"exceeds the exact profile's limit of {limit:,}")
     srcs, src_of, ptr = _sources(parts)
-    k = np.concatenate([d.lattice_index() for d in srcs])
-    cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
+    k = _joined([d.lattice_index() for d in srcs])
+    cnts = _joined([d.counts for d in srcs])
     a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
     b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
     cap = min(span, n)
     out_v = np.empty(cap, dtype=np.int64)
     out_c = np.empty((cap, 2), dtype=np.uint64)
+    step = np.zeros(1, dtype=np.int64)
+    total = np.zeros(2, dtype=np.uint64)
+    fits64 = sum(d.total * x for d, _, x in parts) < 1 << 64     # then no sum can overflow
     m = _dist.accumulate_windows(ptr, k, cnts, src_of, a, b,
                                  np.array([x for _, _, x in parts], dtype=np.uint64), span, lo,
-                                 max(g, 1), WINDOW, out_v, out_c)
+                                 max(g, 1), WINDOW, out_v, out_c, step, total, fits64)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
     if m > limit:
         raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
                        f"profile's limit of {limit:,}")
-    if m < cap // 2:      # only the touched pages of the buffer were ever memory
-        return Dist(out_v[:m].copy(), out_c[:m].copy())
-    return Dist(out_v[:m], out_c[:m])
+    out = Dist(_shrunk(out_v, m), _shrunk(out_c, m))
+    out._g = int(step[0])
+    out._tot = as_int(total)
+    return out
+
+
+def _joined(arrays: list) -> np.ndarray:
+    """One contiguous array of ``arrays`` (the array itself when alone: no copy)."""
+    if len(arrays) == 1:
+        return np.ascontiguousarray(arrays[0])
+    return np.ascontiguousarray(np.concatenate(arrays))
+
+
+def _shrunk(a: np.ndarray, m: int) -> np.ndarray:
+    """The first ``m`` rows of a buffer this module just allocated, without
+    copying them: the buffer is shrunk in place (only its touched pages
+    were ever memory), or sliced when numpy cannot."""
+    if m == len(a):
+        return a
+    try:
+        a.resize((m,) + a.shape[1:], refcheck=False)
+        return a
+    except ValueError:          # pragma: no cover - a buffer numpy does not own
+        return a[:m].copy()
 
 
 def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
@@ -252,15 +279,23 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
 
 def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     """Exact counts of pairs with ``l + r <= p`` for each point (Python ints):
-    one pass over both distributions per point.
+    one pass over the shorter distribution for all the points at once
+    (:func:`~._dist.pair_cdf_many`), pointers into the other's cumulative
+    counts.
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
     [1, 3, 4]
     """
-    if not len(left) or not len(right):
+    if not len(left) or not len(right) or not len(points):
         return [0] * len(points)
-    out = np.zeros((len(points), 2), dtype=np.uint64)
-    if _dist.pair_cdf(left.values, left.counts, right.values, right.cumulative(),
-                      np.asarray(points, dtype=np.int64), out):
+    a, b = (left, right) if len(left) <= len(right) else (right, left)
+    pts = np.asarray(points, dtype=np.int64)
+    order = np.argsort(pts, kind="stable")
+    out = np.zeros((len(pts), 2), dtype=np.uint64)
+    if _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(),
+                           np.ascontiguousarray(pts[order]), out):
         raise OverflowError("a count exceeds 2**128")
-    return [as_int(c) for c in out]
+    res = [0] * len(pts)
+    for i, c in zip(order.tolist(), out):
+        res[i] = as_int(c)
+    return res
