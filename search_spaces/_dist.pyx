@@ -120,60 +120,84 @@ cdef inline int64_t gcd64(int64_t a, int64_t b) noexcept nogil:
     return a
 
 
-def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
-                       const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
+def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
                        int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt,
-                       int64_t[::1] out_step=None, uint64_t[::1] out_total=None,
-                       bint fits64=False):
+                       int64_t[::1] out_k, int64_t[::1] out_info, bint fits64=False):
     """Sum shifted, scaled sorted distributions on the lattice ``lo + j * g``,
     one window of ``window`` lattice points at a time (memory: the window).
 
-    Part ``p`` sends entry ``i`` of source ``part_src[p]`` (lattice index
-    ``src_k[i]``, ascending) to point ``src_k[i] * part_a[p] + part_b[p]``
-    with its count times ``part_mult[p]``.  Writes the non-zero points in
-    order; returns how many, or -1 on overflow.  ``out_step[0]``, when
-    given, receives the gcd of the differences between the values written
-    (0 for fewer than two), ``out_total`` (2 words) their total count.
-    ``fits64``: the caller has checked that the sum over parts of source
-    total times multiplicity is below 2**64, so every count and sum fits
-    64 bits (the faster loop: no overflow is possible).
+    Source ``s`` is ``src_k[s]`` (int64 lattice indices, ascending) with
+    ``src_cnt[s]`` (``(n, 2)`` uint64 counts); the sources are read in
+    place.  Part ``p`` sends entry ``i`` of source ``part_src[p]`` to point
+    ``src_k[i] * part_a[p] + part_b[p]`` with its count times
+    ``part_mult[p]``.  Writes the non-zero points in order, with their
+    lattice point ``j`` to ``out_k``; returns how many, or -1 on overflow.
+    ``out_info`` (4 int64) receives the gcd of the differences between the
+    points written (0 for fewer than two) and their total count (words 2
+    and 3: low, high).  ``fits64``: the caller has checked that the sum
+    over parts of source total times multiplicity is below 2**64, so every
+    count and sum fits 64 bits (the faster loop: no overflow is possible).
     """
-    cdef Py_ssize_t P = part_src.shape[0], p, m = 0
+    cdef Py_ssize_t P = part_src.shape[0], S = len(src_k), p, m = 0, s
     cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
     cdef uint64_t mult, c_lo, c_hi, top, t_lo
     cdef u128 x, y, tot = 0
     cdef bint ovf = False
-    cdef uint64_t* acc1
-    pos_a = np.empty(max(P, 1), dtype=np.int64)
+    cdef const int64_t[::1] kv
+    cdef const uint64_t[:, ::1] cv
+    if len(src_cnt) != S or out_info.shape[0] < 4 or out_k.shape[0] < out_val.shape[0] \
+            or out_cnt.shape[0] < out_val.shape[0]:
+        raise ValueError("accumulate_windows: shapes disagree")
+    kp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    cp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    n_a = np.zeros(max(S, 1), dtype=np.int64)
+    cdef uint64_t[::1] kaddr = kp_a, caddr = cp_a
+    cdef int64_t[::1] slen = n_a
+    for s in range(S):
+        kv = src_k[s]
+        cv = src_cnt[s]
+        if cv.shape[0] != kv.shape[0]:
+            raise ValueError("accumulate_windows: a source's indices and counts disagree")
+        slen[s] = kv.shape[0]
+        if kv.shape[0]:
+            kaddr[s] = <uint64_t>&kv[0]
+            caddr[s] = <uint64_t>&cv[0, 0]
+    for p in range(P):
+        if not 0 <= part_src[p] < S:
+            raise ValueError("accumulate_windows: a part's source is out of range")
+    cdef const int64_t* kp
+    cdef const uint64_t* cp
+    pos_a = np.zeros(max(P, 1), dtype=np.int64)
     acc_a = np.zeros(2 * max(min(window, span), 1), dtype=np.uint64)
     cdef int64_t[::1] pos = pos_a
     cdef uint64_t[::1] accv = acc_a
     cdef uint64_t* acc = &accv[0]
-    cdef const uint64_t* cp = &src_cnt[0, 0] if src_cnt.shape[0] else NULL
-    cdef const int64_t* kp = &src_k[0] if src_k.shape[0] else NULL
     cdef int64_t* ov = &out_val[0] if out_val.shape[0] else NULL
+    cdef int64_t* ok = &out_k[0] if out_k.shape[0] else NULL
     cdef uint64_t* oc = &out_cnt[0, 0] if out_cnt.shape[0] else NULL
     with nogil:
-        for p in range(P):
-            pos[p] = src_ptr[part_src[p]]
         w0 = 0
         while w0 < span and not ovf:
             w1 = w0 + window if w0 + window < span else span
             for p in range(P):
-                e = src_ptr[part_src[p] + 1]
+                s = part_src[p]
+                e = slen[s]
+                if e == 0:
+                    continue
+                kp = <const int64_t*>kaddr[s]
+                cp = <const uint64_t*>caddr[s]
                 i = pos[p]
                 a = part_a[p]
                 b = part_b[p] - w0
                 mult = part_mult[p]
                 if fits64:
-                    acc1 = acc
                     while i < e:
                         j = kp[i] * a + b
                         if j >= w1 - w0:
                             break
-                        acc1[j] += cp[2 * i] * mult
+                        acc[j] += cp[2 * i] * mult
                         i += 1
                     pos[p] = i
                     continue
@@ -206,6 +230,7 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                             h = gcd64(w0 + j - last, h)
                         last = w0 + j
                         ov[m] = lo + (w0 + j) * g
+                        ok[m] = w0 + j
                         oc[2 * m] = t_lo
                         oc[2 * m + 1] = 0
                         tot += t_lo
@@ -220,6 +245,7 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                         h = gcd64(w0 + j - last, h)
                     last = w0 + j
                     ov[m] = lo + (w0 + j) * g
+                    ok[m] = w0 + j
                     oc[2 * m] = acc[2 * j]
                     oc[2 * m + 1] = acc[2 * j + 1]
                     if u128_add(tot, mk(acc[2 * j], acc[2 * j + 1]), &tot):
@@ -228,11 +254,10 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                     acc[2 * j + 1] = 0
                     m += 1
             w0 = w1
-    if out_step is not None and out_step.shape[0]:
-        out_step[0] = h * g
-    if out_total is not None and out_total.shape[0] >= 2:
-        out_total[0] = lo64(tot)
-        out_total[1] = hi64(tot)
+    out_info[0] = h
+    out_info[1] = 0
+    out_info[2] = <int64_t>lo64(tot)
+    out_info[3] = <int64_t>hi64(tot)
     return -1 if ovf else m
 
 
@@ -446,6 +471,71 @@ def pair_cdf_many(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_
     free(acc)
     free(pos)
     return ovf
+
+
+def dense_cumulative(const int64_t[::1] k, const uint64_t[:, ::1] c, uint64_t[::1] out):
+    """``out[t]``: the total count of the entries with lattice index ``k <= t``
+    (``k`` ascending, from 0; counts and their total below 2**64: the caller
+    checks).  One pass over the entries and the table."""
+    cdef Py_ssize_t n = k.shape[0], T = out.shape[0], i = 0, t
+    cdef uint64_t run = 0
+    if c.shape[0] != n or (n and k[n - 1] >= T):
+        raise ValueError("dense_cumulative: shapes disagree")
+    with nogil:
+        for t in range(T):
+            while i < n and k[i] == t:
+                run += c[i, 0]
+                i += 1
+            out[t] = run
+
+
+def pair_cdf_dense(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint64_t[::1] tab,
+                   const int64_t[::1] base, uint64_t[:, ::1] out):
+    """Exact ``#{(l, r): l + r <= q}`` at every point, the right side as a
+    dense cumulative table on its lattice (:func:`dense_cumulative`): the
+    right count within ``q - l`` is ``tab[base[q] - off[l]]`` (0 below the
+    table, its last entry above).
+
+    ``off`` ascending (the left values' offsets in right lattice steps),
+    ``base`` ascending (one per point).  The caller checks that every left
+    count and every table entry is below 2**64 and that the left total
+    times the right total is below 2**128, so no sum can overflow.  One
+    pass over the left side for all the points.
+    """
+    cdef Py_ssize_t n = off.shape[0], m = base.shape[0], T = tab.shape[0], i, k
+    cdef int64_t idx
+    if lc.shape[0] != n or out.shape[0] != m or T == 0:
+        raise ValueError("pair_cdf_dense: shapes disagree")
+    for k in range(1, m):
+        if base[k] < base[k - 1]:
+            raise ValueError("pair_cdf_dense: points must be ascending")
+    cdef u128* acc = <u128*>calloc(max(m, 1), sizeof(u128))
+    if acc == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t i0, i1
+    cdef u128 t
+    with nogil:
+        # blocks of the left side, every point over the block: each point
+        # reads one short stretch of the table per block (streamed)
+        i0 = 0
+        while i0 < n:
+            i1 = i0 + 2048 if i0 + 2048 < n else n
+            for k in range(m):
+                if base[k] - off[i0] < 0:       # no pair within, for this block
+                    continue
+                t = 0
+                for i in range(i0, i1):
+                    idx = base[k] - off[i]
+                    if idx < 0:
+                        break
+                    if idx >= T:
+                        idx = T - 1
+                    t += (<u128>lc[i, 0]) * tab[idx]
+                acc[k] += t
+            i0 = i1
+        for k in range(m):
+            put(out, k, acc[k])
+    free(acc)
 
 
 def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,

@@ -21,7 +21,7 @@ from . import _dist
 from .tables import NotDecomposable
 
 __all__ = ["Dist", "combine", "TooLarge", "as_ints", "as_int", "from_ints", "DENSE_LIMIT",
-           "SPARSE_LIMIT", "pair_cdf"]
+           "SPARSE_LIMIT", "pair_cdf", "DENSE_TABLE_LIMIT"]
 
 #: lattice points a dense accumulator may span (16 bytes each)
 DENSE_LIMIT = 1 << 24
@@ -211,36 +211,33 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
     if min(span, n) > 4 * limit:
         raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
                        f"exceeds the exact profile's limit of {limit:,}")
-    srcs, src_of, ptr = _sources(parts)
-    k = _joined([d.lattice_index() for d in srcs])
-    cnts = _joined([d.counts for d in srcs])
+    srcs, src_of, _ = _sources(parts)
     a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
     b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
     cap = min(span, n)
     out_v = np.empty(cap, dtype=np.int64)
     out_c = np.empty((cap, 2), dtype=np.uint64)
-    step = np.zeros(1, dtype=np.int64)
-    total = np.zeros(2, dtype=np.uint64)
+    out_k = np.empty(cap, dtype=np.int64)
+    info = np.zeros(4, dtype=np.int64)
     fits64 = sum(d.total * x for d, _, x in parts) < 1 << 64     # then no sum can overflow
-    m = _dist.accumulate_windows(ptr, k, cnts, src_of, a, b,
+    m = _dist.accumulate_windows([d.lattice_index() for d in srcs],
+                                 [np.ascontiguousarray(d.counts) for d in srcs], src_of, a, b,
                                  np.array([x for _, _, x in parts], dtype=np.uint64), span, lo,
-                                 max(g, 1), WINDOW, out_v, out_c, step, total, fits64)
+                                 max(g, 1), WINDOW, out_v, out_c, out_k, info, fits64)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
     if m > limit:
         raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
                        f"profile's limit of {limit:,}")
     out = Dist(_shrunk(out_v, m), _shrunk(out_c, m))
-    out._g = int(step[0])
-    out._tot = as_int(total)
+    h = int(info[0])                  # the output's step, in lattice points
+    out._g = h * max(g, 1) if m > 1 else 0
+    out._tot = as_int(info[2:].view(np.uint64))
+    if h == 1:                        # its own lattice: the points, from the first
+        k = _shrunk(out_k, m)
+        k -= k[0]
+        out._k = k
     return out
-
-
-def _joined(arrays: list) -> np.ndarray:
-    """One contiguous array of ``arrays`` (the array itself when alone: no copy)."""
-    if len(arrays) == 1:
-        return np.ascontiguousarray(arrays[0])
-    return np.ascontiguousarray(np.concatenate(arrays))
 
 
 def _shrunk(a: np.ndarray, m: int) -> np.ndarray:
@@ -277,11 +274,19 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
     return _combine_sum(parts, limit, what)
 
 
+#: entries of a dense cumulative table (8 bytes each) a pair query may build
+DENSE_TABLE_LIMIT = 1 << 25
+
+
 def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
-    """Exact counts of pairs with ``l + r <= p`` for each point (Python ints):
-    one pass over the shorter distribution for all the points at once
-    (:func:`~._dist.pair_cdf_many`), pointers into the other's cumulative
-    counts.
+    """Exact counts of pairs with ``l + r <= p`` for each point (Python ints),
+    all the points in one pass over the shorter distribution.
+
+    The longer side is read through a dense table of its cumulative counts
+    on its lattice when that is small enough (:data:`DENSE_TABLE_LIMIT`) and
+    every count fits 64 bits (:func:`~._dist.pair_cdf_dense`: a lookup per
+    value and point), else through one pointer per point into its
+    cumulative counts (:func:`~._dist.pair_cdf_many`).
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
     [1, 3, 4]
@@ -291,11 +296,39 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     a, b = (left, right) if len(left) <= len(right) else (right, left)
     pts = np.asarray(points, dtype=np.int64)
     order = np.argsort(pts, kind="stable")
+    q = np.ascontiguousarray(pts[order])
     out = np.zeros((len(pts), 2), dtype=np.uint64)
-    if _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(),
-                           np.ascontiguousarray(pts[order]), out):
+    if not _dense_ok(a, b) and _dense_ok(b, a):
+        a, b = b, a                   # a longer pass, but lookups instead of pointer walks
+    if _dense_ok(a, b):
+        gb = max(b.step, 1)
+        a0, b0 = int(a.values[0]), int(b.values[0])
+        tab = np.empty(int(b.lattice_index()[-1]) + 1, dtype=np.uint64)
+        _dist.dense_cumulative(b.lattice_index(), b.counts, tab)
+        # q - l - b0 = (q - a0 - b0) - (l - a0); floor division by gb, the
+        # second term an exact multiple of gb: the table index
+        off = (a.values - a0) // gb
+        top = len(tab) - 1 + int(off[-1])     # from there on every pair is within
+        base = np.array([min(max((x - a0 - b0) // gb, -1), top) for x in q.tolist()],
+                        dtype=np.int64)
+        _dist.pair_cdf_dense(off, a.counts, tab, base, out)
+    elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
         raise OverflowError("a count exceeds 2**128")
     res = [0] * len(pts)
     for i, c in zip(order.tolist(), out):
         res[i] = as_int(c)
     return res
+
+
+def _dense_ok(a: Dist, b: Dist) -> bool:
+    """Whether :func:`pair_cdf` may read ``b`` through a dense table: its
+    lattice is short enough, every ``a`` value lies on a whole number of
+    its steps from the first, and no count, table entry or sum can exceed
+    64 bits (the counts) or 128 bits (the sums)."""
+    gb = b.step
+    span = (int(b.values[-1]) - int(b.values[0])) // gb + 1 if gb else 1
+    if span > DENSE_TABLE_LIMIT or a.total >= 1 << 64 or b.total >= 1 << 64:
+        return False
+    if a.total * b.total >= 1 << 128 or int(a.values[-1]) - int(a.values[0]) >= 1 << 62:
+        return False
+    return not gb or len(a) < 2 or a.step % gb == 0
