@@ -375,7 +375,7 @@ cdef inline bint pair_count(const int64_t[::1] lv, const uint64_t[:, ::1] lc,
     cdef Py_ssize_t j = rv.shape[0] - 1
     cdef u128 t = 0, p
     for i in range(n):
-        while j >= 0 and rv[j] > q - lv[i]:
+        while j >= 0 and rv[j] > i64_sub_sat(q, lv[i]):
             j -= 1
         if j >= 0:
             if u128_mul(get(lc, i), get(rcum, j), &p) or u128_add(t, p, &t):

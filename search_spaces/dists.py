@@ -275,18 +275,20 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
 
 
 #: entries of a dense cumulative table (8 bytes each) a pair query may build
-DENSE_TABLE_LIMIT = 1 << 25
+DENSE_TABLE_LIMIT = 1 << 26
 
 
 def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     """Exact counts of pairs with ``l + r <= p`` for each point (Python ints),
-    all the points in one pass over the shorter distribution.
+    all the points in one pass over one side.
 
-    The longer side is read through a dense table of its cumulative counts
-    on its lattice when that is small enough (:data:`DENSE_TABLE_LIMIT`) and
-    every count fits 64 bits (:func:`~._dist.pair_cdf_dense`: a lookup per
-    value and point), else through one pointer per point into its
-    cumulative counts (:func:`~._dist.pair_cdf_many`).
+    Where it is small enough (:data:`DENSE_TABLE_LIMIT`) and every count fits
+    64 bits, one side is read through a dense table of its cumulative counts
+    on the lattice both sides lie on (:func:`~._dist.pair_cdf_dense`: a
+    lookup per value of the other side and point; the table on the longer
+    side when it fits, so the pass is over the shorter); otherwise one
+    pointer per point walks the longer side's cumulative counts
+    (:func:`~._dist.pair_cdf_many`).
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
     [1, 3, 4]
@@ -298,18 +300,21 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     order = np.argsort(pts, kind="stable")
     q = np.ascontiguousarray(pts[order])
     out = np.zeros((len(pts), 2), dtype=np.uint64)
-    if not _dense_ok(a, b) and _dense_ok(b, a):
-        a, b = b, a                   # a longer pass, but lookups instead of pointer walks
-    if _dense_ok(a, b):
-        gb = max(b.step, 1)
+    h = _table_step(a, b)
+    if h is None:
+        h = _table_step(b, a)
+        if h is not None:
+            a, b = b, a               # a longer pass, but lookups instead of pointer walks
+    if h is not None:
         a0, b0 = int(a.values[0]), int(b.values[0])
-        tab = np.empty(int(b.lattice_index()[-1]) + 1, dtype=np.uint64)
-        _dist.dense_cumulative(b.lattice_index(), b.counts, tab)
-        # q - l - b0 = (q - a0 - b0) - (l - a0); floor division by gb, the
-        # second term an exact multiple of gb: the table index
-        off = (a.values - a0) // gb
+        kb = b.lattice_index() if h == b.step else (b.values - b0) // h
+        tab = np.empty(int(kb[-1]) + 1, dtype=np.uint64)
+        _dist.dense_cumulative(kb, b.counts, tab)
+        # q - l - b0 = (q - a0 - b0) - (l - a0), the second term a multiple
+        # of h: the table index is floor((q - a0 - b0) / h) - (l - a0) / h
+        off = (a.values - a0) // h
         top = len(tab) - 1 + int(off[-1])     # from there on every pair is within
-        base = np.array([min(max((x - a0 - b0) // gb, -1), top) for x in q.tolist()],
+        base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
                         dtype=np.int64)
         _dist.pair_cdf_dense(off, a.counts, tab, base, out)
     elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
@@ -320,15 +325,16 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     return res
 
 
-def _dense_ok(a: Dist, b: Dist) -> bool:
-    """Whether :func:`pair_cdf` may read ``b`` through a dense table: its
-    lattice is short enough, every ``a`` value lies on a whole number of
-    its steps from the first, and no count, table entry or sum can exceed
-    64 bits (the counts) or 128 bits (the sums)."""
-    gb = b.step
-    span = (int(b.values[-1]) - int(b.values[0])) // gb + 1 if gb else 1
-    if span > DENSE_TABLE_LIMIT or a.total >= 1 << 64 or b.total >= 1 << 64:
-        return False
-    if a.total * b.total >= 1 << 128 or int(a.values[-1]) - int(a.values[0]) >= 1 << 62:
-        return False
-    return not gb or len(a) < 2 or a.step % gb == 0
+def _table_step(a: Dist, b: Dist) -> Optional[int]:
+    """The lattice step of a dense table of ``b``'s cumulative counts that
+    :func:`pair_cdf` may read for the values of ``a`` (the gcd of both
+    steps), or None: the table would be too long, or a count, a table entry
+    or a sum could exceed 64 bits (counts) or 128 bits (sums)."""
+    h = math.gcd(a.step, b.step) or 1
+    if (int(b.values[-1]) - int(b.values[0])) // h + 1 > DENSE_TABLE_LIMIT:
+        return None
+    if a.total >= 1 << 64 or b.total >= 1 << 64 or a.total * b.total >= 1 << 128:
+        return None
+    if int(a.values[-1]) - int(a.values[0]) >= 1 << 62:
+        return None
+    return h
