@@ -293,7 +293,7 @@ def cuts(trellis: Trellis) -> list:
 #: segments a partition search tries every subset of (more: contiguous splits)
 SUBSET_SEARCH = 8
 #: weight of a value of the smaller half against a value built (queries follow)
-QUERY_WEIGHT = 32
+QUERY_WEIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -353,6 +353,58 @@ def _segments(trellis: Trellis, edges: list, what: str) -> Optional[list]:
     if sum(len(s.dist) > 1 for s in out) < 2:
         return None
     return out
+
+
+@dataclass
+class _Fused:
+    """Consecutive steps as one: every path through them is an edge (values
+    added, multiplicities multiplied), ending at boundary ``k1``."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    vals: list
+    mult: list
+    n_out: int
+    k1: int
+
+
+def _fused(trellis: Trellis, edges: list, k0: int, k1: int) -> list:
+    """Steps ``k0 .. k1 - 1`` of a group, a step merged into the previous one
+    when that adds no more edges than it has (a stage's closing step, a
+    fixed stem or head): one boundary fewer to write and read."""
+    out = []
+    for k in range(k0, k1):
+        step, e = trellis.steps[k], edges[k]
+        live = np.flatnonzero(e.mult > 0)
+        cur = _Fused(step.src[live], step.dst[live], [int(v) for v in e.vals[live]],
+                     [int(m) for m in e.mult[live]], step.n_out, k + 1)
+        if out:
+            prev = out[-1]
+            pairs = [(i, j) for i in range(len(prev.src))
+                     for j in np.flatnonzero(cur.src == prev.dst[i])]
+            vals = [prev.vals[i] + cur.vals[j] for i, j in pairs]
+            mult = [prev.mult[i] * cur.mult[j] for i, j in pairs]
+            if len(pairs) <= len(prev.src) + len(cur.src) and max(mult, default=0) < 1 << 63 \
+                    and all(-(1 << 63) <= v < 1 << 63 for v in vals):
+                ii = np.array([i for i, _ in pairs], dtype=np.int64)
+                jj = np.array([j for _, j in pairs], dtype=np.int64)
+                out[-1] = _Fused(prev.src[ii], cur.dst[jj], vals, mult, cur.n_out, k + 1)
+                continue
+        out.append(cur)
+    return out
+
+
+def _run(steps: list, start: Dist, what: str, caps) -> Optional[Dist]:
+    """The distribution at the end of (fused) steps from one state holding ``start``."""
+    cur = [start]
+    for st in steps:
+        nxt = []
+        for t in range(st.n_out):
+            d = combine([(cur[st.src[i]], st.vals[i], st.mult[i])
+                         for i in np.flatnonzero(st.dst == t)], "sum", what=what)
+            nxt.append(_truncate(d, caps[st.k1][t] if caps else None))
+        cur = nxt
+    return cur[0]
 
 
 def _n_values(trellis: Trellis, edges: list, k0: int, k1: int) -> int:
@@ -427,7 +479,7 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, cap: Optional[int]
                 for k in range(s.k0 + 1, s.k1 + 1):
                     caps[k] = [False if m is None or cap - rest - (m - suf[s.k1][0]) < 0
                                else cap - rest - (m - suf[s.k1][0]) for m in suf[k]]
-            d = _forward(trellis, edges, "sum", [d], s.k0, s.k1, what, False, caps)[-1][0]
+            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, caps)
             if d is None:
                 return Dist.point(0).take(slice(0, 0)), Dist.point(0)
         out.append(d)
