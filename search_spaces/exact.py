@@ -243,6 +243,11 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         fcaps, bcaps = _caps(trellis, edges, cap)
     width = span(trellis, edges, cap) if how == "sum" and dense else 0
     if how == "max" or not dense or width <= (DENSE_LIMIT if whole else FULL_LIMIT):
+        if how == "sum" and not keep:
+            built = _segment_halves(trellis, edges, what, cap, many=whole, one_half=True)
+            if built is not None:
+                return GroupDist(built[0] if built[0] is not None and len(built[0]) else None,
+                                 split=K)
         fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])
@@ -434,10 +439,11 @@ def _plan(segs: list, start: _Shape) -> tuple[list, int, _Shape]:
 
 
 def _segment_halves(trellis: Trellis, edges: list, what: str, cap: Optional[int],
-                    many: bool) -> Optional[tuple]:
+                    many: bool, one_half: bool = False) -> Optional[tuple]:
     """The group's distribution as two exact halves, each the sum of a set
     of independent segments (None: no such decomposition, see
-    :func:`_segments`).
+    :func:`_segments`); with ``one_half`` the whole distribution (and a
+    point), the segments added in the size model's cheapest order.
 
     The partition minimises the size model's cost of building both halves
     plus (``many``: many queries follow) :data:`QUERY_WEIGHT` times the
@@ -458,8 +464,8 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, cap: Optional[int]
                   for c in itertools.combinations(free[1:], r)]
     else:
         splits = [free[:i] for i in range(1, len(free))]
-    best = None
-    for a in splits:
+    best = (0, fixed + _plan(free, start)[0], []) if one_half else None
+    for a in ([] if one_half else splits):
         b = [s for s in free if not any(s is x for x in a)]
         pa, pb = _plan(a, start), _plan(b, one)
         cost = pa[1] + pb[1] + (QUERY_WEIGHT if many else 1) * min(pa[2].n, pb[2].n)
