@@ -32,6 +32,12 @@ cdef extern from *:
         return __builtin_mul_overflow(a, b, r);
     }
     static inline uint64_t nf_u128_hi(nf_u128 x) { return (uint64_t)(x >> 64); }
+    static inline int64_t nf_popcount64(uint64_t x) {   /* SWAR: no -mpopcnt needed */
+        x = x - ((x >> 1) & 0x5555555555555555ULL);
+        x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+        x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        return (int64_t)((x * 0x0101010101010101ULL) >> 56);
+    }
     static inline int64_t nf_i64_sub_sat(int64_t a, int64_t b) {
         int64_t r;
         if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
@@ -47,6 +53,7 @@ cdef extern from *:
     uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
     bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
     int64_t i64_sub_sat "nf_i64_sub_sat"(int64_t a, int64_t b) noexcept nogil
+    int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
 
 
 cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
@@ -473,50 +480,60 @@ def pair_cdf_many(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_
     return ovf
 
 
-def dense_cumulative(const int64_t[::1] k, const uint64_t[:, ::1] c, uint64_t[::1] out):
-    """``out[t]``: the total count of the entries with lattice index ``k <= t``
-    (``k`` ascending, from 0; counts and their total below 2**64: the caller
-    checks).  One pass over the entries and the table."""
-    cdef Py_ssize_t n = k.shape[0], T = out.shape[0], i = 0, t
-    cdef uint64_t run = 0
-    if c.shape[0] != n or (n and k[n - 1] >= T):
-        raise ValueError("dense_cumulative: shapes disagree")
+def rank_index(const int64_t[::1] k, uint64_t[::1] bits, int64_t[::1] before):
+    """A rank index of the lattice points ``k`` (ascending, distinct, from 0):
+    bit ``t`` of ``bits`` is set when ``t`` is one of them, ``before[w]``
+    counts the points below word ``w`` (so the points ``<= t`` number
+    ``before[t >> 6] + popcount(bits[t >> 6] & mask(t))``)."""
+    cdef Py_ssize_t n = k.shape[0], W = bits.shape[0], i, w
+    cdef int64_t run = 0
+    if before.shape[0] != W or (n and (k[0] < 0 or k[n - 1] >= 64 * W)):
+        raise ValueError("rank_index: shapes disagree")
+    for i in range(1, n):
+        if k[i] <= k[i - 1]:
+            raise ValueError("rank_index: points must be ascending and distinct")
     with nogil:
-        for t in range(T):
-            while i < n and k[i] == t:
-                run += c[i, 0]
-                i += 1
-            out[t] = run
+        for w in range(W):
+            bits[w] = 0
+        for i in range(n):
+            bits[k[i] >> 6] |= (<uint64_t>1) << (k[i] & 63)
+        for w in range(W):
+            before[w] = run
+            run += popcount64(bits[w])
 
 
-def pair_cdf_dense(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint64_t[::1] tab,
-                   const int64_t[::1] base, uint64_t[:, ::1] out):
-    """Exact ``#{(l, r): l + r <= q}`` at every point, the right side as a
-    dense cumulative table on its lattice (:func:`dense_cumulative`): the
-    right count within ``q - l`` is ``tab[base[q] - off[l]]`` (0 below the
-    table, its last entry above).
+def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint64_t[::1] bits,
+                  const int64_t[::1] before, const uint64_t[::1] rcum, const int64_t[::1] base,
+                  uint64_t[:, ::1] out):
+    """Exact ``#{(l, r): l + r <= q}`` at every point, the right side read
+    through a rank index of its lattice points (:func:`rank_index`) and its
+    cumulative counts ``rcum`` (64-bit): the right count within ``q - l`` is
+    ``rcum[rank(base[q] - off[l]) - 1]`` (0 below the index, the total
+    above).
 
-    ``off`` ascending (the left values' offsets in right lattice steps),
-    ``base`` ascending (one per point).  The caller checks that every left
-    count and every table entry is below 2**64 and that the left total
-    times the right total is below 2**128, so no sum can overflow.  One
-    pass over the left side for all the points.
+    ``off`` ascending (the left values' offsets in lattice steps), ``base``
+    ascending (one per point).  The caller checks that every left count and
+    the right total are below 2**64 and that the left total times the right
+    total is below 2**128, so no sum can overflow.  One pass over the left
+    side for all the points, in blocks: each point reads a short stretch of
+    the index per block (the index is a bit per lattice point, so it stays
+    in cache where a table of counts would not).
     """
-    cdef Py_ssize_t n = off.shape[0], m = base.shape[0], T = tab.shape[0], i, k
-    cdef int64_t idx
-    if lc.shape[0] != n or out.shape[0] != m or T == 0:
-        raise ValueError("pair_cdf_dense: shapes disagree")
+    cdef Py_ssize_t n = off.shape[0], m = base.shape[0], W = bits.shape[0], i, k
+    cdef Py_ssize_t nr = rcum.shape[0]
+    cdef int64_t idx, T = 64 * W, r, w
+    cdef Py_ssize_t i0, i1
+    cdef u128 t
+    cdef uint64_t word
+    if lc.shape[0] != n or out.shape[0] != m or before.shape[0] != W or W == 0 or nr == 0:
+        raise ValueError("pair_cdf_rank: shapes disagree")
     for k in range(1, m):
         if base[k] < base[k - 1]:
-            raise ValueError("pair_cdf_dense: points must be ascending")
+            raise ValueError("pair_cdf_rank: points must be ascending")
     cdef u128* acc = <u128*>calloc(max(m, 1), sizeof(u128))
     if acc == NULL:
         raise MemoryError()
-    cdef Py_ssize_t i0, i1
-    cdef u128 t
     with nogil:
-        # blocks of the left side, every point over the block: each point
-        # reads one short stretch of the table per block (streamed)
         i0 = 0
         while i0 < n:
             i1 = i0 + 2048 if i0 + 2048 < n else n
@@ -529,14 +546,18 @@ def pair_cdf_dense(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint
                     if idx < 0:
                         break
                     if idx >= T:
-                        idx = T - 1
-                    t += (<u128>lc[i, 0]) * tab[idx]
+                        t += (<u128>lc[i, 0]) * rcum[nr - 1]
+                        continue
+                    w = idx >> 6
+                    word = bits[w] & ((<uint64_t>0xFFFFFFFFFFFFFFFF) >> (63 - (idx & 63)))
+                    r = before[w] + popcount64(word)
+                    if r > 0:
+                        t += (<u128>lc[i, 0]) * rcum[r - 1]
                 acc[k] += t
             i0 = i1
         for k in range(m):
             put(out, k, acc[k])
     free(acc)
-
 
 def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
                  const uint64_t[:, ::1] rcum, int64_t q, uint64_t[:, ::1] out):

@@ -21,7 +21,7 @@ from . import _dist
 from .tables import NotDecomposable
 
 __all__ = ["Dist", "combine", "TooLarge", "as_ints", "as_int", "from_ints", "DENSE_LIMIT",
-           "SPARSE_LIMIT", "pair_cdf", "DENSE_TABLE_LIMIT"]
+           "SPARSE_LIMIT", "pair_cdf", "RANK_LIMIT"]
 
 #: lattice points a dense accumulator may span (16 bytes each)
 DENSE_LIMIT = 1 << 24
@@ -274,21 +274,20 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
     return _combine_sum(parts, limit, what)
 
 
-#: entries of a dense cumulative table (8 bytes each) a pair query may build
-DENSE_TABLE_LIMIT = 1 << 26
+#: lattice points a rank index (a bit each) of a pair query may cover
+RANK_LIMIT = 1 << 31
 
 
 def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     """Exact counts of pairs with ``l + r <= p`` for each point (Python ints),
-    all the points in one pass over one side.
+    all the points in one pass over the shorter side.
 
-    Where it is small enough (:data:`DENSE_TABLE_LIMIT`) and every count fits
-    64 bits, one side is read through a dense table of its cumulative counts
-    on the lattice both sides lie on (:func:`~._dist.pair_cdf_dense`: a
-    lookup per value of the other side and point; the table on the longer
-    side when it fits, so the pass is over the shorter); otherwise one
-    pointer per point walks the longer side's cumulative counts
-    (:func:`~._dist.pair_cdf_many`).
+    Where every count fits 64 bits, the longer side is read through a rank
+    index of its values on the lattice both sides lie on (a bit per lattice
+    point, up to :data:`RANK_LIMIT`) and its cumulative counts
+    (:func:`~._dist.pair_cdf_rank`: a lookup per value of the shorter side
+    and point); otherwise one pointer per point walks the longer side's
+    cumulative counts (:func:`~._dist.pair_cdf_many`).
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
     [1, 3, 4]
@@ -300,23 +299,22 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     order = np.argsort(pts, kind="stable")
     q = np.ascontiguousarray(pts[order])
     out = np.zeros((len(pts), 2), dtype=np.uint64)
-    h = _table_step(a, b)
-    if h is None:
-        h = _table_step(b, a)
-        if h is not None:
-            a, b = b, a               # a longer pass, but lookups instead of pointer walks
+    h = _index_step(a, b)
     if h is not None:
         a0, b0 = int(a.values[0]), int(b.values[0])
         kb = b.lattice_index() if h == b.step else (b.values - b0) // h
-        tab = np.empty(int(kb[-1]) + 1, dtype=np.uint64)
-        _dist.dense_cumulative(kb, b.counts, tab)
+        n_words = int(kb[-1]) // 64 + 1
+        bits = np.empty(n_words, dtype=np.uint64)
+        before = np.empty(n_words, dtype=np.int64)
+        _dist.rank_index(kb, bits, before)
         # q - l - b0 = (q - a0 - b0) - (l - a0), the second term a multiple
-        # of h: the table index is floor((q - a0 - b0) / h) - (l - a0) / h
+        # of h: the lattice point is floor((q - a0 - b0) / h) - (l - a0) / h
         off = (a.values - a0) // h
-        top = len(tab) - 1 + int(off[-1])     # from there on every pair is within
+        top = 64 * n_words + int(off[-1])     # from there on every pair is within
         base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
                         dtype=np.int64)
-        _dist.pair_cdf_dense(off, a.counts, tab, base, out)
+        _dist.pair_cdf_rank(off, a.counts, bits, before,
+                            np.ascontiguousarray(b.cumulative()[:, 0]), base, out)
     elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
         raise OverflowError("a count exceeds 2**128")
     res = [0] * len(pts)
@@ -325,13 +323,13 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     return res
 
 
-def _table_step(a: Dist, b: Dist) -> Optional[int]:
-    """The lattice step of a dense table of ``b``'s cumulative counts that
-    :func:`pair_cdf` may read for the values of ``a`` (the gcd of both
-    steps), or None: the table would be too long, or a count, a table entry
-    or a sum could exceed 64 bits (counts) or 128 bits (sums)."""
+def _index_step(a: Dist, b: Dist) -> Optional[int]:
+    """The lattice step of the rank index of ``b`` that :func:`pair_cdf` may
+    read for the values of ``a`` (the gcd of both steps), or None: the index
+    would be too long, or a count or the ``b`` total could exceed 64 bits,
+    or a sum 128 bits."""
     h = math.gcd(a.step, b.step) or 1
-    if (int(b.values[-1]) - int(b.values[0])) // h + 1 > DENSE_TABLE_LIMIT:
+    if (int(b.values[-1]) - int(b.values[0])) // h + 1 > RANK_LIMIT:
         return None
     if a.total >= 1 << 64 or b.total >= 1 << 64 or a.total * b.total >= 1 << 128:
         return None

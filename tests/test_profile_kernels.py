@@ -1,6 +1,6 @@
 """The fast paths of exact profiles against the plain ones, count for count.
 
-* pair counts ``#{l + r <= q}``: the all-points kernels (dense table,
+* pair counts ``#{l + r <= q}``: the all-points kernels (rank index,
   per-point pointers) equal the one-pass-per-point kernel and a brute-force
   double sum, with counts and sums beyond 2**64;
 * accumulation: the 64-bit loop equals the 128-bit one and a brute-force
@@ -64,9 +64,9 @@ def test_pair_counts_every_path_equals_brute_force(seed, counts_hi, monkeypatch)
     want = _brute(a, b, pts)
     assert _per_point(a, b, pts) == want
     assert pair_cdf(a, b, pts) == want and pair_cdf(b, a, pts) == want
-    dense = dists._table_step(a, b) is not None or dists._table_step(b, a) is not None
-    assert dense == (counts_hi <= 1 << 40)             # the dense path is taken when it may
-    monkeypatch.setattr(dists, "DENSE_TABLE_LIMIT", 0)  # the pointer walk instead
+    indexed = dists._index_step(a, b) is not None and dists._index_step(b, a) is not None
+    assert indexed == (counts_hi <= 1 << 40)           # the rank index is read when it may
+    monkeypatch.setattr(dists, "RANK_LIMIT", 0)        # the pointer walk instead
     assert pair_cdf(a, b, pts) == want and pair_cdf(b, a, pts) == want
     if counts_hi == 1 << 40:
         assert max(want) >= BIG                        # sums beyond 64 bits were exercised
@@ -78,10 +78,14 @@ def test_pair_counts_kernels_refuse_unsorted_points():
     with pytest.raises(ValueError, match="ascending"):
         _dist.pair_cdf_many(d.values, d.counts, d.values, d.cumulative(),
                             np.array([3, 1], dtype=np.int64), out)
+    bits, before = np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    _dist.rank_index(np.array([0, 1], dtype=np.int64), bits, before)
     with pytest.raises(ValueError, match="ascending"):
-        _dist.pair_cdf_dense(np.array([0, 1], dtype=np.int64), d.counts,
-                             np.array([1, 2], dtype=np.uint64), np.array([3, 1], dtype=np.int64),
-                             out)
+        _dist.pair_cdf_rank(np.array([0, 1], dtype=np.int64), d.counts, bits, before,
+                            np.array([1, 2], dtype=np.uint64), np.array([3, 1], dtype=np.int64),
+                            out)
+    with pytest.raises(ValueError, match="ascending and distinct"):
+        _dist.rank_index(np.array([1, 1], dtype=np.int64), bits, before)
 
 
 def _convolve_brute(parts) -> dict:
