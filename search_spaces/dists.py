@@ -313,8 +313,9 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
         top = 64 * n_words + int(off[-1])     # from there on every pair is within
         base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
                         dtype=np.int64)
-        _dist.pair_cdf_rank(off, a.counts, bits, before,
-                            np.ascontiguousarray(b.cumulative()[:, 0]), base, out)
+        # b's total is below 2**64 (checked): 64-bit cumulative counts are exact
+        cum = b._cum[:, 0] if b._cum is not None else np.cumsum(b.counts[:, 0])
+        _dist.pair_cdf_rank(off, a.counts, bits, before, np.ascontiguousarray(cum), base, out)
     elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
         raise OverflowError("a count exceeds 2**128")
     res = [0] * len(pts)

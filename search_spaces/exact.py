@@ -329,11 +329,11 @@ class _Segment:
     k0: int
     k1: int
     dist: Dist
-    reads: list        # per step: shapes of the source distribution of each live edge
+    reads: dict        # shape of a source distribution read by live edges -> how many edges
 
     def cost(self, front: _Shape) -> int:
         """Values the dynamic program reads to add this segment to ``front``."""
-        return sum((front + r).n for rs in self.reads for r in rs)
+        return sum((front + r).n * c for r, c in self.reads.items())
 
 
 def _segments(trellis: Trellis, edges: list, what: str) -> Optional[list]:
@@ -348,12 +348,14 @@ def _segments(trellis: Trellis, edges: list, what: str) -> Optional[list]:
         fwd = _forward(trellis, edges, "sum", [Dist.point(0)], k0, k1, what, True)
         if fwd[-1][0] is None:
             return None
-        reads = []
+        reads: dict = {}
         for k in range(k0, k1):
             step, e = trellis.steps[k], edges[k]
             src = fwd[k - k0]
-            reads.append([_Shape.of(src[step.src[i]]) for i in np.flatnonzero(e.mult > 0)
-                          if src[step.src[i]] is not None])
+            for i in np.flatnonzero(e.mult > 0):
+                if src[step.src[i]] is not None:
+                    r = _Shape.of(src[step.src[i]])
+                    reads[r] = reads.get(r, 0) + 1
         out.append(_Segment(k0, k1, fwd[-1][0], reads))
     if sum(len(s.dist) > 1 for s in out) < 2:
         return None
