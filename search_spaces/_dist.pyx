@@ -127,6 +127,40 @@ cdef inline int64_t gcd64(int64_t a, int64_t b) noexcept nogil:
     return a
 
 
+cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
+                          bint fits64, int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
+                          int64_t* last, int64_t* h, u128* tot) noexcept nogil:
+    """Write out the non-zero points of a window (64-bit or 128-bit
+    accumulators) and clear them; updates the gcd of the gaps between the
+    points written and their total.  Returns the new count, -1 on overflow."""
+    cdef int64_t j
+    cdef uint64_t c_lo, c_hi
+    for j in range(n):
+        if fits64:
+            c_lo = acc[j]
+            c_hi = 0
+        else:
+            c_lo = acc[2 * j]
+            c_hi = acc[2 * j + 1]
+        if c_lo | c_hi:
+            if last[0] >= 0 and h[0] != 1:
+                h[0] = gcd64(w0 + j - last[0], h[0])
+            last[0] = w0 + j
+            ov[m] = lo + (w0 + j) * g
+            ok[m] = w0 + j
+            oc[2 * m] = c_lo
+            oc[2 * m + 1] = c_hi
+            if u128_add(tot[0], mk(c_lo, c_hi), tot):
+                return -1
+            if fits64:
+                acc[j] = 0
+            else:
+                acc[2 * j] = 0
+                acc[2 * j + 1] = 0
+            m += 1
+    return m
+
+
 def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
@@ -229,37 +263,10 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                 pos[p] = i
                 if ovf:
                     break
-            if fits64:
-                for j in range(w1 - w0):
-                    t_lo = acc[j]
-                    if t_lo:
-                        if last >= 0 and h != 1:
-                            h = gcd64(w0 + j - last, h)
-                        last = w0 + j
-                        ov[m] = lo + (w0 + j) * g
-                        ok[m] = w0 + j
-                        oc[2 * m] = t_lo
-                        oc[2 * m + 1] = 0
-                        tot += t_lo
-                        acc[j] = 0
-                        m += 1
-                w0 = w1
-                continue
-            for j in range(w1 - w0):
-                t_lo = acc[2 * j] | acc[2 * j + 1]
-                if t_lo:
-                    if last >= 0 and h != 1:
-                        h = gcd64(w0 + j - last, h)
-                    last = w0 + j
-                    ov[m] = lo + (w0 + j) * g
-                    ok[m] = w0 + j
-                    oc[2 * m] = acc[2 * j]
-                    oc[2 * m + 1] = acc[2 * j + 1]
-                    if u128_add(tot, mk(acc[2 * j], acc[2 * j + 1]), &tot):
-                        ovf = True
-                    acc[2 * j] = 0
-                    acc[2 * j + 1] = 0
-                    m += 1
+            m = sweep(acc, w1 - w0, w0, lo, g, fits64, ov, ok, oc, m, &last, &h, &tot)
+            if m < 0:
+                ovf = True
+                break
             w0 = w1
     out_info[0] = h
     out_info[1] = 0
