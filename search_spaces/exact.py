@@ -243,16 +243,15 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         fcaps, bcaps = _caps(trellis, edges, cap)
     width = span(trellis, edges, cap) if how == "sum" and dense else 0
     if how == "max" or not dense or width <= (DENSE_LIMIT if whole else FULL_LIMIT):
-        if how == "sum" and not keep:
-            built = _segment_halves(trellis, edges, what, cap, many=whole, one_half=True)
+        if how == "sum" and not keep and cap is None:
+            built = _segment_halves(trellis, edges, what, many=whole, one_half=True)
             if built is not None:
-                return GroupDist(built[0] if built[0] is not None and len(built[0]) else None,
-                                 split=K)
+                return GroupDist(built[0], split=K)
         fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])
-    if not keep:
-        halves = _segment_halves(trellis, edges, what, cap, many=whole)
+    if not keep and cap is None:
+        halves = _segment_halves(trellis, edges, what, many=whole)
         if halves is not None:
             return GroupDist(None, left=[halves[0]], right=[halves[1]], split=-1)
     fwd, bwd = {0: one}, {K: one}
@@ -401,16 +400,13 @@ def _fused(trellis: Trellis, edges: list, k0: int, k1: int) -> list:
     return out
 
 
-def _run(steps: list, start: Dist, what: str, caps) -> Optional[Dist]:
+def _run(steps: list, start: Dist, what: str) -> Dist:
     """The distribution at the end of (fused) steps from one state holding ``start``."""
     cur = [start]
     for st in steps:
-        nxt = []
-        for t in range(st.n_out):
-            d = combine([(cur[st.src[i]], st.vals[i], st.mult[i])
-                         for i in np.flatnonzero(st.dst == t)], "sum", what=what)
-            nxt.append(_truncate(d, caps[st.k1][t] if caps else None))
-        cur = nxt
+        cur = [combine([(cur[st.src[i]], st.vals[i], st.mult[i])
+                        for i in np.flatnonzero(st.dst == t)], "sum", what=what)
+               for t in range(st.n_out)]
     return cur[0]
 
 
@@ -440,8 +436,8 @@ def _plan(segs: list, start: _Shape) -> tuple[list, int, _Shape]:
     return order, cost, cur
 
 
-def _segment_halves(trellis: Trellis, edges: list, what: str, cap: Optional[int],
-                    many: bool, one_half: bool = False) -> Optional[tuple]:
+def _segment_halves(trellis: Trellis, edges: list, what: str, many: bool,
+                    one_half: bool = False) -> Optional[tuple]:
     """The group's distribution as two exact halves, each the sum of a set
     of independent segments (None: no such decomposition, see
     :func:`_segments`); with ``one_half`` the whole distribution (and a
@@ -449,8 +445,8 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, cap: Optional[int]
 
     The partition minimises the size model's cost of building both halves
     plus (``many``: many queries follow) :data:`QUERY_WEIGHT` times the
-    smaller half (a query reads it once).  With ``cap`` only the values that
-    can still end within it are kept.
+    smaller half (a query reads it once).  (A budget's count prunes at
+    every boundary instead: :func:`group_dist` builds it from both ends.)
     """
     segs = _segments(trellis, edges, what)
     if segs is None:
@@ -473,23 +469,11 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, cap: Optional[int]
         cost = pa[1] + pb[1] + (QUERY_WEIGHT if many else 1) * min(pa[2].n, pb[2].n)
         if best is None or cost < best[0]:
             best = (cost, fixed + pa[0], pb[0])
-    lowest = {id(s): int(s.dist.values[0]) for s in segs}
-    suf = _reach(trellis, edges, True) if cap is not None else None
     out = []
     for order in best[1:]:
-        rest = sum(lowest.values())     # the smallest sum of the segments not yet added
         d = Dist.point(0)
         for s in order:
-            rest -= lowest[id(s)]
-            caps = None
-            if cap is not None:        # within: cap - rest - the segment's smallest suffix
-                caps = [None] * (len(trellis.steps) + 1)
-                for k in range(s.k0 + 1, s.k1 + 1):
-                    caps[k] = [False if m is None or cap - rest - (m - suf[s.k1][0]) < 0
-                               else cap - rest - (m - suf[s.k1][0]) for m in suf[k]]
-            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, caps)
-            if d is None:
-                return Dist.point(0).take(slice(0, 0)), Dist.point(0)
+            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what)
         out.append(d)
     return tuple(out)
 
