@@ -79,7 +79,7 @@ class Dist:
     ([1, 6], 12)
     """
 
-    __slots__ = ("values", "counts", "_g", "_cum", "_k", "_tot")
+    __slots__ = ("values", "counts", "_g", "_cum", "_k", "_tot", "_rank")
 
     def __init__(self, values: np.ndarray, counts: np.ndarray):
         self.values = np.ascontiguousarray(values, dtype=np.int64)
@@ -88,6 +88,7 @@ class Dist:
         self._cum: Optional[np.ndarray] = None
         self._k: Optional[np.ndarray] = None
         self._tot: Optional[int] = None
+        self._rank: Optional[tuple] = None
 
     @classmethod
     def point(cls, value: int = 0, count: int = 1) -> "Dist":
@@ -149,6 +150,21 @@ class Dist:
     def count_le(self, bound: int) -> int:
         """Exact count of values ``<= bound``."""
         return self.cdf([min(int(bound), _I64[1])])[0]
+
+    def rank_index(self, h: int) -> tuple:
+        """``(bits, before, cum)``: a rank index of the values on the lattice
+        of step ``h`` from the first (a bit per lattice point, the values
+        below each 64-point word) and 64-bit cumulative counts (the total
+        must be below 2**64); kept for the last ``h`` asked (pair queries)."""
+        if self._rank is None or self._rank[0] != h:
+            k = self.lattice_index() if h == self.step else (self.values - self.values[0]) // h
+            n_words = int(k[-1]) // 64 + 1
+            bits = np.empty(n_words, dtype=np.uint64)
+            before = np.empty(n_words, dtype=np.int64)
+            _dist.rank_index(np.ascontiguousarray(k), bits, before)
+            cum = self._cum[:, 0] if self._cum is not None else np.cumsum(self.counts[:, 0])
+            self._rank = (h, bits, before, np.ascontiguousarray(cum))
+        return self._rank[1:]
 
     def take(self, keep: np.ndarray) -> "Dist":
         """The values selected by a mask or indices, with their counts."""
@@ -302,20 +318,14 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     h = _index_step(a, b)
     if h is not None:
         a0, b0 = int(a.values[0]), int(b.values[0])
-        kb = b.lattice_index() if h == b.step else (b.values - b0) // h
-        n_words = int(kb[-1]) // 64 + 1
-        bits = np.empty(n_words, dtype=np.uint64)
-        before = np.empty(n_words, dtype=np.int64)
-        _dist.rank_index(kb, bits, before)
+        bits, before, cum = b.rank_index(h)   # b's total is below 2**64 (checked)
         # q - l - b0 = (q - a0 - b0) - (l - a0), the second term a multiple
         # of h: the lattice point is floor((q - a0 - b0) / h) - (l - a0) / h
-        off = (a.values - a0) // h
-        top = 64 * n_words + int(off[-1])     # from there on every pair is within
+        off = a.lattice_index() if h == a.step else (a.values - a0) // h
+        top = 64 * len(bits) + int(off[-1])   # from there on every pair is within
         base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
                         dtype=np.int64)
-        # b's total is below 2**64 (checked): 64-bit cumulative counts are exact
-        cum = b._cum[:, 0] if b._cum is not None else np.cumsum(b.counts[:, 0])
-        _dist.pair_cdf_rank(off, a.counts, bits, before, np.ascontiguousarray(cum), base, out)
+        _dist.pair_cdf_rank(np.ascontiguousarray(off), a.counts, bits, before, cum, base, out)
     elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
         raise OverflowError("a count exceeds 2**128")
     res = [0] * len(pts)
