@@ -27,8 +27,8 @@ sampling within a budget (``profiles.py``).
 """
 from __future__ import annotations
 
-import math
 import itertools
+import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Callable, Optional, Sequence
@@ -244,14 +244,14 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     width = span(trellis, edges, cap) if how == "sum" and dense else 0
     if how == "max" or not dense or width <= (DENSE_LIMIT if whole else FULL_LIMIT):
         if how == "sum" and not keep and cap is None:
-            built = _segment_halves(trellis, edges, what, many=whole, one_half=True)
+            built = _try_segments(trellis, edges, what, many=whole, one_half=True)
             if built is not None:
                 return GroupDist(built[0], split=K)
         fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])
     if not keep and cap is None:
-        halves = _segment_halves(trellis, edges, what, many=whole)
+        halves = _try_segments(trellis, edges, what, many=whole)
         if halves is not None:
             return GroupDist(None, left=[halves[0]], right=[halves[1]], split=-1)
     fwd, bwd = {0: one}, {K: one}
@@ -408,6 +408,15 @@ def _run(steps: list, start: Dist, what: str) -> Dist:
                         for i in np.flatnonzero(st.dst == t)], "sum", what=what)
                for t in range(st.n_out)]
     return cur[0]
+
+
+def _try_segments(*args, **kw) -> Optional[tuple]:
+    """:func:`_segment_halves`, None (the programs from both ends instead)
+    where a half would exceed the limits."""
+    try:
+        return _segment_halves(*args, **kw)
+    except TooLarge:
+        return None
 
 
 def _n_values(trellis: Trellis, edges: list, k0: int, k1: int) -> int:

@@ -213,3 +213,18 @@ def test_ofa_224_segment_halves_equal_halves_from_both_ends(monkeypatch):
     want = [sum(c) for c in zip(*(_per_point(a, b, pts) for a, b in old.pairs()))]
     assert new.cdf(pts) == want == old.cdf(pts)
     assert want[-3] == p.totals[g] > BIG
+
+
+def test_segment_halves_too_large_fall_back_to_both_ends(brute, monkeypatch):
+    """A half over the limits: the programs from both ends answer instead, exactly."""
+    monkeypatch.setattr(exact, "DENSE_LIMIT", 40)
+    _, space, cols, scores = brute
+
+    def too_large(*a, **k):
+        raise dists.TooLarge("a half over the limits")
+    monkeypatch.setattr(exact, "_segment_halves", too_large)
+    p = space.profile("macs", over="encodings")
+    assert all(p._group(g).split > 0 for g in range(len(p.group_values)))
+    v = np.sort(scores["macs"])
+    pts = v[:: max(1, len(v) // 9)].tolist()
+    assert p.cdf(pts) == [int(np.searchsorted(v, x, side="right")) for x in pts]
