@@ -38,6 +38,48 @@ cdef extern from *:
         x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
         return (int64_t)((x * 0x0101010101010101ULL) >> 56);
     }
+    /* One block of left values for one point of pair_cdf_rank: the sum of
+       lc[i] * rcum[rank(base - off[i]) - 1].  Built twice on x86-64, with the
+       popcnt instruction (chosen at run time when the CPU has it) and without. */
+    #define NF_RANK_BLOCK(NAME, POP, ATTR)                                            \
+    ATTR static nf_u128 NAME(const int64_t* off, const uint64_t* lc, int64_t i0,     \
+                             int64_t i1, int64_t base, const uint64_t* bits,          \
+                             const int64_t* before, int64_t T, const uint64_t* rcum,  \
+                             int64_t nr) {                                            \
+        nf_u128 t = 0;                                                                \
+        for (int64_t i = i0; i < i1; i++) {                                           \
+            int64_t idx = base - off[i];                                              \
+            if (idx < 0) break;                                                       \
+            if (idx >= T) { t += (nf_u128)lc[2 * i] * rcum[nr - 1]; continue; }       \
+            int64_t w = idx >> 6;                                                     \
+            uint64_t word = bits[w] & (~0ULL >> (63 - (idx & 63)));                   \
+            int64_t r = before[w] + (int64_t)POP(word);                               \
+            if (r > 0) t += (nf_u128)lc[2 * i] * rcum[r - 1];                         \
+        }                                                                             \
+        return t;                                                                     \
+    }
+    NF_RANK_BLOCK(nf_rank_block_swar, nf_popcount64, )
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    NF_RANK_BLOCK(nf_rank_block_popcnt, __builtin_popcountll, __attribute__((target("popcnt"))))
+    static int nf_popcnt_ok = -1;
+    static nf_u128 nf_rank_block(const int64_t* off, const uint64_t* lc, int64_t i0,
+                                 int64_t i1, int64_t base, const uint64_t* bits,
+                                 const int64_t* before, int64_t T, const uint64_t* rcum,
+                                 int64_t nr) {
+        if (nf_popcnt_ok < 0) nf_popcnt_ok = __builtin_cpu_supports("popcnt") ? 1 : 0;
+        if (nf_popcnt_ok)
+            return nf_rank_block_popcnt(off, lc, i0, i1, base, bits, before, T, rcum, nr);
+        return nf_rank_block_swar(off, lc, i0, i1, base, bits, before, T, rcum, nr);
+    }
+    static int nf_set_popcnt(int v) {   /* -1: the CPU decides, 0: never, 1: if it can */
+        int old = nf_popcnt_ok;
+        nf_popcnt_ok = (v != 0 && __builtin_cpu_supports("popcnt")) ? v : 0;
+        return old;
+    }
+    #else
+    #define nf_rank_block nf_rank_block_swar
+    static int nf_set_popcnt(int v) { (void)v; return 0; }
+    #endif
     static inline int64_t nf_i64_sub_sat(int64_t a, int64_t b) {
         int64_t r;
         if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
@@ -54,6 +96,11 @@ cdef extern from *:
     bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
     int64_t i64_sub_sat "nf_i64_sub_sat"(int64_t a, int64_t b) noexcept nogil
     int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
+    int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
+    u128 rank_block "nf_rank_block"(const int64_t* off, const uint64_t* lc, int64_t i0,
+                                    int64_t i1, int64_t base, const uint64_t* bits,
+                                    const int64_t* before, int64_t T, const uint64_t* rcum,
+                                    int64_t nr) noexcept nogil
 
 
 cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
@@ -509,6 +556,13 @@ def rank_index(const int64_t[::1] k, uint64_t[::1] bits, int64_t[::1] before):
             run += popcount64(bits[w])
 
 
+def use_popcnt(int which):
+    """Which popcount :func:`pair_cdf_rank` uses: -1 the CPU's instruction
+    when it has one (the default), 0 the portable one (tests compare both).
+    Returns the previous setting."""
+    return set_popcnt(which)
+
+
 def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint64_t[::1] bits,
                   const int64_t[::1] before, const uint64_t[::1] rcum, const int64_t[::1] base,
                   uint64_t[:, ::1] out):
@@ -526,12 +580,10 @@ def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint6
     the index per block (the index is a bit per lattice point, so it stays
     in cache where a table of counts would not).
     """
-    cdef Py_ssize_t n = off.shape[0], m = base.shape[0], W = bits.shape[0], i, k
+    cdef Py_ssize_t n = off.shape[0], m = base.shape[0], W = bits.shape[0], k
     cdef Py_ssize_t nr = rcum.shape[0]
-    cdef int64_t idx, T = 64 * W, r, w
+    cdef int64_t T = 64 * W
     cdef Py_ssize_t i0, i1
-    cdef u128 t
-    cdef uint64_t word
     if lc.shape[0] != n or out.shape[0] != m or before.shape[0] != W or W == 0 or nr == 0:
         raise ValueError("pair_cdf_rank: shapes disagree")
     for k in range(1, m):
@@ -547,20 +599,8 @@ def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint6
             for k in range(m):
                 if base[k] - off[i0] < 0:       # no pair within, for this block
                     continue
-                t = 0
-                for i in range(i0, i1):
-                    idx = base[k] - off[i]
-                    if idx < 0:
-                        break
-                    if idx >= T:
-                        t += (<u128>lc[i, 0]) * rcum[nr - 1]
-                        continue
-                    w = idx >> 6
-                    word = bits[w] & ((<uint64_t>0xFFFFFFFFFFFFFFFF) >> (63 - (idx & 63)))
-                    r = before[w] + popcount64(word)
-                    if r > 0:
-                        t += (<u128>lc[i, 0]) * rcum[r - 1]
-                acc[k] += t
+                acc[k] += rank_block(&off[0], &lc[0, 0], i0, i1, base[k], &bits[0],
+                                     &before[0], T, &rcum[0], nr)
             i0 = i1
         for k in range(m):
             put(out, k, acc[k])

@@ -64,6 +64,11 @@ def test_pair_counts_every_path_equals_brute_force(seed, counts_hi, monkeypatch)
     want = _brute(a, b, pts)
     assert _per_point(a, b, pts) == want
     assert pair_cdf(a, b, pts) == want and pair_cdf(b, a, pts) == want
+    old = _dist.use_popcnt(0)                          # the portable popcount too
+    try:
+        assert pair_cdf(a, b, pts) == want
+    finally:
+        _dist.use_popcnt(old)
     indexed = dists._index_step(a, b) is not None and dists._index_step(b, a) is not None
     assert indexed == (counts_hi <= 1 << 40)           # the rank index is read when it may
     monkeypatch.setattr(dists, "RANK_LIMIT", 0)        # the pointer walk instead
