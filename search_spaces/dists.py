@@ -93,7 +93,9 @@ class Dist:
     @classmethod
     def point(cls, value: int = 0, count: int = 1) -> "Dist":
         """All mass on one value."""
-        return cls(np.array([value], dtype=np.int64), from_ints([count]))
+        d = cls(np.array([value], dtype=np.int64), from_ints([count]))
+        d._tot = int(count)
+        return d
 
     def __len__(self) -> int:
         return len(self.values)
@@ -193,7 +195,10 @@ def _merge(parts, how: str, what: str) -> Dist:
                             out_v, out_c)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
-    return Dist(_shrunk(out_v, m), _shrunk(out_c, m))
+    out = Dist(_shrunk(out_v, m), _shrunk(out_c, m))
+    if all(d._tot is not None for d in srcs):    # every count moves, none is lost
+        out._tot = sum(d._tot * k for d, _, k in parts)
+    return out
 
 
 #: lattice points accumulated at a time (16 bytes each)
@@ -235,7 +240,9 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
     out_c = np.empty((cap, 2), dtype=np.uint64)
     out_k = np.empty(cap, dtype=np.int64)
     info = np.zeros(4, dtype=np.int64)
-    fits64 = sum(d.total * x for d, _, x in parts) < 1 << 64     # then no sum can overflow
+    # every total known (no pass to find it): below 2**64 together, no sum can overflow
+    fits64 = all(d._tot is not None for d in srcs) and \
+        sum(d._tot * x for d, _, x in parts) < 1 << 64
     m = _dist.accumulate_windows([d.lattice_index() for d in srcs],
                                  [np.ascontiguousarray(d.counts) for d in srcs], src_of, a, b,
                                  np.array([x for _, _, x in parts], dtype=np.uint64), span, lo,
