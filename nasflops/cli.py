@@ -804,6 +804,7 @@ def _native(native) -> str:
 def cmd_profile(args) -> int:
     """``nasflops profile``: the exact distribution of a metric over a whole space."""
     from .search_spaces.dists import TooLarge
+    from .search_spaces.profiles import Within
     from .units import format_bytes, format_count
 
     space = _get_space(args.space, _space_params(args.param))
@@ -817,20 +818,27 @@ def cmd_profile(args) -> int:
     what = f"{args.metric} ({p.convention})" if args.metric == "ops" else args.metric
     con.print(f"[bold]{space.name}[/]: exact profile of [bold]{what}[/] over {_big(p.total)} "
               f"{p.over}" + (f", by {p.group_name}" if args.by else ""))
-    if budget is not None:
-        w = space.count_within(budget, over=args.over, **kw)
-        frac = float(w.fraction)
-        con.print(f"within {budget}: [bold]{_big(w.count)}[/] of {_big(w.total)} {w.over} "
-                  f"(exactly {w.fraction.numerator}/{w.fraction.denominator}, {frac:.3g})")
-        if args.by:
-            con.print("  " + ", ".join(f"{p.group_name}={g}: {c:,}" for g, c in w.by_group.items()))
+    # a bound on the profiled metric alone is one more point of the
+    # profile's own pass over the groups (no second dynamic program)
+    shared = None
+    if budget is not None and budget.limits.keys() == {args.metric} \
+            and budget.convention == p.convention:
+        try:
+            shared = _profile_cdfs(p, args, budget.limits[args.metric])
+        except TooLarge:
+            shared = None
+    if shared is not None:
+        by = {g: c[-1] for g, c in zip(p.group_values if p.group_name else [None], shared[1])}
+        _print_within(con, p, args, Within(budget, p.over, sum(by.values()), p.total, by))
+    elif budget is not None:
+        _print_within(con, p, args, space.count_within(budget, over=args.over, **kw))
     for name, wit in (("min", p.min), ("max", p.max)):
         where = f" at {p.group_name}={wit.group}" if p.group_name else ""
         con.print(f"{name} {fmt(wit.value)} ({wit.value:,}){where}: {_native(wit.native)}",
                   soft_wrap=True, markup=False)
     hist = None
     try:
-        hist = _print_distribution(con, p, args, fmt)
+        hist = _print_distribution(con, p, args, fmt, shared)
     except TooLarge as e:
         con.print(f"[yellow]distribution not shown: {e}[/]")
     if args.plot and hist is not None:
@@ -842,17 +850,36 @@ def cmd_profile(args) -> int:
     return 0
 
 
-def _print_distribution(con, p, args, fmt) -> list:
+def _print_within(con, p, args, w) -> None:
+    """The exact count within a budget (a :class:`~.search_spaces.profiles.Within`)."""
+    frac = float(w.fraction)
+    con.print(f"within {w.budget}: [bold]{_big(w.count)}[/] of {_big(w.total)} {w.over} "
+              f"(exactly {w.fraction.numerator}/{w.fraction.denominator}, {frac:.3g})")
+    if args.by:
+        con.print("  " + ", ".join(f"{p.group_name}={g}: {c:,}" for g, c in w.by_group.items()))
+
+
+def _profile_cdfs(p, args, bound=None) -> tuple:
+    """``(edges, per-group exact counts at edges - 1 [and at bound])``: every
+    count the profile command prints, from one pass over the groups (fine
+    exact histograms, merged for display)."""
+    fine = 8 if p.materialized else 2  # a bin edge costs a product per value of a group's halves
+    edges = p.edges(args.bins * fine)
+    extra = [min(int(bound), (1 << 63) - 1)] if bound is not None else []
+    return edges, p.group_cdfs((edges - 1).tolist() + extra)
+
+
+def _print_distribution(con, p, args, fmt, cdfs=None) -> list:
     """Exact quantiles (exact brackets where groups are held as halves), a
-    histogram, and per group a table; every count from one pass over the
-    groups (fine exact histograms, merged for display).  Returns the fine
-    histograms per group and their edges, for the plot."""
+    histogram, and per group a table, from :func:`_profile_cdfs` (computed
+    here unless given).  Returns the fine histograms per group and their
+    edges, for the plot."""
     from rich.table import Table
 
     exact = p.materialized
-    fine = 8 if exact else 2       # a bin edge costs a pass over a group's halves
-    edges = p.edges(args.bins * fine)
-    per_group = p.group_histograms(edges)
+    fine = 8 if exact else 2
+    edges, cums = cdfs if cdfs is not None else _profile_cdfs(p, args)
+    per_group = [[b - a for a, b in zip(c, c[1:len(edges)])] for c in cums]
     pooled = [sum(c) for c in zip(*per_group)]
     qs = list(_STATS_Q.values())
     t = Table(title=f"exact {'quantiles' if exact else 'quantile brackets [a, b)'} "

@@ -9,13 +9,20 @@ U64 = NDArray[np.uint64]
 
 def table_sums(table: I64, n_groups: int, tids: I64, groups: I64, peak_col: int,
                out: I64) -> int: ...             # first overflowing row or -1
-def accumulate_windows(src_ptr: I64, src_k: I64, src_cnt: U64, part_src: I64, part_a: I64,
+def accumulate_windows(src_k: list[I64], src_cnt: list[U64], part_src: I64, part_a: I64,
                        part_b: I64, part_mult: U64, span: int, lo: int, g: int, window: int,
-                       out_val: I64, out_cnt: U64) -> int: ...   # values written, -1 overflow
+                       out_val: I64, out_cnt: U64, out_k: I64, out_info: I64,
+                       fits64: bool = False) -> int: ...   # values written, -1 overflow
 def merge_shifted(src_ptr: I64, src_val: I64, src_cnt: U64, part_src: I64, part_shift: I64,
                   part_mult: U64, take_max: bool, out_val: I64, out_cnt: U64) -> int: ...
 def cumsum(c: U64, out: U64) -> bool: ...        # overflow
 def pair_cdf(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64, out: U64) -> bool: ...
+def pair_cdf_many(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64,
+                  out: U64) -> bool: ...         # points ascending; overflow
+def rank_index(k: I64, bits: U64, before: I64) -> None: ...
+def use_popcnt(which: int) -> int: ...        # -1 CPU's popcnt when present, 0 portable
+def pair_cdf_rank(off: I64, lc: U64, bits: U64, before: I64, rcum: U64, base: I64,
+                  out: U64) -> None: ...
 def pair_weights(lv: I64, lc: U64, rv: I64, rcum: U64, q: int, out: U64) -> bool: ...
 def search(cum: U64, ranks: U64, out: I64) -> None: ...
 def uniform_below(raw: U64, n_lo: int, n_hi: int, out: U64) -> I64: ...   # indices to redraw

@@ -10,6 +10,7 @@ allocates Python objects in its loops, and every loop runs without the GIL.
 import numpy as np
 
 from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free
 
 cdef extern from *:
     """
@@ -31,6 +32,59 @@ cdef extern from *:
         return __builtin_mul_overflow(a, b, r);
     }
     static inline uint64_t nf_u128_hi(nf_u128 x) { return (uint64_t)(x >> 64); }
+    static inline int64_t nf_popcount64(uint64_t x) {   /* SWAR: no -mpopcnt needed */
+        x = x - ((x >> 1) & 0x5555555555555555ULL);
+        x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+        x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        return (int64_t)((x * 0x0101010101010101ULL) >> 56);
+    }
+    /* One block of left values for one point of pair_cdf_rank: the sum of
+       lc[i] * rcum[rank(base - off[i]) - 1].  Built twice on x86-64, with the
+       popcnt instruction (chosen at run time when the CPU has it) and without. */
+    #define NF_RANK_BLOCK(NAME, POP, ATTR)                                            \
+    ATTR static nf_u128 NAME(const int64_t* off, const uint64_t* lc, int64_t i0,     \
+                             int64_t i1, int64_t base, const uint64_t* bits,          \
+                             const int64_t* before, int64_t T, const uint64_t* rcum,  \
+                             int64_t nr) {                                            \
+        nf_u128 t = 0;                                                                \
+        for (int64_t i = i0; i < i1; i++) {                                           \
+            int64_t idx = base - off[i];                                              \
+            if (idx < 0) break;                                                       \
+            if (idx >= T) { t += (nf_u128)lc[2 * i] * rcum[nr - 1]; continue; }       \
+            int64_t w = idx >> 6;                                                     \
+            uint64_t word = bits[w] & (~0ULL >> (63 - (idx & 63)));                   \
+            int64_t r = before[w] + (int64_t)POP(word);                               \
+            if (r > 0) t += (nf_u128)lc[2 * i] * rcum[r - 1];                         \
+        }                                                                             \
+        return t;                                                                     \
+    }
+    NF_RANK_BLOCK(nf_rank_block_swar, nf_popcount64, )
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    NF_RANK_BLOCK(nf_rank_block_popcnt, __builtin_popcountll, __attribute__((target("popcnt"))))
+    static int nf_popcnt_ok = -1;
+    static nf_u128 nf_rank_block(const int64_t* off, const uint64_t* lc, int64_t i0,
+                                 int64_t i1, int64_t base, const uint64_t* bits,
+                                 const int64_t* before, int64_t T, const uint64_t* rcum,
+                                 int64_t nr) {
+        if (nf_popcnt_ok < 0) nf_popcnt_ok = __builtin_cpu_supports("popcnt") ? 1 : 0;
+        if (nf_popcnt_ok)
+            return nf_rank_block_popcnt(off, lc, i0, i1, base, bits, before, T, rcum, nr);
+        return nf_rank_block_swar(off, lc, i0, i1, base, bits, before, T, rcum, nr);
+    }
+    static int nf_set_popcnt(int v) {   /* -1: the CPU decides, 0: never, 1: if it can */
+        int old = nf_popcnt_ok;
+        nf_popcnt_ok = (v != 0 && __builtin_cpu_supports("popcnt")) ? v : 0;
+        return old;
+    }
+    #else
+    #define nf_rank_block nf_rank_block_swar
+    static int nf_set_popcnt(int v) { (void)v; return 0; }
+    #endif
+    static inline int64_t nf_i64_sub_sat(int64_t a, int64_t b) {
+        int64_t r;
+        if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
+        return r;
+    }
     """
     ctypedef unsigned long long u128 "nf_u128"
     bint u128_mul "nf_u128_mul"(u128 a, u128 b, u128* r) noexcept nogil
@@ -40,6 +94,13 @@ cdef extern from *:
     uint64_t lo64 "nf_u128_lo"(u128 x) noexcept nogil
     uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
     bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
+    int64_t i64_sub_sat "nf_i64_sub_sat"(int64_t a, int64_t b) noexcept nogil
+    int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
+    int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
+    u128 rank_block "nf_rank_block"(const int64_t* off, const uint64_t* lc, int64_t i0,
+                                    int64_t i1, int64_t base, const uint64_t* bits,
+                                    const int64_t* before, int64_t T, const uint64_t* rcum,
+                                    int64_t nr) noexcept nogil
 
 
 cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
@@ -104,45 +165,130 @@ cdef inline bint mul64(u128 c, uint64_t m, u128* r) noexcept nogil:
     return u128_add(p, (<u128>top) << 64, r)
 
 
-def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
-                       const uint64_t[:, ::1] src_cnt, const int64_t[::1] part_src,
+cdef inline int64_t gcd64(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t t
+    while b:
+        t = a % b
+        a = b
+        b = t
+    return a
+
+
+cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
+                          bint fits64, int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
+                          int64_t* last, int64_t* h, u128* tot) noexcept nogil:
+    """Write out the non-zero points of a window (64-bit or 128-bit
+    accumulators) and clear them; updates the gcd of the gaps between the
+    points written and their total.  Returns the new count, -1 on overflow."""
+    cdef int64_t j
+    cdef uint64_t c_lo, c_hi
+    for j in range(n):
+        if fits64:
+            c_lo = acc[j]
+            c_hi = 0
+        else:
+            c_lo = acc[2 * j]
+            c_hi = acc[2 * j + 1]
+        if c_lo | c_hi:
+            if last[0] >= 0 and h[0] != 1:
+                h[0] = gcd64(w0 + j - last[0], h[0])
+            last[0] = w0 + j
+            ov[m] = lo + (w0 + j) * g
+            ok[m] = w0 + j
+            oc[2 * m] = c_lo
+            oc[2 * m + 1] = c_hi
+            if u128_add(tot[0], mk(c_lo, c_hi), tot):
+                return -1
+            if fits64:
+                acc[j] = 0
+            else:
+                acc[2 * j] = 0
+                acc[2 * j + 1] = 0
+            m += 1
+    return m
+
+
+def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
-                       int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+                       int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt,
+                       int64_t[::1] out_k, int64_t[::1] out_info, bint fits64=False):
     """Sum shifted, scaled sorted distributions on the lattice ``lo + j * g``,
     one window of ``window`` lattice points at a time (memory: the window).
 
-    Part ``p`` sends entry ``i`` of source ``part_src[p]`` (lattice index
-    ``src_k[i]``, ascending) to point ``src_k[i] * part_a[p] + part_b[p]``
-    with its count times ``part_mult[p]``.  Writes the non-zero points in
-    order; returns how many, or -1 on overflow.
+    Source ``s`` is ``src_k[s]`` (int64 lattice indices, ascending) with
+    ``src_cnt[s]`` (``(n, 2)`` uint64 counts); the sources are read in
+    place.  Part ``p`` sends entry ``i`` of source ``part_src[p]`` to point
+    ``src_k[i] * part_a[p] + part_b[p]`` with its count times
+    ``part_mult[p]``.  Writes the non-zero points in order, with their
+    lattice point ``j`` to ``out_k``; returns how many, or -1 on overflow.
+    ``out_info`` (4 int64) receives the gcd of the differences between the
+    points written (0 for fewer than two) and their total count (words 2
+    and 3: low, high).  ``fits64``: the caller has checked that the sum
+    over parts of source total times multiplicity is below 2**64, so every
+    count and sum fits 64 bits (the faster loop: no overflow is possible).
     """
-    cdef Py_ssize_t P = part_src.shape[0], p, m = 0
-    cdef int64_t w0, w1, j, i, e, a, b
+    cdef Py_ssize_t P = part_src.shape[0], S = len(src_k), p, m = 0, s
+    cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
     cdef uint64_t mult, c_lo, c_hi, top, t_lo
-    cdef u128 x, y
+    cdef u128 x, y, tot = 0
     cdef bint ovf = False
-    pos_a = np.empty(max(P, 1), dtype=np.int64)
+    cdef const int64_t[::1] kv
+    cdef const uint64_t[:, ::1] cv
+    if len(src_cnt) != S or out_info.shape[0] < 4 or out_k.shape[0] < out_val.shape[0] \
+            or out_cnt.shape[0] < out_val.shape[0]:
+        raise ValueError("accumulate_windows: shapes disagree")
+    kp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    cp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    n_a = np.zeros(max(S, 1), dtype=np.int64)
+    cdef uint64_t[::1] kaddr = kp_a, caddr = cp_a
+    cdef int64_t[::1] slen = n_a
+    for s in range(S):
+        kv = src_k[s]
+        cv = src_cnt[s]
+        if cv.shape[0] != kv.shape[0]:
+            raise ValueError("accumulate_windows: a source's indices and counts disagree")
+        slen[s] = kv.shape[0]
+        if kv.shape[0]:
+            kaddr[s] = <uint64_t>&kv[0]
+            caddr[s] = <uint64_t>&cv[0, 0]
+    for p in range(P):
+        if not 0 <= part_src[p] < S:
+            raise ValueError("accumulate_windows: a part's source is out of range")
+    cdef const int64_t* kp
+    cdef const uint64_t* cp
+    pos_a = np.zeros(max(P, 1), dtype=np.int64)
     acc_a = np.zeros(2 * max(min(window, span), 1), dtype=np.uint64)
     cdef int64_t[::1] pos = pos_a
     cdef uint64_t[::1] accv = acc_a
     cdef uint64_t* acc = &accv[0]
-    cdef const uint64_t* cp = &src_cnt[0, 0] if src_cnt.shape[0] else NULL
-    cdef const int64_t* kp = &src_k[0] if src_k.shape[0] else NULL
     cdef int64_t* ov = &out_val[0] if out_val.shape[0] else NULL
+    cdef int64_t* ok = &out_k[0] if out_k.shape[0] else NULL
     cdef uint64_t* oc = &out_cnt[0, 0] if out_cnt.shape[0] else NULL
     with nogil:
-        for p in range(P):
-            pos[p] = src_ptr[part_src[p]]
         w0 = 0
         while w0 < span and not ovf:
             w1 = w0 + window if w0 + window < span else span
             for p in range(P):
-                e = src_ptr[part_src[p] + 1]
+                s = part_src[p]
+                e = slen[s]
+                if e == 0:
+                    continue
+                kp = <const int64_t*>kaddr[s]
+                cp = <const uint64_t*>caddr[s]
                 i = pos[p]
                 a = part_a[p]
                 b = part_b[p] - w0
                 mult = part_mult[p]
+                if fits64:
+                    while i < e:
+                        j = kp[i] * a + b
+                        if j >= w1 - w0:
+                            break
+                        acc[j] += cp[2 * i] * mult
+                        i += 1
+                    pos[p] = i
+                    continue
                 while i < e:
                     j = kp[i] * a + b
                     if j >= w1 - w0:
@@ -164,16 +310,15 @@ def accumulate_windows(const int64_t[::1] src_ptr, const int64_t[::1] src_k,
                 pos[p] = i
                 if ovf:
                     break
-            for j in range(w1 - w0):
-                t_lo = acc[2 * j] | acc[2 * j + 1]
-                if t_lo:
-                    ov[m] = lo + (w0 + j) * g
-                    oc[2 * m] = acc[2 * j]
-                    oc[2 * m + 1] = acc[2 * j + 1]
-                    acc[2 * j] = 0
-                    acc[2 * j + 1] = 0
-                    m += 1
+            m = sweep(acc, w1 - w0, w0, lo, g, fits64, ov, ok, oc, m, &last, &h, &tot)
+            if m < 0:
+                ovf = True
+                break
             w0 = w1
+    out_info[0] = h
+    out_info[1] = 0
+    out_info[2] = <int64_t>lo64(tot)
+    out_info[3] = <int64_t>hi64(tot)
     return -1 if ovf else m
 
 
@@ -291,7 +436,7 @@ cdef inline bint pair_count(const int64_t[::1] lv, const uint64_t[:, ::1] lc,
     cdef Py_ssize_t j = rv.shape[0] - 1
     cdef u128 t = 0, p
     for i in range(n):
-        while j >= 0 and rv[j] > q - lv[i]:
+        while j >= 0 and rv[j] > i64_sub_sat(q, lv[i]):
             j -= 1
         if j >= 0:
             if u128_mul(get(lc, i), get(rcum, j), &p) or u128_add(t, p, &t):
@@ -321,6 +466,145 @@ def pair_cdf(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1
             put(out, k, t)
     return ovf
 
+
+def pair_cdf_many(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
+                  const uint64_t[:, ::1] rcum, const int64_t[::1] points, uint64_t[:, ::1] out):
+    """Exact CDF of ``L + R`` at every point, ``points`` ascending: one pass
+    over ``L`` for all of them (see :func:`pair_cdf`, the same counts).
+
+    Each point keeps its own pointer into ``R`` (the last value within
+    ``q - l``), which only moves down as ``l`` grows; the points whose
+    pointer has left ``R`` are skipped (they are the lowest).  Cost:
+    ``len(points) * len(L)`` products plus ``len(points) * len(R)`` pointer
+    steps, reading ``L`` once.  Returns True on overflow.
+    """
+    cdef Py_ssize_t n = lv.shape[0], m = points.shape[0], i, k
+    cdef Py_ssize_t nr = rv.shape[0]
+    cdef int64_t j, t, l
+    cdef uint64_t c_lo, c_hi, r_lo, r_hi
+    cdef u128 x, c
+    cdef bint ovf = False
+    if lc.shape[0] != n or rcum.shape[0] != nr or out.shape[0] != m:
+        raise ValueError("pair_cdf_many: shapes disagree")
+    for k in range(1, m):
+        if points[k] < points[k - 1]:
+            raise ValueError("pair_cdf_many: points must be ascending")
+    cdef u128* acc = <u128*>calloc(max(m, 1), sizeof(u128))
+    cdef int64_t* pos = <int64_t*>calloc(max(m, 1), sizeof(int64_t))
+    if acc == NULL or pos == NULL:
+        free(acc)
+        free(pos)
+        raise MemoryError()
+    with nogil:
+        for k in range(m):
+            pos[k] = nr - 1
+        for i in range(n):
+            c_lo = lc[i, 0]
+            c_hi = lc[i, 1]
+            if (c_lo | c_hi) == 0:
+                continue
+            c = mk(c_lo, c_hi)
+            l = lv[i]
+            k = m - 1
+            while k >= 0:
+                t = i64_sub_sat(points[k], l)
+                j = pos[k]
+                while j >= 0 and rv[j] > t:
+                    j -= 1
+                pos[k] = j
+                if j < 0:            # and every lower point: nothing within
+                    break
+                r_lo = rcum[j, 0]
+                r_hi = rcum[j, 1]
+                if (c_hi | r_hi) == 0:
+                    x = (<u128>c_lo) * r_lo
+                elif u128_mul(c, mk(r_lo, r_hi), &x):
+                    ovf = True
+                    break
+                if u128_add(acc[k], x, &acc[k]):
+                    ovf = True
+                    break
+                k -= 1
+            if ovf:
+                break
+        for k in range(m):
+            put(out, k, acc[k])
+    free(acc)
+    free(pos)
+    return ovf
+
+
+def rank_index(const int64_t[::1] k, uint64_t[::1] bits, int64_t[::1] before):
+    """A rank index of the lattice points ``k`` (ascending, distinct, from 0):
+    bit ``t`` of ``bits`` is set when ``t`` is one of them, ``before[w]``
+    counts the points below word ``w`` (so the points ``<= t`` number
+    ``before[t >> 6] + popcount(bits[t >> 6] & mask(t))``)."""
+    cdef Py_ssize_t n = k.shape[0], W = bits.shape[0], i, w
+    cdef int64_t run = 0
+    if before.shape[0] != W or (n and (k[0] < 0 or k[n - 1] >= 64 * W)):
+        raise ValueError("rank_index: shapes disagree")
+    for i in range(1, n):
+        if k[i] <= k[i - 1]:
+            raise ValueError("rank_index: points must be ascending and distinct")
+    with nogil:
+        for w in range(W):
+            bits[w] = 0
+        for i in range(n):
+            bits[k[i] >> 6] |= (<uint64_t>1) << (k[i] & 63)
+        for w in range(W):
+            before[w] = run
+            run += popcount64(bits[w])
+
+
+def use_popcnt(int which):
+    """Which popcount :func:`pair_cdf_rank` uses: -1 the CPU's instruction
+    when it has one (the default), 0 the portable one (tests compare both).
+    Returns the previous setting."""
+    return set_popcnt(which)
+
+
+def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint64_t[::1] bits,
+                  const int64_t[::1] before, const uint64_t[::1] rcum, const int64_t[::1] base,
+                  uint64_t[:, ::1] out):
+    """Exact ``#{(l, r): l + r <= q}`` at every point, the right side read
+    through a rank index of its lattice points (:func:`rank_index`) and its
+    cumulative counts ``rcum`` (64-bit): the right count within ``q - l`` is
+    ``rcum[rank(base[q] - off[l]) - 1]`` (0 below the index, the total
+    above).
+
+    ``off`` ascending (the left values' offsets in lattice steps), ``base``
+    ascending (one per point).  The caller checks that every left count and
+    the right total are below 2**64 and that the left total times the right
+    total is below 2**128, so no sum can overflow.  One pass over the left
+    side for all the points, in blocks: each point reads a short stretch of
+    the index per block (the index is a bit per lattice point, so it stays
+    in cache where a table of counts would not).
+    """
+    cdef Py_ssize_t n = off.shape[0], m = base.shape[0], W = bits.shape[0], k
+    cdef Py_ssize_t nr = rcum.shape[0]
+    cdef int64_t T = 64 * W
+    cdef Py_ssize_t i0, i1
+    if lc.shape[0] != n or out.shape[0] != m or before.shape[0] != W or W == 0 or nr == 0:
+        raise ValueError("pair_cdf_rank: shapes disagree")
+    for k in range(1, m):
+        if base[k] < base[k - 1]:
+            raise ValueError("pair_cdf_rank: points must be ascending")
+    cdef u128* acc = <u128*>calloc(max(m, 1), sizeof(u128))
+    if acc == NULL:
+        raise MemoryError()
+    with nogil:
+        i0 = 0
+        while i0 < n:
+            i1 = i0 + 2048 if i0 + 2048 < n else n
+            for k in range(m):
+                if base[k] - off[i0] < 0:       # no pair within, for this block
+                    continue
+                acc[k] += rank_block(&off[0], &lc[0, 0], i0, i1, base[k], &bits[0],
+                                     &before[0], T, &rcum[0], nr)
+            i0 = i1
+        for k in range(m):
+            put(out, k, acc[k])
+    free(acc)
 
 def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
                  const uint64_t[:, ::1] rcum, int64_t q, uint64_t[:, ::1] out):

@@ -21,7 +21,7 @@ from . import _dist
 from .tables import NotDecomposable
 
 __all__ = ["Dist", "combine", "TooLarge", "as_ints", "as_int", "from_ints", "DENSE_LIMIT",
-           "SPARSE_LIMIT", "pair_cdf"]
+           "SPARSE_LIMIT", "pair_cdf", "RANK_LIMIT"]
 
 #: lattice points a dense accumulator may span (16 bytes each)
 DENSE_LIMIT = 1 << 24
@@ -79,7 +79,7 @@ class Dist:
     ([1, 6], 12)
     """
 
-    __slots__ = ("values", "counts", "_g", "_cum", "_k")
+    __slots__ = ("values", "counts", "_g", "_cum", "_k", "_tot", "_rank")
 
     def __init__(self, values: np.ndarray, counts: np.ndarray):
         self.values = np.ascontiguousarray(values, dtype=np.int64)
@@ -87,11 +87,15 @@ class Dist:
         self._g: Optional[int] = None
         self._cum: Optional[np.ndarray] = None
         self._k: Optional[np.ndarray] = None
+        self._tot: Optional[int] = None
+        self._rank: Optional[tuple] = None
 
     @classmethod
     def point(cls, value: int = 0, count: int = 1) -> "Dist":
         """All mass on one value."""
-        return cls(np.array([value], dtype=np.int64), from_ints([count]))
+        d = cls(np.array([value], dtype=np.int64), from_ints([count]))
+        d._tot = int(count)
+        return d
 
     def __len__(self) -> int:
         return len(self.values)
@@ -133,7 +137,9 @@ class Dist:
     @property
     def total(self) -> int:
         """The number of candidates (a Python int)."""
-        return as_int(self.cumulative()[-1]) if len(self) else 0
+        if self._tot is None:
+            self._tot = as_int(self.cumulative()[-1]) if len(self) else 0
+        return self._tot
 
     def cdf(self, points: Sequence[int]) -> list:
         """Exact counts of values ``<= p`` for each point, as Python ints."""
@@ -146,6 +152,21 @@ class Dist:
     def count_le(self, bound: int) -> int:
         """Exact count of values ``<= bound``."""
         return self.cdf([min(int(bound), _I64[1])])[0]
+
+    def rank_index(self, h: int) -> tuple:
+        """``(bits, before, cum)``: a rank index of the values on the lattice
+        of step ``h`` from the first (a bit per lattice point, the values
+        below each 64-point word) and 64-bit cumulative counts (the total
+        must be below 2**64); kept for the last ``h`` asked (pair queries)."""
+        if self._rank is None or self._rank[0] != h:
+            k = self.lattice_index() if h == self.step else (self.values - self.values[0]) // h
+            n_words = int(k[-1]) // 64 + 1
+            bits = np.empty(n_words, dtype=np.uint64)
+            before = np.empty(n_words, dtype=np.int64)
+            _dist.rank_index(np.ascontiguousarray(k), bits, before)
+            cum = self._cum[:, 0] if self._cum is not None else np.cumsum(self.counts[:, 0])
+            self._rank = (h, bits, before, np.ascontiguousarray(cum))
+        return self._rank[1:]
 
     def take(self, keep: np.ndarray) -> "Dist":
         """The values selected by a mask or indices, with their counts."""
@@ -174,7 +195,10 @@ def _merge(parts, how: str, what: str) -> Dist:
                             out_v, out_c)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
-    return Dist(out_v[:m].copy(), out_c[:m].copy())
+    out = Dist(_shrunk(out_v, m), _shrunk(out_c, m))
+    if all(d._tot is not None for d in srcs):    # every count moves, none is lost
+        out._tot = sum(d._tot * k for d, _, k in parts)
+    return out
 
 
 #: lattice points accumulated at a time (16 bytes each)
@@ -208,25 +232,48 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
     if min(span, n) > 4 * limit:
         raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
                        f"exceeds the exact profile's limit of {limit:,}")
-    srcs, src_of, ptr = _sources(parts)
-    k = np.concatenate([d.lattice_index() for d in srcs])
-    cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
+    srcs, src_of, _ = _sources(parts)
     a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
     b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
     cap = min(span, n)
     out_v = np.empty(cap, dtype=np.int64)
     out_c = np.empty((cap, 2), dtype=np.uint64)
-    m = _dist.accumulate_windows(ptr, k, cnts, src_of, a, b,
+    out_k = np.empty(cap, dtype=np.int64)
+    info = np.zeros(4, dtype=np.int64)
+    # every total known (no pass to find it): below 2**64 together, no sum can overflow
+    fits64 = all(d._tot is not None for d in srcs) and \
+        sum(d._tot * x for d, _, x in parts) < 1 << 64
+    m = _dist.accumulate_windows([d.lattice_index() for d in srcs],
+                                 [np.ascontiguousarray(d.counts) for d in srcs], src_of, a, b,
                                  np.array([x for _, _, x in parts], dtype=np.uint64), span, lo,
-                                 max(g, 1), WINDOW, out_v, out_c)
+                                 max(g, 1), WINDOW, out_v, out_c, out_k, info, fits64)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
     if m > limit:
         raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
                        f"profile's limit of {limit:,}")
-    if m < cap // 2:      # only the touched pages of the buffer were ever memory
-        return Dist(out_v[:m].copy(), out_c[:m].copy())
-    return Dist(out_v[:m], out_c[:m])
+    out = Dist(_shrunk(out_v, m), _shrunk(out_c, m))
+    h = int(info[0])                  # the output's step, in lattice points
+    out._g = h * max(g, 1) if m > 1 else 0
+    out._tot = as_int(info[2:].view(np.uint64))
+    if h == 1:                        # its own lattice: the points, from the first
+        k = _shrunk(out_k, m)
+        k -= k[0]
+        out._k = k
+    return out
+
+
+def _shrunk(a: np.ndarray, m: int) -> np.ndarray:
+    """The first ``m`` rows of a buffer this module just allocated, without
+    copying them: the buffer is shrunk in place (only its touched pages
+    were ever memory), or sliced when numpy cannot."""
+    if m == len(a):
+        return a
+    try:
+        a.resize((m,) + a.shape[1:], refcheck=False)
+        return a
+    except ValueError:          # pragma: no cover - a buffer numpy does not own
+        return a[:m].copy()
 
 
 def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
@@ -250,17 +297,60 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
     return _combine_sum(parts, limit, what)
 
 
+#: lattice points a rank index (a bit each) of a pair query may cover
+RANK_LIMIT = 1 << 31
+
+
 def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
-    """Exact counts of pairs with ``l + r <= p`` for each point (Python ints):
-    one pass over both distributions per point.
+    """Exact counts of pairs with ``l + r <= p`` for each point (Python ints),
+    all the points in one pass over the shorter side.
+
+    Where every count fits 64 bits, the longer side is read through a rank
+    index of its values on the lattice both sides lie on (a bit per lattice
+    point, up to :data:`RANK_LIMIT`) and its cumulative counts
+    (:func:`~._dist.pair_cdf_rank`: a lookup per value of the shorter side
+    and point); otherwise one pointer per point walks the longer side's
+    cumulative counts (:func:`~._dist.pair_cdf_many`).
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
     [1, 3, 4]
     """
-    if not len(left) or not len(right):
+    if not len(left) or not len(right) or not len(points):
         return [0] * len(points)
-    out = np.zeros((len(points), 2), dtype=np.uint64)
-    if _dist.pair_cdf(left.values, left.counts, right.values, right.cumulative(),
-                      np.asarray(points, dtype=np.int64), out):
+    a, b = (left, right) if len(left) <= len(right) else (right, left)
+    pts = np.asarray(points, dtype=np.int64)
+    order = np.argsort(pts, kind="stable")
+    q = np.ascontiguousarray(pts[order])
+    out = np.zeros((len(pts), 2), dtype=np.uint64)
+    h = _index_step(a, b)
+    if h is not None:
+        a0, b0 = int(a.values[0]), int(b.values[0])
+        bits, before, cum = b.rank_index(h)   # b's total is below 2**64 (checked)
+        # q - l - b0 = (q - a0 - b0) - (l - a0), the second term a multiple
+        # of h: the lattice point is floor((q - a0 - b0) / h) - (l - a0) / h
+        off = a.lattice_index() if h == a.step else (a.values - a0) // h
+        top = 64 * len(bits) + int(off[-1])   # from there on every pair is within
+        base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
+                        dtype=np.int64)
+        _dist.pair_cdf_rank(np.ascontiguousarray(off), a.counts, bits, before, cum, base, out)
+    elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
         raise OverflowError("a count exceeds 2**128")
-    return [as_int(c) for c in out]
+    res = [0] * len(pts)
+    for i, c in zip(order.tolist(), out):
+        res[i] = as_int(c)
+    return res
+
+
+def _index_step(a: Dist, b: Dist) -> Optional[int]:
+    """The lattice step of the rank index of ``b`` that :func:`pair_cdf` may
+    read for the values of ``a`` (the gcd of both steps), or None: the index
+    would be too long, or a count or the ``b`` total could exceed 64 bits,
+    or a sum 128 bits."""
+    h = math.gcd(a.step, b.step) or 1
+    if (int(b.values[-1]) - int(b.values[0])) // h + 1 > RANK_LIMIT:
+        return None
+    if a.total >= 1 << 64 or b.total >= 1 << 64 or a.total * b.total >= 1 << 128:
+        return None
+    if int(a.values[-1]) - int(a.values[0]) >= 1 << 62:
+        return None
+    return h

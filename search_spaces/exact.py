@@ -10,19 +10,27 @@ value and scaled by its multiplicity (:func:`~.dists.combine`).  Counts are
 exact (128-bit).
 
 When the whole distribution is too wide to hold (OFA's MACs at 224 px take
-tens of millions of distinct values), the program runs from both ends and
-stops where they meet: a :class:`GroupDist` then keeps, per state of that
-boundary, the exact distribution of the prefix (``left``) and of the suffix
-(``right``).  Every count ``#{l + r <= B}`` is still exact
+tens of millions of distinct values), it is kept as two exact halves whose
+sum it is: every count ``#{l + r <= B}`` is still exact
 (:func:`~.dists.pair_cdf`), only the list of every value is not kept.
+Where the trellis has boundaries of one state (:func:`cuts`: OFA's stage
+ends), the segments between them are independent, so the halves are two
+*sets* of segments, in any order (:func:`_segment_halves`: the partition
+and the order that a size model finds cheapest, one pair of halves);
+otherwise (or to unrank paths) the program runs from both ends and stops
+where they meet: a :class:`GroupDist` then keeps, per state of that
+boundary, the exact distribution of the prefix (``left``) and of the suffix
+(``right``).
 
 :func:`unrank` walks a path back from a rank: the engine of exact uniform
 sampling within a budget (``profiles.py``).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -32,7 +40,7 @@ from .dists import DENSE_LIMIT, Dist, TooLarge, combine, pair_cdf
 from .tables import Trellis
 
 __all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank", "span",
-           "held_whole"]
+           "held_whole", "cuts"]
 
 
 @dataclass
@@ -152,7 +160,9 @@ def span(trellis: Trellis, edges: list, cap: Optional[int] = None) -> int:
 @dataclass
 class GroupDist:
     """The exact distribution of one group: whole (``full``) or as prefix and
-    suffix distributions per state of the boundary ``split`` (sum only).
+    suffix distributions per state of the boundary ``split`` (sum only);
+    ``split=-1``: one pair of halves, each the sum of a set of independent
+    segments (:func:`_segment_halves`), not a prefix and a suffix.
 
     ``forward``/``backward`` keep every boundary's distributions when asked
     (to unrank paths).
@@ -233,9 +243,17 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         fcaps, bcaps = _caps(trellis, edges, cap)
     width = span(trellis, edges, cap) if how == "sum" and dense else 0
     if how == "max" or not dense or width <= (DENSE_LIMIT if whole else FULL_LIMIT):
+        if how == "sum" and not keep and cap is None:
+            built = _try_segments(trellis, edges, what, many=whole, one_half=True)
+            if built is not None:
+                return GroupDist(built[0], split=K)
         fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])
+    if not keep and cap is None:
+        halves = _try_segments(trellis, edges, what, many=whole)
+        if halves is not None:
+            return GroupDist(None, left=[halves[0]], right=[halves[1]], split=-1)
     fwd, bwd = {0: one}, {K: one}
     kf, kb = 0, K
 
@@ -266,6 +284,207 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         gd.forward = [fwd[k] for k in range(kf + 1)]
         gd.backward = [bwd[k] for k in range(kb, K + 1)]
     return gd
+
+
+# ------------------------------------------------------------ segments
+def cuts(trellis: Trellis) -> list:
+    """The boundaries of one state, first and last included: every path
+    passes through them, so the segments between consecutive ones are
+    independent (a path is any choice of a path per segment)."""
+    return [0] + [k + 1 for k, step in enumerate(trellis.steps) if step.n_out == 1]
+
+
+#: segments a partition search tries every subset of (more: contiguous splits)
+SUBSET_SEARCH = 8
+#: weight of a value of the smaller half against a value built (queries follow)
+QUERY_WEIGHT = 4
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the size model knows of a distribution: an upper bound on its
+    length, its smallest and largest value, its lattice step (0: one value)."""
+
+    n: int
+    lo: int
+    hi: int
+    g: int
+
+    @classmethod
+    def of(cls, d: Dist) -> "_Shape":
+        return cls(len(d), int(d.values[0]), int(d.values[-1]), d.step)
+
+    def __add__(self, o: "_Shape") -> "_Shape":
+        g = math.gcd(self.g, o.g)
+        lo, hi = self.lo + o.lo, self.hi + o.hi
+        return _Shape(min(self.n * o.n, (hi - lo) // g + 1 if g else 1), lo, hi, g)
+
+
+@dataclass
+class _Segment:
+    """One independent segment: steps ``k0 .. k1 - 1``, its distribution, and
+    per step the shapes of the prefix distributions its edges read."""
+
+    k0: int
+    k1: int
+    dist: Dist
+    reads: dict        # shape of a source distribution read by live edges -> how many edges
+
+    def cost(self, front: _Shape) -> int:
+        """Values the dynamic program reads to add this segment to ``front``."""
+        return sum((front + r).n * c for r, c in self.reads.items())
+
+
+def _segments(trellis: Trellis, edges: list, what: str) -> Optional[list]:
+    """The independent segments of a group (:func:`cuts`), each built whole;
+    None when there are fewer than two with more than one value, a segment
+    is too wide to build whole, or one has no path."""
+    ks = cuts(trellis)
+    out = []
+    for k0, k1 in zip(ks, ks[1:]):
+        if _n_values(trellis, edges, k0, k1) > FULL_LIMIT:
+            return None
+        fwd = _forward(trellis, edges, "sum", [Dist.point(0)], k0, k1, what, True)
+        if fwd[-1][0] is None:
+            return None
+        reads: dict = {}
+        for k in range(k0, k1):
+            step, e = trellis.steps[k], edges[k]
+            src = fwd[k - k0]
+            for i in np.flatnonzero(e.mult > 0):
+                if src[step.src[i]] is not None:
+                    r = _Shape.of(src[step.src[i]])
+                    reads[r] = reads.get(r, 0) + 1
+        out.append(_Segment(k0, k1, fwd[-1][0], reads))
+    if sum(len(s.dist) > 1 for s in out) < 2:
+        return None
+    return out
+
+
+@dataclass
+class _Fused:
+    """Consecutive steps as one: every path through them is an edge (values
+    added, multiplicities multiplied), ending at boundary ``k1``."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    vals: list
+    mult: list
+    n_out: int
+    k1: int
+
+
+def _fused(trellis: Trellis, edges: list, k0: int, k1: int) -> list:
+    """Steps ``k0 .. k1 - 1`` of a group, a step merged into the previous one
+    when that adds no more edges than it has (a stage's closing step, a
+    fixed stem or head): one boundary fewer to write and read."""
+    out = []
+    for k in range(k0, k1):
+        step, e = trellis.steps[k], edges[k]
+        live = np.flatnonzero(e.mult > 0)
+        cur = _Fused(step.src[live], step.dst[live], [int(v) for v in e.vals[live]],
+                     [int(m) for m in e.mult[live]], step.n_out, k + 1)
+        if out:
+            prev = out[-1]
+            pairs = [(i, j) for i in range(len(prev.src))
+                     for j in np.flatnonzero(cur.src == prev.dst[i])]
+            vals = [prev.vals[i] + cur.vals[j] for i, j in pairs]
+            mult = [prev.mult[i] * cur.mult[j] for i, j in pairs]
+            if len(pairs) <= len(prev.src) + len(cur.src) and max(mult, default=0) < 1 << 63 \
+                    and all(-(1 << 63) <= v < 1 << 63 for v in vals):
+                ii = np.array([i for i, _ in pairs], dtype=np.int64)
+                jj = np.array([j for _, j in pairs], dtype=np.int64)
+                out[-1] = _Fused(prev.src[ii], cur.dst[jj], vals, mult, cur.n_out, k + 1)
+                continue
+        out.append(cur)
+    return out
+
+
+def _run(steps: list, start: Dist, what: str) -> Dist:
+    """The distribution at the end of (fused) steps from one state holding ``start``."""
+    cur = [start]
+    for st in steps:
+        cur = [combine([(cur[st.src[i]], st.vals[i], st.mult[i])
+                        for i in np.flatnonzero(st.dst == t)], "sum", what=what)
+               for t in range(st.n_out)]
+    return cur[0]
+
+
+def _try_segments(*args, **kw) -> Optional[tuple]:
+    """:func:`_segment_halves`, None (the programs from both ends instead)
+    where a half would exceed the limits."""
+    try:
+        return _segment_halves(*args, **kw)
+    except TooLarge:
+        return None
+
+
+def _n_values(trellis: Trellis, edges: list, k0: int, k1: int) -> int:
+    """An upper bound on the distinct values of segment ``k0 .. k1``: its
+    lattice span, or its number of edge paths when fewer."""
+    paths = [1]
+    for k in range(k0, k1):
+        step, e = trellis.steps[k], edges[k]
+        nxt = [0] * step.n_out
+        for i in np.flatnonzero(e.mult > 0):
+            nxt[step.dst[i]] += paths[step.src[i]]
+        paths = nxt
+    return min(paths[0], span(SimpleNamespace(steps=trellis.steps[k0:k1]), edges[k0:k1]))
+
+
+def _plan(segs: list, start: _Shape) -> tuple[list, int, _Shape]:
+    """A cheap order to add ``segs`` to ``start`` (greedy: the cheapest
+    next), its modelled cost and the resulting shape."""
+    order, left, cur, cost = [], list(segs), start, 0
+    while left:
+        nxt = min(left, key=lambda s: s.cost(cur))
+        cost += nxt.cost(cur)
+        cur = cur + _Shape.of(nxt.dist)
+        order.append(nxt)
+        left.remove(nxt)
+    return order, cost, cur
+
+
+def _segment_halves(trellis: Trellis, edges: list, what: str, many: bool,
+                    one_half: bool = False) -> Optional[tuple]:
+    """The group's distribution as two exact halves, each the sum of a set
+    of independent segments (None: no such decomposition, see
+    :func:`_segments`); with ``one_half`` the whole distribution (and a
+    point), the segments added in the size model's cheapest order.
+
+    The partition minimises the size model's cost of building both halves
+    plus (``many``: many queries follow) :data:`QUERY_WEIGHT` times the
+    smaller half (a query reads it once).  (A budget's count prunes at
+    every boundary instead: :func:`group_dist` builds it from both ends.)
+    """
+    segs = _segments(trellis, edges, what)
+    if segs is None:
+        return None
+    fixed = [s for s in segs if len(s.dist) == 1]
+    free = [s for s in segs if len(s.dist) > 1]
+    one = _Shape(1, 0, 0, 0)
+    start = one
+    for s in fixed:
+        start = start + _Shape.of(s.dist)
+    if len(free) <= SUBSET_SEARCH:
+        splits = [[free[0], *c] for r in range(len(free) - 1)
+                  for c in itertools.combinations(free[1:], r)]
+    else:
+        splits = [free[:i] for i in range(1, len(free))]
+    best = (0, fixed + _plan(free, start)[0], []) if one_half else None
+    for a in ([] if one_half else splits):
+        b = [s for s in free if not any(s is x for x in a)]
+        pa, pb = _plan(a, start), _plan(b, one)
+        cost = pa[1] + pb[1] + (QUERY_WEIGHT if many else 1) * min(pa[2].n, pb[2].n)
+        if best is None or cost < best[0]:
+            best = (cost, fixed + pa[0], pb[0])
+    out = []
+    for order in best[1:]:
+        d = Dist.point(0)
+        for s in order:
+            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what)
+        out.append(d)
+    return tuple(out)
 
 
 # ------------------------------------------------------------ extremes

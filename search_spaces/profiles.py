@@ -279,11 +279,17 @@ class Profile:
         cum = self.cdf((edges - 1).tolist(), group)
         return [b - a for a, b in zip(cum, cum[1:])], edges
 
+    def group_cdfs(self, points: Sequence[int]) -> list:
+        """Per group, the exact counts of candidates with a value ``<= p`` for
+        each point: one pass over the groups for all the points (a group held
+        as halves answers every point in one pass over its shorter half)."""
+        pts = [int(p) for p in points]
+        return self._each(self._sel(None), lambda gd: gd.cdf(pts))
+
     def group_histograms(self, edges: np.ndarray) -> list:
         """Exact candidates per bin of ``edges`` for every group (one pass over
         the groups: what a plot per group and per-group brackets need)."""
-        pts = (np.asarray(edges, dtype=np.int64) - 1).tolist()
-        cums = self._each(self._sel(None), lambda gd: gd.cdf(pts))
+        cums = self.group_cdfs((np.asarray(edges, dtype=np.int64) - 1).tolist())
         return [[b - a for a, b in zip(c, c[1:])] for c in cums]
 
     def quantiles(self, qs: Sequence[float], group=None) -> list:

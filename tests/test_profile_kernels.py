@@ -1,0 +1,235 @@
+"""The fast paths of exact profiles against the plain ones, count for count.
+
+* pair counts ``#{l + r <= q}``: the all-points kernels (rank index,
+  per-point pointers) equal the one-pass-per-point kernel and a brute-force
+  double sum, with counts and sums beyond 2**64;
+* accumulation: the 64-bit loop equals the 128-bit one and a brute-force
+  convolution, its step and total too; 128-bit counts stay exact;
+* halves made of independent segments equal the enumeration of small
+  spaces (profile, count within a budget through the CLI's shared pass),
+  and on OFA-MBv3 at 224 px the halves from both ends, point for point
+  (counts above 2**64).
+"""
+import io
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import nasflops as nf
+from nasflops.search_spaces import _dist, dists, exact, get_space
+from nasflops.search_spaces.dists import Dist, as_int, as_ints, combine, from_ints, pair_cdf
+
+from tests.test_profiles import RESNETS, SMALL, all_columns
+
+BIG = 1 << 64
+
+
+def _rand_dist(rng, n, step, lo, counts_hi):
+    """n distinct values on a lattice of ``step`` from ``lo``, counts below ``counts_hi``."""
+    k = np.sort(rng.choice(np.arange(n * 4), size=n, replace=False))
+    counts = [int(rng.integers(1, 1 << 62)) * int(rng.integers(1, max(counts_hi >> 62, 2)))
+              % counts_hi or 1 for _ in range(n)]
+    return Dist(lo + k * step, from_ints(counts))
+
+
+def _brute(a: Dist, b: Dist, points) -> list:
+    ca, cb = as_ints(a.counts).tolist(), as_ints(b.counts).tolist()
+    av, bv = a.values.tolist(), b.values.tolist()
+    return [sum(int(x) * int(y) for l, x in zip(av, ca) for r, y in zip(bv, cb) if l + r <= q)
+            for q in points]
+
+
+def _per_point(a: Dist, b: Dist, points) -> list:
+    """The one-pass-per-point kernel (the path before the all-points ones)."""
+    out = np.zeros((len(points), 2), dtype=np.uint64)
+    assert not _dist.pair_cdf(a.values, a.counts, b.values, b.cumulative(),
+                              np.asarray(points, dtype=np.int64), out)
+    return [as_int(c) for c in out]
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("counts_hi", [1 << 20, 1 << 40, 1 << 70], ids=["small", "2^40", "2^70"])
+def test_pair_counts_every_path_equals_brute_force(seed, counts_hi, monkeypatch):
+    rng = np.random.default_rng(seed)
+    steps = [(1, 1), (8, 64), (64, 8), (6, 4), (5, 7)][seed % 5]
+    a = _rand_dist(rng, int(rng.integers(1, 40)), steps[0], int(rng.integers(-50, 50)), counts_hi)
+    b = _rand_dist(rng, int(rng.integers(1, 60)), steps[1], int(rng.integers(-50, 50)),
+                   min(counts_hi, 1 << 40))                  # pair totals stay below 2**128
+    lo = int(a.values[0] + b.values[0])
+    hi = int(a.values[-1] + b.values[-1])
+    pts = [int(x) for x in rng.integers(lo - 20, hi + 20, size=25)]      # unsorted, repeats
+    pts += [lo - 1, lo, hi, hi + 1, pts[3], -(1 << 63), (1 << 63) - 1]
+    want = _brute(a, b, pts)
+    assert _per_point(a, b, pts) == want
+    assert pair_cdf(a, b, pts) == want and pair_cdf(b, a, pts) == want
+    old = _dist.use_popcnt(0)                          # the portable popcount too
+    try:
+        assert pair_cdf(a, b, pts) == want
+    finally:
+        _dist.use_popcnt(old)
+    indexed = dists._index_step(a, b) is not None and dists._index_step(b, a) is not None
+    assert indexed == (counts_hi <= 1 << 40)           # the rank index is read when it may
+    monkeypatch.setattr(dists, "RANK_LIMIT", 0)        # the pointer walk instead
+    assert pair_cdf(a, b, pts) == want and pair_cdf(b, a, pts) == want
+    if counts_hi == 1 << 40:
+        assert max(want) >= BIG                        # sums beyond 64 bits were exercised
+
+
+def test_pair_counts_kernels_refuse_unsorted_points():
+    d = Dist(np.array([0, 1]), from_ints([1, 1]))
+    out = np.zeros((2, 2), dtype=np.uint64)
+    with pytest.raises(ValueError, match="ascending"):
+        _dist.pair_cdf_many(d.values, d.counts, d.values, d.cumulative(),
+                            np.array([3, 1], dtype=np.int64), out)
+    bits, before = np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    _dist.rank_index(np.array([0, 1], dtype=np.int64), bits, before)
+    with pytest.raises(ValueError, match="ascending"):
+        _dist.pair_cdf_rank(np.array([0, 1], dtype=np.int64), d.counts, bits, before,
+                            np.array([1, 2], dtype=np.uint64), np.array([3, 1], dtype=np.int64),
+                            out)
+    with pytest.raises(ValueError, match="ascending and distinct"):
+        _dist.rank_index(np.array([1, 1], dtype=np.int64), bits, before)
+
+
+def _convolve_brute(parts) -> dict:
+    acc = Counter()
+    for d, s, m in parts:
+        for v, c in zip(d.values.tolist(), as_ints(d.counts).tolist()):
+            acc[v + s] += int(c) * m
+    return dict(sorted(acc.items()))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_accumulation_64_bit_loop_equals_128_bit_and_brute_force(seed):
+    rng = np.random.default_rng(40 + seed)
+    srcs = [_rand_dist(rng, int(rng.integers(2, 300)), 4, 0, 1 << 30) for _ in range(2)]
+    parts = [(srcs[i % 2], int(rng.integers(0, 200)) * 4, int(rng.integers(1, 9)))
+             for i in range(int(rng.integers(2, 12)))]
+    want = _convolve_brute(parts)
+    got = combine(parts)
+    assert got.values.tolist() == list(want) and as_ints(got.counts).tolist() == list(want.values())
+    assert got.total == sum(want.values()) and got.step == int(np.gcd.reduce(np.diff(got.values)))
+    assert np.array_equal(got.lattice_index(), (got.values - got.values[0]) // got.step)
+    # the kernel's 64-bit loop (taken above) and its 128-bit loop, on the same input
+    lo = min(int(d.values[0]) + s for d, s, _ in parts)
+    span = (max(int(d.values[-1]) + s for d, s, _ in parts) - lo) // 4 + 1
+    outs = []
+    for fits64 in (True, False):
+        ov, oc = np.empty(span, np.int64), np.empty((span, 2), np.uint64)
+        ok, info = np.empty(span, np.int64), np.zeros(4, np.int64)
+        m = _dist.accumulate_windows(
+            [d.lattice_index() for d in srcs], [d.counts for d in srcs],
+            np.array([0 if d is srcs[0] else 1 for d, _, _ in parts]),
+            np.ones(len(parts), np.int64),
+            np.array([(int(d.values[0]) + s - lo) // 4 for d, s, _ in parts]),
+            np.array([x for _, _, x in parts], dtype=np.uint64), span, lo, 4, 64, ov, oc, ok,
+            info, fits64)
+        outs.append((ov[:m].tolist(), oc[:m].tolist(), ok[:m].tolist(), info.tolist()))
+    assert outs[0] == outs[1]
+    assert as_int(np.array(outs[0][3][2:]).astype(np.uint64)) == sum(want.values())
+
+
+def test_accumulation_beyond_64_bits_stays_exact():
+    d = Dist(np.array([0, 3, 6]), from_ints([BIG - 1, 2**100 + 7, 5]))
+    parts = [(d, 0, 3), (d, 3, 2**20), (d, 9, 1)]
+    got = combine(parts)
+    want = _convolve_brute(parts)
+    assert got.values.tolist() == list(want)
+    assert [int(c) for c in as_ints(got.counts)] == list(want.values())
+    assert got.total == sum(want.values()) > BIG
+    with pytest.raises(OverflowError):
+        combine([(Dist(np.array([0]), from_ints([2**127])), 0, 2)])
+
+
+# ---------------------------------------------------------- halves of segments
+# SMALL with one width per stage: the stage ends are boundaries of one state
+# (independent segments, as in OFA-MBv3), three stages
+SEGMENTED = {**SMALL, "name": "segmented", "stages": [
+    {**SMALL["stages"][0], "width": 8},
+    {**SMALL["stages"][1], "width": 16, "depth": [1, 2]},
+    {**SMALL["stages"][0], "width": 16, "stride": 1, "depth": [1, 2]}]}
+
+
+@pytest.fixture(scope="module", params=[SEGMENTED, RESNETS], ids=["segmented", "resnets"])
+def brute(request):
+    space = nf.search_spaces.declarative.compile_space(request.param)
+    cols = all_columns(space)
+    scores = nf.score(space.encode_columns(cols))
+    return request.param, space, cols, scores
+
+
+def test_segment_halves_equal_enumeration(brute, monkeypatch):
+    """Forced to halves (a tiny DENSE_LIMIT), each group is one pair of
+    halves made of independent segments; every count equals enumeration."""
+    monkeypatch.setattr(exact, "DENSE_LIMIT", 40)
+    _, space, cols, scores = brute
+    p = space.profile("macs", over="encodings", by="r")
+    for g, r in enumerate(space.resolutions):
+        gd = p._group(g)
+        segmented = exact._segments(p._trellis, p._edges[g], "profile") is not None
+        assert segmented or space.name != "segmented"
+        assert gd.full is None and (gd.split == -1) == segmented
+        assert len(gd.pairs()) == 1 or not segmented
+        v = np.sort(scores["macs"][cols["r"] == r] if "r" in cols else scores["macs"])
+        pts = sorted(set(v.tolist()) | {int(v[0]) - 1, int(v[-1]) + 1})
+        assert gd.cdf(pts) == [int(np.searchsorted(v, x, side="right")) for x in pts]
+        assert gd.total == len(v) and gd.bounds == (int(v[0]), int(v[-1]))
+    h, edges = p.histogram(bins=9)
+    assert h == np.histogram(scores["macs"], bins=edges)[0].tolist()
+
+
+def test_cli_count_shares_the_profile_pass(brute, tmp_path, monkeypatch, capsys):
+    """``profile --max-macs`` counts from the histogram's own pass over the
+    groups (halves forced): the same count as enumeration and count_within."""
+    from nasflops import cli
+    schema, space, cols, scores = brute
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(schema))
+    monkeypatch.setattr(exact, "DENSE_LIMIT", 40)
+    monkeypatch.setenv("COLUMNS", "250")
+    bound = int(np.median(scores["macs"]))
+    by = ["--by", "r"] if "r" in cols else []
+    assert cli.main(["profile", f"yaml:{path}", "--metric", "macs", *by, "--over",
+                     "encodings", "--max-macs", str(bound)]) == 0
+    text = capsys.readouterr().out
+    fits = int((scores["macs"] <= bound).sum())
+    assert f"{fits:,} of {len(scores['macs']):,} encodings" in text
+    w = space.count_within(nf.Budget(max_macs=bound), over="encodings")
+    assert w.count == fits
+    for r, c in w.by_group.items():
+        assert f"r={r}: {c:,}" in text or not by
+
+
+def test_ofa_224_segment_halves_equal_halves_from_both_ends(monkeypatch):
+    """OFA-MBv3 at 224 px (about 2e19 networks: counts beyond 2**64): the
+    halves of independent segments, read by the all-points kernel, equal the
+    halves from both ends read one point at a time."""
+    space = get_space("ofa-mbv3")
+    p = space.profile("macs", by="r")
+    g = p.group_values.index(224)
+    new = p._group(g)
+    assert new.split == -1 and len(new.pairs()) == 1
+    monkeypatch.setattr(exact, "_segment_halves", lambda *a, **k: None)
+    old = exact.group_dist(p._trellis, p._edges[g], "sum", "old")
+    assert old.split > 0 and len(old.pairs()) == 2
+    pts = (p.edges(12, group=224) - 1).tolist() + [p.group_min[g].value, 150_000_000]
+    want = [sum(c) for c in zip(*(_per_point(a, b, pts) for a, b in old.pairs()))]
+    assert new.cdf(pts) == want == old.cdf(pts)
+    assert want[-3] == p.totals[g] > BIG
+
+
+def test_segment_halves_too_large_fall_back_to_both_ends(brute, monkeypatch):
+    """A half over the limits: the programs from both ends answer instead, exactly."""
+    monkeypatch.setattr(exact, "DENSE_LIMIT", 40)
+    _, space, cols, scores = brute
+
+    def too_large(*a, **k):
+        raise dists.TooLarge("a half over the limits")
+    monkeypatch.setattr(exact, "_segment_halves", too_large)
+    p = space.profile("macs", over="encodings")
+    assert all(p._group(g).split > 0 for g in range(len(p.group_values)))
+    v = np.sort(scores["macs"])
+    pts = v[:: max(1, len(v) // 9)].tolist()
+    assert p.cdf(pts) == [int(np.searchsorted(v, x, side="right")) for x in pts]
