@@ -974,8 +974,7 @@ cdef inline int64_t convention_ops(const Rules* rules, const Layer* L, const Lay
     """The layer's count: its row's weights times its terms (only the terms
     the convention weighs are computed); zero for an earlier call of a module
     called again when the convention keeps only the last call."""
-    # activations have a row per kind (N_OPS + act); computed without a branch
-    cdef int row = L.call * RULE_ROWS + L.op + (L.op == OP_ACT) * (N_OPS + L.act - L.op)
+    cdef int row = L.call * RULE_ROWS + (N_OPS + L.act if L.op == OP_ACT else L.op)
     cdef int k
     cdef int64_t ops = 0
     if (L.flags & FLAG_CALLED_AGAIN) and rules.last_call_only:
