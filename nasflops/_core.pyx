@@ -243,8 +243,7 @@ cdef struct LayerCost:
 cdef struct Options:
     int64_t batch_size
     int64_t weight_size   # bytes per weight
-    int64_t act_size      # bytes per activation
-    int64_t elem_bytes    # bytes per activation element across the batch (batch x act_size)
+    int64_t elem_bytes    # bytes per activation element across the batch (batch x act size)
     double peak_ops       # roofline: ops/s (0 = none)
     double bytes_per_s
     bint fused_attention  # attention scores never materialised (FlashAttention)
@@ -371,8 +370,6 @@ cdef uint64_t op_mask(ops):
 
 
 assert N_OPS <= 64      # op sets are 64-bit masks
-cdef uint64_t ONE_INPUT_NOT_ALLOWED = 0    # bit op: the op does not take one input
-cdef uint64_t TWO_INPUTS_NOT_ALLOWED = 0   # ... two inputs
 
 
 cdef inline int arity_ok(int op, int nin) noexcept nogil:
@@ -396,8 +393,9 @@ cdef inline int arity_ok(int op, int nin) noexcept nogil:
     return lo <= nin <= hi
 
 
-ONE_INPUT_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 1)])
-TWO_INPUTS_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 2)])
+# the ops that do not take one (two) inputs, for check_record's common case
+cdef uint64_t ONE_INPUT_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 1)])
+cdef uint64_t TWO_INPUTS_NOT_ALLOWED = op_mask([op for op in range(N_OPS) if not arity_ok(op, 2)])
 
 
 cdef inline int check_record(const Layer* L, Py_ssize_t i, int* n_inputs) noexcept nogil:
@@ -1349,7 +1347,6 @@ cdef Options make_options(int64_t batch_size, int64_t weight_size, int64_t act_s
         raise ValueError("memory must be one of %s, got %d" % (sorted(MEMORY.values()), memory))
     o.batch_size = batch_size
     o.weight_size = weight_size
-    o.act_size = act_size
     o.elem_bytes = nf_mul(batch_size, act_size, &ovf)
     if ovf:
         raise ValueError("batch_size x activation bytes (%d x %d) overflows int64"
