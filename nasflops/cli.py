@@ -828,7 +828,7 @@ def cmd_profile(args) -> int:
         except TooLarge:
             shared = None
     if shared is not None:
-        by = {g: c[-1] for g, c in zip(p.group_values if p.group_name else [None], shared[1])}
+        by = {g: c[-1] for g, c in zip(p.group_values if p.group_name else [None], shared[2])}
         _print_within(con, p, args, Within(budget, p.over, sum(by.values()), p.total, by))
     elif budget is not None:
         _print_within(con, p, args, space.count_within(budget, over=args.over, **kw))
@@ -860,13 +860,13 @@ def _print_within(con, p, args, w) -> None:
 
 
 def _profile_cdfs(p, args, bound=None) -> tuple:
-    """``(edges, per-group exact counts at edges - 1 [and at bound])``: every
-    count the profile command prints, from one pass over the groups (fine
-    exact histograms, merged for display)."""
+    """``(edges, fine bins per shown bin, per-group exact counts at edges - 1
+    [and at bound])``: every count the profile command prints, from one pass
+    over the groups (fine exact histograms, merged for display)."""
     fine = 8 if p.materialized else 2  # a bin edge costs a product per value of a group's halves
     edges = p.edges(args.bins * fine)
     extra = [min(int(bound), (1 << 63) - 1)] if bound is not None else []
-    return edges, p.group_cdfs((edges - 1).tolist() + extra)
+    return edges, fine, p.group_cdfs((edges - 1).tolist() + extra)
 
 
 def _print_distribution(con, p, args, fmt, cdfs=None) -> list:
@@ -877,8 +877,7 @@ def _print_distribution(con, p, args, fmt, cdfs=None) -> list:
     from rich.table import Table
 
     exact = p.materialized
-    fine = 8 if exact else 2
-    edges, cums = cdfs if cdfs is not None else _profile_cdfs(p, args)
+    edges, fine, cums = cdfs if cdfs is not None else _profile_cdfs(p, args)
     per_group = [[b - a for a, b in zip(c, c[1:len(edges)])] for c in cums]
     pooled = [sum(c) for c in zip(*per_group)]
     qs = list(_STATS_Q.values())
