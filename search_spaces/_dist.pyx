@@ -175,20 +175,16 @@ cdef inline int64_t gcd64(int64_t a, int64_t b) noexcept nogil:
 
 
 cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
-                          bint fits64, int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
+                          int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
                           int64_t* last, int64_t* h, u128* tot) noexcept nogil:
-    """Write out the non-zero points of a window (64-bit or 128-bit
-    accumulators) and clear them; updates the gcd of the gaps between the
-    points written and their total.  Returns the new count, -1 on overflow."""
+    """Write out the non-zero points of a window of 128-bit accumulators and
+    clear them; updates the gcd of the gaps between the points written and
+    their total.  Returns the new count, -1 on overflow."""
     cdef int64_t j
     cdef uint64_t c_lo, c_hi
     for j in range(n):
-        if fits64:
-            c_lo = acc[j]
-            c_hi = 0
-        else:
-            c_lo = acc[2 * j]
-            c_hi = acc[2 * j + 1]
+        c_lo = acc[2 * j]
+        c_hi = acc[2 * j + 1]
         if c_lo | c_hi:
             if last[0] >= 0 and h[0] != 1:
                 h[0] = gcd64(w0 + j - last[0], h[0])
@@ -199,12 +195,47 @@ cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int6
             oc[2 * m + 1] = c_hi
             if u128_add(tot[0], mk(c_lo, c_hi), tot):
                 return -1
-            if fits64:
-                acc[j] = 0
-            else:
-                acc[2 * j] = 0
-                acc[2 * j + 1] = 0
+            acc[2 * j] = 0
+            acc[2 * j + 1] = 0
             m += 1
+    return m
+
+
+cdef inline int64_t sweep64(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
+                            int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
+                            int64_t* last_io, int64_t* h_io, uint64_t* tot_io) noexcept nogil:
+    """:func:`sweep` for 64-bit accumulators whose total fits 64 bits (the
+    caller checked): eight empty points are passed over in one test (the
+    running state is kept in locals: the output stores cannot alias it)."""
+    cdef int64_t j = 0, end, k, last = last_io[0], h = h_io[0]
+    cdef uint64_t c, tot = tot_io[0]
+    while j < n:
+        end = j + 8
+        if end <= n:
+            if not (acc[j] | acc[j + 1] | acc[j + 2] | acc[j + 3] | acc[j + 4] | acc[j + 5]
+                    | acc[j + 6] | acc[j + 7]):
+                j = end
+                continue
+        else:
+            end = n
+        while j < end:
+            c = acc[j]
+            if c:
+                k = w0 + j
+                if h != 1 and last >= 0:
+                    h = gcd64(k - last, h)
+                last = k
+                ov[m] = lo + k * g
+                ok[m] = k
+                oc[2 * m] = c
+                oc[2 * m + 1] = 0
+                tot += c
+                acc[j] = 0
+                m += 1
+            j += 1
+    last_io[0] = last
+    h_io[0] = h
+    tot_io[0] = tot
     return m
 
 
@@ -232,6 +263,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
     cdef uint64_t mult, c_lo, c_hi, top, t_lo
     cdef u128 x, y, tot = 0
+    cdef uint64_t tot64 = 0
     cdef bint ovf = False
     cdef const int64_t[::1] kv
     cdef const uint64_t[:, ::1] cv
@@ -310,11 +342,16 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                 pos[p] = i
                 if ovf:
                     break
-            m = sweep(acc, w1 - w0, w0, lo, g, fits64, ov, ok, oc, m, &last, &h, &tot)
+            if fits64:
+                m = sweep64(acc, w1 - w0, w0, lo, g, ov, ok, oc, m, &last, &h, &tot64)
+            else:
+                m = sweep(acc, w1 - w0, w0, lo, g, ov, ok, oc, m, &last, &h, &tot)
             if m < 0:
                 ovf = True
                 break
             w0 = w1
+    if fits64:
+        tot = tot64
     out_info[0] = h
     out_info[1] = 0
     out_info[2] = <int64_t>lo64(tot)

@@ -13,6 +13,7 @@ than exhaust memory; every count is checked for 128-bit overflow.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from . import _dist
 from .tables import NotDecomposable
 
 __all__ = ["Dist", "combine", "TooLarge", "as_ints", "as_int", "from_ints", "DENSE_LIMIT",
-           "SPARSE_LIMIT", "pair_cdf", "RANK_LIMIT"]
+           "SPARSE_LIMIT", "pair_cdf", "RANK_LIMIT", "Scratch"]
 
 #: lattice points a dense accumulator may span (16 bytes each)
 DENSE_LIMIT = 1 << 24
@@ -107,7 +108,8 @@ class Dist:
 
     @property
     def nbytes(self) -> int:
-        """Memory held, bytes."""
+        """Memory of its values and counts, bytes (written into a
+        :class:`Scratch` buffer, it keeps that buffer's touched pages)."""
         return self.values.nbytes + self.counts.nbytes
 
     @property
@@ -178,7 +180,83 @@ def _check_range(lo: int, hi: int) -> None:
         raise OverflowError("a metric total exceeds int64")
 
 
-def _merge(parts, how: str, what: str) -> Dist:
+class Scratch:
+    """Memory that one build reuses for the distributions it writes and drops.
+
+    Fresh memory is not free: the kernel zeroes every page on its first
+    touch, and building OFA's MACs halves spent 40 % of its time there.  A
+    dynamic program writes new distributions at every step and drops the
+    previous ones, so :func:`combine` given a ``Scratch`` writes into a
+    buffer that no live array views any more instead of a fresh one.
+    Whether one does is read from the buffer's reference count (every view
+    of it holds one), against the count of a buffer with no views, measured
+    the same way at import.  Scoped to one build: once it is dropped, the
+    buffers of distributions still alive stay with them, the rest are freed.
+
+    Examples
+    --------
+    >>> s = Scratch()
+    >>> v, c, k = s.take(4)                  # values, counts, lattice points
+    >>> v2, c2, k2 = s.take(4)               # v, c and k still view theirs: three more
+    >>> len(s)
+    6
+    >>> del v, c, k
+    >>> v3 = s.take(4)[0]
+    >>> any(v3.base is r for r in s._raws[:3]), len(s)   # a buffer v, c or k left
+    (True, 6)
+    """
+
+    def __init__(self):
+        self._raws: list = []
+        self._top = 0          # the largest buffer asked for so far, bytes
+
+    def __len__(self) -> int:
+        return len(self._raws)
+
+    @staticmethod
+    def _refs(raws: list) -> list:
+        return [sys.getrefcount(r) for r in raws]
+
+    def take(self, cap: int) -> tuple:
+        """``(values, counts, lattice points)`` buffers of ``cap`` entries,
+        each at the start of memory no live array uses (the pages a
+        previous step touched are touched again, not fresh ones).  ``cap``
+        bounds what a step writes and is often far above it, so a new
+        buffer is twice the largest asked for yet: only its touched pages
+        are memory, and the steps that follow, larger, still fit it."""
+        n = max(int(cap), 1)
+        needs = (8 * n, 16 * n, 8 * n)
+        self._top = max(self._top, 16 * n)
+        idle = [r for r, refs in zip(self._raws, self._refs(self._raws)) if refs == _IDLE_REFS]
+        got = []
+        for need in needs:
+            fits = [r for r in idle if r.nbytes >= need and not any(r is g for g in got)]
+            raw = max(fits, key=lambda r: r.nbytes) if fits else None
+            if raw is None:
+                raw = np.empty(2 * self._top, dtype=np.uint8)
+                self._raws.append(raw)
+            got.append(raw)
+        # idle buffers too small for any of these will not fit what follows either
+        small = {id(r) for r in idle if r.nbytes < 8 * n and not any(r is g for g in got)}
+        self._raws = [r for r in self._raws if id(r) not in small]
+        v, c, k = (raw[:need] for raw, need in zip(got, needs))
+        return v.view(np.int64), c.view(np.uint64).reshape(n, 2), k.view(np.int64)
+
+
+#: the reference count :meth:`Scratch._refs` reads for a buffer no array views
+_IDLE_REFS = Scratch._refs([np.empty(8, dtype=np.uint8)])[0]
+
+
+def _buffers(scratch: Optional[Scratch], n: int, k: bool) -> tuple:
+    """Output buffers for ``n`` entries: from ``scratch`` when given, else
+    fresh (values, counts and, with ``k``, lattice points)."""
+    if scratch is not None:
+        return scratch.take(n)
+    return (np.empty(n, dtype=np.int64), np.empty((n, 2), dtype=np.uint64),
+            np.empty(n, dtype=np.int64) if k else None)
+
+
+def _merge(parts, how: str, what: str, scratch: Optional[Scratch] = None) -> Dist:
     """k-way merge of the shifted parts (any span), by the compiled heap merge."""
     srcs, src_of, ptr = _sources(parts)
     n = sum(len(srcs[i]) for i in src_of)
@@ -187,8 +265,7 @@ def _merge(parts, how: str, what: str) -> Dist:
                        f"{SPARSE_LIMIT:,}")
     vals = np.concatenate([d.values for d in srcs])
     cnts = np.ascontiguousarray(np.concatenate([d.counts for d in srcs]))
-    out_v = np.empty(n, dtype=np.int64)
-    out_c = np.empty((n, 2), dtype=np.uint64)
+    out_v, out_c, _ = _buffers(scratch, n, False)
     m = _dist.merge_shifted(ptr, vals, cnts, src_of,
                             np.array([s for _, s, _ in parts], dtype=np.int64),
                             np.array([k for _, _, k in parts], dtype=np.uint64), how == "max",
@@ -218,7 +295,7 @@ def _sources(parts):
     return srcs, np.asarray(src_of, dtype=np.int64), ptr
 
 
-def _combine_sum(parts, limit: int, what: str) -> Dist:
+def _combine_sum(parts, limit: int, what: str, scratch: Optional[Scratch] = None) -> Dist:
     lo = min(int(d.values[0]) + s for d, s, _ in parts)
     hi = max(int(d.values[-1]) + s for d, s, _ in parts)
     _check_range(lo, hi)
@@ -228,7 +305,7 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
     span = (hi - lo) // g + 1 if g else 1
     n = sum(len(d) for d, _, _ in parts)
     if span > 64 * n + WINDOW:       # a sparse lattice: merge the entries instead
-        return _merge(parts, "sum", what)
+        return _merge(parts, "sum", what, scratch)
     if min(span, n) > 4 * limit:
         raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
                        f"exceeds the exact profile's limit of {limit:,}")
@@ -236,9 +313,7 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
     a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
     b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
     cap = min(span, n)
-    out_v = np.empty(cap, dtype=np.int64)
-    out_c = np.empty((cap, 2), dtype=np.uint64)
-    out_k = np.empty(cap, dtype=np.int64)
+    out_v, out_c, out_k = _buffers(scratch, cap, True)
     info = np.zeros(4, dtype=np.int64)
     # every total known (no pass to find it): below 2**64 together, no sum can overflow
     fits64 = all(d._tot is not None for d in srcs) and \
@@ -266,9 +341,11 @@ def _combine_sum(parts, limit: int, what: str) -> Dist:
 def _shrunk(a: np.ndarray, m: int) -> np.ndarray:
     """The first ``m`` rows of a buffer this module just allocated, without
     copying them: the buffer is shrunk in place (only its touched pages
-    were ever memory), or sliced when numpy cannot."""
+    were ever memory), or sliced when it views a :class:`Scratch` buffer."""
     if m == len(a):
         return a
+    if a.base is not None:
+        return a[:m]
     try:
         a.resize((m,) + a.shape[1:], refcheck=False)
         return a
@@ -277,14 +354,15 @@ def _shrunk(a: np.ndarray, m: int) -> np.ndarray:
 
 
 def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
-            what: str = "profile") -> Optional[Dist]:
+            what: str = "profile", scratch: Optional[Scratch] = None) -> Optional[Dist]:
     """The union of ``(dist, shift, mult)`` parts: every value ``v`` of
     ``dist`` becomes ``v + shift`` (``how="sum"``) or ``max(v, shift)``
     (``how="max"``), its count times ``mult``; equal values add up.
 
     Returns None when no part has mass.  Raises :class:`TooLarge` when the
     result would exceed the limits (``what`` names the question in the
-    message).
+    message).  With ``scratch`` the result is written into its memory
+    (:class:`Scratch`).
     """
     parts = [(d, int(s), int(m)) for d, s, m in parts if d is not None and len(d) and m]
     if not parts:
@@ -293,8 +371,8 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
                                                  else parts[0][1] <= parts[0][0].values[0]):
         return parts[0][0]          # unchanged: share it (distributions are read-only)
     if how == "max":
-        return _merge(parts, "max", what)
-    return _combine_sum(parts, limit, what)
+        return _merge(parts, "max", what, scratch)
+    return _combine_sum(parts, limit, what, scratch)
 
 
 #: lattice points a rank index (a bit each) of a pair query may cover

@@ -36,7 +36,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _dist
-from .dists import DENSE_LIMIT, Dist, TooLarge, combine, pair_cdf
+from .dists import DENSE_LIMIT, Dist, Scratch, TooLarge, combine, pair_cdf
 from .tables import Trellis
 
 __all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank", "span",
@@ -224,7 +224,7 @@ FULL_LIMIT = 1 << 20
 
 def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "profile",
                keep: bool = False, dense: bool = True, cap: Optional[int] = None,
-               whole: bool = True) -> GroupDist:
+               whole: bool = True, scratch: Optional[Scratch] = None) -> GroupDist:
     """The exact distribution of one group (see :class:`GroupDist`).
 
     ``dense=False`` (composite keys) never splits: the distribution is built
@@ -235,6 +235,8 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     tail costs little.  ``whole``: build it whole up to :data:`DENSE_LIMIT`
     lattice points (many queries follow), else only up to
     :data:`FULL_LIMIT` (a count or two: the halves cost less to build).
+    ``scratch``: memory to reuse for the halves and their steps (one per
+    thread, kept over a pass of groups: :class:`~.dists.Scratch`).
     """
     K = len(trellis.steps)
     one = [Dist.point(0)]
@@ -244,14 +246,15 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     width = span(trellis, edges, cap) if how == "sum" and dense else 0
     if how == "max" or not dense or width <= (DENSE_LIMIT if whole else FULL_LIMIT):
         if how == "sum" and not keep and cap is None:
-            built = _try_segments(trellis, edges, what, many=whole, one_half=True)
+            built = _try_segments(trellis, edges, what, many=whole, one_half=True,
+                                  scratch=scratch)
             if built is not None:
                 return GroupDist(built[0], split=K)
         fwd = _forward(trellis, edges, how, one, 0, K, what, keep, fcaps)
         return GroupDist(fwd[-1][0], split=K, forward=fwd if keep else [],
                          backward=[one] if keep else [])
     if not keep and cap is None:
-        halves = _try_segments(trellis, edges, what, many=whole)
+        halves = _try_segments(trellis, edges, what, many=whole, scratch=scratch)
         if halves is not None:
             return GroupDist(None, left=[halves[0]], right=[halves[1]], split=-1)
     fwd, bwd = {0: one}, {K: one}
@@ -400,12 +403,14 @@ def _fused(trellis: Trellis, edges: list, k0: int, k1: int) -> list:
     return out
 
 
-def _run(steps: list, start: Dist, what: str) -> Dist:
-    """The distribution at the end of (fused) steps from one state holding ``start``."""
+def _run(steps: list, start: Dist, what: str, scratch: Optional[Scratch] = None) -> Dist:
+    """The distribution at the end of (fused) steps from one state holding
+    ``start`` (written into ``scratch``: each step's buffers are reused once
+    the step after next has dropped them)."""
     cur = [start]
     for st in steps:
         cur = [combine([(cur[st.src[i]], st.vals[i], st.mult[i])
-                        for i in np.flatnonzero(st.dst == t)], "sum", what=what)
+                        for i in np.flatnonzero(st.dst == t)], "sum", what=what, scratch=scratch)
                for t in range(st.n_out)]
     return cur[0]
 
@@ -446,7 +451,7 @@ def _plan(segs: list, start: _Shape) -> tuple[list, int, _Shape]:
 
 
 def _segment_halves(trellis: Trellis, edges: list, what: str, many: bool,
-                    one_half: bool = False) -> Optional[tuple]:
+                    one_half: bool = False, scratch: Optional[Scratch] = None) -> Optional[tuple]:
     """The group's distribution as two exact halves, each the sum of a set
     of independent segments (None: no such decomposition, see
     :func:`_segments`); with ``one_half`` the whole distribution (and a
@@ -456,6 +461,7 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, many: bool,
     plus (``many``: many queries follow) :data:`QUERY_WEIGHT` times the
     smaller half (a query reads it once).  (A budget's count prunes at
     every boundary instead: :func:`group_dist` builds it from both ends.)
+    Every step writes into ``scratch`` (a new one when not given).
     """
     segs = _segments(trellis, edges, what)
     if segs is None:
@@ -479,10 +485,11 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, many: bool,
         if best is None or cost < best[0]:
             best = (cost, fixed + pa[0], pb[0])
     out = []
+    scratch = Scratch() if scratch is None else scratch
     for order in best[1:]:
         d = Dist.point(0)
         for s in order:
-            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what)
+            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
         out.append(d)
     return tuple(out)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,7 +31,7 @@ import numpy as np
 
 from nasflops.budget import Budget
 from .columns import SAMPLE_BLOCK
-from .dists import Dist, TooLarge, as_int, as_ints, combine, from_ints
+from .dists import Dist, Scratch, TooLarge, as_int, as_ints, combine, from_ints
 from .exact import GroupDist, edges_of, extreme, group_dist, held_whole, pareto, unrank
 from .tables import COUNT_MODES, PEAK, NotDecomposable, Trellis, metric_column
 from . import _dist
@@ -188,13 +189,13 @@ class Profile:
             raise ValueError(f"no group {self.group_name}={group!r}; groups: {self.group_values}")
         return [self.group_values.index(group)]
 
-    def _group(self, g: int) -> GroupDist:
+    def _group(self, g: int, scratch: Optional[Scratch] = None) -> GroupDist:
         r = self._rep[g]
         with self._lock:
             gd = self._cache.pop(r, None)
         if gd is None:
             gd = group_dist(self._trellis, self._edges[r], self._how,
-                            f"{self.space}: exact profile of {self.metric}")
+                            f"{self.space}: exact profile of {self.metric}", scratch=scratch)
         with self._lock:
             self._cache[r] = gd            # most recent last
             while (sum(x.nbytes for x in self._cache.values()) > self._cache_bytes
@@ -204,14 +205,27 @@ class Profile:
 
     def _each(self, sel: list, fn) -> list:
         """``fn(group distribution)`` for each group of ``sel``, one
-        distribution at a time (``n_jobs`` threads: kernels release the GIL)."""
+        distribution at a time (``n_jobs`` threads: kernels release the GIL).
+        Each thread builds into its own :class:`~.dists.Scratch`, kept for
+        the pass: a group reuses the memory the previous one dropped."""
         reps = list(dict.fromkeys(self._rep[g] for g in sel))
         if self._n_jobs == 1 or len(reps) < 2:
-            done = {r: fn(self._group(r)) for r in reps}
+            scratch = Scratch()
+            done = {r: fn(self._group(r, scratch)) for r in reps}
         else:
             from joblib import Parallel, delayed
-            out = Parallel(n_jobs=self._n_jobs, prefer="threads")(
-                delayed(lambda r: fn(self._group(r)))(r) for r in reps)
+            free = queue.LifoQueue()              # last returned, first reused
+            for _ in range(len(reps)):            # at most one per task, made as needed
+                free.put(None)
+
+            def one(r):
+                scratch = free.get()
+                scratch = Scratch() if scratch is None else scratch
+                try:
+                    return fn(self._group(r, scratch))
+                finally:
+                    free.put(scratch)
+            out = Parallel(n_jobs=self._n_jobs, prefer="threads")(delayed(one)(r) for r in reps)
             done = dict(zip(reps, out))
         return [done[self._rep[g]] for g in sel]
 

@@ -233,3 +233,36 @@ def test_segment_halves_too_large_fall_back_to_both_ends(brute, monkeypatch):
     v = np.sort(scores["macs"])
     pts = v[:: max(1, len(v) // 9)].tolist()
     assert p.cdf(pts) == [int(np.searchsorted(v, x, side="right")) for x in pts]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_scratch_memory_never_overwrites_a_live_distribution(brute, monkeypatch, n_jobs):
+    """Every group built into one Scratch (as a pass over the groups does),
+    each group's halves kept alive while the next are built into the same
+    memory: all still equal enumeration, and buffers were reused.  Through
+    a profile's pass (``n_jobs`` threads, a Scratch each) the same holds."""
+    monkeypatch.setattr(exact, "DENSE_LIMIT", 40)
+    _, space, cols, scores = brute
+    p = space.profile("macs", over="encodings", by="r", n_jobs=n_jobs)
+    takes = []
+    take = dists.Scratch.take
+    monkeypatch.setattr(dists.Scratch, "take", lambda self, cap: takes.append(cap) or take(self, cap))
+    scratch = dists.Scratch()
+    built = [exact.group_dist(p._trellis, p._edges[g], "sum", "test", scratch=scratch)
+             for g in range(len(p.group_values))]
+    if space.name == "segmented":                          # halves of segments use it
+        assert takes and len(scratch) < 3 * len(takes)     # some buffers served twice
+    else:                                                  # halves from both ends do not
+        assert not takes
+    pts_of, want_of = [], []
+    for g, gd in enumerate(built):
+        v = np.sort(scores["macs"][cols["r"] == space.resolutions[g]] if "r" in cols
+                    else scores["macs"])
+        pts = sorted(set(v.tolist()) | {int(v[0]) - 1})
+        want = [int(np.searchsorted(v, x, side="right")) for x in pts]
+        assert gd.cdf(pts) == want
+        pts_of.append(pts)
+        want_of.append(want)
+    union = sorted(set().union(*pts_of))
+    for g, got in enumerate(p.group_cdfs(union)):
+        assert [got[union.index(x)] for x in pts_of[g]] == want_of[g]
