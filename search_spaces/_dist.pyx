@@ -80,6 +80,70 @@ cdef extern from *:
     #define nf_rank_block nf_rank_block_swar
     static int nf_set_popcnt(int v) { (void)v; return 0; }
     #endif
+    /* The 64-bit accumulation of one part into one window: entries i0..i1 of
+       a source (lattice points k, counts c with a 16-byte stride) go to
+       acc[k * a + b], times mult; the caller found i1 (no test per entry). */
+    static void nf_scatter64(uint64_t* __restrict acc, const int64_t* __restrict k,
+                             const uint64_t* __restrict c, int64_t i0, int64_t i1,
+                             int64_t a, int64_t b, uint64_t mult) {
+        if (a == 1 && mult == 1) {
+            for (int64_t i = i0; i < i1; i++) acc[k[i] + b] += c[2 * i];
+        } else if (a == 1) {
+            for (int64_t i = i0; i < i1; i++) acc[k[i] + b] += c[2 * i] * mult;
+        } else {
+            for (int64_t i = i0; i < i1; i++) acc[k[i] * a + b] += c[2 * i] * mult;
+        }
+    }
+    /* The first i in [i0, e) with k[i] * a + b >= w (k ascending, a >= 0). */
+    static int64_t nf_window_end(const int64_t* k, int64_t i0, int64_t e, int64_t a,
+                                 int64_t b, int64_t w) {
+        int64_t lo = i0, hi = e;
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (k[mid] * a + b >= w) hi = mid; else lo = mid + 1;
+        }
+        return lo;
+    }
+    static int64_t nf_gcd64(int64_t a, int64_t b) {
+        while (b) { int64_t t = a % b; a = b; b = t; }
+        return a;
+    }
+    /* Write out the non-zero points of a window of 64-bit accumulators (their
+       total fits 64 bits: the caller checked) and clear them: eight empty
+       points are passed over in one test, and within a block every point is
+       written at the next free slot, which only a non-zero one takes (so the
+       output must have a slot past its last entry, or room for every point). */
+    static int64_t nf_sweep64(uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo,
+                              int64_t g, int64_t* __restrict ov, int64_t* __restrict ok,
+                              uint64_t* __restrict oc, int64_t m, int64_t* last_io,
+                              int64_t* h_io, uint64_t* tot_io) {
+        int64_t last = *last_io, h = *h_io;
+        uint64_t tot = *tot_io;
+        for (int64_t j = 0; j < n; j += 8) {
+            int64_t end = j + 8 < n ? j + 8 : n;
+            uint64_t any = 0;
+            for (int64_t i = j; i < end; i++) any |= acc[i];
+            if (!any) continue;
+            for (int64_t i = j; i < end; i++) {
+                uint64_t c = acc[i];
+                int64_t k = w0 + i;
+                int64_t nz = c != 0;
+                ov[m] = lo + k * g;
+                ok[m] = k;
+                oc[2 * m] = c;
+                oc[2 * m + 1] = 0;
+                acc[i] = 0;
+                tot += c;
+                if (nz & (h != 1) & (last >= 0)) h = nf_gcd64(k - last, h);
+                last = nz ? k : last;
+                m += nz;
+            }
+        }
+        *last_io = last;
+        *h_io = h;
+        *tot_io = tot;
+        return m;
+    }
     static inline int64_t nf_i64_sub_sat(int64_t a, int64_t b) {
         int64_t r;
         if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
@@ -95,6 +159,13 @@ cdef extern from *:
     uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
     bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
     int64_t i64_sub_sat "nf_i64_sub_sat"(int64_t a, int64_t b) noexcept nogil
+    void scatter64 "nf_scatter64"(uint64_t* acc, const int64_t* k, const uint64_t* c, int64_t i0,
+                                  int64_t i1, int64_t a, int64_t b, uint64_t mult) noexcept nogil
+    int64_t window_end "nf_window_end"(const int64_t* k, int64_t i0, int64_t e, int64_t a,
+                                       int64_t b, int64_t w) noexcept nogil
+    int64_t sweep64 "nf_sweep64"(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
+                                 int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
+                                 int64_t* last_io, int64_t* h_io, uint64_t* tot_io) noexcept nogil
     int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
     int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
     u128 rank_block "nf_rank_block"(const int64_t* off, const uint64_t* lc, int64_t i0,
@@ -201,44 +272,6 @@ cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int6
     return m
 
 
-cdef inline int64_t sweep64(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
-                            int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
-                            int64_t* last_io, int64_t* h_io, uint64_t* tot_io) noexcept nogil:
-    """:func:`sweep` for 64-bit accumulators whose total fits 64 bits (the
-    caller checked): eight empty points are passed over in one test (the
-    running state is kept in locals: the output stores cannot alias it)."""
-    cdef int64_t j = 0, end, k, last = last_io[0], h = h_io[0]
-    cdef uint64_t c, tot = tot_io[0]
-    while j < n:
-        end = j + 8
-        if end <= n:
-            if not (acc[j] | acc[j + 1] | acc[j + 2] | acc[j + 3] | acc[j + 4] | acc[j + 5]
-                    | acc[j + 6] | acc[j + 7]):
-                j = end
-                continue
-        else:
-            end = n
-        while j < end:
-            c = acc[j]
-            if c:
-                k = w0 + j
-                if h != 1 and last >= 0:
-                    h = gcd64(k - last, h)
-                last = k
-                ov[m] = lo + k * g
-                ok[m] = k
-                oc[2 * m] = c
-                oc[2 * m + 1] = 0
-                tot += c
-                acc[j] = 0
-                m += 1
-            j += 1
-    last_io[0] = last
-    h_io[0] = h
-    tot_io[0] = tot
-    return m
-
-
 def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
@@ -258,8 +291,11 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     and 3: low, high).  ``fits64``: the caller has checked that the sum
     over parts of source total times multiplicity is below 2**64, so every
     count and sum fits 64 bits (the faster loop: no overflow is possible).
+    The outputs hold at least ``min(span, entries + 1)`` points, ``entries``
+    the sum over parts of their source's length (the 64-bit sweep writes
+    every point of a block at the next free slot).
     """
-    cdef Py_ssize_t P = part_src.shape[0], S = len(src_k), p, m = 0, s
+    cdef Py_ssize_t P = part_src.shape[0], S = len(src_k), p, m = 0, s, n_entries = 0
     cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
     cdef uint64_t mult, c_lo, c_hi, top, t_lo
     cdef u128 x, y, tot = 0
@@ -287,6 +323,11 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     for p in range(P):
         if not 0 <= part_src[p] < S:
             raise ValueError("accumulate_windows: a part's source is out of range")
+        if part_a[p] < 0:
+            raise ValueError("accumulate_windows: a part's lattice stride is negative")
+        n_entries += slen[part_src[p]]
+    if out_val.shape[0] < min(span, n_entries + 1):
+        raise ValueError("accumulate_windows: the outputs are shorter than min(span, entries + 1)")
     cdef const int64_t* kp
     cdef const uint64_t* cp
     pos_a = np.zeros(max(P, 1), dtype=np.int64)
@@ -313,13 +354,9 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                 b = part_b[p] - w0
                 mult = part_mult[p]
                 if fits64:
-                    while i < e:
-                        j = kp[i] * a + b
-                        if j >= w1 - w0:
-                            break
-                        acc[j] += cp[2 * i] * mult
-                        i += 1
-                    pos[p] = i
+                    j = window_end(kp, i, e, a, b, w1 - w0)
+                    scatter64(acc, kp, cp, i, j, a, b, mult)
+                    pos[p] = j
                     continue
                 while i < e:
                     j = kp[i] * a + b

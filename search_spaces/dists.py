@@ -206,6 +206,9 @@ class Scratch:
     (True, 6)
     """
 
+    #: buffers kept (idle ones beyond it are freed, the smallest first)
+    MAX_BUFFERS = 64
+
     def __init__(self):
         self._raws: list = []
         self._top = 0          # the largest buffer asked for so far, bytes
@@ -220,26 +223,29 @@ class Scratch:
     def take(self, cap: int) -> tuple:
         """``(values, counts, lattice points)`` buffers of ``cap`` entries,
         each at the start of memory no live array uses (the pages a
-        previous step touched are touched again, not fresh ones).  ``cap``
-        bounds what a step writes and is often far above it, so a new
-        buffer is twice the largest asked for yet: only its touched pages
-        are memory, and the steps that follow, larger, still fit it."""
+        previous step touched are touched again, not fresh ones): the
+        smallest such buffer that fits, so the big ones stay free for the
+        big steps.  ``cap`` bounds what a step writes and is often far above
+        it, so a new buffer is twice the largest asked for yet: only its
+        touched pages are memory, and the steps that follow still fit."""
         n = max(int(cap), 1)
-        needs = (8 * n, 16 * n, 8 * n)
-        self._top = max(self._top, 16 * n)
-        idle = [r for r, refs in zip(self._raws, self._refs(self._raws)) if refs == _IDLE_REFS]
+        needs = (16 * n, 8 * n, 8 * n)
+        self._top = max(self._top, needs[0])
+        idle = sorted((r for r, refs in zip(self._raws, self._refs(self._raws))
+                       if refs == _IDLE_REFS), key=lambda r: r.nbytes)
         got = []
         for need in needs:
-            fits = [r for r in idle if r.nbytes >= need and not any(r is g for g in got)]
-            raw = max(fits, key=lambda r: r.nbytes) if fits else None
+            raw = next((r for r in idle if r.nbytes >= need), None)
             if raw is None:
                 raw = np.empty(2 * self._top, dtype=np.uint8)
                 self._raws.append(raw)
+            else:
+                idle = [r for r in idle if r is not raw]
             got.append(raw)
-        # idle buffers too small for any of these will not fit what follows either
-        small = {id(r) for r in idle if r.nbytes < 8 * n and not any(r is g for g in got)}
-        self._raws = [r for r in self._raws if id(r) not in small]
-        v, c, k = (raw[:need] for raw, need in zip(got, needs))
+        while len(self._raws) > self.MAX_BUFFERS and idle:   # the smallest idle go first
+            drop = idle.pop(0)
+            self._raws = [r for r in self._raws if r is not drop]
+        c, v, k = (raw[:need] for raw, need in zip(got, needs))
         return v.view(np.int64), c.view(np.uint64).reshape(n, 2), k.view(np.int64)
 
 
@@ -312,7 +318,7 @@ def _combine_sum(parts, limit: int, what: str, scratch: Optional[Scratch] = None
     srcs, src_of, _ = _sources(parts)
     a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
     b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
-    cap = min(span, n)
+    cap = min(span, n + 1)           # the kernel's sweep writes one slot past its last entry
     out_v, out_c, out_k = _buffers(scratch, cap, True)
     info = np.zeros(4, dtype=np.int64)
     # every total known (no pass to find it): below 2**64 together, no sum can overflow

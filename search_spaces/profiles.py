@@ -207,7 +207,8 @@ class Profile:
         """``fn(group distribution)`` for each group of ``sel``, one
         distribution at a time (``n_jobs`` threads: kernels release the GIL).
         Each thread builds into its own :class:`~.dists.Scratch`, kept for
-        the pass: a group reuses the memory the previous one dropped."""
+        the pass: a group reuses the memory the previous one dropped.  The
+        widest groups (the longest to build) go first."""
         reps = list(dict.fromkeys(self._rep[g] for g in sel))
         if self._n_jobs == 1 or len(reps) < 2:
             scratch = Scratch()
@@ -225,6 +226,8 @@ class Profile:
                     return fn(self._group(r, scratch))
                 finally:
                     free.put(scratch)
+            # the widest groups first, so that no thread is left with one at the end
+            reps.sort(key=lambda r: self.group_min[r].value - self.group_max[r].value)
             out = Parallel(n_jobs=self._n_jobs, prefer="threads")(delayed(one)(r) for r in reps)
             done = dict(zip(reps, out))
         return [done[self._rep[g]] for g in sel]
