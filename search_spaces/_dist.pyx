@@ -81,17 +81,18 @@ cdef extern from *:
     static int nf_set_popcnt(int v) { (void)v; return 0; }
     #endif
     /* The 64-bit accumulation of one part into one window: entries i0..i1 of
-       a source (lattice points k, counts c with a 16-byte stride) go to
-       acc[k * a + b], times mult; the caller found i1 (no test per entry). */
+       a source (lattice points k, counts c every cs words: 2 for 128-bit
+       counts, 1 for 64-bit ones) go to acc[k * a + b], times mult; the caller
+       found i1 (no test per entry). */
     static void nf_scatter64(uint64_t* __restrict acc, const int64_t* __restrict k,
-                             const uint64_t* __restrict c, int64_t i0, int64_t i1,
-                             int64_t a, int64_t b, uint64_t mult) {
-        if (a == 1 && mult == 1) {
+                             const uint64_t* __restrict c, int64_t cs, int64_t i0,
+                             int64_t i1, int64_t a, int64_t b, uint64_t mult) {
+        if (cs == 1 && a == 1 && mult == 1) {
+            for (int64_t i = i0; i < i1; i++) acc[k[i] + b] += c[i];
+        } else if (a == 1 && mult == 1) {
             for (int64_t i = i0; i < i1; i++) acc[k[i] + b] += c[2 * i];
-        } else if (a == 1) {
-            for (int64_t i = i0; i < i1; i++) acc[k[i] + b] += c[2 * i] * mult;
         } else {
-            for (int64_t i = i0; i < i1; i++) acc[k[i] * a + b] += c[2 * i] * mult;
+            for (int64_t i = i0; i < i1; i++) acc[k[i] * a + b] += c[cs * i] * mult;
         }
     }
     /* The first i in [i0, e) with k[i] * a + b >= w (k ascending, a >= 0). */
@@ -112,11 +113,13 @@ cdef extern from *:
        total fits 64 bits: the caller checked) and clear them: eight empty
        points are passed over in one test, and within a block every point is
        written at the next free slot, which only a non-zero one takes (so the
-       output must have a slot past its last entry, or room for every point). */
+       output must have a slot past its last entry, or room for every point).
+       Counts are written every cs words (2: the high word zero); values only
+       where ov is not NULL. */
     static int64_t nf_sweep64(uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo,
                               int64_t g, int64_t* __restrict ov, int64_t* __restrict ok,
-                              uint64_t* __restrict oc, int64_t m, int64_t* last_io,
-                              int64_t* h_io, uint64_t* tot_io) {
+                              uint64_t* __restrict oc, int64_t cs, int64_t m,
+                              int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
         int64_t last = *last_io, h = *h_io;
         uint64_t tot = *tot_io;
         for (int64_t j = 0; j < n; j += 8) {
@@ -128,10 +131,10 @@ cdef extern from *:
                 uint64_t c = acc[i];
                 int64_t k = w0 + i;
                 int64_t nz = c != 0;
-                ov[m] = lo + k * g;
+                if (ov) ov[m] = lo + k * g;
                 ok[m] = k;
-                oc[2 * m] = c;
-                oc[2 * m + 1] = 0;
+                oc[cs * m] = c;
+                if (cs == 2) oc[2 * m + 1] = 0;
                 acc[i] = 0;
                 tot += c;
                 if (nz & (h != 1) & (last >= 0)) h = nf_gcd64(k - last, h);
@@ -159,12 +162,13 @@ cdef extern from *:
     uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
     bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
     int64_t i64_sub_sat "nf_i64_sub_sat"(int64_t a, int64_t b) noexcept nogil
-    void scatter64 "nf_scatter64"(uint64_t* acc, const int64_t* k, const uint64_t* c, int64_t i0,
-                                  int64_t i1, int64_t a, int64_t b, uint64_t mult) noexcept nogil
+    void scatter64 "nf_scatter64"(uint64_t* acc, const int64_t* k, const uint64_t* c, int64_t cs,
+                                  int64_t i0, int64_t i1, int64_t a, int64_t b,
+                                  uint64_t mult) noexcept nogil
     int64_t window_end "nf_window_end"(const int64_t* k, int64_t i0, int64_t e, int64_t a,
                                        int64_t b, int64_t w) noexcept nogil
     int64_t sweep64 "nf_sweep64"(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
-                                 int64_t* ov, int64_t* ok, uint64_t* oc, int64_t m,
+                                 int64_t* ov, int64_t* ok, uint64_t* oc, int64_t cs, int64_t m,
                                  int64_t* last_io, int64_t* h_io, uint64_t* tot_io) noexcept nogil
     int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
     int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
@@ -275,8 +279,9 @@ cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int6
 def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
-                       int64_t window, int64_t[::1] out_val, uint64_t[:, ::1] out_cnt,
-                       int64_t[::1] out_k, int64_t[::1] out_info, bint fits64=False):
+                       int64_t window, int64_t[::1] out_val, out_cnt,
+                       int64_t[::1] out_k, int64_t[::1] out_info, bint fits64=False,
+                       int cnt_stride=2):
     """Sum shifted, scaled sorted distributions on the lattice ``lo + j * g``,
     one window of ``window`` lattice points at a time (memory: the window).
 
@@ -294,6 +299,11 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     The outputs hold at least ``min(span, entries + 1)`` points, ``entries``
     the sum over parts of their source's length (the 64-bit sweep writes
     every point of a block at the next free slot).
+
+    ``cnt_stride=1`` (with ``fits64`` only): every count, read and written,
+    is one 64-bit word (``(n,)`` arrays) instead of two, and ``out_val``
+    may be empty (no values written): the lean form a dynamic program keeps
+    between its steps (:class:`~.dists.Lean`).
     """
     cdef Py_ssize_t P = part_src.shape[0], S = len(src_k), p, m = 0, s, n_entries = 0
     cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
@@ -302,9 +312,16 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     cdef uint64_t tot64 = 0
     cdef bint ovf = False
     cdef const int64_t[::1] kv
-    cdef const uint64_t[:, ::1] cv
-    if len(src_cnt) != S or out_info.shape[0] < 4 or out_k.shape[0] < out_val.shape[0] \
-            or out_cnt.shape[0] < out_val.shape[0]:
+    cdef const uint64_t[::1] cv
+    cdef uint64_t[::1] ocv = np.ravel(out_cnt)
+    cdef int64_t cs = cnt_stride
+    if cs not in (1, 2) or (cs == 1 and not fits64):
+        raise ValueError("accumulate_windows: counts are 2 words, or 1 with fits64")
+    if np.shape(out_cnt)[1:] != ((2,) if cs == 2 else ()) or not np.may_share_memory(ocv, out_cnt):
+        raise ValueError("accumulate_windows: out_cnt must be a contiguous (n, 2) or (n,) array")
+    cdef Py_ssize_t n_out = ocv.shape[0] // cs
+    if len(src_cnt) != S or out_info.shape[0] < 4 or out_k.shape[0] < n_out \
+            or (out_val.shape[0] and out_val.shape[0] < n_out) or (cs == 2 and not out_val.shape[0]):
         raise ValueError("accumulate_windows: shapes disagree")
     kp_a = np.zeros(max(S, 1), dtype=np.uint64)
     cp_a = np.zeros(max(S, 1), dtype=np.uint64)
@@ -313,20 +330,20 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     cdef int64_t[::1] slen = n_a
     for s in range(S):
         kv = src_k[s]
-        cv = src_cnt[s]
-        if cv.shape[0] != kv.shape[0]:
+        cv = np.ravel(src_cnt[s])
+        if cv.shape[0] != cs * kv.shape[0] or np.ndim(src_cnt[s]) != (2 if cs == 2 else 1):
             raise ValueError("accumulate_windows: a source's indices and counts disagree")
         slen[s] = kv.shape[0]
         if kv.shape[0]:
             kaddr[s] = <uint64_t>&kv[0]
-            caddr[s] = <uint64_t>&cv[0, 0]
+            caddr[s] = <uint64_t>&cv[0]
     for p in range(P):
         if not 0 <= part_src[p] < S:
             raise ValueError("accumulate_windows: a part's source is out of range")
         if part_a[p] < 0:
             raise ValueError("accumulate_windows: a part's lattice stride is negative")
         n_entries += slen[part_src[p]]
-    if out_val.shape[0] < min(span, n_entries + 1):
+    if n_out < min(span, n_entries + 1):
         raise ValueError("accumulate_windows: the outputs are shorter than min(span, entries + 1)")
     cdef const int64_t* kp
     cdef const uint64_t* cp
@@ -337,7 +354,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     cdef uint64_t* acc = &accv[0]
     cdef int64_t* ov = &out_val[0] if out_val.shape[0] else NULL
     cdef int64_t* ok = &out_k[0] if out_k.shape[0] else NULL
-    cdef uint64_t* oc = &out_cnt[0, 0] if out_cnt.shape[0] else NULL
+    cdef uint64_t* oc = &ocv[0] if ocv.shape[0] else NULL
     with nogil:
         w0 = 0
         while w0 < span and not ovf:
@@ -355,7 +372,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                 mult = part_mult[p]
                 if fits64:
                     j = window_end(kp, i, e, a, b, w1 - w0)
-                    scatter64(acc, kp, cp, i, j, a, b, mult)
+                    scatter64(acc, kp, cp, cs, i, j, a, b, mult)
                     pos[p] = j
                     continue
                 while i < e:
@@ -380,7 +397,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                 if ovf:
                     break
             if fits64:
-                m = sweep64(acc, w1 - w0, w0, lo, g, ov, ok, oc, m, &last, &h, &tot64)
+                m = sweep64(acc, w1 - w0, w0, lo, g, ov, ok, oc, cs, m, &last, &h, &tot64)
             else:
                 m = sweep(acc, w1 - w0, w0, lo, g, ov, ok, oc, m, &last, &h, &tot)
             if m < 0:

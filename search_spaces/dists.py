@@ -22,7 +22,7 @@ from . import _dist
 from .tables import NotDecomposable
 
 __all__ = ["Dist", "combine", "TooLarge", "as_ints", "as_int", "from_ints", "DENSE_LIMIT",
-           "SPARSE_LIMIT", "pair_cdf", "RANK_LIMIT", "Scratch"]
+           "SPARSE_LIMIT", "pair_cdf", "RANK_LIMIT", "Scratch", "Lean", "NotLean", "combine_lean"]
 
 #: lattice points a dense accumulator may span (16 bytes each)
 DENSE_LIMIT = 1 << 24
@@ -221,16 +221,23 @@ class Scratch:
         return [sys.getrefcount(r) for r in raws]
 
     def take(self, cap: int) -> tuple:
-        """``(values, counts, lattice points)`` buffers of ``cap`` entries,
-        each at the start of memory no live array uses (the pages a
-        previous step touched are touched again, not fresh ones): the
-        smallest such buffer that fits, so the big ones stay free for the
-        big steps.  ``cap`` bounds what a step writes and is often far above
-        it, so a new buffer is twice the largest asked for yet: only its
-        touched pages are memory, and the steps that follow still fit."""
+        """``(values, counts, lattice points)`` buffers of ``cap`` entries
+        (int64, ``(cap, 2)`` uint64, int64), each at the start of memory no
+        live array uses (:meth:`words`)."""
         n = max(int(cap), 1)
-        needs = (16 * n, 8 * n, 8 * n)
-        self._top = max(self._top, needs[0])
+        c, v, k = self.words(2 * n, n, n)
+        return v.view(np.int64), c.reshape(n, 2), k.view(np.int64)
+
+    def words(self, *sizes: int) -> list:
+        """uint64 buffers of these lengths, each at the start of memory no
+        live array uses (the pages a previous step touched are touched
+        again, not fresh ones): the smallest such buffer that fits, so the
+        big ones stay free for the big steps.  A step's capacity bounds what
+        it writes and is often far above it, so a new buffer is twice the
+        largest asked for yet: only its touched pages are memory, and the
+        steps that follow still fit."""
+        needs = [8 * max(int(x), 1) for x in sizes]
+        self._top = max(self._top, *needs)
         idle = sorted((r for r, refs in zip(self._raws, self._refs(self._raws))
                        if refs == _IDLE_REFS), key=lambda r: r.nbytes)
         got = []
@@ -241,12 +248,11 @@ class Scratch:
                 self._raws.append(raw)
             else:
                 idle = [r for r in idle if r is not raw]
-            got.append(raw)
+            got.append(raw[:need].view(np.uint64))
         while len(self._raws) > self.MAX_BUFFERS and idle:   # the smallest idle go first
             drop = idle.pop(0)
             self._raws = [r for r in self._raws if r is not drop]
-        c, v, k = (raw[:need] for raw, need in zip(got, needs))
-        return v.view(np.int64), c.view(np.uint64).reshape(n, 2), k.view(np.int64)
+        return got
 
 
 #: the reference count :meth:`Scratch._refs` reads for a buffer no array views
@@ -357,6 +363,111 @@ def _shrunk(a: np.ndarray, m: int) -> np.ndarray:
         return a
     except ValueError:          # pragma: no cover - a buffer numpy does not own
         return a[:m].copy()
+
+
+class Lean:
+    """A distribution between the steps of a dynamic program whose counts
+    all fit 64 bits: lattice points ``k`` (ascending, from the first value
+    ``lo``, on step ``g``; 0 for one value) and 64-bit counts ``c``.
+
+    16 bytes an entry against a :class:`Dist`'s 32 (values, lattice points,
+    128-bit counts): half the memory each step writes and the next reads.
+    Steps combine them with :func:`combine_lean`; :meth:`dist` makes the
+    :class:`Dist` at the end.
+
+    Examples
+    --------
+    >>> a = Lean.of(Dist(np.array([0, 10]), from_ints([1, 2])))
+    >>> b = combine_lean([(a, 5, 3), (a, 0, 1)])
+    >>> d = b.dist()
+    >>> d.values.tolist(), as_ints(d.counts).tolist(), d.total == b.total == 12
+    ([0, 5, 10, 15], [1, 3, 2, 6], True)
+    """
+
+    __slots__ = ("k", "c", "lo", "g", "total")
+
+    def __init__(self, k: np.ndarray, c: np.ndarray, lo: int, g: int, total: int):
+        self.k, self.c, self.lo, self.g, self.total = k, c, int(lo), int(g), int(total)
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+    @classmethod
+    def of(cls, d: Dist) -> "Lean":
+        """``d`` in the lean form (its total must be below 2**64)."""
+        if d.total >= 1 << 64:
+            raise OverflowError("a lean distribution's total must be below 2**64")
+        return cls(d.lattice_index(), np.ascontiguousarray(d.counts[:, 0]), int(d.values[0]),
+                   d.step, d.total)
+
+    def dist(self, scratch: Optional[Scratch] = None) -> Dist:
+        """The :class:`Dist` (values and 128-bit counts written out, into
+        ``scratch`` when given)."""
+        n = len(self)
+        if scratch is not None:
+            v, c, _ = scratch.take(n)
+            v, c = v[:n], c[:n]
+        else:
+            v, c = np.empty(n, np.int64), np.empty((n, 2), np.uint64)
+        np.multiply(self.k, self.g, out=v)
+        v += self.lo
+        c[:, 0] = self.c
+        c[:, 1] = 0
+        out = Dist(v, c)
+        out._g, out._k, out._tot = (self.g if n > 1 else 0), self.k, self.total
+        return out
+
+
+class NotLean(ArithmeticError):
+    """A lean step whose total would reach 2**64 (build it as :class:`Dist`)."""
+
+
+def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profile",
+                 scratch: Optional[Scratch] = None) -> Optional[Lean]:
+    """:func:`combine` (by sum) of lean ``(dist, shift, mult)`` parts, into a
+    :class:`Lean`: the windowed accumulation reads and writes one 64-bit word
+    per count and no values.  Raises :class:`NotLean` when the result's total
+    would reach 2**64; a sparse lattice is merged as :class:`Dist` instead."""
+    parts = [(d, int(s), int(m)) for d, s, m in parts if d is not None and len(d) and m]
+    if not parts:
+        return None
+    if len(parts) == 1 and parts[0][1] == 0 and parts[0][2] == 1:
+        return parts[0][0]          # unchanged: share it (read-only)
+    if sum(d.total * m for d, _, m in parts) >= 1 << 64:
+        raise NotLean(f"{what}: a step's total reaches 2**64")
+    lo = min(d.lo + s for d, s, _ in parts)
+    hi = max(d.lo + int(d.k[-1]) * d.g + s for d, s, _ in parts)
+    _check_range(lo, hi)
+    g = 0
+    for d, s, _ in parts:
+        g = math.gcd(g, d.g, d.lo + s - lo)
+    span = (hi - lo) // g + 1 if g else 1
+    n = sum(len(d) for d, _, _ in parts)
+    if span > 64 * n + WINDOW:       # a sparse lattice: merged as distributions
+        return Lean.of(_merge([(d.dist(), s, m) for d, s, m in parts], "sum", what))
+    if min(span, n) > 4 * limit:
+        raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
+                       f"exceeds the exact profile's limit of {limit:,}")
+    srcs, src_of, _ = _sources(parts)
+    cap = min(span, n + 1)
+    out_k, out_c = (scratch.words(cap, cap) if scratch is not None else
+                    (np.empty(cap, np.uint64), np.empty(cap, np.uint64)))
+    out_k = out_k.view(np.int64)
+    info = np.zeros(4, dtype=np.int64)
+    m = _dist.accumulate_windows(
+        [d.k for d in srcs], [d.c for d in srcs], src_of,
+        np.array([d.g // g if g else 0 for d, _, _ in parts], dtype=np.int64),
+        np.array([(d.lo + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64),
+        np.array([x for _, _, x in parts], dtype=np.uint64), span, lo, max(g, 1), WINDOW,
+        np.empty(0, dtype=np.int64), out_c, out_k, info, True, 1)
+    if m > limit:
+        raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
+                       f"profile's limit of {limit:,}")
+    k, c = out_k[:m], out_c[:m]
+    h = int(info[0])                  # the output's step, in lattice points
+    if h > 1:                         # a coarser lattice than the parts': its own
+        k = k // h
+    return Lean(k, c, lo, h * max(g, 1) if m > 1 else 0, as_int(info[2:].view(np.uint64)))
 
 
 def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,

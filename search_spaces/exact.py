@@ -36,7 +36,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _dist
-from .dists import DENSE_LIMIT, Dist, Scratch, TooLarge, combine, pair_cdf
+from .dists import (DENSE_LIMIT, Dist, Lean, NotLean, Scratch, TooLarge, combine, combine_lean,
+                    pair_cdf)
 from .tables import Trellis
 
 __all__ = ["Edges", "edges_of", "GroupDist", "group_dist", "extreme", "pareto", "unrank", "span",
@@ -403,15 +404,18 @@ def _fused(trellis: Trellis, edges: list, k0: int, k1: int) -> list:
     return out
 
 
-def _run(steps: list, start: Dist, what: str, scratch: Optional[Scratch] = None) -> Dist:
+def _run(steps: list, start, what: str, scratch: Optional[Scratch] = None):
     """The distribution at the end of (fused) steps from one state holding
-    ``start`` (written into ``scratch``: each step's buffers are reused once
-    the step after next has dropped them)."""
+    ``start``, a :class:`~.dists.Dist` or a :class:`~.dists.Lean` (then
+    every step is lean), written into ``scratch``: each step's buffers are
+    reused once the step after next has dropped them."""
     cur = [start]
+    lean = isinstance(start, Lean)
     for st in steps:
-        cur = [combine([(cur[st.src[i]], st.vals[i], st.mult[i])
-                        for i in np.flatnonzero(st.dst == t)], "sum", what=what, scratch=scratch)
-               for t in range(st.n_out)]
+        parts = [[(cur[st.src[i]], st.vals[i], st.mult[i]) for i in np.flatnonzero(st.dst == t)]
+                 for t in range(st.n_out)]
+        cur = [combine_lean(p, what=what, scratch=scratch) if lean else
+               combine(p, "sum", what=what, scratch=scratch) for p in parts]
     return cur[0]
 
 
@@ -484,14 +488,26 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, many: bool,
         cost = pa[1] + pb[1] + (QUERY_WEIGHT if many else 1) * min(pa[2].n, pb[2].n)
         if best is None or cost < best[0]:
             best = (cost, fixed + pa[0], pb[0])
-    out = []
     scratch = Scratch() if scratch is None else scratch
-    for order in best[1:]:
-        d = Dist.point(0)
-        for s in order:
-            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
-        out.append(d)
-    return tuple(out)
+    return tuple(_build_half(trellis, edges, order, what, scratch) for order in best[1:])
+
+
+def _build_half(trellis: Trellis, edges: list, order: list, what: str, scratch: Scratch) -> Dist:
+    """The sum of the segments ``order``, added one after the other: lean
+    (:class:`~.dists.Lean`, 64-bit counts) while every step's total stays
+    below 2**64, else as :class:`~.dists.Dist`."""
+    if math.prod(s.dist.total for s in order) < 1 << 64:
+        try:
+            d = Lean.of(Dist.point(0))
+            for s in order:
+                d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
+            return d.dist(scratch)
+        except NotLean:             # an intermediate state beyond 64 bits
+            pass
+    d = Dist.point(0)
+    for s in order:
+        d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
+    return d
 
 
 # ------------------------------------------------------------ extremes
