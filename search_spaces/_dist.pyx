@@ -276,6 +276,62 @@ cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int6
     return m
 
 
+cdef inline int64_t scatter128(uint64_t* acc, const int64_t* kp, const uint64_t* cp, int64_t i,
+                               int64_t e, int64_t a, int64_t b, uint64_t mult, int64_t width,
+                               bint* ovf) noexcept nogil:
+    """The 128-bit accumulation of one part into one window of ``width``
+    points, from entry ``i``: returns the first entry beyond the window (or
+    where a count overflowed, ``ovf`` set)."""
+    cdef int64_t j
+    cdef uint64_t c_hi, top
+    cdef u128 x, y
+    while i < e:
+        j = kp[i] * a + b
+        if j >= width:
+            break
+        c_hi = cp[2 * i + 1]
+        x = <u128>cp[2 * i] * mult
+        if c_hi:
+            if __builtin_mul_overflow_u64(c_hi, mult, &top) or \
+                    u128_add(x, (<u128>top) << 64, &x):
+                ovf[0] = True
+                break
+        y = mk(acc[2 * j], acc[2 * j + 1]) + x
+        if y < x:
+            ovf[0] = True
+            break
+        acc[2 * j] = lo64(y)
+        acc[2 * j + 1] = hi64(y)
+        i += 1
+    return i
+
+
+def _source_addresses(list src_k, list src_cnt, int64_t cs):
+    """Per source of :func:`accumulate_windows`: the addresses of its lattice
+    points and counts (``cs`` words each) and its length, checked to agree.
+    The caller keeps the arrays alive while it reads them."""
+    cdef Py_ssize_t S = len(src_k), s
+    cdef const int64_t[::1] kv
+    cdef const uint64_t[::1] cv
+    kp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    cp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    n_a = np.zeros(max(S, 1), dtype=np.int64)
+    cdef uint64_t[::1] kaddr = kp_a, caddr = cp_a
+    cdef int64_t[::1] slen = n_a
+    for s in range(S):
+        kv = src_k[s]
+        if not src_cnt[s].flags.c_contiguous:    # else ravel would copy: a dangling address
+            raise ValueError("accumulate_windows: a source's counts are not contiguous")
+        cv = np.ravel(src_cnt[s])
+        if cv.shape[0] != cs * kv.shape[0] or np.ndim(src_cnt[s]) != (2 if cs == 2 else 1):
+            raise ValueError("accumulate_windows: a source's indices and counts disagree")
+        slen[s] = kv.shape[0]
+        if kv.shape[0]:
+            kaddr[s] = <uint64_t>&kv[0]
+            caddr[s] = <uint64_t>&cv[0]
+    return kp_a, cp_a, n_a
+
+
 def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
@@ -307,12 +363,10 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     """
     cdef Py_ssize_t P = part_src.shape[0], S = len(src_k), p, m = 0, s, n_entries = 0
     cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
-    cdef uint64_t mult, c_lo, c_hi, top, t_lo
-    cdef u128 x, y, tot = 0
+    cdef uint64_t mult
+    cdef u128 tot = 0
     cdef uint64_t tot64 = 0
     cdef bint ovf = False
-    cdef const int64_t[::1] kv
-    cdef const uint64_t[::1] cv
     cdef uint64_t[::1] ocv = np.ravel(out_cnt)
     cdef int64_t cs = cnt_stride
     if cs not in (1, 2) or (cs == 1 and not fits64):
@@ -323,20 +377,9 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     if len(src_cnt) != S or out_info.shape[0] < 4 or out_k.shape[0] < n_out \
             or (out_val.shape[0] and out_val.shape[0] < n_out) or (cs == 2 and not out_val.shape[0]):
         raise ValueError("accumulate_windows: shapes disagree")
-    kp_a = np.zeros(max(S, 1), dtype=np.uint64)
-    cp_a = np.zeros(max(S, 1), dtype=np.uint64)
-    n_a = np.zeros(max(S, 1), dtype=np.int64)
+    kp_a, cp_a, n_a = _source_addresses(src_k, src_cnt, cs)
     cdef uint64_t[::1] kaddr = kp_a, caddr = cp_a
     cdef int64_t[::1] slen = n_a
-    for s in range(S):
-        kv = src_k[s]
-        cv = np.ravel(src_cnt[s])
-        if cv.shape[0] != cs * kv.shape[0] or np.ndim(src_cnt[s]) != (2 if cs == 2 else 1):
-            raise ValueError("accumulate_windows: a source's indices and counts disagree")
-        slen[s] = kv.shape[0]
-        if kv.shape[0]:
-            kaddr[s] = <uint64_t>&kv[0]
-            caddr[s] = <uint64_t>&cv[0]
     for p in range(P):
         if not 0 <= part_src[p] < S:
             raise ValueError("accumulate_windows: a part's source is out of range")
@@ -375,25 +418,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                     scatter64(acc, kp, cp, cs, i, j, a, b, mult)
                     pos[p] = j
                     continue
-                while i < e:
-                    j = kp[i] * a + b
-                    if j >= w1 - w0:
-                        break
-                    c_hi = cp[2 * i + 1]
-                    x = <u128>cp[2 * i] * mult
-                    if c_hi:
-                        if __builtin_mul_overflow_u64(c_hi, mult, &top) or \
-                                u128_add(x, (<u128>top) << 64, &x):
-                            ovf = True
-                            break
-                    y = mk(acc[2 * j], acc[2 * j + 1]) + x
-                    if y < x:
-                        ovf = True
-                        break
-                    acc[2 * j] = lo64(y)
-                    acc[2 * j + 1] = hi64(y)
-                    i += 1
-                pos[p] = i
+                pos[p] = scatter128(acc, kp, cp, i, e, a, b, mult, w1 - w0, &ovf)
                 if ovf:
                     break
             if fits64:

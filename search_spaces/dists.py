@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -212,6 +213,7 @@ class Scratch:
     def __init__(self):
         self._raws: list = []
         self._top = 0          # the largest buffer asked for so far, bytes
+        self._lock = threading.Lock()   # threads may share one
 
     def __len__(self) -> int:
         return len(self._raws)
@@ -236,7 +238,10 @@ class Scratch:
         it writes and is often far above it, so a new buffer is twice the
         largest asked for yet: only its touched pages are memory, and the
         steps that follow still fit."""
-        needs = [8 * max(int(x), 1) for x in sizes]
+        with self._lock:
+            return self._words([8 * max(int(x), 1) for x in sizes])
+
+    def _words(self, needs: list) -> list:
         self._top = max(self._top, *needs)
         idle = sorted((r for r, refs in zip(self._raws, self._refs(self._raws))
                        if refs == _IDLE_REFS), key=lambda r: r.nbytes)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -206,29 +205,19 @@ class Profile:
     def _each(self, sel: list, fn) -> list:
         """``fn(group distribution)`` for each group of ``sel``, one
         distribution at a time (``n_jobs`` threads: kernels release the GIL).
-        Each thread builds into its own :class:`~.dists.Scratch`, kept for
-        the pass: a group reuses the memory the previous one dropped.  The
+        Every group builds into one :class:`~.dists.Scratch`, kept for the
+        pass: a group reuses the memory the previous ones dropped.  The
         widest groups (the longest to build) go first."""
         reps = list(dict.fromkeys(self._rep[g] for g in sel))
+        scratch = Scratch()
         if self._n_jobs == 1 or len(reps) < 2:
-            scratch = Scratch()
             done = {r: fn(self._group(r, scratch)) for r in reps}
         else:
             from joblib import Parallel, delayed
-            free = queue.LifoQueue()              # last returned, first reused
-            for _ in range(len(reps)):            # at most one per task, made as needed
-                free.put(None)
-
-            def one(r):
-                scratch = free.get()
-                scratch = Scratch() if scratch is None else scratch
-                try:
-                    return fn(self._group(r, scratch))
-                finally:
-                    free.put(scratch)
             # the widest groups first, so that no thread is left with one at the end
             reps.sort(key=lambda r: self.group_min[r].value - self.group_max[r].value)
-            out = Parallel(n_jobs=self._n_jobs, prefer="threads")(delayed(one)(r) for r in reps)
+            out = Parallel(n_jobs=self._n_jobs, prefer="threads")(
+                delayed(lambda r: fn(self._group(r, scratch)))(r) for r in reps)
             done = dict(zip(reps, out))
         return [done[self._rep[g]] for g in sel]
 
