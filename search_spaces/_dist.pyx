@@ -306,6 +306,20 @@ cdef inline int64_t scatter128(uint64_t* acc, const int64_t* kp, const uint64_t*
     return i
 
 
+def lean_values(const int64_t[::1] k, const uint64_t[::1] c, int64_t lo, int64_t g,
+                int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+    """A lean distribution's values ``lo + k * g`` and its 64-bit counts as
+    128-bit ones, in one pass (:meth:`~.dists.Lean.dist`)."""
+    cdef Py_ssize_t i, n = k.shape[0]
+    if c.shape[0] != n or out_val.shape[0] < n or out_cnt.shape[0] < n:
+        raise ValueError("lean_values: shapes disagree")
+    with nogil:
+        for i in range(n):
+            out_val[i] = lo + k[i] * g
+            out_cnt[i, 0] = c[i]
+            out_cnt[i, 1] = 0
+
+
 def _source_addresses(list src_k, list src_cnt, int64_t cs):
     """Per source of :func:`accumulate_windows`: the addresses of its lattice
     points and counts (``cs`` words each) and its length, checked to agree.

@@ -214,6 +214,7 @@ class Scratch:
         self._raws: list = []
         self._top = 0          # the largest buffer asked for so far, bytes
         self._lock = threading.Lock()   # threads may share one
+        self._touched: dict = {}        # id of a buffer -> bytes written into it so far
 
     def __len__(self) -> int:
         return len(self._raws)
@@ -243,21 +244,29 @@ class Scratch:
 
     def _words(self, needs: list) -> list:
         self._top = max(self._top, *needs)
-        idle = sorted((r for r, refs in zip(self._raws, self._refs(self._raws))
-                       if refs == _IDLE_REFS), key=lambda r: r.nbytes)
+        idle = [r for r, refs in zip(self._raws, self._refs(self._raws)) if refs == _IDLE_REFS]
         got = []
-        for need in needs:
-            raw = next((r for r in idle if r.nbytes >= need), None)
-            if raw is None:
+        for need in sorted(range(len(needs)), key=lambda i: -needs[i]):   # the largest first
+            fits = [r for r in idle if r.nbytes >= needs[need]]
+            # the least-touched buffer already touched this far, else the most touched
+            warm = [r for r in fits if self._touched[id(r)] >= needs[need]]
+            if warm:
+                raw = min(warm, key=lambda r: self._touched[id(r)])
+            elif fits:
+                raw = max(fits, key=lambda r: self._touched[id(r)])
+            else:
                 raw = np.empty(2 * self._top, dtype=np.uint8)
                 self._raws.append(raw)
-            else:
-                idle = [r for r in idle if r is not raw]
-            got.append(raw[:need].view(np.uint64))
-        while len(self._raws) > self.MAX_BUFFERS and idle:   # the smallest idle go first
-            drop = idle.pop(0)
+                self._touched[id(raw)] = 0
+            idle = [r for r in idle if r is not raw]
+            self._touched[id(raw)] = max(self._touched[id(raw)], needs[need])
+            got.append((need, raw[:needs[need]].view(np.uint64)))
+        while len(self._raws) > self.MAX_BUFFERS and idle:   # the least touched idle go first
+            drop = min(idle, key=lambda r: self._touched[id(r)])
+            idle = [r for r in idle if r is not drop]
             self._raws = [r for r in self._raws if r is not drop]
-        return got
+            del self._touched[id(drop)]
+        return [buf for _, buf in sorted(got, key=lambda x: x[0])]
 
 
 #: the reference count :meth:`Scratch._refs` reads for a buffer no array views
@@ -414,10 +423,7 @@ class Lean:
             v, c = v[:n], c[:n]
         else:
             v, c = np.empty(n, np.int64), np.empty((n, 2), np.uint64)
-        np.multiply(self.k, self.g, out=v)
-        v += self.lo
-        c[:, 0] = self.c
-        c[:, 1] = 0
+        _dist.lean_values(self.k, self.c, self.lo, self.g, v, c)
         out = Dist(v, c)
         out._g, out._k, out._tot = (self.g if n > 1 else 0), self.k, self.total
         return out

@@ -209,13 +209,14 @@ class Profile:
         pass: a group reuses the memory the previous ones dropped.  The
         widest groups (the longest to build) go first."""
         reps = list(dict.fromkeys(self._rep[g] for g in sel))
+        # the widest groups first: the buffers are made big enough at once,
+        # and no thread is left with a wide one at the end
+        reps.sort(key=lambda r: self.group_min[r].value - self.group_max[r].value)
         scratch = Scratch()
         if self._n_jobs == 1 or len(reps) < 2:
             done = {r: fn(self._group(r, scratch)) for r in reps}
         else:
             from joblib import Parallel, delayed
-            # the widest groups first, so that no thread is left with one at the end
-            reps.sort(key=lambda r: self.group_min[r].value - self.group_max[r].value)
             out = Parallel(n_jobs=self._n_jobs, prefer="threads")(
                 delayed(lambda r: fn(self._group(r, scratch)))(r) for r in reps)
             done = dict(zip(reps, out))
