@@ -12,7 +12,7 @@ def table_sums(table: I64, n_groups: int, tids: I64, groups: I64, peak_col: int,
 def accumulate_windows(src_k: list[I64], src_cnt: list[U64], part_src: I64, part_a: I64,
                        part_b: I64, part_mult: U64, span: int, lo: int, g: int, window: int,
                        out_val: I64, out_cnt: U64, out_k: I64, out_info: I64,
-                       fits64: bool = False, cnt_stride: int = 2
+                       fits64: bool = False, cnt_stride: int = 2, acc_buffer: U64 | None = None
                        ) -> int: ...   # values written, -1 overflow; cnt_stride 1: 64-bit counts
 def lean_values(k: I64, c: U64, lo: int, g: int, out_val: I64, out_cnt: U64) -> None: ...
 def merge_shifted(src_ptr: I64, src_val: I64, src_cnt: U64, part_src: I64, part_shift: I64,

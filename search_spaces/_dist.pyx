@@ -351,7 +351,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
                        int64_t window, int64_t[::1] out_val, out_cnt,
                        int64_t[::1] out_k, int64_t[::1] out_info, bint fits64=False,
-                       int cnt_stride=2):
+                       int cnt_stride=2, acc_buffer=None):
     """Sum shifted, scaled sorted distributions on the lattice ``lo + j * g``,
     one window of ``window`` lattice points at a time (memory: the window).
 
@@ -373,7 +373,9 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     ``cnt_stride=1`` (with ``fits64`` only): every count, read and written,
     is one 64-bit word (``(n,)`` arrays) instead of two, and ``out_val``
     may be empty (no values written): the lean form a dynamic program keeps
-    between its steps (:class:`~.dists.Lean`).
+    between its steps (:class:`~.dists.Lean`).  ``acc_buffer``: uint64
+    memory for the window's accumulators (at least ``2 * min(window,
+    span)`` words, cleared here), else a new one.
     """
     cdef Py_ssize_t P = part_src.shape[0], S = len(src_k), p, m = 0, s, n_entries = 0
     cdef int64_t w0, w1, j, i, e, a, b, last = -1, h = 0
@@ -405,7 +407,14 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     cdef const int64_t* kp
     cdef const uint64_t* cp
     pos_a = np.zeros(max(P, 1), dtype=np.int64)
-    acc_a = np.zeros(2 * max(min(window, span), 1), dtype=np.uint64)
+    cdef Py_ssize_t n_acc = 2 * max(min(window, span), 1)
+    if acc_buffer is None:
+        acc_a = np.zeros(n_acc, dtype=np.uint64)
+    else:
+        acc_a = acc_buffer[:n_acc]
+        if acc_a.shape[0] < n_acc:
+            raise ValueError("accumulate_windows: acc_buffer is shorter than 2 * min(window, span)")
+        acc_a[:] = 0
     cdef int64_t[::1] pos = pos_a
     cdef uint64_t[::1] accv = acc_a
     cdef uint64_t* acc = &accv[0]

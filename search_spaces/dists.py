@@ -208,7 +208,7 @@ class Scratch:
     """
 
     #: buffers kept (idle ones beyond it are freed, the smallest first)
-    MAX_BUFFERS = 64
+    MAX_BUFFERS = 128
 
     def __init__(self):
         self._raws: list = []
@@ -461,8 +461,9 @@ def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profil
                        f"exceeds the exact profile's limit of {limit:,}")
     srcs, src_of, _ = _sources(parts)
     cap = min(span, n + 1)
-    out_k, out_c = (scratch.words(cap, cap) if scratch is not None else
-                    (np.empty(cap, np.uint64), np.empty(cap, np.uint64)))
+    n_acc = 2 * min(WINDOW, span)
+    out_k, out_c, acc = (scratch.words(cap, cap, n_acc) if scratch is not None else
+                         (np.empty(cap, np.uint64), np.empty(cap, np.uint64), None))
     out_k = out_k.view(np.int64)
     info = np.zeros(4, dtype=np.int64)
     m = _dist.accumulate_windows(
@@ -470,7 +471,8 @@ def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profil
         np.array([d.g // g if g else 0 for d, _, _ in parts], dtype=np.int64),
         np.array([(d.lo + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64),
         np.array([x for _, _, x in parts], dtype=np.uint64), span, lo, max(g, 1), WINDOW,
-        np.empty(0, dtype=np.int64), out_c, out_k, info, True, 1)
+        np.empty(0, dtype=np.int64), out_c, out_k, info, True, 1, acc)
+    del acc                           # back to the scratch
     if m > limit:
         raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
                        f"profile's limit of {limit:,}")
