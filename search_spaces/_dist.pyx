@@ -10,7 +10,7 @@ allocates Python objects in its loops, and every loop runs without the GIL.
 import numpy as np
 
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from *:
     """
@@ -702,9 +702,21 @@ def use_popcnt(int which):
     return set_popcnt(which)
 
 
+cdef inline Py_ssize_t count_le(const int64_t* off, Py_ssize_t n, int64_t x) noexcept nogil:
+    """How many of the ascending ``off[:n]`` are ``<= x``."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if off[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint64_t[::1] bits,
                   const int64_t[::1] before, const uint64_t[::1] rcum, const int64_t[::1] base,
-                  uint64_t[:, ::1] out):
+                  uint64_t[:, ::1] out, int64_t region=1 << 17):
     """Exact ``#{(l, r): l + r <= q}`` at every point, the right side read
     through a rank index of its lattice points (:func:`rank_index`) and its
     cumulative counts ``rcum`` (64-bit): the right count within ``q - l`` is
@@ -712,38 +724,56 @@ def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint6
     above).
 
     ``off`` ascending (the left values' offsets in lattice steps), ``base``
-    ascending (one per point).  The caller checks that every left count and
-    the right total are below 2**64 and that the left total times the right
-    total is below 2**128, so no sum can overflow.  One pass over the left
-    side for all the points, in blocks: each point reads a short stretch of
-    the index per block (the index is a bit per lattice point, so it stays
-    in cache where a table of counts would not).
+    ascending (one per point).  The caller checks that every left count,
+    the left total and the right total are below 2**64 and that their
+    product is below 2**128, so no sum can overflow.  The index is read one
+    region of ``region`` lattice points at a time, for every point: the
+    left values whose lookup falls in it are a stretch found by bisection,
+    and the region (bits, word counts, cumulative counts) stays in cache
+    while every point reads it; the left values beyond the index count the
+    right total each, from the left's cumulative counts.
     """
     cdef Py_ssize_t n = off.shape[0], m = base.shape[0], W = bits.shape[0], k
-    cdef Py_ssize_t nr = rcum.shape[0]
-    cdef int64_t T = 64 * W
-    cdef Py_ssize_t i0, i1
-    if lc.shape[0] != n or out.shape[0] != m or before.shape[0] != W or W == 0 or nr == 0:
+    cdef Py_ssize_t nr = rcum.shape[0], i, i_lo, i_hi
+    cdef int64_t T = 64 * W, r0, r1
+    cdef uint64_t run = 0
+    if lc.shape[0] != n or out.shape[0] != m or before.shape[0] != W or W == 0 or nr == 0 \
+            or region < 64:
         raise ValueError("pair_cdf_rank: shapes disagree")
     for k in range(1, m):
         if base[k] < base[k - 1]:
             raise ValueError("pair_cdf_rank: points must be ascending")
     cdef u128* acc = <u128*>calloc(max(m, 1), sizeof(u128))
-    if acc == NULL:
+    cdef uint64_t* lcum = <uint64_t*>malloc(max(n, 1) * sizeof(uint64_t))
+    if acc == NULL or lcum == NULL:
+        free(acc)
+        free(lcum)
         raise MemoryError()
     with nogil:
-        i0 = 0
-        while i0 < n:
-            i1 = i0 + 2048 if i0 + 2048 < n else n
-            for k in range(m):
-                if base[k] - off[i0] < 0:       # no pair within, for this block
+        for i in range(n):
+            run += lc[i, 0]
+            lcum[i] = run
+        for k in range(m):                 # left values beyond the index: the right total
+            i = count_le(&off[0], n, base[k] - T)
+            if i > 0:
+                acc[k] = <u128>lcum[i - 1] * rcum[nr - 1]
+        r0 = 0
+        while r0 < T:
+            r1 = r0 + region if r0 + region < T else T
+            for k in range(m):             # lookups in [r0, r1): off in (base - r1, base - r0]
+                if base[k] - r0 < 0:
                     continue
-                acc[k] += rank_block(&off[0], &lc[0, 0], i0, i1, base[k], &bits[0],
-                                     &before[0], T, &rcum[0], nr)
-            i0 = i1
+                i_hi = count_le(&off[0], n, base[k] - r0)
+                i_lo = count_le(&off[0], i_hi, base[k] - r1)
+                if i_lo < i_hi:
+                    acc[k] += rank_block(&off[0], &lc[0, 0], i_lo, i_hi, base[k], &bits[0],
+                                         &before[0], T, &rcum[0], nr)
+            r0 = r1
         for k in range(m):
             put(out, k, acc[k])
     free(acc)
+    free(lcum)
+
 
 def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,
                  const uint64_t[:, ::1] rcum, int64_t q, uint64_t[:, ::1] out):

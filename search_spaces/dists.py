@@ -507,6 +507,9 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
 
 #: lattice points a rank index (a bit each) of a pair query may cover
 RANK_LIMIT = 1 << 31
+#: lattice points of a rank index a pair query reads at a time, for every
+#: point (its bits, word counts and cumulative counts stay in cache)
+RANK_REGION = 1 << 17
 
 
 def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
@@ -517,7 +520,8 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     index of its values on the lattice both sides lie on (a bit per lattice
     point, up to :data:`RANK_LIMIT`) and its cumulative counts
     (:func:`~._dist.pair_cdf_rank`: a lookup per value of the shorter side
-    and point); otherwise one pointer per point walks the longer side's
+    and point, the index read one region of :data:`RANK_REGION` lattice
+    points at a time for every point); otherwise one pointer per point walks the longer side's
     cumulative counts (:func:`~._dist.pair_cdf_many`).
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
@@ -540,7 +544,8 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
         top = 64 * len(bits) + int(off[-1])   # from there on every pair is within
         base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
                         dtype=np.int64)
-        _dist.pair_cdf_rank(np.ascontiguousarray(off), a.counts, bits, before, cum, base, out)
+        _dist.pair_cdf_rank(np.ascontiguousarray(off), a.counts, bits, before, cum, base, out,
+                            RANK_REGION)
     elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
         raise OverflowError("a count exceeds 2**128")
     res = [0] * len(pts)

@@ -71,6 +71,9 @@ def test_pair_counts_every_path_equals_brute_force(seed, counts_hi, monkeypatch)
         _dist.use_popcnt(old)
     indexed = dists._index_step(a, b) is not None and dists._index_step(b, a) is not None
     assert indexed == (counts_hi <= 1 << 40)           # the rank index is read when it may
+    for region in (64, 128, 1 << 20):                  # the index read in one or many regions
+        monkeypatch.setattr(dists, "RANK_REGION", region)
+        assert pair_cdf(a, b, pts) == want and pair_cdf(b, a, pts) == want
     monkeypatch.setattr(dists, "RANK_LIMIT", 0)        # the pointer walk instead
     assert pair_cdf(a, b, pts) == want and pair_cdf(b, a, pts) == want
     if counts_hi == 1 << 40:
