@@ -185,14 +185,16 @@ class Scratch:
     """Memory that one build reuses for the distributions it writes and drops.
 
     Fresh memory is not free: the kernel zeroes every page on its first
-    touch, and building OFA's MACs halves spent 40 % of its time there.  A
-    dynamic program writes new distributions at every step and drops the
-    previous ones, so :func:`combine` given a ``Scratch`` writes into a
-    buffer that no live array views any more instead of a fresh one.
+    touch, and building OFA's MACs halves spent up to 40 % of its time
+    there.  A dynamic program writes new distributions at every step and
+    drops the previous ones, so :func:`combine` given a ``Scratch`` writes
+    into a buffer that no live array views any more instead of a fresh one.
     Whether one does is read from the buffer's reference count (every view
     of it holds one), against the count of a buffer with no views, measured
-    the same way at import.  Scoped to one build: once it is dropped, the
-    buffers of distributions still alive stay with them, the rest are freed.
+    the same way at import (CPython's reference counts).  Scoped to one
+    pass over a profile's groups, shared by its threads (a lock guards the
+    choice): once it is dropped, the buffers of distributions still alive
+    stay with them, the rest are freed.
 
     Examples
     --------

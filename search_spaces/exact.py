@@ -236,8 +236,8 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
     tail costs little.  ``whole``: build it whole up to :data:`DENSE_LIMIT`
     lattice points (many queries follow), else only up to
     :data:`FULL_LIMIT` (a count or two: the halves cost less to build).
-    ``scratch``: memory to reuse for the halves and their steps (one per
-    thread, kept over a pass of groups: :class:`~.dists.Scratch`).
+    ``scratch``: memory to reuse for the halves and their steps (kept over
+    a pass of groups, shared by its threads: :class:`~.dists.Scratch`).
     """
     K = len(trellis.steps)
     one = [Dist.point(0)]
