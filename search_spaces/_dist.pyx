@@ -38,19 +38,17 @@ cdef extern from *:
         x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
         return (int64_t)((x * 0x0101010101010101ULL) >> 56);
     }
-    /* One block of left values for one point of pair_cdf_rank: the sum of
-       lc[i] * rcum[rank(base - off[i]) - 1].  Built twice on x86-64, with the
+    /* One stretch of left values for one point of pair_cdf_rank: the sum of
+       lc[i] * rcum[rank(base - off[i]) - 1], every lookup base - off[i] within
+       the index (the caller's stretch).  Built twice on x86-64, with the
        popcnt instruction (chosen at run time when the CPU has it) and without. */
     #define NF_RANK_BLOCK(NAME, POP, ATTR)                                            \
     ATTR static nf_u128 NAME(const int64_t* off, const uint64_t* lc, int64_t i0,     \
                              int64_t i1, int64_t base, const uint64_t* bits,          \
-                             const int64_t* before, int64_t T, const uint64_t* rcum,  \
-                             int64_t nr) {                                            \
+                             const int64_t* before, const uint64_t* rcum) {           \
         nf_u128 t = 0;                                                                \
         for (int64_t i = i0; i < i1; i++) {                                           \
             int64_t idx = base - off[i];                                              \
-            if (idx < 0) break;                                                       \
-            if (idx >= T) { t += (nf_u128)lc[2 * i] * rcum[nr - 1]; continue; }       \
             int64_t w = idx >> 6;                                                     \
             uint64_t word = bits[w] & (~0ULL >> (63 - (idx & 63)));                   \
             int64_t r = before[w] + (int64_t)POP(word);                               \
@@ -64,12 +62,11 @@ cdef extern from *:
     static int nf_popcnt_ok = -1;
     static nf_u128 nf_rank_block(const int64_t* off, const uint64_t* lc, int64_t i0,
                                  int64_t i1, int64_t base, const uint64_t* bits,
-                                 const int64_t* before, int64_t T, const uint64_t* rcum,
-                                 int64_t nr) {
+                                 const int64_t* before, const uint64_t* rcum) {
         if (nf_popcnt_ok < 0) nf_popcnt_ok = __builtin_cpu_supports("popcnt") ? 1 : 0;
         if (nf_popcnt_ok)
-            return nf_rank_block_popcnt(off, lc, i0, i1, base, bits, before, T, rcum, nr);
-        return nf_rank_block_swar(off, lc, i0, i1, base, bits, before, T, rcum, nr);
+            return nf_rank_block_popcnt(off, lc, i0, i1, base, bits, before, rcum);
+        return nf_rank_block_swar(off, lc, i0, i1, base, bits, before, rcum);
     }
     static int nf_set_popcnt(int v) {   /* -1: the CPU decides, 0: never, 1: if it can */
         int old = nf_popcnt_ok;
@@ -162,6 +159,7 @@ cdef extern from *:
     uint64_t hi64 "nf_u128_hi"(u128 x) noexcept nogil
     bint __builtin_mul_overflow_u64 "nf_mul_u64"(uint64_t a, uint64_t b, uint64_t* r) noexcept nogil
     int64_t i64_sub_sat "nf_i64_sub_sat"(int64_t a, int64_t b) noexcept nogil
+    int64_t gcd64 "nf_gcd64"(int64_t a, int64_t b) noexcept nogil
     void scatter64 "nf_scatter64"(uint64_t* acc, const int64_t* k, const uint64_t* c, int64_t cs,
                                   int64_t i0, int64_t i1, int64_t a, int64_t b,
                                   uint64_t mult) noexcept nogil
@@ -174,8 +172,7 @@ cdef extern from *:
     int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
     u128 rank_block "nf_rank_block"(const int64_t* off, const uint64_t* lc, int64_t i0,
                                     int64_t i1, int64_t base, const uint64_t* bits,
-                                    const int64_t* before, int64_t T, const uint64_t* rcum,
-                                    int64_t nr) noexcept nogil
+                                    const int64_t* before, const uint64_t* rcum) noexcept nogil
 
 
 cdef inline u128 get(const uint64_t[:, ::1] a, Py_ssize_t i) noexcept nogil:
@@ -238,15 +235,6 @@ cdef inline bint mul64(u128 c, uint64_t m, u128* r) noexcept nogil:
     if __builtin_mul_overflow_u64(hi, m, &top):
         return True
     return u128_add(p, (<u128>top) << 64, r)
-
-
-cdef inline int64_t gcd64(int64_t a, int64_t b) noexcept nogil:
-    cdef int64_t t
-    while b:
-        t = a % b
-        a = b
-        b = t
-    return a
 
 
 cdef inline int64_t sweep(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
@@ -767,7 +755,7 @@ def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint6
                 i_lo = count_le(&off[0], i_hi, base[k] - r1)
                 if i_lo < i_hi:
                     acc[k] += rank_block(&off[0], &lc[0, 0], i_lo, i_hi, base[k], &bits[0],
-                                         &before[0], T, &rcum[0], nr)
+                                         &before[0], &rcum[0])
             r0 = r1
         for k in range(m):
             put(out, k, acc[k])
