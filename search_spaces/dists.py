@@ -323,38 +323,61 @@ def _sources(parts):
     return srcs, np.asarray(src_of, dtype=np.int64), ptr
 
 
+class _Lattice:
+    """The lattice ``lo + j * g`` (``span`` points) that shifted parts sum
+    on: per part ``(first value + shift, last value + shift, step, length)``.
+    ``sparse``: far more points than entries, so the entries are merged
+    instead of accumulated; otherwise :class:`TooLarge` where the result
+    could exceed ``limit`` distinct values."""
+
+    def __init__(self, bounds: list, limit: int, what: str):
+        self.lo = min(f for f, _, _, _ in bounds)
+        hi = max(last for _, last, _, _ in bounds)
+        _check_range(self.lo, hi)
+        g = 0
+        for f, _, step, _ in bounds:
+            g = math.gcd(g, step, f - self.lo)
+        self.g = g
+        self.span = (hi - self.lo) // g + 1 if g else 1
+        self.n = sum(n for _, _, _, n in bounds)
+        self.sparse = self.span > 64 * self.n + WINDOW
+        if not self.sparse and min(self.span, self.n) > 4 * limit:
+            raise TooLarge(f"{what}: a distribution of up to {min(self.span, self.n):,} distinct "
+                           f"values exceeds the exact profile's limit of {limit:,}")
+        # the kernel's sweep writes one slot past its last entry
+        self.cap = min(self.span, self.n + 1)
+        self.a = np.array([step // g if g else 0 for _, _, step, _ in bounds], dtype=np.int64)
+        self.b = np.array([(f - self.lo) // g if g else 0 for f, _, _, _ in bounds],
+                          dtype=np.int64)
+
+    @staticmethod
+    def check_found(m: int, limit: int, what: str) -> None:
+        """:class:`TooLarge` when the ``m`` distinct values found exceed ``limit``."""
+        if m > limit:
+            raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
+                           f"profile's limit of {limit:,}")
+
+
 def _combine_sum(parts, limit: int, what: str, scratch: Optional[Scratch] = None) -> Dist:
-    lo = min(int(d.values[0]) + s for d, s, _ in parts)
-    hi = max(int(d.values[-1]) + s for d, s, _ in parts)
-    _check_range(lo, hi)
-    g = 0
-    for d, s, _ in parts:
-        g = math.gcd(g, d.step, int(d.values[0]) + s - lo)
-    span = (hi - lo) // g + 1 if g else 1
-    n = sum(len(d) for d, _, _ in parts)
-    if span > 64 * n + WINDOW:       # a sparse lattice: merge the entries instead
+    lat = _Lattice([(int(d.values[0]) + s, int(d.values[-1]) + s, d.step, len(d))
+                    for d, s, _ in parts], limit, what)
+    if lat.sparse:                   # a sparse lattice: merge the entries instead
         return _merge(parts, "sum", what, scratch)
-    if min(span, n) > 4 * limit:
-        raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
-                       f"exceeds the exact profile's limit of {limit:,}")
     srcs, src_of, _ = _sources(parts)
-    a = np.array([d.step // g if g else 0 for d, _, _ in parts], dtype=np.int64)
-    b = np.array([(int(d.values[0]) + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64)
-    cap = min(span, n + 1)           # the kernel's sweep writes one slot past its last entry
+    lo, g, cap = lat.lo, lat.g, lat.cap
     out_v, out_c, out_k = _buffers(scratch, cap, True)
     info = np.zeros(4, dtype=np.int64)
     # every total known (no pass to find it): below 2**64 together, no sum can overflow
     fits64 = all(d._tot is not None for d in srcs) and \
         sum(d._tot * x for d, _, x in parts) < 1 << 64
     m = _dist.accumulate_windows([d.lattice_index() for d in srcs],
-                                 [np.ascontiguousarray(d.counts) for d in srcs], src_of, a, b,
-                                 np.array([x for _, _, x in parts], dtype=np.uint64), span, lo,
-                                 max(g, 1), WINDOW, out_v, out_c, out_k, info, fits64)
+                                 [np.ascontiguousarray(d.counts) for d in srcs], src_of, lat.a,
+                                 lat.b, np.array([x for _, _, x in parts], dtype=np.uint64),
+                                 lat.span, lo, max(g, 1), WINDOW, out_v, out_c, out_k, info,
+                                 fits64)
     if m < 0:
         raise OverflowError("a count exceeds 2**128")
-    if m > limit:
-        raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
-                       f"profile's limit of {limit:,}")
+    _Lattice.check_found(m, limit, what)
     out = Dist(_shrunk(out_v, m), _shrunk(out_c, m))
     h = int(info[0])                  # the output's step, in lattice points
     out._g = h * max(g, 1) if m > 1 else 0
@@ -448,36 +471,23 @@ def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profil
         return parts[0][0]          # unchanged: share it (read-only)
     if sum(d.total * m for d, _, m in parts) >= 1 << 64:
         raise NotLean(f"{what}: a step's total reaches 2**64")
-    lo = min(d.lo + s for d, s, _ in parts)
-    hi = max(d.lo + int(d.k[-1]) * d.g + s for d, s, _ in parts)
-    _check_range(lo, hi)
-    g = 0
-    for d, s, _ in parts:
-        g = math.gcd(g, d.g, d.lo + s - lo)
-    span = (hi - lo) // g + 1 if g else 1
-    n = sum(len(d) for d, _, _ in parts)
-    if span > 64 * n + WINDOW:       # a sparse lattice: merged as distributions
+    lat = _Lattice([(d.lo + s, d.lo + int(d.k[-1]) * d.g + s, d.g, len(d)) for d, s, _ in parts],
+                   limit, what)
+    if lat.sparse:                   # a sparse lattice: merged as distributions
         return Lean.of(_merge([(d.dist(), s, m) for d, s, m in parts], "sum", what))
-    if min(span, n) > 4 * limit:
-        raise TooLarge(f"{what}: a distribution of up to {min(span, n):,} distinct values "
-                       f"exceeds the exact profile's limit of {limit:,}")
     srcs, src_of, _ = _sources(parts)
-    cap = min(span, n + 1)
-    n_acc = 2 * min(WINDOW, span)
+    lo, g, cap = lat.lo, lat.g, lat.cap
+    n_acc = 2 * min(WINDOW, lat.span)
     out_k, out_c, acc = (scratch.words(cap, cap, n_acc) if scratch is not None else
                          (np.empty(cap, np.uint64), np.empty(cap, np.uint64), None))
     out_k = out_k.view(np.int64)
     info = np.zeros(4, dtype=np.int64)
     m = _dist.accumulate_windows(
-        [d.k for d in srcs], [d.c for d in srcs], src_of,
-        np.array([d.g // g if g else 0 for d, _, _ in parts], dtype=np.int64),
-        np.array([(d.lo + s - lo) // g if g else 0 for d, s, _ in parts], dtype=np.int64),
-        np.array([x for _, _, x in parts], dtype=np.uint64), span, lo, max(g, 1), WINDOW,
+        [d.k for d in srcs], [d.c for d in srcs], src_of, lat.a, lat.b,
+        np.array([x for _, _, x in parts], dtype=np.uint64), lat.span, lo, max(g, 1), WINDOW,
         np.empty(0, dtype=np.int64), out_c, out_k, info, True, 1, acc)
     del acc                           # back to the scratch
-    if m > limit:
-        raise TooLarge(f"{what}: a distribution of {m:,} distinct values exceeds the exact "
-                       f"profile's limit of {limit:,}")
+    _Lattice.check_found(m, limit, what)
     k, c = out_k[:m], out_c[:m]
     h = int(info[0])                  # the output's step, in lattice points
     if h > 1:                         # a coarser lattice than the parts': its own
@@ -523,8 +533,8 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     point, up to :data:`RANK_LIMIT`) and its cumulative counts
     (:func:`~._dist.pair_cdf_rank`: a lookup per value of the shorter side
     and point, the index read one region of :data:`RANK_REGION` lattice
-    points at a time for every point); otherwise one pointer per point walks the longer side's
-    cumulative counts (:func:`~._dist.pair_cdf_many`).
+    points at a time for every point); otherwise one pointer per point walks
+    the longer side's cumulative counts (:func:`~._dist.pair_cdf_many`).
 
     >>> pair_cdf(Dist(np.array([0, 1]), from_ints([1, 1])), Dist(np.array([0, 2]), from_ints([1, 1])), [0, 2, 3])
     [1, 3, 4]
