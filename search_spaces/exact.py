@@ -496,18 +496,16 @@ def _build_half(trellis: Trellis, edges: list, order: list, what: str, scratch: 
     """The sum of the segments ``order``, added one after the other: lean
     (:class:`~.dists.Lean`, 64-bit counts) while every step's total stays
     below 2**64, else as :class:`~.dists.Dist`."""
+    def add_all(d):
+        for s in order:
+            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
+        return d
     if math.prod(s.dist.total for s in order) < 1 << 64:
         try:
-            d = Lean.of(Dist.point(0))
-            for s in order:
-                d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
-            return d.dist(scratch)
+            return add_all(Lean.of(Dist.point(0))).dist(scratch)
         except NotLean:             # an intermediate state beyond 64 bits
             pass
-    d = Dist.point(0)
-    for s in order:
-        d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
-    return d
+    return add_all(Dist.point(0))
 
 
 # ------------------------------------------------------------ extremes
