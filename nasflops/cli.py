@@ -876,9 +876,11 @@ def _print_distribution(con, p, args, fmt, cdfs=None) -> list:
     edges, for the plot."""
     from rich.table import Table
 
+    from .search_spaces.profiles import bin_counts
+
     exact = p.materialized
     edges, fine, cums = cdfs if cdfs is not None else _profile_cdfs(p, args)
-    per_group = [[b - a for a, b in zip(c, c[1:len(edges)])] for c in cums]
+    per_group = [bin_counts(c[:len(edges)]) for c in cums]    # the budget's point, if any, last
     pooled = [sum(c) for c in zip(*per_group)]
     qs = list(_STATS_Q.values())
     t = Table(title=f"exact {'quantiles' if exact else 'quantile brackets [a, b)'} "

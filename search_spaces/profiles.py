@@ -36,7 +36,7 @@ from .tables import COUNT_MODES, PEAK, NotDecomposable, Trellis, metric_column
 from . import _dist
 
 __all__ = ["Profile", "Witness", "Within", "profile", "count_within", "pareto_front",
-           "sample_exact", "path_counts", "budget_metrics"]
+           "sample_exact", "path_counts", "budget_metrics", "bin_counts"]
 
 _PEAK_COL = metric_column(PEAK)
 
@@ -49,6 +49,16 @@ class Witness:
     value: int
     group: Any
     native: Any
+
+
+def bin_counts(cum: Sequence[int]) -> list:
+    """Exact counts per bin from the counts at each edge minus one (what
+    ``cdf(edges - 1)`` gives): bin ``j`` holds ``cum[j + 1] - cum[j]``.
+
+    >>> bin_counts([0, 3, 3, 10])
+    [3, 0, 7]
+    """
+    return [b - a for a, b in zip(cum, cum[1:])]
 
 
 def _rank(q, total: int) -> int:
@@ -283,8 +293,7 @@ class Profile:
         """``(counts, edges)``: exact candidates per bin (Python ints) and the
         integer edges (:meth:`edges`)."""
         edges = self.edges(bins, range, group)
-        cum = self.cdf((edges - 1).tolist(), group)
-        return [b - a for a, b in zip(cum, cum[1:])], edges
+        return bin_counts(self.cdf((edges - 1).tolist(), group)), edges
 
     def group_cdfs(self, points: Sequence[int]) -> list:
         """Per group, the exact counts of candidates with a value ``<= p`` for
@@ -297,7 +306,7 @@ class Profile:
         """Exact candidates per bin of ``edges`` for every group (one pass over
         the groups: what a plot per group and per-group brackets need)."""
         cums = self.group_cdfs((np.asarray(edges, dtype=np.int64) - 1).tolist())
-        return [[b - a for a, b in zip(c, c[1:])] for c in cums]
+        return [bin_counts(c) for c in cums]
 
     def quantiles(self, qs: Sequence[float], group=None) -> list:
         """Exact quantiles: for each ``q``, the smallest value ``v`` with
