@@ -297,7 +297,7 @@ cdef inline int64_t scatter128(uint64_t* acc, const int64_t* kp, const uint64_t*
 def lean_values(const int64_t[::1] k, const uint64_t[::1] c, int64_t lo, int64_t g,
                 int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
     """A lean distribution's values ``lo + k * g`` and its 64-bit counts as
-    128-bit ones, in one pass (:meth:`~.dists.Lean.dist`)."""
+    128-bit ones, in one pass (a :class:`~.dists.Dist` made of a Lean, when first read)."""
     cdef Py_ssize_t i, n = k.shape[0]
     if c.shape[0] != n or out_val.shape[0] < n or out_cnt.shape[0] < n:
         raise ValueError("lean_values: shapes disagree")

@@ -3,10 +3,12 @@
 A :class:`Dist` holds ascending int64 ``values`` and their ``counts`` as
 unsigned 128-bit integers (an ``(n, 2)`` uint64 array: low word, high word),
 so a count over ~5e20 OFA networks is exact; :func:`as_ints` turns counts
-into Python ints.  :func:`combine` is the step of every dynamic program in
-``exact.py``: the union of shifted, scaled distributions, by sum (additive
-metrics) or by maximum (the peak), accumulated on a dense lattice when its
-span is small and merged by sorting otherwise.  Sizes beyond
+into Python ints (a distribution made of a :class:`Lean` writes its values
+and 128-bit counts out only when first read).  :func:`combine` is the step
+of every dynamic program in ``exact.py``: the union of shifted, scaled
+distributions, by sum (additive metrics) or by maximum (the peak),
+accumulated on a dense lattice when its span is small and merged by
+sorting otherwise.  Sizes beyond
 :data:`DENSE_LIMIT` / :data:`SPARSE_LIMIT` raise :class:`TooLarge` rather
 than exhaust memory; every count is checked for 128-bit overflow.
 """
@@ -81,16 +83,66 @@ class Dist:
     ([1, 6], 12)
     """
 
-    __slots__ = ("values", "counts", "_g", "_cum", "_k", "_tot", "_rank")
+    __slots__ = ("_values", "_counts", "_lean", "_g", "_cum", "_k", "_tot", "_rank")
 
     def __init__(self, values: np.ndarray, counts: np.ndarray):
-        self.values = np.ascontiguousarray(values, dtype=np.int64)
-        self.counts = np.ascontiguousarray(counts, dtype=np.uint64).reshape(-1, 2)
+        self._values = np.ascontiguousarray(values, dtype=np.int64)
+        self._counts = np.ascontiguousarray(counts, dtype=np.uint64).reshape(-1, 2)
+        self._lean: Optional[Lean] = None
         self._g: Optional[int] = None
         self._cum: Optional[np.ndarray] = None
         self._k: Optional[np.ndarray] = None
         self._tot: Optional[int] = None
         self._rank: Optional[tuple] = None
+
+    @classmethod
+    def of_lean(cls, lean: "Lean") -> "Dist":
+        """The distribution a :class:`Lean` holds, its values and 128-bit
+        counts written out only when first read: a pair query reads the
+        longer half through its lattice points and 64-bit cumulative counts
+        alone (:meth:`rank_index`), so the widest halves never need them."""
+        d = cls.__new__(cls)
+        d._values = d._counts = d._cum = d._rank = None
+        d._lean = lean
+        d._g, d._k, d._tot = (lean.g if len(lean) > 1 else 0), lean.k, lean.total
+        return d
+
+    def _write_out(self) -> None:
+        lean = self._lean
+        if lean is None:            # another thread wrote them out
+            return
+        v, c = np.empty(len(lean), np.int64), np.empty((len(lean), 2), np.uint64)
+        _dist.lean_values(lean.k, lean.c, lean.lo, lean.g, v, c)
+        # in this order: whoever sees the Lean gone finds both written
+        self._counts = c
+        self._values = v
+        self._lean = None
+
+    @property
+    def values(self) -> np.ndarray:
+        """Ascending distinct values, int64."""
+        if self._values is None:
+            self._write_out()
+        return self._values
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Their counts, ``(n, 2)`` uint64 (low word, high word)."""
+        if self._counts is None:
+            self._write_out()
+        return self._counts
+
+    @property
+    def first(self) -> int:
+        """The smallest value (of a non-empty distribution)."""
+        lean = self._lean
+        return lean.lo if lean is not None else int(self._values[0])
+
+    @property
+    def last(self) -> int:
+        """The largest value (of a non-empty distribution)."""
+        lean = self._lean
+        return lean.lo + int(lean.k[-1]) * lean.g if lean is not None else int(self._values[-1])
 
     @classmethod
     def point(cls, value: int = 0, count: int = 1) -> "Dist":
@@ -100,18 +152,24 @@ class Dist:
         return d
 
     def __len__(self) -> int:
-        return len(self.values)
+        lean = self._lean
+        return len(lean) if lean is not None else len(self._values)
 
     def __repr__(self) -> str:
         if not len(self):
             return "Dist(empty)"
-        return f"Dist({len(self):,} values in {self.values[0]}..{self.values[-1]}, total {self.total:,})"
+        return f"Dist({len(self):,} values in {self.first}..{self.last}, total {self.total:,})"
 
     @property
     def nbytes(self) -> int:
-        """Memory of its values and counts, bytes (written into a
-        :class:`Scratch` buffer, it keeps that buffer's touched pages)."""
-        return self.values.nbytes + self.counts.nbytes
+        """Memory of its values and counts, bytes (or of the lattice points
+        and 64-bit counts of the :class:`Lean` it was made of, until they
+        are written out; in a :class:`Scratch` buffer, it keeps that
+        buffer's touched pages)."""
+        lean = self._lean
+        if lean is not None:
+            return lean.k.nbytes + lean.c.nbytes
+        return self._values.nbytes + self._counts.nbytes
 
     @property
     def step(self) -> int:
@@ -161,15 +219,20 @@ class Dist:
         of step ``h`` from the first (a bit per lattice point, the values
         below each 64-point word) and 64-bit cumulative counts (the total
         must be below 2**64); kept for the last ``h`` asked (pair queries)."""
-        if self._rank is None or self._rank[0] != h:
-            k = self.lattice_index() if h == self.step else (self.values - self.values[0]) // h
+        rank = self._rank
+        if rank is None or rank[0] != h:
+            g = self.step
+            k = self.lattice_index() if h == g or not g else \
+                self.lattice_index() * (g // h) if g % h == 0 else (self.values - self.first) // h
             n_words = int(k[-1]) // 64 + 1
             bits = np.empty(n_words, dtype=np.uint64)
             before = np.empty(n_words, dtype=np.int64)
             _dist.rank_index(np.ascontiguousarray(k), bits, before)
-            cum = self._cum[:, 0] if self._cum is not None else np.cumsum(self.counts[:, 0])
-            self._rank = (h, bits, before, np.ascontiguousarray(cum))
-        return self._rank[1:]
+            lean = self._lean
+            cum = (self._cum[:, 0] if self._cum is not None else
+                   np.cumsum(lean.c if lean is not None else self._counts[:, 0]))
+            rank = self._rank = (h, bits, before, np.ascontiguousarray(cum))
+        return rank[1:]
 
     def take(self, keep: np.ndarray) -> "Dist":
         """The values selected by a mask or indices, with their counts."""
@@ -359,7 +422,7 @@ class _Lattice:
 
 
 def _combine_sum(parts, limit: int, what: str, scratch: Optional[Scratch] = None) -> Dist:
-    lat = _Lattice([(int(d.values[0]) + s, int(d.values[-1]) + s, d.step, len(d))
+    lat = _Lattice([(d.first + s, d.last + s, d.step, len(d))
                     for d, s, _ in parts], limit, what)
     if lat.sparse:                   # a sparse lattice: merge the entries instead
         return _merge(parts, "sum", what, scratch)
@@ -436,22 +499,16 @@ class Lean:
         """``d`` in the lean form (its total must be below 2**64)."""
         if d.total >= 1 << 64:
             raise OverflowError("a lean distribution's total must be below 2**64")
-        return cls(d.lattice_index(), np.ascontiguousarray(d.counts[:, 0]), int(d.values[0]),
-                   d.step, d.total)
+        lean = d._lean
+        if lean is not None:        # made of one, not written out
+            return lean
+        return cls(d.lattice_index(), np.ascontiguousarray(d.counts[:, 0]), d.first, d.step,
+                   d.total)
 
-    def dist(self, scratch: Optional[Scratch] = None) -> Dist:
-        """The :class:`Dist` (values and 128-bit counts written out, into
-        ``scratch`` when given)."""
-        n = len(self)
-        if scratch is not None:
-            v, c, _ = scratch.take(n)
-            v, c = v[:n], c[:n]
-        else:
-            v, c = np.empty(n, np.int64), np.empty((n, 2), np.uint64)
-        _dist.lean_values(self.k, self.c, self.lo, self.g, v, c)
-        out = Dist(v, c)
-        out._g, out._k, out._tot = (self.g if n > 1 else 0), self.k, self.total
-        return out
+    def dist(self) -> Dist:
+        """The :class:`Dist` (:meth:`Dist.of_lean`: its values and 128-bit
+        counts written out when first read)."""
+        return Dist.of_lean(self)
 
 
 class NotLean(ArithmeticError):
@@ -510,7 +567,7 @@ def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,
     if not parts:
         return None
     if len(parts) == 1 and parts[0][2] == 1 and (parts[0][1] == 0 if how == "sum"
-                                                 else parts[0][1] <= parts[0][0].values[0]):
+                                                 else parts[0][1] <= parts[0][0].first):
         return parts[0][0]          # unchanged: share it (distributions are read-only)
     if how == "max":
         return _merge(parts, "max", what, scratch)
@@ -548,7 +605,7 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
     out = np.zeros((len(pts), 2), dtype=np.uint64)
     h = _index_step(a, b)
     if h is not None:
-        a0, b0 = int(a.values[0]), int(b.values[0])
+        a0, b0 = a.first, b.first
         bits, before, cum = b.rank_index(h)   # b's total is below 2**64 (checked)
         # q - l - b0 = (q - a0 - b0) - (l - a0), the second term a multiple
         # of h: the lattice point is floor((q - a0 - b0) / h) - (l - a0) / h
@@ -572,10 +629,10 @@ def _index_step(a: Dist, b: Dist) -> Optional[int]:
     would be too long, or a count or the ``b`` total could exceed 64 bits,
     or a sum 128 bits."""
     h = math.gcd(a.step, b.step) or 1
-    if (int(b.values[-1]) - int(b.values[0])) // h + 1 > RANK_LIMIT:
+    if (b.last - b.first) // h + 1 > RANK_LIMIT:
         return None
     if a.total >= 1 << 64 or b.total >= 1 << 64 or a.total * b.total >= 1 << 128:
         return None
-    if int(a.values[-1]) - int(a.values[0]) >= 1 << 62:
+    if a.last - a.first >= 1 << 62:
         return None
     return h

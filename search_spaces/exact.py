@@ -201,10 +201,9 @@ class GroupDist:
     def bounds(self) -> tuple[int, int]:
         """(smallest, largest) value with mass."""
         if self.full is not None:
-            return int(self.full.values[0]), int(self.full.values[-1])
+            return self.full.first, self.full.last
         ps = self.pairs()
-        return (min(int(a.values[0]) + int(b.values[0]) for a, b in ps),
-                max(int(a.values[-1]) + int(b.values[-1]) for a, b in ps))
+        return (min(a.first + b.first for a, b in ps), max(a.last + b.last for a, b in ps))
 
     @property
     def nbytes(self) -> int:
@@ -316,7 +315,7 @@ class _Shape:
 
     @classmethod
     def of(cls, d: Dist) -> "_Shape":
-        return cls(len(d), int(d.values[0]), int(d.values[-1]), d.step)
+        return cls(len(d), d.first, d.last, d.step)
 
     def __add__(self, o: "_Shape") -> "_Shape":
         g = math.gcd(self.g, o.g)
@@ -502,7 +501,7 @@ def _build_half(trellis: Trellis, edges: list, order: list, what: str, scratch: 
         return d
     if math.prod(s.dist.total for s in order) < 1 << 64:
         try:
-            return add_all(Lean.of(Dist.point(0))).dist(scratch)
+            return add_all(Lean.of(Dist.point(0))).dist()
         except NotLean:             # an intermediate state beyond 64 bits
             pass
     return add_all(Dist.point(0))

@@ -289,12 +289,53 @@ def test_lean_steps_equal_distributions(seed):
     want = combine(parts)
     got = dists.combine_lean([(dists.Lean.of(d), s, m) for d, s, m in parts])
     d = got.dist()
+    assert d._values is None                   # nothing written out yet
+    assert (len(d), d.first, d.last) == (len(want), int(want.values[0]), int(want.values[-1]))
     assert d.values.tolist() == want.values.tolist()
     assert as_ints(d.counts).tolist() == as_ints(want.counts).tolist()
     assert got.total == want.total == d.total and d.step == want.step
     assert np.array_equal(d.lattice_index(), want.lattice_index())
     one = dists.combine_lean([(dists.Lean.of(Dist.point(7, 3)), 5, 2)]).dist()
     assert one.values.tolist() == [12] and as_ints(one.counts).tolist() == [6] and one.step == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pair_counts_leave_the_longer_lean_half_unwritten(seed):
+    """A pair query reads the longer half, made of a Lean, through its
+    lattice points and 64-bit counts: the counts equal brute force and its
+    values and 128-bit counts are never written out (the memory the widest
+    OFA halves no longer take)."""
+    rng = np.random.default_rng(90 + seed)
+    step = [1, 3, 8][seed % 3]
+    short = _rand_dist(rng, int(rng.integers(1, 40)), step * int(rng.integers(1, 3)),
+                       int(rng.integers(-50, 50)) * step, 1 << 20)
+    long_ = _rand_dist(rng, int(rng.integers(60, 400)), step, int(rng.integers(-50, 50)) * step,
+                       1 << 20)
+    lazy = dists.Lean.of(long_).dist()
+    assert lazy._values is None and lazy.nbytes == 16 * len(long_)
+    pts = sorted(int(x) for x in rng.integers(long_.values[0] + short.values[0] - 5,
+                                              long_.values[-1] + short.values[-1] + 5, 25))
+    want = _brute(short, long_, pts)
+    assert dists.pair_cdf(short, lazy, pts) == want == dists.pair_cdf(lazy, short, pts)
+    assert lazy._values is None and lazy._counts is None
+    assert as_ints(lazy.counts).tolist() == as_ints(long_.counts).tolist()   # written on demand
+
+
+def test_ofa_profile_keeps_its_longer_halves_lean():
+    """OFA-MBv3 at 204 px: CDF and histogram queries leave the longer half
+    (about 2e7 values) in its lean form, and agree with the written-out one."""
+    space = get_space("ofa-mbv3")
+    p = space.profile("macs", by="r")
+    g = p.group_values.index(204)
+    gd = p._group(g)
+    (a, b), = gd.pairs()
+    longer = max(a, b, key=len)
+    assert len(longer) > 10**7
+    pts = (p.edges(8, group=204) - 1).tolist()
+    got = gd.cdf(pts)
+    assert longer._values is None and longer._counts is None
+    eager = exact.GroupDist(None, left=[Dist(a.values, a.counts)], right=[Dist(b.values, b.counts)])
+    assert eager.cdf(pts) == got and got[-1] == p.totals[g]
 
 
 def test_lean_steps_stop_at_64_bits(monkeypatch):
