@@ -493,18 +493,22 @@ def _segment_halves(trellis: Trellis, edges: list, what: str, many: bool,
 
 def _build_half(trellis: Trellis, edges: list, order: list, what: str, scratch: Scratch) -> Dist:
     """The sum of the segments ``order``, added one after the other: lean
-    (:class:`~.dists.Lean`, 64-bit counts) while every step's total stays
-    below 2**64, else as :class:`~.dists.Dist`."""
-    def add_all(d):
-        for s in order:
-            d = _run(_fused(trellis, edges, s.k0, s.k1), d, what, scratch)
-        return d
-    if math.prod(s.dist.total for s in order) < 1 << 64:
-        try:
-            return add_all(Lean.of(Dist.point(0))).dist()
-        except NotLean:             # an intermediate state beyond 64 bits
-            pass
-    return add_all(Dist.point(0))
+    (:class:`~.dists.Lean`, 64-bit counts) while the totals stay below
+    2**64, as :class:`~.dists.Dist` from the segment where they may not (a
+    whole group of OFA at 128 px: its last segment passes 2**64)."""
+    d = Lean.of(Dist.point(0))
+    for s in order:
+        steps = _fused(trellis, edges, s.k0, s.k1)
+        if isinstance(d, Lean):
+            if d.total * s.dist.total < 1 << 64:
+                try:
+                    d = _run(steps, d, what, scratch)
+                    continue
+                except NotLean:         # a state within the segment beyond 64 bits
+                    pass
+            d = d.dist()
+        d = _run(steps, d, what, scratch)
+    return d.dist() if isinstance(d, Lean) else d
 
 
 # ------------------------------------------------------------ extremes

@@ -340,7 +340,9 @@ def test_ofa_profile_keeps_its_longer_halves_lean():
 
 def test_lean_steps_stop_at_64_bits(monkeypatch):
     """A lean step whose total reaches 2**64 raises NotLean, and a half whose
-    steps do is built as distributions instead: the same counts."""
+    steps do is built as distributions instead: the same counts.  A half
+    whose total passes 2**64 (OFA's whole group at 128 px) runs lean up to
+    the segment where it may, then as distributions."""
     big = dists.Lean.of(Dist(np.array([0, 1]), from_ints([1 << 62, 1 << 62])))
     with pytest.raises(dists.NotLean):
         dists.combine_lean([(big, 0, 2), (big, 3, 1)])
@@ -350,6 +352,13 @@ def test_lean_steps_stop_at_64_bits(monkeypatch):
     p = space.profile("macs", by="r")
     g = p.group_values.index(128)
     want = exact._segment_halves(p._trellis, p._edges[g], "t", many=True)
+    # the whole group (2.2e19 networks): lean segments, then the last as Dist
+    lean_steps = []
+    combine_lean = dists.combine_lean
+    monkeypatch.setattr(exact, "combine_lean",
+                        lambda *a, **k: lean_steps.append(1) or combine_lean(*a, **k))
+    whole, _ = exact._segment_halves(p._trellis, p._edges[g], "t", many=True, one_half=True)
+    assert lean_steps and whole.total == p.totals[g] > 1 << 64
     calls = []
 
     def refuse(*a, **k):                  # as if every lean step overflowed
@@ -358,6 +367,7 @@ def test_lean_steps_stop_at_64_bits(monkeypatch):
     monkeypatch.setattr(exact, "combine_lean", refuse)
     got = exact._segment_halves(p._trellis, p._edges[g], "t", many=True)
     assert calls
-    for a, b in zip(want, got):
+    got_whole, _ = exact._segment_halves(p._trellis, p._edges[g], "t", many=True, one_half=True)
+    for a, b in zip(want + (whole,), got + (got_whole,)):
         assert a.values.tolist() == b.values.tolist()
         assert as_ints(a.counts).tolist() == as_ints(b.counts).tolist()
