@@ -222,8 +222,12 @@ class Dist:
         rank = self._rank
         if rank is None or rank[0] != h:
             g = self.step
-            k = self.lattice_index() if h == g or not g else \
-                self.lattice_index() * (g // h) if g % h == 0 else (self.values - self.first) // h
+            if h == g or not g:
+                k = self.lattice_index()
+            elif g % h == 0:        # a finer lattice: the same points, spread out
+                k = self.lattice_index() * (g // h)
+            else:
+                k = (self.values - self.first) // h
             n_words = int(k[-1]) // 64 + 1
             bits = np.empty(n_words, dtype=np.uint64)
             before = np.empty(n_words, dtype=np.int64)

@@ -307,10 +307,11 @@ def test_pair_counts_leave_the_longer_lean_half_unwritten(seed):
     OFA halves no longer take)."""
     rng = np.random.default_rng(90 + seed)
     step = [1, 3, 8][seed % 3]
-    short = _rand_dist(rng, int(rng.integers(1, 40)), step * int(rng.integers(1, 3)),
+    finer = seed % 2            # the pair's lattice finer than the longer half's
+    short = _rand_dist(rng, int(rng.integers(2, 40)), step * (3 if finer else 1),
                        int(rng.integers(-50, 50)) * step, 1 << 20)
-    long_ = _rand_dist(rng, int(rng.integers(60, 400)), step, int(rng.integers(-50, 50)) * step,
-                       1 << 20)
+    long_ = _rand_dist(rng, int(rng.integers(60, 400)), step * (2 if finer else 1),
+                       int(rng.integers(-50, 50)) * step, 1 << 20)
     lazy = dists.Lean.of(long_).dist()
     assert lazy._values is None and lazy.nbytes == 16 * len(long_)
     pts = sorted(int(x) for x in rng.integers(long_.values[0] + short.values[0] - 5,
@@ -318,6 +319,7 @@ def test_pair_counts_leave_the_longer_lean_half_unwritten(seed):
     want = _brute(short, long_, pts)
     assert dists.pair_cdf(short, lazy, pts) == want == dists.pair_cdf(lazy, short, pts)
     assert lazy._values is None and lazy._counts is None
+    assert (lazy._rank[0] < lazy.step) == bool(finer)    # its lattice points spread out
     assert as_ints(lazy.counts).tolist() == as_ints(long_.counts).tolist()   # written on demand
 
 
