@@ -503,9 +503,6 @@ class Lean:
         """``d`` in the lean form (its total must be below 2**64)."""
         if d.total >= 1 << 64:
             raise OverflowError("a lean distribution's total must be below 2**64")
-        lean = d._lean
-        if lean is not None:        # made of one, not written out
-            return lean
         return cls(d.lattice_index(), np.ascontiguousarray(d.counts[:, 0]), d.first, d.step,
                    d.total)
 
