@@ -23,6 +23,7 @@ def pair_cdf_many(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64,
                   out: U64) -> bool: ...         # points ascending; overflow
 def rank_index(k: I64, bits: U64, before: I64) -> None: ...
 def use_popcnt(which: int) -> int: ...        # -1 CPU's popcnt when present, 0 portable
+def use_avx512(which: int) -> int: ...       # -1 AVX-512 packing when present, 0 portable
 def pair_cdf_rank(off: I64, lc: U64, bits: U64, before: I64, rcum: U64, base: I64,
                   out: U64, region: int = ...) -> None: ...   # the index read region by region
 def pair_weights(lv: I64, lc: U64, rv: I64, rcum: U64, q: int, out: U64) -> bool: ...

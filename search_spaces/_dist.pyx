@@ -106,17 +106,102 @@ cdef extern from *:
         while (b) { int64_t t = a % b; a = b; b = t; }
         return a;
     }
+    #if defined(__GNUC__) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define NF_HAVE_AVX512 1
+    /* Blocks of eight points from j with AVX-512: the non-zero ones packed
+       into a register and stored whole (eight slots from m, so only while
+       they stay below cap), the block cleared.  Returns the point reached. */
+    __attribute__((target("avx512f"))) static int64_t nf_pack_avx512(
+            uint64_t* __restrict acc, int64_t j, int64_t n, int64_t w0, int64_t* __restrict ok,
+            uint64_t* __restrict oc, int64_t* m_io, int64_t cap, uint64_t* tot_io) {
+        const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), zero = _mm512_setzero_si512();
+        __m512i tot = zero;
+        int64_t m = *m_io;
+        for (; j + 8 <= n && m + 8 <= cap; j += 8) {
+            __m512i c = _mm512_loadu_si512((const void*)(acc + j));
+            __mmask8 nz = _mm512_test_epi64_mask(c, c);
+            if (!nz) continue;
+            __m512i k = _mm512_add_epi64(_mm512_set1_epi64(w0 + j), lane);
+            _mm512_storeu_si512((void*)(ok + m), _mm512_maskz_compress_epi64(nz, k));
+            _mm512_storeu_si512((void*)(oc + m), _mm512_maskz_compress_epi64(nz, c));
+            _mm512_storeu_si512((void*)(acc + j), zero);
+            tot = _mm512_add_epi64(tot, c);
+            m += __builtin_popcount((unsigned)nz);
+        }
+        *tot_io += (uint64_t)_mm512_reduce_add_epi64(tot);
+        *m_io = m;
+        return j;
+    }
+    static int nf_avx512_ok = -1;
+    static int nf_set_avx512(int v) {   /* -1: the CPU decides, 0: never */
+        int old = nf_avx512_ok;
+        nf_avx512_ok = (v != 0 && __builtin_cpu_supports("avx512f")) ? 1 : 0;
+        return old;
+    }
+    #else
+    static int nf_set_avx512(int v) { (void)v; return 0; }
+    #endif
+    /* nf_sweep64 (below) for the lean form (64-bit counts every word, no
+       values), where an exact profile spends much of its time: compiled apart
+       from its caller (whose registers it would otherwise share); once the
+       gcd of the differences is 1 (it stays 1) it is no longer tracked, and
+       the points are packed eight at a time (AVX-512 where the CPU has it).
+       Writes up to cap slots. */
+    static __attribute__((noinline)) int64_t nf_sweep64_lean(
+            uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t* __restrict ok,
+            uint64_t* __restrict oc, int64_t m, int64_t cap, int64_t* last_io, int64_t* h_io,
+            uint64_t* tot_io) {
+        int64_t last = *last_io, h = *h_io, j = 0;
+        uint64_t tot = *tot_io;
+        for (; j < n && h != 1; j++) {
+            uint64_t c = acc[j];
+            if (!c) continue;
+            int64_t k = w0 + j;
+            if (last >= 0) h = nf_gcd64(k - last, h);
+            last = k;
+            ok[m] = k;
+            oc[m] = c;
+            acc[j] = 0;
+            tot += c;
+            m++;
+        }
+        #ifdef NF_HAVE_AVX512
+        if (nf_avx512_ok < 0) nf_set_avx512(-1);
+        if (nf_avx512_ok && j < n) j = nf_pack_avx512(acc, j, n, w0, ok, oc, &m, cap, &tot);
+        #endif
+        for (; j < n; j += 8) {
+            int64_t end = j + 8 < n ? j + 8 : n;
+            uint64_t any = 0;
+            for (int64_t i = j; i < end; i++) any |= acc[i];
+            if (!any) continue;
+            for (int64_t i = j; i < end; i++) {
+                uint64_t c = acc[i];
+                ok[m] = w0 + i;
+                oc[m] = c;
+                acc[i] = 0;
+                tot += c;
+                m += c != 0;
+            }
+        }
+        *last_io = last;
+        *h_io = h;
+        *tot_io = tot;
+        return m;
+    }
     /* Write out the non-zero points of a window of 64-bit accumulators (their
        total fits 64 bits: the caller checked) and clear them: eight empty
        points are passed over in one test, and within a block every point is
        written at the next free slot, which only a non-zero one takes (so the
        output must have a slot past its last entry, or room for every point).
        Counts are written every cs words (2: the high word zero); values only
-       where ov is not NULL. */
+       where ov is not NULL.  cap: the output's slots. */
     static int64_t nf_sweep64(uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo,
                               int64_t g, int64_t* __restrict ov, int64_t* __restrict ok,
                               uint64_t* __restrict oc, int64_t cs, int64_t m,
-                              int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
+                              int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
+        if (cs == 1 && !ov)
+            return nf_sweep64_lean(acc, n, w0, ok, oc, m, cap, last_io, h_io, tot_io);
         int64_t last = *last_io, h = *h_io;
         uint64_t tot = *tot_io;
         for (int64_t j = 0; j < n; j += 8) {
@@ -167,9 +252,10 @@ cdef extern from *:
                                        int64_t b, int64_t w) noexcept nogil
     int64_t sweep64 "nf_sweep64"(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
                                  int64_t* ov, int64_t* ok, uint64_t* oc, int64_t cs, int64_t m,
-                                 int64_t* last_io, int64_t* h_io, uint64_t* tot_io) noexcept nogil
+                                 int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) noexcept nogil
     int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
     int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
+    int set_avx512 "nf_set_avx512"(int v) noexcept nogil
     u128 rank_block "nf_rank_block"(const int64_t* off, const uint64_t* lc, int64_t i0,
                                     int64_t i1, int64_t base, const uint64_t* bits,
                                     const int64_t* before, const uint64_t* rcum) noexcept nogil
@@ -433,7 +519,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                 if ovf:
                     break
             if fits64:
-                m = sweep64(acc, w1 - w0, w0, lo, g, ov, ok, oc, cs, m, &last, &h, &tot64)
+                m = sweep64(acc, w1 - w0, w0, lo, g, ov, ok, oc, cs, m, n_out, &last, &h, &tot64)
             else:
                 m = sweep(acc, w1 - w0, w0, lo, g, ov, ok, oc, m, &last, &h, &tot)
             if m < 0:
@@ -681,6 +767,13 @@ def rank_index(const int64_t[::1] k, uint64_t[::1] bits, int64_t[::1] before):
         for w in range(W):
             before[w] = run
             run += popcount64(bits[w])
+
+
+def use_avx512(int which):
+    """Whether :func:`accumulate_windows` packs the lean form's points with
+    AVX-512 instructions: -1 when the CPU has them (the default), 0 never
+    (the portable loop; tests compare both).  Returns the previous setting."""
+    return set_avx512(which)
 
 
 def use_popcnt(int which):
