@@ -21,7 +21,8 @@ def cumsum(c: U64, out: U64) -> bool: ...        # overflow
 def pair_cdf(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64, out: U64) -> bool: ...
 def pair_cdf_many(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64,
                   out: U64) -> bool: ...         # points ascending; overflow
-def rank_index(k: I64, bits: U64, before: I64) -> None: ...
+def rank_index(k: I64, bits: U64, before: I64, counts: U64 | None = ...,
+               cum: U64 | None = ...) -> None: ...   # counts given: cum their running sums
 def use_popcnt(which: int) -> int: ...        # -1 CPU's popcnt when present, 0 portable
 def use_avx512(which: int) -> int: ...       # -1 AVX-512 packing when present, 0 portable
 def pair_cdf_rank(off: I64, lc: U64, bits: U64, before: I64, rcum: U64, base: I64,

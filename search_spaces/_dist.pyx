@@ -11,6 +11,7 @@ import numpy as np
 
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
 cdef extern from *:
     """
@@ -747,26 +748,50 @@ def pair_cdf_many(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_
     return ovf
 
 
-def rank_index(const int64_t[::1] k, uint64_t[::1] bits, int64_t[::1] before):
+def rank_index(const int64_t[::1] k, uint64_t[::1] bits, int64_t[::1] before,
+               const uint64_t[:] counts=None, uint64_t[::1] cum=None):
     """A rank index of the lattice points ``k`` (ascending, distinct, from 0):
     bit ``t`` of ``bits`` is set when ``t`` is one of them, ``before[w]``
     counts the points below word ``w`` (so the points ``<= t`` number
-    ``before[t >> 6] + popcount(bits[t >> 6] & mask(t))``)."""
+    ``before[t >> 6] + popcount(bits[t >> 6] & mask(t))``).  With
+    ``counts`` (64-bit, any stride) their inclusive cumulative sums are
+    written to ``cum`` in the same pass (the caller checked that the total
+    is below 2**64)."""
     cdef Py_ssize_t n = k.shape[0], W = bits.shape[0], i, w
-    cdef int64_t run = 0
-    if before.shape[0] != W or (n and (k[0] < 0 or k[n - 1] >= 64 * W)):
+    cdef int64_t run = 0, x, prev = -1, cur = -1
+    cdef uint64_t tot = 0, word = 0
+    cdef bint bad = False
+    cdef const uint64_t* cp = NULL
+    cdef Py_ssize_t cs = 0
+    if before.shape[0] != W or (n and (k[0] < 0 or k[n - 1] >= 64 * W)) \
+            or (counts is None) != (cum is None) \
+            or (counts is not None and (counts.shape[0] != n or cum.shape[0] != n)):
         raise ValueError("rank_index: shapes disagree")
-    for i in range(1, n):
-        if k[i] <= k[i - 1]:
-            raise ValueError("rank_index: points must be ascending and distinct")
+    if counts is not None and n:
+        cp, cs = &counts[0], counts.strides[0] // sizeof(uint64_t)
     with nogil:
-        for w in range(W):
-            bits[w] = 0
-        for i in range(n):
-            bits[k[i] >> 6] |= (<uint64_t>1) << (k[i] & 63)
+        memset(&bits[0], 0, W * sizeof(uint64_t))
+        for i in range(n):          # a word is written once its points are all set
+            x = k[i]
+            if x <= prev:
+                bad = True
+                break
+            prev = x
+            if x >> 6 != cur:
+                if cur >= 0:
+                    bits[cur] = word
+                cur, word = x >> 6, 0
+            word |= (<uint64_t>1) << (x & 63)
+            if cp != NULL:
+                tot += cp[i * cs]
+                cum[i] = tot
+        if cur >= 0 and not bad:
+            bits[cur] = word
         for w in range(W):
             before[w] = run
             run += popcount64(bits[w])
+    if bad:
+        raise ValueError("rank_index: points must be ascending and distinct")
 
 
 def use_avx512(int which):

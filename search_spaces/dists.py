@@ -231,11 +231,11 @@ class Dist:
             n_words = int(k[-1]) // 64 + 1
             bits = np.empty(n_words, dtype=np.uint64)
             before = np.empty(n_words, dtype=np.int64)
-            _dist.rank_index(np.ascontiguousarray(k), bits, before)
             lean = self._lean
-            cum = (self._cum[:, 0] if self._cum is not None else
-                   np.cumsum(lean.c if lean is not None else self._counts[:, 0]))
-            rank = self._rank = (h, bits, before, np.ascontiguousarray(cum))
+            counts = lean.c if lean is not None else self._counts[:, 0]
+            cum = np.empty(len(k), dtype=np.uint64)
+            _dist.rank_index(np.ascontiguousarray(k), bits, before, counts, cum)
+            rank = self._rank = (h, bits, before, cum)
         return rank[1:]
 
     def take(self, keep: np.ndarray) -> "Dist":
