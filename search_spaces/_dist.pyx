@@ -639,6 +639,30 @@ def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):
     return ovf
 
 
+def facts(const int64_t[::1] v, const uint64_t[:, ::1] c, int64_t[::1] info):
+    """One pass over a distribution: ``info[0]`` the gcd of the differences
+    between its (ascending) values (0 for fewer than two; the gcd is no
+    longer computed once it is 1), ``info[1]`` and ``info[2]`` the low and
+    high words of its total count.  True when the total exceeds 2**128."""
+    cdef Py_ssize_t i, n = v.shape[0]
+    cdef int64_t h = 0
+    cdef u128 t = 0
+    cdef bint ovf = False
+    if c.shape[0] != n or c.shape[1] != 2 or info.shape[0] < 3:
+        raise ValueError("facts: shapes disagree")
+    with nogil:
+        for i in range(n):
+            if i and h != 1:
+                h = gcd64(v[i] - v[i - 1], h)
+            if u128_add(t, get(c, i), &t):
+                ovf = True
+                break
+    info[0] = h
+    info[1] = <int64_t>lo64(t)
+    info[2] = <int64_t>hi64(t)
+    return ovf
+
+
 # ------------------------------------------------------------- pair counts
 cdef inline bint pair_count(const int64_t[::1] lv, const uint64_t[:, ::1] lc,
                             const int64_t[::1] rv, const uint64_t[:, ::1] rcum, int64_t q,

@@ -173,11 +173,18 @@ class Dist:
 
     @property
     def step(self) -> int:
-        """The largest lattice step: gcd of the differences between values (1 alone)."""
+        """The largest lattice step: gcd of the differences between values (0 alone)."""
         if self._g is None:
-            d = np.diff(self.values)
-            self._g = int(np.gcd.reduce(d)) if d.size else 0
+            self._facts()
         return self._g
+
+    def _facts(self) -> None:
+        """Its step and total, in one compiled pass (no temporary arrays)."""
+        info = np.zeros(3, dtype=np.int64)
+        if _dist.facts(self.values, self.counts, info):
+            raise OverflowError("a total count exceeds 2**128")
+        self._g = int(info[0])
+        self._tot = as_int(info[1:].view(np.uint64))
 
     def lattice_index(self) -> np.ndarray:
         """``(values - values[0]) // step``: each value's point on its lattice."""
@@ -199,7 +206,10 @@ class Dist:
     def total(self) -> int:
         """The number of candidates (a Python int)."""
         if self._tot is None:
-            self._tot = as_int(self.cumulative()[-1]) if len(self) else 0
+            if self._cum is not None:
+                self._tot = as_int(self._cum[-1]) if len(self) else 0
+            else:
+                self._facts()
         return self._tot
 
     def cdf(self, points: Sequence[int]) -> list:
@@ -241,6 +251,17 @@ class Dist:
     def take(self, keep: np.ndarray) -> "Dist":
         """The values selected by a mask or indices, with their counts."""
         return Dist(self.values[keep], self.counts[keep])
+
+    def prefix(self, n: int) -> "Dist":
+        """Its ``n`` smallest values with their counts, viewing its arrays
+        (and its cumulative counts and lattice points, where the step is
+        the same)."""
+        out = Dist(self.values[:n], self.counts[:n])
+        if self._cum is not None:
+            out._cum = self._cum[:n]
+        if self._k is not None and out.step == self.step:
+            out._k = self._k[:n]
+        return out
 
 
 def _check_range(lo: int, hi: int) -> None:
@@ -434,9 +455,8 @@ def _combine_sum(parts, limit: int, what: str, scratch: Optional[Scratch] = None
     lo, g, cap = lat.lo, lat.g, lat.cap
     out_v, out_c, out_k = _buffers(scratch, cap, True)
     info = np.zeros(4, dtype=np.int64)
-    # every total known (no pass to find it): below 2**64 together, no sum can overflow
-    fits64 = all(d._tot is not None for d in srcs) and \
-        sum(d._tot * x for d, _, x in parts) < 1 << 64
+    # below 2**64 together, no sum can overflow (a total not yet known: one pass)
+    fits64 = sum(d.total * x for d, _, x in parts) < 1 << 64
     m = _dist.accumulate_windows([d.lattice_index() for d in srcs],
                                  [np.ascontiguousarray(d.counts) for d in srcs], src_of, lat.a,
                                  lat.b, np.array([x for _, _, x in parts], dtype=np.uint64),

@@ -74,13 +74,14 @@ def _truncate(d: Optional[Dist], cap) -> Optional[Dist]:
     if cap is False:
         return None
     n = int(np.searchsorted(d.values, cap, side="right"))
-    return d if n == len(d) else (d.take(slice(0, n)) if n else None)
+    return d if n == len(d) else (d.prefix(n) if n else None)
 
 
 def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: int,
-             what: str, keep_all: bool, caps=None) -> list:
+             what: str, keep_all: bool, caps=None, scratch: Optional[Scratch] = None) -> list:
     """Boundaries ``k0 .. k1`` from the distributions at ``k0``; ``caps[k][s]``
-    drops values that cannot end within a budget."""
+    drops values that cannot end within a budget; ``scratch``: the memory
+    the steps write into (:class:`~.dists.Scratch`)."""
     out = [start]
     cur = start
     for k in range(k0, k1):
@@ -88,7 +89,8 @@ def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: 
         nxt = []
         for t in range(step.n_out):
             idx = np.flatnonzero((step.dst == t) & (e.mult > 0))
-            d = combine([(cur[step.src[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what)
+            d = combine([(cur[step.src[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what,
+                        scratch=scratch)
             nxt.append(_truncate(d, caps[k + 1][t] if caps else None))
         cur = nxt
         out.append(nxt if keep_all or k + 1 == k1 else None)
@@ -96,7 +98,7 @@ def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: 
 
 
 def _backward(trellis: Trellis, edges: list, how: str, end: list, k1: int, k0: int,
-              what: str, keep_all: bool, caps=None) -> list:
+              what: str, keep_all: bool, caps=None, scratch: Optional[Scratch] = None) -> list:
     """Boundaries ``k0 .. k1`` (suffix distributions) from those at ``k1``."""
     out = [end]
     cur = end
@@ -105,7 +107,8 @@ def _backward(trellis: Trellis, edges: list, how: str, end: list, k1: int, k0: i
         prv = []
         for s in range(step.n_in):
             idx = np.flatnonzero((step.src == s) & (e.mult > 0))
-            d = combine([(cur[step.dst[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what)
+            d = combine([(cur[step.dst[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what,
+                        scratch=scratch)
             prv.append(_truncate(d, caps[k][s] if caps else None))
         cur = prv
         out.append(prv if keep_all or k == k0 else None)
@@ -259,6 +262,9 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
             return GroupDist(None, left=[halves[0]], right=[halves[1]], split=-1)
     fwd, bwd = {0: one}, {K: one}
     kf, kb = 0, K
+    # only the frontiers stay: the steps behind them write into reused memory
+    # (with ``keep`` every boundary stays, held for sampling: fresh memory)
+    sc = None if keep else (scratch if scratch is not None else Scratch())
 
     def size(ds):
         return sum(len(d) for d in ds if d is not None)
@@ -269,11 +275,11 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
             try:
                 if side == "f":
                     fwd[kf + 1] = _forward(trellis, edges, how, fwd[kf], kf, kf + 1, what, True,
-                                           fcaps)[-1]
+                                           fcaps, sc)[-1]
                     kf += 1
                 else:
                     bwd[kb - 1] = _backward(trellis, edges, how, bwd[kb], kb, kb - 1, what, True,
-                                            bcaps)[0]
+                                            bcaps, sc)[0]
                     kb -= 1
                 break
             except TooLarge:

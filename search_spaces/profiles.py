@@ -107,17 +107,25 @@ def path_counts(trellis: Trellis, mode: str, keep=None, groups=None) -> list:
     return out
 
 
-def _group_dists(trellis: Trellis, value, how: str, mode: str, keep=None, what: str = "profile",
-                 dense: bool = True, cap: Optional[int] = None) -> dict:
-    """``{group: GroupDist}`` (groups with identical edges share one object)."""
-    out, seen = {}, {}
+def _group_counts(trellis: Trellis, q: "_Question", over: str, what: str) -> list:
+    """Exact number of candidates within the question's bounds, per group.
+
+    Each group's distribution is built into one :class:`~.dists.Scratch`
+    and dropped once counted, so the next group reuses its memory (fresh
+    memory costs the kernel's zeroing of every page).  Groups with
+    identical edges are built once: within a bound the count is the
+    distribution's alone, so the count is kept, not the distribution."""
+    counts, seen, scratch = [], {}, Scratch()
     for g in range(trellis.n_groups):
-        edges = edges_of(trellis, g, value, mode, keep)
+        edges = edges_of(trellis, g, q.value, over, q.keep)
         key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
         if key not in seen:
-            seen[key] = group_dist(trellis, edges, how, what, dense=dense, cap=cap, whole=False)
-        out[g] = seen[key]
-    return out
+            gd = group_dist(trellis, edges, "sum", what, dense=q.dense, cap=q.bound, whole=False,
+                            scratch=scratch)
+            seen[key] = _group_count(gd, q, g) if q.bound is not None else gd
+        hit = seen[key]
+        counts.append(hit if q.bound is not None else _group_count(hit, q, g))
+    return counts
 
 
 # ------------------------------------------------------------------ profile
@@ -492,11 +500,9 @@ def count_within(space, trellis: Trellis, budget: Budget, over: str = "networks"
     """Exact count of the candidates of ``space`` within ``budget`` (see :class:`Within`)."""
     over = _mode(over)
     q = _question(space, trellis, budget)
-    groups = _group_dists(trellis, q.value, "sum", over, q.keep,
-                          what=f"{space.name}: exact count within {budget}{_joint(q)}",
-                          dense=q.dense, cap=q.bound)
-    counts = {(trellis.group_values[g].item() if trellis.group_name else None):
-              _group_count(gd, q, g) for g, gd in groups.items()}
+    per = _group_counts(trellis, q, over, f"{space.name}: exact count within {budget}{_joint(q)}")
+    counts = {(trellis.group_values[g].item() if trellis.group_name else None): c
+              for g, c in enumerate(per)}
     return Within(budget, over, sum(counts.values()), sum(path_counts(trellis, over)), counts)
 
 
@@ -621,11 +627,7 @@ def sample_exact(space, trellis: Trellis, budget: Budget, n: int, seed: int, ove
     what = f"{space.name}: exact sampling within {budget}{_joint(q)}"
     key = (str(budget), budget.flops_convention, over)
 
-    def build_counts():
-        groups = _group_dists(trellis, q.value, "sum", over, q.keep, what=what, dense=q.dense,
-                              cap=q.bound)
-        return [_group_count(groups[g], q, g) for g in range(trellis.n_groups)]
-    counts = trellis.memo(key + ("counts",), build_counts)
+    counts = trellis.memo(key + ("counts",), lambda: _group_counts(trellis, q, over, what))
     total = sum(counts)
     if total == 0:
         raise ValueError(f"budget unreachable in {space.name}: no candidate fits {budget} "

@@ -134,6 +134,34 @@ def test_accumulation_64_bit_loop_equals_128_bit_and_brute_force(seed):
     assert as_int(np.array(outs[0][3][2:]).astype(np.uint64)) == sum(want.values())
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_step_total_and_prefix_equal_the_plain_computation(seed):
+    """A distribution's step and total come from one compiled pass (the gcd
+    no longer computed once it is 1): they equal numpy's gcd of the
+    differences and the sum of the counts, beyond 2**64 too; a prefix (a
+    count within a budget truncates every state to one) views its arrays and
+    has its own step, total, lattice points and cumulative counts."""
+    rng = np.random.default_rng(130 + seed)
+    step = [1, 3, 8][seed % 3]
+    d = _rand_dist(rng, int(rng.integers(2, 300)), step, int(rng.integers(-50, 50)),
+                   [1 << 20, 1 << 70][seed % 2])
+    ints = as_ints(d.counts).tolist()
+    assert d.step == int(np.gcd.reduce(np.diff(d.values))) and d.total == sum(ints)
+    d.lattice_index()
+    d.cumulative()
+    for n in (1, 2, int(rng.integers(2, len(d) + 1)), len(d)):
+        p = d.prefix(n)
+        assert np.shares_memory(p.values, d.values) and p.values.tolist() == d.values[:n].tolist()
+        assert p.step == (int(np.gcd.reduce(np.diff(d.values[:n]))) if n > 1 else 0)
+        assert p.total == sum(ints[:n])
+        assert np.array_equal(p.lattice_index(), (p.values - p.values[0]) // (p.step or 1))
+        assert as_ints(p.cumulative()).tolist() == np.cumsum(np.array(ints[:n], dtype=object)).tolist()
+    even = Dist(np.array([0, 4, 8, 9]), from_ints([1, 1, 1, 1]))
+    assert even.step == 1 and even.prefix(3).step == 4          # a coarser prefix
+    with pytest.raises(OverflowError):
+        Dist(np.array([0, 1]), from_ints([(1 << 128) - 1, 1])).total
+
+
 def test_accumulation_beyond_64_bits_stays_exact():
     d = Dist(np.array([0, 3, 6]), from_ints([BIG - 1, 2**100 + 7, 5]))
     parts = [(d, 0, 3), (d, 3, 2**20), (d, 9, 1)]
@@ -241,9 +269,10 @@ def test_segment_halves_too_large_fall_back_to_both_ends(brute, monkeypatch):
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_scratch_memory_never_overwrites_a_live_distribution(brute, monkeypatch, n_jobs):
     """Every group built into one Scratch (as a pass over the groups does),
-    each group's halves kept alive while the next are built into the same
-    memory: all still equal enumeration, and buffers were reused.  Through
-    a profile's pass (``n_jobs`` threads, a Scratch each) the same holds."""
+    each group's halves (of segments, or the frontiers of the programs from
+    both ends) kept alive while the next are built into the same memory:
+    all still equal enumeration, and buffers were reused.  Through a
+    profile's pass (``n_jobs`` threads sharing a Scratch) the same holds."""
     monkeypatch.setattr(exact, "DENSE_LIMIT", 40)
     _, space, cols, scores = brute
     p = space.profile("macs", over="encodings", by="r", n_jobs=n_jobs)
@@ -254,10 +283,7 @@ def test_scratch_memory_never_overwrites_a_live_distribution(brute, monkeypatch,
     scratch = dists.Scratch()
     built = [exact.group_dist(p._trellis, p._edges[g], "sum", "test", scratch=scratch)
              for g in range(len(p.group_values))]
-    if space.name == "segmented":                          # halves of segments use it
-        assert takes and len(scratch) < len(takes)         # some buffers served twice
-    else:                                                  # halves from both ends do not
-        assert not takes
+    assert takes and len(scratch) < len(takes)             # some buffers served twice
     pts_of, want_of = [], []
     for g, gd in enumerate(built):
         v = np.sort(scores["macs"][cols["r"] == space.resolutions[g]] if "r" in cols
