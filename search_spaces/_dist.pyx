@@ -639,24 +639,31 @@ def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):
     return ovf
 
 
-def facts(const int64_t[::1] v, const uint64_t[:, ::1] c, int64_t[::1] info):
+def facts(const int64_t[::1] v, const uint64_t[:, ::1] c, int64_t[::1] info,
+          bint total=True, int64_t floor=1):
     """One pass over a distribution: ``info[0]`` the gcd of the differences
-    between its (ascending) values (0 for fewer than two; the gcd is no
-    longer computed once it is 1), ``info[1]`` and ``info[2]`` the low and
-    high words of its total count.  True when the total exceeds 2**128."""
+    between its (ascending) values (0 for fewer than two; found once it is
+    ``floor``, a step every difference is known to be a multiple of, so
+    usually from the first few), and with ``total`` ``info[1]`` and
+    ``info[2]`` the low and high words of its total count (the low and high
+    words summed apart, no test per count).  True when the total exceeds
+    2**128."""
     cdef Py_ssize_t i, n = v.shape[0]
     cdef int64_t h = 0
-    cdef u128 t = 0
+    cdef u128 lo = 0, hi = 0, t = 0
     cdef bint ovf = False
     if c.shape[0] != n or c.shape[1] != 2 or info.shape[0] < 3:
         raise ValueError("facts: shapes disagree")
     with nogil:
-        for i in range(n):
-            if i and h != 1:
-                h = gcd64(v[i] - v[i - 1], h)
-            if u128_add(t, get(c, i), &t):
-                ovf = True
+        for i in range(1, n):
+            h = gcd64(v[i] - v[i - 1], h)
+            if h == floor:
                 break
+        if total:
+            for i in range(n):
+                lo += c[i, 0]
+                hi += c[i, 1]
+            ovf = hi64(hi) != 0 or u128_add(lo, hi << 64, &t)
     info[0] = h
     info[1] = <int64_t>lo64(t)
     info[2] = <int64_t>hi64(t)

@@ -180,11 +180,7 @@ class Dist:
 
     def _facts(self) -> None:
         """Its step and total, in one compiled pass (no temporary arrays)."""
-        info = np.zeros(3, dtype=np.int64)
-        if _dist.facts(self.values, self.counts, info):
-            raise OverflowError("a total count exceeds 2**128")
-        self._g = int(info[0])
-        self._tot = as_int(info[1:].view(np.uint64))
+        self._g, self._tot = _facts(self.values, self.counts)
 
     def lattice_index(self) -> np.ndarray:
         """``(values - values[0]) // step``: each value's point on its lattice."""
@@ -259,9 +255,22 @@ class Dist:
         out = Dist(self.values[:n], self.counts[:n])
         if self._cum is not None:
             out._cum = self._cum[:n]
+        elif self._tot is not None and 2 * n > len(self):   # fewer counts dropped than kept
+            out._g = _facts(out._values, out._counts, total=False, floor=self.step)[0]
+            out._tot = self._tot - _facts(self.values[n:], self.counts[n:])[1]
         if self._k is not None and out.step == self.step:
             out._k = self._k[:n]
         return out
+
+
+def _facts(values: np.ndarray, counts: np.ndarray, total: bool = True, floor: int = 1) -> tuple:
+    """``(step, total)`` of ascending values and their counts
+    (:func:`~._dist.facts`: ``floor`` a step the values are known to lie
+    on; the total None when not asked for)."""
+    info = np.zeros(3, dtype=np.int64)
+    if _dist.facts(values, counts, info, total, max(floor, 1)):
+        raise OverflowError("a total count exceeds 2**128")
+    return int(info[0]), (as_int(info[1:].view(np.uint64)) if total else None)
 
 
 def _check_range(lo: int, hi: int) -> None:

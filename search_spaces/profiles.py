@@ -123,6 +123,7 @@ def _group_counts(trellis: Trellis, q: "_Question", over: str, what: str) -> lis
             gd = group_dist(trellis, edges, "sum", what, dense=q.dense, cap=q.bound, whole=False,
                             scratch=scratch)
             seen[key] = _group_count(gd, q, g) if q.bound is not None else gd
+            del gd                      # its memory free before the next group is built
         hit = seen[key]
         counts.append(hit if q.bound is not None else _group_count(hit, q, g))
     return counts

@@ -11,6 +11,7 @@
   (counts above 2**64).
 """
 import io
+import itertools
 import json
 from collections import Counter
 
@@ -147,10 +148,13 @@ def test_step_total_and_prefix_equal_the_plain_computation(seed):
                    [1 << 20, 1 << 70][seed % 2])
     ints = as_ints(d.counts).tolist()
     assert d.step == int(np.gcd.reduce(np.diff(d.values))) and d.total == sum(ints)
+    bare = Dist(d.values, d.counts)
+    assert bare.total == sum(ints)            # its total known, no cumulative counts
     d.lattice_index()
     d.cumulative()
-    for n in (1, 2, int(rng.integers(2, len(d) + 1)), len(d)):
-        p = d.prefix(n)
+    for n, whole in itertools.product((1, 2, int(rng.integers(2, len(d) + 1)), len(d) - 1,
+                                       len(d)), (d, bare)):
+        p = whole.prefix(n)
         assert np.shares_memory(p.values, d.values) and p.values.tolist() == d.values[:n].tolist()
         assert p.step == (int(np.gcd.reduce(np.diff(d.values[:n]))) if n > 1 else 0)
         assert p.total == sum(ints[:n])
