@@ -134,6 +134,38 @@ cdef extern from *:
         *m_io = m;
         return j;
     }
+    /* The same for a distribution's form: values lo + k * g and two-word
+       counts (the high word zero) written too. */
+    __attribute__((target("avx512f"))) static int64_t nf_pack_avx512_dist(
+            uint64_t* __restrict acc, int64_t j, int64_t n, int64_t w0, int64_t lo, int64_t g,
+            int64_t* __restrict ov, int64_t* __restrict ok, uint64_t* __restrict oc,
+            int64_t* m_io, int64_t cap, uint64_t* tot_io) {
+        const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), zero = _mm512_setzero_si512();
+        const __m512i lane_g = _mm512_set_epi64(7 * g, 6 * g, 5 * g, 4 * g, 3 * g, 2 * g, g, 0);
+        /* lanes 0..3, then 4..7, of the packed counts, each followed by a zero word */
+        const __m512i low4 = _mm512_set_epi64(8, 3, 8, 2, 8, 1, 8, 0);
+        const __m512i high4 = _mm512_set_epi64(8, 7, 8, 6, 8, 5, 8, 4);
+        __m512i tot = zero;
+        int64_t m = *m_io;
+        for (; j + 8 <= n && m + 8 <= cap; j += 8) {
+            __m512i c = _mm512_loadu_si512((const void*)(acc + j));
+            __mmask8 nz = _mm512_test_epi64_mask(c, c);
+            if (!nz) continue;
+            __m512i k = _mm512_add_epi64(_mm512_set1_epi64(w0 + j), lane);
+            __m512i v = _mm512_add_epi64(_mm512_set1_epi64(lo + (w0 + j) * g), lane_g);
+            __m512i cc = _mm512_maskz_compress_epi64(nz, c);
+            _mm512_storeu_si512((void*)(ok + m), _mm512_maskz_compress_epi64(nz, k));
+            _mm512_storeu_si512((void*)(ov + m), _mm512_maskz_compress_epi64(nz, v));
+            _mm512_storeu_si512((void*)(oc + 2 * m), _mm512_permutex2var_epi64(cc, low4, zero));
+            _mm512_storeu_si512((void*)(oc + 2 * m + 8), _mm512_permutex2var_epi64(cc, high4, zero));
+            _mm512_storeu_si512((void*)(acc + j), zero);
+            tot = _mm512_add_epi64(tot, c);
+            m += __builtin_popcount((unsigned)nz);
+        }
+        *tot_io += (uint64_t)_mm512_reduce_add_epi64(tot);
+        *m_io = m;
+        return j;
+    }
     static int nf_avx512_ok = -1;
     static int nf_set_avx512(int v) {   /* -1: the CPU decides, 0: never */
         int old = nf_avx512_ok;
@@ -197,15 +229,36 @@ cdef extern from *:
        output must have a slot past its last entry, or room for every point).
        Counts are written every cs words (2: the high word zero); values only
        where ov is not NULL.  cap: the output's slots. */
-    static int64_t nf_sweep64(uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo,
-                              int64_t g, int64_t* __restrict ov, int64_t* __restrict ok,
+    static __attribute__((noinline)) int64_t nf_sweep64(
+                              uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo, int64_t g, int64_t* __restrict ov, int64_t* __restrict ok,
                               uint64_t* __restrict oc, int64_t cs, int64_t m,
                               int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
         if (cs == 1 && !ov)
             return nf_sweep64_lean(acc, n, w0, ok, oc, m, cap, last_io, h_io, tot_io);
-        int64_t last = *last_io, h = *h_io;
+        int64_t last = *last_io, h = *h_io, j = 0;
         uint64_t tot = *tot_io;
-        for (int64_t j = 0; j < n; j += 8) {
+        #ifdef NF_HAVE_AVX512
+        if (cs == 2 && ov) {            /* the points one by one until the step is 1 */
+            for (; j < n && h != 1; j++) {
+                uint64_t c = acc[j];
+                if (!c) continue;
+                int64_t k = w0 + j;
+                if (last >= 0) h = nf_gcd64(k - last, h);
+                last = k;
+                ov[m] = lo + k * g;
+                ok[m] = k;
+                oc[2 * m] = c;
+                oc[2 * m + 1] = 0;
+                acc[j] = 0;
+                tot += c;
+                m++;
+            }
+            if (nf_avx512_ok < 0) nf_set_avx512(-1);
+            if (nf_avx512_ok && j < n)
+                j = nf_pack_avx512_dist(acc, j, n, w0, lo, g, ov, ok, oc, &m, cap, &tot);
+        }
+        #endif
+        for (; j < n; j += 8) {
             int64_t end = j + 8 < n ? j + 8 : n;
             uint64_t any = 0;
             for (int64_t i = j; i < end; i++) any |= acc[i];

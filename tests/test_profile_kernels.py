@@ -106,7 +106,11 @@ def _convolve_brute(parts) -> dict:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_accumulation_64_bit_loop_equals_128_bit_and_brute_force(seed):
+@pytest.mark.parametrize("avx512", [-1, 0], ids=["cpu", "portable"])
+def test_accumulation_64_bit_loop_equals_128_bit_and_brute_force(seed, avx512):
+    """The 64-bit loop (its points packed eight at a time with AVX-512 where
+    the CPU has it, or the portable loop) writes what the 128-bit loop and
+    a brute-force sum do, into outputs of exactly the capacity it asks for."""
     rng = np.random.default_rng(40 + seed)
     srcs = [_rand_dist(rng, int(rng.integers(2, 300)), 4, 0, 1 << 30) for _ in range(2)]
     parts = [(srcs[i % 2], int(rng.integers(0, 200)) * 4, int(rng.integers(1, 9)))
@@ -119,19 +123,25 @@ def test_accumulation_64_bit_loop_equals_128_bit_and_brute_force(seed):
     # the kernel's 64-bit loop (taken above) and its 128-bit loop, on the same input
     lo = min(int(d.values[0]) + s for d, s, _ in parts)
     span = (max(int(d.values[-1]) + s for d, s, _ in parts) - lo) // 4 + 1
+    cap = min(span, sum(len(d) for d, _, _ in parts) + 1)
     outs = []
-    for fits64 in (True, False):
-        ov, oc = np.empty(span, np.int64), np.empty((span, 2), np.uint64)
-        ok, info = np.empty(span, np.int64), np.zeros(4, np.int64)
-        m = _dist.accumulate_windows(
-            [d.lattice_index() for d in srcs], [d.counts for d in srcs],
-            np.array([0 if d is srcs[0] else 1 for d, _, _ in parts]),
-            np.ones(len(parts), np.int64),
-            np.array([(int(d.values[0]) + s - lo) // 4 for d, s, _ in parts]),
-            np.array([x for _, _, x in parts], dtype=np.uint64), span, lo, 4, 64, ov, oc, ok,
-            info, fits64)
-        outs.append((ov[:m].tolist(), oc[:m].tolist(), ok[:m].tolist(), info.tolist()))
+    old = _dist.use_avx512(avx512)
+    try:
+        for fits64 in (True, False):
+            ov, oc = np.empty(cap, np.int64), np.empty((cap, 2), np.uint64)
+            ok, info = np.empty(cap, np.int64), np.zeros(4, np.int64)
+            m = _dist.accumulate_windows(
+                [d.lattice_index() for d in srcs], [d.counts for d in srcs],
+                np.array([0 if d is srcs[0] else 1 for d, _, _ in parts]),
+                np.ones(len(parts), np.int64),
+                np.array([(int(d.values[0]) + s - lo) // 4 for d, s, _ in parts]),
+                np.array([x for _, _, x in parts], dtype=np.uint64), span, lo, 4, 64, ov, oc, ok,
+                info, fits64)
+            outs.append((ov[:m].tolist(), oc[:m].tolist(), ok[:m].tolist(), info.tolist()))
+    finally:
+        _dist.use_avx512(old)
     assert outs[0] == outs[1]
+    assert outs[0][0] == list(want) and [lo_ + (hi << 64) for lo_, hi in outs[0][1]] == list(want.values())
     assert as_int(np.array(outs[0][3][2:]).astype(np.uint64)) == sum(want.values())
 
 
