@@ -27,7 +27,7 @@ def rank_index(k: I64, bits: U64, before: I64, counts: U64 | None = ...,
                cum: U64 | None = ...) -> None: ...   # counts given: cum their running sums
 def use_popcnt(which: int) -> int: ...        # -1 CPU's popcnt when present, 0 portable
 def use_avx512(which: int) -> int: ...       # -1 AVX-512 packing when present, 0 portable
-def pair_cdf_rank(off: I64, lc: U64, bits: U64, before: I64, rcum: U64, base: I64,
+def pair_cdf_rank(off: I64, lc: U64, bits: U64, before: I64, rcum: U64, base: I64,   # lc: 64-bit, any stride
                   out: U64, region: int = ...) -> None: ...   # the index read region by region
 def pair_weights(lv: I64, lc: U64, rv: I64, rcum: U64, q: int, out: U64) -> bool: ...
 def search(cum: U64, ranks: U64, out: I64) -> None: ...

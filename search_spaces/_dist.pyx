@@ -53,7 +53,7 @@ cdef extern from *:
             int64_t w = idx >> 6;                                                     \
             uint64_t word = bits[w] & (~0ULL >> (63 - (idx & 63)));                   \
             int64_t r = before[w] + (int64_t)POP(word);                               \
-            if (r > 0) t += (nf_u128)lc[2 * i] * rcum[r - 1];                         \
+            if (r > 0) t += (nf_u128)lc[i] * rcum[r - 1];                             \
         }                                                                             \
         return t;                                                                     \
     }
@@ -904,7 +904,7 @@ cdef inline Py_ssize_t count_le(const int64_t* off, Py_ssize_t n, int64_t x) noe
     return lo
 
 
-def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint64_t[::1] bits,
+def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:] lc, const uint64_t[::1] bits,
                   const int64_t[::1] before, const uint64_t[::1] rcum, const int64_t[::1] base,
                   uint64_t[:, ::1] out, int64_t region=1 << 17):
     """Exact ``#{(l, r): l + r <= q}`` at every point, the right side read
@@ -913,8 +913,10 @@ def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint6
     ``rcum[rank(base[q] - off[l]) - 1]`` (0 below the index, the total
     above).
 
-    ``off`` ascending (the left values' offsets in lattice steps), ``base``
-    ascending (one per point).  The caller checks that every left count,
+    ``off`` ascending (the left values' offsets in lattice steps), ``lc``
+    their 64-bit counts (any stride: a lean form's, or the low words of
+    two-word counts), ``base`` ascending (one per point).  The caller
+    checks that every left count,
     the left total and the right total are below 2**64 and that their
     product is below 2**128, so no sum can overflow.  The index is read one
     region of ``region`` lattice points at a time, for every point: the
@@ -935,13 +937,16 @@ def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint6
             raise ValueError("pair_cdf_rank: points must be ascending")
     cdef u128* acc = <u128*>calloc(max(m, 1), sizeof(u128))
     cdef uint64_t* lcum = <uint64_t*>malloc(max(n, 1) * sizeof(uint64_t))
-    if acc == NULL or lcum == NULL:
+    cdef uint64_t* lw = <uint64_t*>malloc(max(n, 1) * sizeof(uint64_t))   # lc, contiguous
+    if acc == NULL or lcum == NULL or lw == NULL:
         free(acc)
         free(lcum)
+        free(lw)
         raise MemoryError()
     with nogil:
         for i in range(n):
-            run += lc[i, 0]
+            lw[i] = lc[i]
+            run += lw[i]
             lcum[i] = run
         for k in range(m):                 # left values beyond the index: the right total
             i = count_le(&off[0], n, base[k] - T)
@@ -956,13 +961,14 @@ def pair_cdf_rank(const int64_t[::1] off, const uint64_t[:, ::1] lc, const uint6
                 i_hi = count_le(&off[0], n, base[k] - r0)
                 i_lo = count_le(&off[0], i_hi, base[k] - r1)
                 if i_lo < i_hi:
-                    acc[k] += rank_block(&off[0], &lc[0, 0], i_lo, i_hi, base[k], &bits[0],
+                    acc[k] += rank_block(&off[0], lw, i_lo, i_hi, base[k], &bits[0],
                                          &before[0], &rcum[0])
             r0 = r1
         for k in range(m):
             put(out, k, acc[k])
     free(acc)
     free(lcum)
+    free(lw)
 
 
 def pair_weights(const int64_t[::1] lv, const uint64_t[:, ::1] lc, const int64_t[::1] rv,

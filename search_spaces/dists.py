@@ -220,6 +220,12 @@ class Dist:
         """Exact count of values ``<= bound``."""
         return self.cdf([min(int(bound), _I64[1])])[0]
 
+    def low_counts(self) -> np.ndarray:
+        """The counts' low words (the counts themselves when the total is
+        below 2**64): the :class:`Lean`'s own, else a strided view."""
+        lean = self._lean
+        return lean.c if lean is not None else self._counts[:, 0]
+
     def rank_index(self, h: int) -> tuple:
         """``(bits, before, cum)``: a rank index of the values on the lattice
         of step ``h`` from the first (a bit per lattice point, the values
@@ -237,10 +243,8 @@ class Dist:
             n_words = int(k[-1]) // 64 + 1
             bits = np.empty(n_words, dtype=np.uint64)
             before = np.empty(n_words, dtype=np.int64)
-            lean = self._lean
-            counts = lean.c if lean is not None else self._counts[:, 0]
             cum = np.empty(len(k), dtype=np.uint64)
-            _dist.rank_index(np.ascontiguousarray(k), bits, before, counts, cum)
+            _dist.rank_index(np.ascontiguousarray(k), bits, before, self.low_counts(), cum)
             rank = self._rank = (h, bits, before, cum)
         return rank[1:]
 
@@ -639,12 +643,15 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
         bits, before, cum = b.rank_index(h)   # b's total is below 2**64 (checked)
         # q - l - b0 = (q - a0 - b0) - (l - a0), the second term a multiple
         # of h: the lattice point is floor((q - a0 - b0) / h) - (l - a0) / h
-        off = a.lattice_index() if h == a.step else (a.values - a0) // h
+        off = a.lattice_index()             # on a's lattice, a multiple of h
+        if a.step > h:
+            off = off * (a.step // h)
         top = 64 * len(bits) + int(off[-1])   # from there on every pair is within
         base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
                         dtype=np.int64)
-        _dist.pair_cdf_rank(np.ascontiguousarray(off), a.counts, bits, before, cum, base, out,
-                            RANK_REGION)
+        # a's 64-bit counts (its total is below 2**64): a lean half is not written out
+        _dist.pair_cdf_rank(np.ascontiguousarray(off), a.low_counts(), bits, before, cum, base,
+                            out, RANK_REGION)
     elif _dist.pair_cdf_many(a.values, a.counts, b.values, b.cumulative(), q, out):
         raise OverflowError("a count exceeds 2**128")
     res = [0] * len(pts)

@@ -90,7 +90,7 @@ def test_pair_counts_kernels_refuse_unsorted_points():
     bits, before = np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.int64)
     _dist.rank_index(np.array([0, 1], dtype=np.int64), bits, before)
     with pytest.raises(ValueError, match="ascending"):
-        _dist.pair_cdf_rank(np.array([0, 1], dtype=np.int64), d.counts, bits, before,
+        _dist.pair_cdf_rank(np.array([0, 1], dtype=np.int64), d.low_counts(), bits, before,
                             np.array([1, 2], dtype=np.uint64), np.array([3, 1], dtype=np.int64),
                             out)
     with pytest.raises(ValueError, match="ascending and distinct"):
@@ -394,10 +394,11 @@ def test_lean_sweep_equals_the_two_word_sweep(seed, avx512):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_pair_counts_leave_the_longer_lean_half_unwritten(seed):
+def test_pair_counts_leave_lean_halves_unwritten(seed):
     """A pair query reads the longer half, made of a Lean, through its
-    lattice points and 64-bit counts: the counts equal brute force and its
-    values and 128-bit counts are never written out (the memory the widest
+    lattice points and 64-bit counts, and the shorter through its lattice
+    points and 64-bit counts too: the counts equal brute force and neither
+    half's values and 128-bit counts are written out (the memory the widest
     OFA halves no longer take)."""
     rng = np.random.default_rng(90 + seed)
     step = [1, 3, 8][seed % 3]
@@ -413,13 +414,17 @@ def test_pair_counts_leave_the_longer_lean_half_unwritten(seed):
     want = _brute(short, long_, pts)
     assert dists.pair_cdf(short, lazy, pts) == want == dists.pair_cdf(lazy, short, pts)
     assert lazy._values is None and lazy._counts is None
+    lazy_short = dists.Lean.of(short).dist()       # the shorter half read through its lean form
+    assert dists.pair_cdf(lazy_short, lazy, pts) == want == dists.pair_cdf(lazy, lazy_short, pts)
+    assert lazy_short._values is None and lazy._values is None
     assert (lazy._rank[0] < lazy.step) == bool(finer)    # its lattice points spread out
     assert as_ints(lazy.counts).tolist() == as_ints(long_.counts).tolist()   # written on demand
 
 
 def test_ofa_profile_keeps_its_longer_halves_lean():
-    """OFA-MBv3 at 204 px: CDF and histogram queries leave the longer half
-    (about 2e7 values) in its lean form, and agree with the written-out one."""
+    """OFA-MBv3 at 204 px: CDF and histogram queries leave both halves (the
+    longer about 2e7 values) in their lean form, and agree with the
+    written-out ones."""
     space = get_space("ofa-mbv3")
     p = space.profile("macs", by="r")
     g = p.group_values.index(204)
@@ -429,7 +434,7 @@ def test_ofa_profile_keeps_its_longer_halves_lean():
     assert len(longer) > 10**7
     pts = (p.edges(8, group=204) - 1).tolist()
     got = gd.cdf(pts)
-    assert longer._values is None and longer._counts is None
+    assert all(h._values is None and h._counts is None for h in (a, b))
     eager = exact.GroupDist(None, left=[Dist(a.values, a.counts)], right=[Dist(b.values, b.counts)])
     assert eager.cdf(pts) == got and got[-1] == p.totals[g]
 
