@@ -107,38 +107,44 @@ cdef extern from *:
         while (b) { int64_t t = a % b; a = b; b = t; }
         return a;
     }
+    /* The points of a window one by one (only the non-zero ones written)
+       while the gcd of their differences is not 1: once it is, it stays 1
+       and need not be tracked.  Returns the point reached. */
+    static int64_t nf_sweep_track(uint64_t* __restrict acc, int64_t j, int64_t n, int64_t w0,
+                                  int64_t lo, int64_t g, int64_t* __restrict ov,
+                                  int64_t* __restrict ok, uint64_t* __restrict oc, int64_t cs,
+                                  int64_t* m_io, int64_t* last_io, int64_t* h_io,
+                                  uint64_t* tot_io) {
+        int64_t m = *m_io, last = *last_io, h = *h_io;
+        uint64_t tot = *tot_io;
+        for (; j < n && h != 1; j++) {
+            uint64_t c = acc[j];
+            if (!c) continue;
+            int64_t k = w0 + j;
+            if (last >= 0) h = nf_gcd64(k - last, h);
+            last = k;
+            if (ov) ov[m] = lo + k * g;
+            ok[m] = k;
+            oc[cs * m] = c;
+            if (cs == 2) oc[2 * m + 1] = 0;
+            acc[j] = 0;
+            tot += c;
+            m++;
+        }
+        *m_io = m, *last_io = last, *h_io = h, *tot_io = tot;
+        return j;
+    }
     #if defined(__GNUC__) && defined(__x86_64__)
     #include <immintrin.h>
     #define NF_HAVE_AVX512 1
     /* Blocks of eight points from j with AVX-512: the non-zero ones packed
-       into a register and stored whole (eight slots from m, so only while
-       they stay below cap), the block cleared.  Returns the point reached. */
+       into registers and stored whole (eight slots from m, so only while
+       they stay below cap): lattice points, values lo + k * g where ov is
+       not NULL, counts every cs words (2: each followed by a zero high
+       word); the block cleared.  Returns the point reached. */
     __attribute__((target("avx512f"))) static int64_t nf_pack_avx512(
-            uint64_t* __restrict acc, int64_t j, int64_t n, int64_t w0, int64_t* __restrict ok,
-            uint64_t* __restrict oc, int64_t* m_io, int64_t cap, uint64_t* tot_io) {
-        const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), zero = _mm512_setzero_si512();
-        __m512i tot = zero;
-        int64_t m = *m_io;
-        for (; j + 8 <= n && m + 8 <= cap; j += 8) {
-            __m512i c = _mm512_loadu_si512((const void*)(acc + j));
-            __mmask8 nz = _mm512_test_epi64_mask(c, c);
-            if (!nz) continue;
-            __m512i k = _mm512_add_epi64(_mm512_set1_epi64(w0 + j), lane);
-            _mm512_storeu_si512((void*)(ok + m), _mm512_maskz_compress_epi64(nz, k));
-            _mm512_storeu_si512((void*)(oc + m), _mm512_maskz_compress_epi64(nz, c));
-            _mm512_storeu_si512((void*)(acc + j), zero);
-            tot = _mm512_add_epi64(tot, c);
-            m += __builtin_popcount((unsigned)nz);
-        }
-        *tot_io += (uint64_t)_mm512_reduce_add_epi64(tot);
-        *m_io = m;
-        return j;
-    }
-    /* The same for a distribution's form: values lo + k * g and two-word
-       counts (the high word zero) written too. */
-    __attribute__((target("avx512f"))) static int64_t nf_pack_avx512_dist(
             uint64_t* __restrict acc, int64_t j, int64_t n, int64_t w0, int64_t lo, int64_t g,
-            int64_t* __restrict ov, int64_t* __restrict ok, uint64_t* __restrict oc,
+            int64_t* __restrict ov, int64_t* __restrict ok, uint64_t* __restrict oc, int64_t cs,
             int64_t* m_io, int64_t cap, uint64_t* tot_io) {
         const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), zero = _mm512_setzero_si512();
         const __m512i lane_g = _mm512_set_epi64(7 * g, 6 * g, 5 * g, 4 * g, 3 * g, 2 * g, g, 0);
@@ -152,12 +158,19 @@ cdef extern from *:
             __mmask8 nz = _mm512_test_epi64_mask(c, c);
             if (!nz) continue;
             __m512i k = _mm512_add_epi64(_mm512_set1_epi64(w0 + j), lane);
-            __m512i v = _mm512_add_epi64(_mm512_set1_epi64(lo + (w0 + j) * g), lane_g);
             __m512i cc = _mm512_maskz_compress_epi64(nz, c);
             _mm512_storeu_si512((void*)(ok + m), _mm512_maskz_compress_epi64(nz, k));
-            _mm512_storeu_si512((void*)(ov + m), _mm512_maskz_compress_epi64(nz, v));
-            _mm512_storeu_si512((void*)(oc + 2 * m), _mm512_permutex2var_epi64(cc, low4, zero));
-            _mm512_storeu_si512((void*)(oc + 2 * m + 8), _mm512_permutex2var_epi64(cc, high4, zero));
+            if (ov) {
+                __m512i v = _mm512_add_epi64(_mm512_set1_epi64(lo + (w0 + j) * g), lane_g);
+                _mm512_storeu_si512((void*)(ov + m), _mm512_maskz_compress_epi64(nz, v));
+            }
+            if (cs == 1) {
+                _mm512_storeu_si512((void*)(oc + m), cc);
+            } else {
+                _mm512_storeu_si512((void*)(oc + 2 * m), _mm512_permutex2var_epi64(cc, low4, zero));
+                _mm512_storeu_si512((void*)(oc + 2 * m + 8),
+                                    _mm512_permutex2var_epi64(cc, high4, zero));
+            }
             _mm512_storeu_si512((void*)(acc + j), zero);
             tot = _mm512_add_epi64(tot, c);
             m += __builtin_popcount((unsigned)nz);
@@ -175,89 +188,17 @@ cdef extern from *:
     #else
     static int nf_set_avx512(int v) { (void)v; return 0; }
     #endif
-    /* nf_sweep64 (below) for the lean form (64-bit counts every word, no
-       values), where an exact profile spends much of its time: compiled apart
-       from its caller (whose registers it would otherwise share); once the
-       gcd of the differences is 1 (it stays 1) it is no longer tracked, and
-       the points are packed eight at a time (AVX-512 where the CPU has it).
-       Writes up to cap slots. */
-    static __attribute__((noinline)) int64_t nf_sweep64_lean(
-            uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t* __restrict ok,
-            uint64_t* __restrict oc, int64_t m, int64_t cap, int64_t* last_io, int64_t* h_io,
-            uint64_t* tot_io) {
-        int64_t last = *last_io, h = *h_io, j = 0;
+    /* Blocks of eight points from j, once the gcd of the points' differences
+       is 1: eight empty points are passed over in one test, and within a
+       block every point is written at the next free slot, which only a
+       non-zero one takes (so the output must have a slot past its last
+       entry, or room for every point).  Inlined where it is called, so the
+       lean form's call (ov NULL, cs 1) compiles to its own tight loop. */
+    static inline __attribute__((always_inline)) int64_t nf_sweep_blocks(
+            uint64_t* __restrict acc, int64_t j, int64_t n, int64_t w0, int64_t lo, int64_t g,
+            int64_t* __restrict ov, int64_t* __restrict ok, uint64_t* __restrict oc, int64_t cs,
+            int64_t m, uint64_t* tot_io) {
         uint64_t tot = *tot_io;
-        for (; j < n && h != 1; j++) {
-            uint64_t c = acc[j];
-            if (!c) continue;
-            int64_t k = w0 + j;
-            if (last >= 0) h = nf_gcd64(k - last, h);
-            last = k;
-            ok[m] = k;
-            oc[m] = c;
-            acc[j] = 0;
-            tot += c;
-            m++;
-        }
-        #ifdef NF_HAVE_AVX512
-        if (nf_avx512_ok < 0) nf_set_avx512(-1);
-        if (nf_avx512_ok && j < n) j = nf_pack_avx512(acc, j, n, w0, ok, oc, &m, cap, &tot);
-        #endif
-        for (; j < n; j += 8) {
-            int64_t end = j + 8 < n ? j + 8 : n;
-            uint64_t any = 0;
-            for (int64_t i = j; i < end; i++) any |= acc[i];
-            if (!any) continue;
-            for (int64_t i = j; i < end; i++) {
-                uint64_t c = acc[i];
-                ok[m] = w0 + i;
-                oc[m] = c;
-                acc[i] = 0;
-                tot += c;
-                m += c != 0;
-            }
-        }
-        *last_io = last;
-        *h_io = h;
-        *tot_io = tot;
-        return m;
-    }
-    /* Write out the non-zero points of a window of 64-bit accumulators (their
-       total fits 64 bits: the caller checked) and clear them: eight empty
-       points are passed over in one test, and within a block every point is
-       written at the next free slot, which only a non-zero one takes (so the
-       output must have a slot past its last entry, or room for every point).
-       Counts are written every cs words (2: the high word zero); values only
-       where ov is not NULL.  cap: the output's slots. */
-    static __attribute__((noinline)) int64_t nf_sweep64(
-                              uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo, int64_t g, int64_t* __restrict ov, int64_t* __restrict ok,
-                              uint64_t* __restrict oc, int64_t cs, int64_t m,
-                              int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
-        if (cs == 1 && !ov)
-            return nf_sweep64_lean(acc, n, w0, ok, oc, m, cap, last_io, h_io, tot_io);
-        int64_t last = *last_io, h = *h_io, j = 0;
-        uint64_t tot = *tot_io;
-        #ifdef NF_HAVE_AVX512
-        if (cs == 2 && ov) {            /* the points one by one until the step is 1 */
-            for (; j < n && h != 1; j++) {
-                uint64_t c = acc[j];
-                if (!c) continue;
-                int64_t k = w0 + j;
-                if (last >= 0) h = nf_gcd64(k - last, h);
-                last = k;
-                ov[m] = lo + k * g;
-                ok[m] = k;
-                oc[2 * m] = c;
-                oc[2 * m + 1] = 0;
-                acc[j] = 0;
-                tot += c;
-                m++;
-            }
-            if (nf_avx512_ok < 0) nf_set_avx512(-1);
-            if (nf_avx512_ok && j < n)
-                j = nf_pack_avx512_dist(acc, j, n, w0, lo, g, ov, ok, oc, &m, cap, &tot);
-        }
-        #endif
         for (; j < n; j += 8) {
             int64_t end = j + 8 < n ? j + 8 : n;
             uint64_t any = 0;
@@ -266,22 +207,41 @@ cdef extern from *:
             for (int64_t i = j; i < end; i++) {
                 uint64_t c = acc[i];
                 int64_t k = w0 + i;
-                int64_t nz = c != 0;
                 if (ov) ov[m] = lo + k * g;
                 ok[m] = k;
                 oc[cs * m] = c;
                 if (cs == 2) oc[2 * m + 1] = 0;
                 acc[i] = 0;
                 tot += c;
-                if (nz & (h != 1) & (last >= 0)) h = nf_gcd64(k - last, h);
-                last = nz ? k : last;
-                m += nz;
+                m += c != 0;
             }
         }
-        *last_io = last;
-        *h_io = h;
         *tot_io = tot;
         return m;
+    }
+    /* Write out the non-zero points of a window of 64-bit accumulators (their
+       total fits 64 bits: the caller checked) and clear them, where an exact
+       profile spends much of its time (so compiled apart from its caller,
+       whose registers it would otherwise share): one by one until the gcd of
+       their differences is 1 (nf_sweep_track), then packed eight at a time
+       with AVX-512 where the CPU has it, else in blocks (nf_sweep_blocks).
+       Counts are written every cs words (2: the high word zero); values only
+       where ov is not NULL.  cap: the output's slots. */
+    static __attribute__((noinline)) int64_t nf_sweep64(
+                              uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
+                              int64_t* __restrict ov, int64_t* __restrict ok,
+                              uint64_t* __restrict oc, int64_t cs, int64_t m,
+                              int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
+        int64_t j = nf_sweep_track(acc, 0, n, w0, lo, g, ov, ok, oc, cs, &m, last_io, h_io,
+                                   tot_io);
+        #ifdef NF_HAVE_AVX512
+        if (nf_avx512_ok < 0) nf_set_avx512(-1);
+        if (nf_avx512_ok && j < n)
+            j = nf_pack_avx512(acc, j, n, w0, lo, g, ov, ok, oc, cs, &m, cap, tot_io);
+        #endif
+        if (cs == 1 && !ov)             /* the lean form */
+            return nf_sweep_blocks(acc, j, n, w0, 0, 0, NULL, ok, oc, 1, m, tot_io);
+        return nf_sweep_blocks(acc, j, n, w0, lo, g, ov, ok, oc, cs, m, tot_io);
     }
     static inline int64_t nf_i64_sub_sat(int64_t a, int64_t b) {
         int64_t r;
