@@ -107,6 +107,16 @@ cdef extern from *:
         while (b) { int64_t t = a % b; a = b; b = t; }
         return a;
     }
+    /* Slot m of a sweep's output: lattice point k, its value lo + k * g where
+       ov is not NULL, its count every cs words (2: the high word zero). */
+    static inline __attribute__((always_inline)) void nf_put_point(
+            int64_t* __restrict ov, int64_t* __restrict ok, uint64_t* __restrict oc, int64_t cs,
+            int64_t m, int64_t k, int64_t lo, int64_t g, uint64_t c) {
+        if (ov) ov[m] = lo + k * g;
+        ok[m] = k;
+        oc[cs * m] = c;
+        if (cs == 2) oc[2 * m + 1] = 0;
+    }
     /* The points of a window one by one (only the non-zero ones written)
        while the gcd of their differences is not 1: once it is, it stays 1
        and need not be tracked.  Returns the point reached. */
@@ -123,10 +133,7 @@ cdef extern from *:
             int64_t k = w0 + j;
             if (last >= 0) h = nf_gcd64(k - last, h);
             last = k;
-            if (ov) ov[m] = lo + k * g;
-            ok[m] = k;
-            oc[cs * m] = c;
-            if (cs == 2) oc[2 * m + 1] = 0;
+            nf_put_point(ov, ok, oc, cs, m, k, lo, g, c);
             acc[j] = 0;
             tot += c;
             m++;
@@ -206,11 +213,7 @@ cdef extern from *:
             if (!any) continue;
             for (int64_t i = j; i < end; i++) {
                 uint64_t c = acc[i];
-                int64_t k = w0 + i;
-                if (ov) ov[m] = lo + k * g;
-                ok[m] = k;
-                oc[cs * m] = c;
-                if (cs == 2) oc[2 * m + 1] = 0;
+                nf_put_point(ov, ok, oc, cs, m, w0 + i, lo, g, c);
                 acc[i] = 0;
                 tot += c;
                 m += c != 0;
