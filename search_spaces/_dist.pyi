@@ -18,7 +18,7 @@ def lean_values(k: I64, c: U64, lo: int, g: int, out_val: I64, out_cnt: U64) -> 
 def merge_shifted(src_ptr: I64, src_val: I64, src_cnt: U64, part_src: I64, part_shift: I64,
                   part_mult: U64, take_max: bool, out_val: I64, out_cnt: U64) -> int: ...
 def cumsum(c: U64, out: U64) -> bool: ...        # overflow
-def facts(v: I64, c: U64, info: I64,
+def step_and_total(v: I64, c: U64, info: I64,
           total: bool = ..., floor: int = ...) -> bool: ...   # info: step, total lo, hi; overflow
 def pair_cdf(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64, out: U64) -> bool: ...
 def pair_cdf_many(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64,
@@ -27,8 +27,9 @@ def rank_index(k: I64, bits: U64, before: I64, counts: U64 | None = ...,
                cum: U64 | None = ...) -> None: ...   # counts given: cum their running sums
 def use_popcnt(which: int) -> int: ...        # -1 CPU's popcnt when present, 0 portable
 def use_avx512(which: int) -> int: ...       # -1 AVX-512 packing when present, 0 portable
-def pair_cdf_rank(off: I64, lc: U64, bits: U64, before: I64, rcum: U64, base: I64,   # lc: 64-bit, any stride
-                  out: U64, region: int = ...) -> None: ...   # the index read region by region
+def pair_cdf_rank(off: I64, lc: U64, bits: U64, before: I64, rcum: U64, base: I64,
+                  out: U64, region: int = ...
+                  ) -> None: ...   # lc: 64-bit, any stride; the index read region by region
 def pair_weights(lv: I64, lc: U64, rv: I64, rcum: U64, q: int, out: U64) -> bool: ...
 def search(cum: U64, ranks: U64, out: I64) -> None: ...
 def uniform_below(raw: U64, n_lo: int, n_hi: int, out: U64) -> I64: ...   # indices to redraw

@@ -153,7 +153,8 @@ cdef extern from *:
             uint64_t* __restrict acc, int64_t j, int64_t n, int64_t w0, int64_t lo, int64_t g,
             int64_t* __restrict ov, int64_t* __restrict ok, uint64_t* __restrict oc, int64_t cs,
             int64_t* m_io, int64_t cap, uint64_t* tot_io) {
-        const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), zero = _mm512_setzero_si512();
+        const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i zero = _mm512_setzero_si512();
         const __m512i lane_g = _mm512_set_epi64(7 * g, 6 * g, 5 * g, 4 * g, 3 * g, 2 * g, g, 0);
         /* lanes 0..3, then 4..7, of the packed counts, each followed by a zero word */
         const __m512i low4 = _mm512_set_epi64(8, 3, 8, 2, 8, 1, 8, 0);
@@ -174,7 +175,8 @@ cdef extern from *:
             if (cs == 1) {
                 _mm512_storeu_si512((void*)(oc + m), cc);
             } else {
-                _mm512_storeu_si512((void*)(oc + 2 * m), _mm512_permutex2var_epi64(cc, low4, zero));
+                _mm512_storeu_si512((void*)(oc + 2 * m),
+                                    _mm512_permutex2var_epi64(cc, low4, zero));
                 _mm512_storeu_si512((void*)(oc + 2 * m + 8),
                                     _mm512_permutex2var_epi64(cc, high4, zero));
             }
@@ -231,7 +233,8 @@ cdef extern from *:
        Counts are written every cs words (2: the high word zero); values only
        where ov is not NULL.  cap: the output's slots. */
     static __attribute__((noinline)) int64_t nf_sweep64(
-                              uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
+                              uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo,
+                              int64_t g,
                               int64_t* __restrict ov, int64_t* __restrict ok,
                               uint64_t* __restrict oc, int64_t cs, int64_t m,
                               int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
@@ -269,7 +272,8 @@ cdef extern from *:
                                        int64_t b, int64_t w) noexcept nogil
     int64_t sweep64 "nf_sweep64"(uint64_t* acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
                                  int64_t* ov, int64_t* ok, uint64_t* oc, int64_t cs, int64_t m,
-                                 int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) noexcept nogil
+                                 int64_t cap, int64_t* last_io, int64_t* h_io,
+                                 uint64_t* tot_io) noexcept nogil
     int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
     int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
     int set_avx512 "nf_set_avx512"(int v) noexcept nogil
@@ -655,7 +659,7 @@ def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):
     return ovf
 
 
-def facts(const int64_t[::1] v, const uint64_t[:, ::1] c, int64_t[::1] info,
+def step_and_total(const int64_t[::1] v, const uint64_t[:, ::1] c, int64_t[::1] info,
           bint total=True, int64_t floor=1):
     """One pass over a distribution: ``info[0]`` the gcd of the differences
     between its (ascending) values (0 for fewer than two; found once it is
@@ -669,7 +673,7 @@ def facts(const int64_t[::1] v, const uint64_t[:, ::1] c, int64_t[::1] info,
     cdef u128 lo = 0, hi = 0, t = 0
     cdef bint ovf = False
     if c.shape[0] != n or c.shape[1] != 2 or info.shape[0] < 3:
-        raise ValueError("facts: shapes disagree")
+        raise ValueError("step_and_total: shapes disagree")
     with nogil:
         for i in range(1, n):
             h = gcd64(v[i] - v[i - 1], h)

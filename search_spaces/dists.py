@@ -175,12 +175,12 @@ class Dist:
     def step(self) -> int:
         """The largest lattice step: gcd of the differences between values (0 alone)."""
         if self._g is None:
-            self._facts()
+            self._find_step_and_total()
         return self._g
 
-    def _facts(self) -> None:
+    def _find_step_and_total(self) -> None:
         """Its step and total, in one compiled pass (no temporary arrays)."""
-        self._g, self._tot = _facts(self.values, self.counts)
+        self._g, self._tot = _step_and_total(self.values, self.counts)
 
     def lattice_index(self) -> np.ndarray:
         """``(values - values[0]) // step``: each value's point on its lattice."""
@@ -205,7 +205,7 @@ class Dist:
             if self._cum is not None:
                 self._tot = as_int(self._cum[-1]) if len(self) else 0
             else:
-                self._facts()
+                self._find_step_and_total()
         return self._tot
 
     def cdf(self, points: Sequence[int]) -> list:
@@ -260,19 +260,21 @@ class Dist:
         if self._cum is not None:
             out._cum = self._cum[:n]
         elif self._tot is not None and 2 * n > len(self):   # fewer counts dropped than kept
-            out._g = _facts(out._values, out._counts, total=False, floor=self.step)[0]
-            out._tot = self._tot - _facts(self.values[n:], self.counts[n:])[1]
+            out._g = _step_and_total(out._values, out._counts, total=False,
+                                     floor=self.step)[0]
+            out._tot = self._tot - _step_and_total(self.values[n:], self.counts[n:])[1]
         if self._k is not None and out.step == self.step:
             out._k = self._k[:n]
         return out
 
 
-def _facts(values: np.ndarray, counts: np.ndarray, total: bool = True, floor: int = 1) -> tuple:
+def _step_and_total(values: np.ndarray, counts: np.ndarray, total: bool = True,
+                    floor: int = 1) -> tuple:
     """``(step, total)`` of ascending values and their counts
-    (:func:`~._dist.facts`: ``floor`` a step the values are known to lie
+    (:func:`~._dist.step_and_total`: ``floor`` a step the values are known to lie
     on; the total None when not asked for)."""
     info = np.zeros(3, dtype=np.int64)
-    if _dist.facts(values, counts, info, total, max(floor, 1)):
+    if _dist.step_and_total(values, counts, info, total, max(floor, 1)):
         raise OverflowError("a total count exceeds 2**128")
     return int(info[0]), (as_int(info[1:].view(np.uint64)) if total else None)
 

@@ -141,7 +141,8 @@ def test_accumulation_64_bit_loop_equals_128_bit_and_brute_force(seed, avx512):
     finally:
         _dist.use_avx512(old)
     assert outs[0] == outs[1]
-    assert outs[0][0] == list(want) and [lo_ + (hi << 64) for lo_, hi in outs[0][1]] == list(want.values())
+    assert outs[0][0] == list(want)
+    assert [lo_ + (hi << 64) for lo_, hi in outs[0][1]] == list(want.values())
     assert as_int(np.array(outs[0][3][2:]).astype(np.uint64)) == sum(want.values())
 
 
@@ -169,7 +170,8 @@ def test_step_total_and_prefix_equal_the_plain_computation(seed):
         assert p.step == (int(np.gcd.reduce(np.diff(d.values[:n]))) if n > 1 else 0)
         assert p.total == sum(ints[:n])
         assert np.array_equal(p.lattice_index(), (p.values - p.values[0]) // (p.step or 1))
-        assert as_ints(p.cumulative()).tolist() == np.cumsum(np.array(ints[:n], dtype=object)).tolist()
+        cum = np.cumsum(np.array(ints[:n], dtype=object)).tolist()
+        assert as_ints(p.cumulative()).tolist() == cum
     even = Dist(np.array([0, 4, 8, 9]), from_ints([1, 1, 1, 1]))
     assert even.step == 1 and even.prefix(3).step == 4          # a coarser prefix
     with pytest.raises(OverflowError):
