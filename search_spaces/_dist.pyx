@@ -233,11 +233,9 @@ cdef extern from *:
        Counts are written every cs words (2: the high word zero); values only
        where ov is not NULL.  cap: the output's slots. */
     static __attribute__((noinline)) int64_t nf_sweep64(
-                              uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo,
-                              int64_t g,
-                              int64_t* __restrict ov, int64_t* __restrict ok,
-                              uint64_t* __restrict oc, int64_t cs, int64_t m,
-                              int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
+            uint64_t* __restrict acc, int64_t n, int64_t w0, int64_t lo, int64_t g,
+            int64_t* __restrict ov, int64_t* __restrict ok, uint64_t* __restrict oc, int64_t cs,
+            int64_t m, int64_t cap, int64_t* last_io, int64_t* h_io, uint64_t* tot_io) {
         int64_t j = nf_sweep_track(acc, 0, n, w0, lo, g, ov, ok, oc, cs, &m, last_io, h_io,
                                    tot_io);
         #ifdef NF_HAVE_AVX512
