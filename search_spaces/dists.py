@@ -220,6 +220,17 @@ class Dist:
         """Exact count of values ``<= bound``."""
         return self.cdf([min(int(bound), _I64[1])])[0]
 
+    def points_on(self, h: int) -> np.ndarray:
+        """Each value's point on the lattice of step ``h`` from the first:
+        its own lattice points, spread out where ``h`` divides a coarser
+        step (no values written out), else computed from the values."""
+        g = self.step
+        if h == g or not g:
+            return self.lattice_index()
+        if g % h == 0:
+            return self.lattice_index() * (g // h)
+        return (self.values - self.first) // h
+
     def low_counts(self) -> np.ndarray:
         """The counts' low words (the counts themselves when the total is
         below 2**64): the :class:`Lean`'s own, else a strided view."""
@@ -233,13 +244,7 @@ class Dist:
         must be below 2**64); kept for the last ``h`` asked (pair queries)."""
         rank = self._rank
         if rank is None or rank[0] != h:
-            g = self.step
-            if h == g or not g:
-                k = self.lattice_index()
-            elif g % h == 0:        # a finer lattice: the same points, spread out
-                k = self.lattice_index() * (g // h)
-            else:
-                k = (self.values - self.first) // h
+            k = self.points_on(h)
             n_words = int(k[-1]) // 64 + 1
             bits = np.empty(n_words, dtype=np.uint64)
             before = np.empty(n_words, dtype=np.int64)
@@ -645,9 +650,7 @@ def pair_cdf(left: Dist, right: Dist, points: Sequence[int]) -> list:
         bits, before, cum = b.rank_index(h)   # b's total is below 2**64 (checked)
         # q - l - b0 = (q - a0 - b0) - (l - a0), the second term a multiple
         # of h: the lattice point is floor((q - a0 - b0) / h) - (l - a0) / h
-        off = a.lattice_index()             # on a's lattice, a multiple of h
-        if a.step > h:
-            off = off * (a.step // h)
+        off = a.points_on(h)                # h divides a's step: no values written out
         top = 64 * len(bits) + int(off[-1])   # from there on every pair is within
         base = np.array([min(max((x - a0 - b0) // h, -1), top) for x in q.tolist()],
                         dtype=np.int64)
