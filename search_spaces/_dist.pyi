@@ -19,7 +19,7 @@ def merge_shifted(src_ptr: I64, src_val: I64, src_cnt: U64, part_src: I64, part_
                   part_mult: U64, take_max: bool, out_val: I64, out_cnt: U64) -> int: ...
 def cumsum(c: U64, out: U64) -> bool: ...        # overflow
 def step_and_total(v: I64, c: U64, info: I64,
-          total: bool = ..., floor: int = ...) -> bool: ...   # info: step, total lo, hi; overflow
+                   total: bool = ..., floor: int = ...) -> bool: ...   # info: step, total lo, hi; overflow
 def pair_cdf(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64, out: U64) -> bool: ...
 def pair_cdf_many(lv: I64, lc: U64, rv: I64, rcum: U64, points: I64,
                   out: U64) -> bool: ...         # points ascending; overflow

@@ -658,7 +658,7 @@ def cumsum(const uint64_t[:, ::1] c, uint64_t[:, ::1] out):
 
 
 def step_and_total(const int64_t[::1] v, const uint64_t[:, ::1] c, int64_t[::1] info,
-          bint total=True, int64_t floor=1):
+                   bint total=True, int64_t floor=1):
     """One pass over a distribution: ``info[0]`` the gcd of the differences
     between its (ascending) values (0 for fewer than two; found once it is
     ``floor``, a step every difference is known to be a multiple of, so
@@ -844,9 +844,10 @@ def rank_index(const int64_t[::1] k, uint64_t[::1] bits, int64_t[::1] before,
 
 
 def use_avx512(int which):
-    """Whether :func:`accumulate_windows` packs the lean form's points with
-    AVX-512 instructions: -1 when the CPU has them (the default), 0 never
-    (the portable loop; tests compare both).  Returns the previous setting."""
+    """Whether the 64-bit sweep of :func:`accumulate_windows` (either form)
+    packs a window's points with AVX-512 instructions: -1 when the CPU has
+    them (the default), 0 never (the portable loop; tests compare both).
+    Returns the previous setting."""
     return set_avx512(which)
 
 

@@ -149,7 +149,7 @@ def test_accumulation_64_bit_loop_equals_128_bit_and_brute_force(seed, avx512):
 @pytest.mark.parametrize("seed", range(6))
 def test_step_total_and_prefix_equal_the_plain_computation(seed):
     """A distribution's step and total come from one compiled pass (the gcd
-    no longer computed once it is 1): they equal numpy's gcd of the
+    no longer computed once it reaches a step known to divide it): they equal numpy's gcd of the
     differences and the sum of the counts, beyond 2**64 too; a prefix (a
     count within a budget truncates every state to one) views its arrays and
     has its own step, total, lattice points and cumulative counts."""
@@ -423,7 +423,7 @@ def test_pair_counts_leave_lean_halves_unwritten(seed):
     assert as_ints(lazy.counts).tolist() == as_ints(long_.counts).tolist()   # written on demand
 
 
-def test_ofa_profile_keeps_its_longer_halves_lean():
+def test_ofa_profile_keeps_its_halves_lean():
     """OFA-MBv3 at 204 px: CDF and histogram queries leave both halves (the
     longer about 2e7 values) in their lean form, and agree with the
     written-out ones."""
