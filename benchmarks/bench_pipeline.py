@@ -11,8 +11,9 @@ runs in a fresh child process (so its peak RSS is its own) and writes a
 Parquet dataset to a temporary directory.  The core-only rate scores
 already-encoded candidates of the same space with ``nasflops.score`` at the
 same ``n_jobs``; the encode-only rate times ``sample_columns`` +
-``encode_columns``.  The Budget section measures the per-call overhead of a
-single-candidate check from a Python loop.  The last line is a JSON object
+``encode_columns`` in the blocks the pipeline streams records in.  The
+Budget section measures the per-call overhead of a single-candidate check
+from a Python loop.  The last line is a JSON object
 (keys in benchmarks/README.md).
 """
 import argparse
@@ -67,26 +68,32 @@ def child(args) -> None:
 
 
 def core_rate(space, n: int, jobs: int, repeats: int = 3) -> tuple[float, float]:
-    """(encode-only rate, core-only rate) in candidates/s: best of ``repeats``."""
-    import nasflops as nf
-    from nasflops.search_spaces.base import take_columns
+    """(encode-only rate, core-only rate) in candidates/s: best of ``repeats``.
 
-    cols = space.sample_columns(n, seed=1)
+    Sampling and encoding: encoded block by block as the pipeline streams
+    records (``nasflops.engine.encode_step``), each block dropped before the
+    next.  The core scores the whole batch, encoded beforehand, at ``n_jobs``."""
+    import nasflops as nf
+    from nasflops.engine import encode_step
+    from nasflops.search_spaces.columns import take_columns
+
+    batch = space.encode_columns(space.sample_columns(n, seed=1))
     best_enc = best_core = 0.0
     for _ in range(repeats):
         t0 = time.perf_counter()
         cols = space.sample_columns(n, seed=1)
-        batches = [space.encode_columns(take_columns(cols, slice(lo, lo + 4096)))
-                   for lo in range(0, n, 4096)]
+        lo = step = longest = 0
+        while lo < n:
+            step = encode_step(step, longest)
+            block = space.encode_columns(take_columns(cols, slice(lo, lo + step)))
+            longest = max(longest, int(block.lengths.max()))
+            lo += step
+            del block
         t1 = time.perf_counter()
-        batch = nf.SpecBatch.concat(batches)
-        del batches
-        t2 = time.perf_counter()
         nf.score(batch, convention="macs", n_jobs=jobs, errors="status")
-        t3 = time.perf_counter()
+        t2 = time.perf_counter()
         best_enc = max(best_enc, n / (t1 - t0))
-        best_core = max(best_core, n / (t3 - t2))
-        del batch
+        best_core = max(best_core, n / (t2 - t1))
     return best_enc, best_core
 
 

@@ -22,23 +22,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from _trees import run_in_tree
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_once(script: str, args: list[str], pythonpath: Path) -> dict:
-    """The final JSON line of ``pythonpath``'s copy of the script, run with
-    ``pythonpath`` first on the module path."""
-    env = dict(os.environ, PYTHONPATH=str(pythonpath))
-    run = subprocess.run([sys.executable, str(pythonpath / "benchmarks" / script), *args],
-                         env=env, cwd=pythonpath, capture_output=True, text=True)
+def run_once(script: str, args: list[str], tree: Path) -> dict:
+    """The final JSON line of ``tree``'s copy of the script, run against
+    ``tree``'s nasflops alone (``_trees.run_in_tree``)."""
+    run = run_in_tree(tree, [str(tree / "benchmarks" / script), *args])
     if run.returncode != 0:
-        sys.exit(f"{script} failed in {pythonpath}:\n{run.stderr[-3000:]}")
+        sys.exit(f"{script} failed in {tree}:\n{run.stderr[-3000:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 

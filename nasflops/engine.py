@@ -24,12 +24,15 @@ __all__ = ["RawScores", "score_into", "score_block", "score_chunks", "ENCODE_BLO
            "RECORD_BUDGET", "encode_step", "METRICS", "CORE_METRICS"]
 
 #: candidates encoded and scored at a time by streaming callers (the pipeline,
-#: sampling); bounds the layer records held at once (~ ENCODE_BLOCK x layers x
-#: record size) and keeps them cache-sized
+#: sampling), at most
 ENCODE_BLOCK = 1 << 12
-#: bytes of layer records a streaming caller holds at once, at most (about):
-#: a space of very deep candidates gets smaller blocks, never a multi-GB one
-RECORD_BUDGET = 64 << 20
+#: bytes of layer records a streaming caller holds at once, at most (about).
+#: Cache-sized on purpose: a block of a few MB is written while the next is
+#: encoded into memory the allocator reuses, still in cache when the core
+#: reads it.  A block above glibc's mmap threshold (32 MB at most) comes as
+#: fresh pages the kernel zeroes first, every block: 64 MB blocks encoded
+#: at about half the rate of 8 MB ones (benchmarks/README.md, bench_spaces.py)
+RECORD_BUDGET = 8 << 20
 
 
 def encode_step(step: int, longest: int, cap: int = ENCODE_BLOCK) -> int:
@@ -38,8 +41,8 @@ def encode_step(step: int, longest: int, cap: int = ENCODE_BLOCK) -> int:
     and few enough that candidates of ``longest`` layers (the longest seen so
     far) stay within :data:`RECORD_BUDGET`.
 
-    >>> encode_step(1, 200), encode_step(2048, 200), encode_step(4096, 200_000)
-    (2, 4096, 5)
+    >>> encode_step(1, 200), encode_step(2048, 200), encode_step(4096, 20_000)
+    (2, 655, 6)
     """
     fits = RECORD_BUDGET // (max(1, int(longest)) * _core.LAYER_SIZE)
     return int(max(1, min(2 * step, cap, fits)))
