@@ -34,14 +34,16 @@ if os.path.isdir(spaces) and not os.path.isdir(os.path.join(tree, "nasflops", "s
                 name, os.path.join(spaces, "__init__.py"), submodule_search_locations=[spaces])
     sys.meta_path.insert(0, _Spaces())
 sys.argv = sys.argv[2:]
-sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))   # as `python script` does
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))   # not the cwd: as `python script` does
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def run_in_tree(tree: Path, argv: list[str]) -> subprocess.CompletedProcess:
+def run_in_tree(tree: Path, argv: list[str], launcher: tuple = (),
+                cwd: Path = None) -> subprocess.CompletedProcess:
     """Run ``python <argv>`` (a script and its arguments) with checkout
-    ``tree``'s nasflops and search spaces, and no other, in ``tree``."""
+    ``tree``'s nasflops and search spaces, and no other; in ``cwd`` (default:
+    ``tree``), under ``launcher`` if given (e.g. valgrind and its options)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    return subprocess.run([sys.executable, "-c", _BOOT, str(tree), *argv], env=env, cwd=tree,
-                          capture_output=True, text=True)
+    return subprocess.run([*launcher, os.path.realpath(sys.executable), "-c", _BOOT, str(tree), *argv],
+                          env=env, cwd=cwd or tree, capture_output=True, text=True)

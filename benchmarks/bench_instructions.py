@@ -22,10 +22,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _trees import run_in_tree
 
 # runs inside the checkout under test: sample, warm up, switch callgrind on, score
 _CHILD = """
@@ -44,11 +45,9 @@ def count(tree: Path, space: str, n: int) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "child.py"
         script.write_text(_CHILD)
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--toggle-collect=*score_range*",
-             f"--callgrind-out-file={tmp}/cg.out", os.path.realpath(sys.executable), str(script),
-             space, str(n)],
-            env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True)
+        run = run_in_tree(tree, [str(script), space, str(n)], launcher=(
+            "valgrind", "--tool=callgrind", "--instr-atstart=no", "--toggle-collect=*score_range*",
+            f"--callgrind-out-file={tmp}/cg.out"), cwd=Path.cwd())
     got = re.search(r"Collected : (\d+)", run.stderr)
     recs = re.search(r"records (\d+)", run.stdout)
     if run.returncode != 0 or not got or not recs:
