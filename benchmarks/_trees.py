@@ -47,3 +47,10 @@ def run_in_tree(tree: Path, argv: list[str], launcher: tuple = (),
     env = dict(os.environ, PYTHONPATH=str(tree))
     return subprocess.run([*launcher, os.path.realpath(sys.executable), "-c", _BOOT, str(tree), *argv],
                           env=env, cwd=cwd or tree, capture_output=True, text=True)
+
+
+def describe(tree: Path) -> str:
+    """``git describe`` of a checkout (``-dirty`` when it has changes), or "unknown"."""
+    r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=tree,
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"

@@ -31,7 +31,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _trees import run_in_tree
+from _trees import describe, run_in_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,12 +93,6 @@ class Version:
         self.core.score_range(self.records, self.offsets, 0, self.n, self.table, 1, 4, 4,
                               self.metrics, self.status, self.bad)
         return time.perf_counter() - t0
-
-
-def describe(path: Path) -> str:
-    r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=path,
-                       capture_output=True, text=True)
-    return r.stdout.strip() or "unknown"
 
 
 def check_agree(base: Version, cur: Version) -> list[str]:

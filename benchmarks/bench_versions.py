@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from _trees import run_in_tree
+from _trees import describe, run_in_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,12 +55,6 @@ def rates(result, prefix: str = "") -> dict[str, float]:
             tag = item.get("space", item.get("model", i)) if isinstance(item, dict) else i
             found.update(rates(item, f"{prefix}{tag}."))
     return found
-
-
-def describe(path: Path) -> str:
-    r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=path,
-                       capture_output=True, text=True)
-    return r.stdout.strip() or "unknown"
 
 
 def main(argv=None) -> int:
