@@ -139,7 +139,9 @@ class Profile:
 
     Counts are Python ints (exact beyond int64).  Per group (``by``, e.g.
     the input resolution) and pooled.  Distributions are built on demand,
-    one group at a time, and kept up to :data:`PROFILE_CACHE` bytes; a
+    one group at a time, and kept up to :data:`PROFILE_CACHE` bytes (a
+    group about to be built counts, at its size when last built or else at
+    the largest yet, so groups kept never hold memory a build needs); a
     group too wide to list (OFA's MACs at 132 px and above: 10^7 distinct
     values and more) is held as exact prefix and suffix halves
     (``exact.py``): counts, CDF, histograms and quantiles stay exact, but
@@ -180,7 +182,8 @@ class Profile:
             key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
             self._rep.append(seen.setdefault(key, g))
             self._edges.append(edges)
-        self._cache: dict = {}
+        self._cache: dict = {}             # group -> its distribution, least recent first
+        self._sizes: dict = {}             # group -> bytes of its distribution, once built
         self._lock = threading.Lock()
         self.totals = path_counts(trellis, over)
         self.total = sum(self.totals)
@@ -211,15 +214,25 @@ class Profile:
         r = self._rep[g]
         with self._lock:
             gd = self._cache.pop(r, None)
+            if gd is None:
+                # make room first: a group kept holds its memory, so building
+                # beside it would take fresh pages (the kernel zeroes each)
+                self._evict(self._cache_bytes - self._sizes.get(r, max(self._sizes.values(),
+                                                                       default=0)))
         if gd is None:
             gd = group_dist(self._trellis, self._edges[r], self._how,
                             f"{self.space}: exact profile of {self.metric}", scratch=scratch)
         with self._lock:
+            self._sizes[r] = gd.nbytes
             self._cache[r] = gd            # most recent last
-            while (sum(x.nbytes for x in self._cache.values()) > self._cache_bytes
-                   and len(self._cache) > 1):
-                self._cache.pop(next(iter(self._cache)))
+            self._evict(self._cache_bytes, keep=1)
         return gd
+
+    def _evict(self, limit: int, keep: int = 0) -> None:
+        """Drop kept groups, the least recently used first, until they hold
+        at most ``limit`` bytes or ``keep`` remain (under the lock)."""
+        while sum(x.nbytes for x in self._cache.values()) > max(limit, 0) and len(self._cache) > keep:
+            self._cache.pop(next(iter(self._cache)))
 
     def _each(self, sel: list, fn) -> list:
         """``fn(group distribution)`` for each group of ``sel``, one

@@ -380,3 +380,35 @@ def test_split_distributions_answer_exactly(brute, monkeypatch):
         assert space.count_within(budget, over=over).count == int((v <= budget.max_macs).sum())
         s = space.sample_within(budget, 400, seed=3, method="exact", over=over)
         assert budget.mask(s.scores).all()
+
+
+def test_profile_makes_room_before_building_a_group(monkeypatch):
+    """A group kept between queries holds its memory: when it will not fit
+    beside the next one, it is dropped before the next is built (not after,
+    which would make the build take fresh memory); groups that fit together
+    stay, and every answer is the same either way."""
+    from nasflops.search_spaces import profiles
+    space = compile_space(SMALL)
+    kept_during_builds = []
+    real = profiles.group_dist
+
+    def spy(*args, **kw):
+        kept_during_builds.append(list(prof._cache))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(profiles, "group_dist", spy)
+    prof = space.profile("macs", by="r")
+    a, b = prof.group_values
+    limit = int(prof.max.value)
+    answers = [prof.count(limit // 2, group=g) for g in (a, b, a)]
+    assert len(kept_during_builds) == 2                     # both fit the default cache
+    assert kept_during_builds[1] == [prof._rep[0]]          # a stayed while b was built
+    one_group = max(prof._sizes.values())
+    assert one_group < sum(prof._sizes.values()) <= profiles.PROFILE_CACHE
+
+    kept_during_builds.clear()
+    prof = space.profile("macs", by="r")
+    prof._cache_bytes = one_group                           # room for one group at a time
+    assert [prof.count(limit // 2, group=g) for g in (a, b, a)] == answers
+    assert kept_during_builds == [[], [], []]               # each built with nothing kept
+    assert len(prof._cache) == 1
