@@ -213,7 +213,8 @@ class ScoringOptions:
     weight_bytes, act_bytes : int
         Bytes per weight and per activation element.
     device : Device or None
-        Roofline profile, adding ``latency_s``.
+        Roofline profile, adding ``latency_s`` (:meth:`make` also takes the
+        name of one of :data:`DEVICES`).
     fused_attention : bool
         Attention runs fused (FlashAttention-style): its score matrix is
         never materialised, so it adds nothing to the memory metrics.
@@ -249,12 +250,16 @@ class ScoringOptions:
     @classmethod
     def make(cls, convention: Union[str, Convention] = "macs", batch_size: int = 1,
              weight_dtype: str = "fp32", act_dtype: str = "fp32",
-             device: Optional[Device] = None, fused_attention: bool = False,
+             device: Union[None, str, Device] = None, fused_attention: bool = False,
              memory: str = "nasflops", phase: str = "forward",
              causal: str = "full") -> "ScoringOptions":
-        """Validate the options; a ``ValueError`` names the bad one."""
+        """Validate the options; a ``ValueError`` names the bad one.  A
+        device is a :class:`Device` or the name of one of :data:`DEVICES`."""
+        if isinstance(device, str):
+            device = get_device(device)
         if device is not None and not isinstance(device, Device):
-            raise TypeError(f"device must be a nasflops.Device, got {type(device).__name__}")
+            raise TypeError(f"device must be a nasflops.Device or the name of one of "
+                            f"nasflops.DEVICES, got {type(device).__name__}")
         if not isinstance(fused_attention, bool):
             raise TypeError(f"fused_attention must be True or False, got {fused_attention!r}")
         if memory not in MEMORY_SEMANTICS:

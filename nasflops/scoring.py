@@ -161,8 +161,9 @@ def score(specs, convention: Union[str, Convention] = "macs", batch_size: int = 
         ``"raise"``: raise :class:`SpecError` naming the first invalid
         architecture and layer.  ``"status"``: return every row, invalid
         ones with a non-zero ``status``, their ``bad_layer``, and -1 metrics.
-    device : Device, optional
-        Adds a ``latency_s`` roofline column.
+    device : Device or str, optional
+        Adds a ``latency_s`` roofline column: a :class:`~nasflops.Device`, or
+        the name of one of ``nasflops.DEVICES`` (``"a100"``, ``"t4"``, ...).
     chunk_size : int, optional
         Architectures per parallel task.
     fused_attention : bool

@@ -174,3 +174,15 @@ def test_remove_run_only_touches_its_files(run):
     open(other, "w").close()
     storage.remove_run(run.path)
     assert os.listdir(run.path) == ["notes.txt"]
+
+
+def test_device_by_name(tmp_path):
+    """A device can be named: the profile of ``nf.DEVICES``, stored alike."""
+    run = score_space(ChainSpace(), n=20, out=tmp_path / "d", device="T4", progress=False)
+    assert read_metadata(run.path)["device"]["name"] == "t4"
+    direct = nf.score(ChainSpace().sample(20), device=nf.DEVICES["t4"])
+    assert np.array_equal(run.read()["latency_s"].to_numpy(), direct["latency_s"])
+    with pytest.raises(ValueError, match="unknown device 'tpu'; known: a100"):
+        nf.score(ChainSpace().sample(2), device="tpu")
+    with pytest.raises(TypeError, match="device must be a nasflops.Device or the name"):
+        nf.score(ChainSpace().sample(2), device=7)
