@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -46,10 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # records, convention table and compiled core, written to a folder.
 EXPORT = r"""
 import sys, json, numpy as np
+tree, folder, archs, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, tree + "/benchmarks")          # that tree's bench_core
 import nasflops as nf
 from nasflops import _core
 from bench_core import synthetic_batch
-folder, archs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 batch = synthetic_batch(archs, np.random.default_rng(seed))
 conv = nf.get_convention("flops")
 table = conv.weights if hasattr(conv, "weights") else conv.table   # named "table" before 0.2
@@ -65,13 +65,9 @@ class Version:
 
     def __init__(self, name: str, tree: Path, folder: Path, archs: int, seed: int):
         folder.mkdir()
-        # run as a script in the tree's benchmarks/, so that it imports that tree's bench_core
-        script = tree / "benchmarks" / f"_export_{os.getpid()}.py"
+        script = folder / "export.py"
         script.write_text(EXPORT)
-        try:
-            run = run_in_tree(tree, [str(script), str(folder), str(archs), str(seed)])
-        finally:
-            script.unlink()
+        run = run_in_tree(tree, [str(script), str(tree), str(folder), str(archs), str(seed)])
         if run.returncode != 0:
             sys.exit(f"exporting records from {tree} failed:\n{run.stderr[-3000:]}")
         info = json.loads(run.stdout.strip().splitlines()[-1])
