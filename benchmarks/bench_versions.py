@@ -2,10 +2,13 @@
 
 Runs a benchmark script alternately in a baseline checkout (built in
 place: ``python setup.py build_ext --inplace``) and in this tree, each
-version running its own copy of the script against its own package, ``--rounds`` times each, interleaved so that both see the same machine
-load, and reports per rate (every ``*_per_s`` key of the script's final JSON,
-nested lists of spaces included) the median of each version and their
-ratio, this tree over the baseline.
+version running its own copy of the script against its own package and
+search spaces (``_trees.run_in_tree``), ``--rounds`` times each,
+interleaved so that both see the same machine load, and reports per rate
+(every ``*_per_s`` key of the script's final JSON, nested lists of spaces
+included) the median of each version and their ratio, this tree over the
+baseline.  For the compiled core alone, ``bench_core_pair.py`` times both
+versions in one process, which resolves far smaller differences.
 
 Usage::
 
