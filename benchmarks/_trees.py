@@ -54,3 +54,10 @@ def describe(tree: Path) -> str:
     r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=tree,
                        capture_output=True, text=True)
     return r.stdout.strip() or "unknown"
+
+
+def add_baseline_argument(parser) -> None:
+    """``--baseline``: the checkout a version benchmark compares this tree against."""
+    parser.add_argument("--baseline", type=Path, required=True,
+                        help="a nasflops checkout built in place (python setup.py build_ext "
+                             "--inplace), to compare against")

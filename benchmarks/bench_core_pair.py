@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _trees import describe, run_in_tree
+from _trees import add_baseline_argument, describe, run_in_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,8 +109,7 @@ def check_agree(base: Version, cur: Version) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--baseline", type=Path, required=True,
-                   help="a nasflops checkout built in place, to compare against")
+    add_baseline_argument(p)
     p.add_argument("--archs", type=int, default=30_000, help="architectures per call (default: 30000)")
     p.add_argument("--pairs", type=int, default=41, help="timed pairs of calls (default: 41)")
     p.add_argument("--seed", type=int, default=0)

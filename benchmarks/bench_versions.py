@@ -29,7 +29,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from _trees import describe, run_in_tree
+from _trees import add_baseline_argument, describe, run_in_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,8 +62,7 @@ def rates(result, prefix: str = "") -> dict[str, float]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--baseline", type=Path, required=True,
-                   help="a nasflops checkout built in place, to compare against")
+    add_baseline_argument(p)
     p.add_argument("--rounds", type=int, default=3, help="runs of each version (default: 3)")
     p.add_argument("script", help="benchmark script in benchmarks/, e.g. bench_core.py")
     p.add_argument("args", nargs=argparse.REMAINDER, help="its arguments (after --)")
