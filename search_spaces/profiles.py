@@ -107,6 +107,11 @@ def path_counts(trellis: Trellis, mode: str, keep=None, groups=None) -> list:
     return out
 
 
+def _edges_key(edges: list) -> bytes:
+    """A group's edges as bytes: groups with equal keys have one distribution."""
+    return b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
+
+
 def _group_counts(trellis: Trellis, q: "_Question", over: str, what: str) -> list:
     """Exact number of candidates within the question's bounds, per group.
 
@@ -118,7 +123,7 @@ def _group_counts(trellis: Trellis, q: "_Question", over: str, what: str) -> lis
     counts, seen, scratch = [], {}, Scratch()
     for g in range(trellis.n_groups):
         edges = edges_of(trellis, g, q.value, over, q.keep)
-        key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
+        key = _edges_key(edges)
         if key not in seen:
             gd = group_dist(trellis, edges, "sum", what, dense=q.dense, cap=q.bound, whole=False,
                             scratch=scratch)
@@ -179,8 +184,7 @@ class Profile:
         self._edges, self._rep, seen = [], [], {}
         for g in range(trellis.n_groups):
             edges = edges_of(trellis, g, self._value, over)
-            key = b"".join(e.vals.tobytes() + e.mult.tobytes() for e in edges)
-            self._rep.append(seen.setdefault(key, g))
+            self._rep.append(seen.setdefault(_edges_key(edges), g))
             self._edges.append(edges)
         self._cache: dict = {}             # group -> its distribution, least recent first
         self._sizes: dict = {}             # group -> bytes of its distribution, once built
