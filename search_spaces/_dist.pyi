@@ -15,6 +15,15 @@ def accumulate_windows(src_k: list[I64], src_cnt: list[U64], part_src: I64, part
                        fits64: bool = False, cnt_stride: int = 2, acc_buffer: U64 | None = None
                        ) -> int: ...   # values written, -1 overflow; cnt_stride 1: 64-bit counts
 def lean_values(k: I64, c: U64, lo: int, g: int, out_val: I64, out_cnt: U64) -> None: ...
+def accumulate_bits(src_bits: list[U64 | None], src_k: list[I64 | None], src_cnt: list[U64],
+                    src_span: I64, part_src: I64, part_a: I64, part_b: I64, part_mult: U64,
+                    span: int, window: int, out_bits: U64, out_cnt: U64, out_info: I64,
+                    acc_buffer: U64 | None = None
+                    ) -> int: ...   # counts written; info: step, last point, total
+def bits_values(bits: U64, c: U64, lo: int, g: int, out_val: I64, out_cnt: U64) -> None: ...
+def bits_points(bits: U64, out_k: I64) -> None: ...     # the set bits, ascending
+def points_bits(k: I64, bits: U64) -> None: ...         # every word written
+def bits_rank(bits: U64, before: I64, counts: U64, cum: U64) -> None: ...
 def merge_shifted(src_ptr: I64, src_val: I64, src_cnt: U64, part_src: I64, part_shift: I64,
                   part_mult: U64, take_max: bool, out_val: I64, out_cnt: U64) -> int: ...
 def cumsum(c: U64, out: U64) -> bool: ...        # overflow

@@ -9,7 +9,7 @@ allocates Python objects in its loops, and every loop runs without the GIL.
 """
 import numpy as np
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
@@ -194,6 +194,45 @@ cdef extern from *:
         nf_avx512_ok = (v != 0 && __builtin_cpu_supports("avx512f")) ? 1 : 0;
         return old;
     }
+    /* A dense word's points (eight or more) with AVX-512: eight at a time,
+       their counts expanded from the packed ones to the lanes their bits set
+       and added to the accumulators at[0..63] (masked loads and stores: only
+       the set lanes are read and written; no branch per block). */
+    __attribute__((target("avx512f"))) static inline void nf_dense_word_avx512(
+            uint64_t* __restrict at, uint64_t word, const uint64_t* __restrict c) {
+        for (int q = 0; q < 8; q++, word >>= 8, at += 8) {
+            __mmask8 mk = (__mmask8)word;
+            int n = __builtin_popcount((unsigned)mk);
+            __m512i v = _mm512_maskz_loadu_epi64((__mmask8)((1u << n) - 1), (const void*)c);
+            v = _mm512_maskz_expand_epi64(mk, v);
+            __m512i x = _mm512_maskz_loadu_epi64(mk, (const void*)at);
+            _mm512_mask_storeu_epi64((void*)at, mk, _mm512_add_epi64(x, v));
+            c += n;
+        }
+    }
+    /* A word of 64 accumulators with AVX-512: its bits, its non-zero counts
+       packed from slot m (eight slots stored per block: the caller checked
+       that 64 more fit), the non-zero blocks cleared.  Returns the new count. */
+    __attribute__((target("avx512f"))) static int64_t nf_pack_bits_avx512(
+            uint64_t* __restrict acc, uint64_t* __restrict oc, int64_t m, uint64_t* word_out,
+            uint64_t* tot_io) {
+        const __m512i zero = _mm512_setzero_si512();
+        __m512i tot = zero;
+        uint64_t word = 0;
+        for (int q = 0; q < 8; q++) {
+            __m512i c = _mm512_loadu_si512((const void*)(acc + 8 * q));
+            __mmask8 nz = _mm512_test_epi64_mask(c, c);
+            if (!nz) continue;
+            word |= (uint64_t)nz << (8 * q);
+            _mm512_storeu_si512((void*)(oc + m), _mm512_maskz_compress_epi64(nz, c));
+            _mm512_storeu_si512((void*)(acc + 8 * q), zero);
+            tot = _mm512_add_epi64(tot, c);
+            m += __builtin_popcount((unsigned)nz);
+        }
+        *tot_io += (uint64_t)_mm512_reduce_add_epi64(tot);
+        *word_out = word;
+        return m;
+    }
     #else
     static int nf_set_avx512(int v) { (void)v; return 0; }
     #endif
@@ -252,6 +291,176 @@ cdef extern from *:
         if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
         return r;
     }
+    /* The bitmap form (a Lean): one bit per lattice point, the counts of the
+       set ones in order.  One part's accumulation into one window: the
+       source's points ks .. ke - 1 (the first of them count number ci) go
+       to acc[k * a + b], times mult.  A word of eight points or more is added
+       at once (nf_dense_word_avx512 where the CPU has AVX-512 and a == 1,
+       mult == 1; else point by point); a sparser word is decoded without a
+       branch into eight slots of p (its points, from word ks >> 6) and q
+       (their counts' numbers, from ci), the next word's overwriting those
+       past its last point, and the decoded points are added in one loop
+       after the words: no branch per point or word, where a loop over a
+       sparse word's bits would mispredict its end at every word.  p and q
+       hold the points plus 8.  The counts are prefetched NF_AHEAD_BYTES
+       ahead: a part's counts are a stream the hardware prefetcher restarts
+       at every 4 KiB page.  Returns the count number reached. */
+    #define NF_AHEAD_BYTES 4096
+    static inline __attribute__((always_inline)) int64_t nf_scatter_bits_body(
+            uint64_t* __restrict acc, const uint64_t* __restrict bits,
+            const uint64_t* __restrict c, int64_t ks, int64_t ke, int64_t ci, int64_t a,
+            int64_t b, uint64_t mult, uint32_t* __restrict p, uint32_t* __restrict q,
+            int avx512) {
+        int64_t w0 = ks >> 6, w1 = (ke - 1) >> 6, n = 0, ci0 = ci;
+        uint64_t first = ~0ULL << (ks & 63), last = ~0ULL >> (63 - ((ke - 1) & 63));
+        const char* ahead = (const char*)(c + ci);
+        int plain = a == 1 && mult == 1;
+        for (int64_t w = w0; w <= w1; w++) {
+            uint64_t word = bits[w];
+            if (w == w0) word &= first;
+            if (w == w1) word &= last;
+            int cnt = avx512 ? __builtin_popcountll(word) : (int)nf_popcount64(word);
+            if (cnt < 8) {                   /* sparse: decoded, added after the words */
+                uint32_t base = (uint32_t)((w - w0) << 6), q0 = (uint32_t)(ci - ci0);
+                for (int i = 0; i < 8; i++) {
+                    p[n + i] = base + (uint32_t)__builtin_ctzll(word | (1ULL << 63));
+                    q[n + i] = q0 + (uint32_t)i;
+                    word &= word - 1;
+                }
+                n += cnt;
+                ci += cnt;
+                continue;
+            }
+            for (; ahead < (const char*)(c + ci) + NF_AHEAD_BYTES; ahead += 64)
+                __builtin_prefetch(ahead);
+            #ifdef NF_HAVE_AVX512
+            if (avx512 && plain) {
+                nf_dense_word_avx512(acc + (w << 6) + b, word, c + ci);
+                ci += cnt;
+                continue;
+            }
+            #endif
+            if (plain) {
+                uint64_t* at = acc + (w << 6) + b;
+                for (; word; word &= word - 1)
+                    at[__builtin_ctzll(word)] += c[ci++];
+            } else {
+                for (; word; word &= word - 1)
+                    acc[((w << 6) + __builtin_ctzll(word)) * a + b] += c[ci++] * mult;
+            }
+        }
+        if (plain) {
+            uint64_t* at = acc + (w0 << 6) + b;
+            const uint64_t* c0 = c + ci0;
+            for (int64_t i = 0; i < n; i++)
+                at[p[i]] += c0[q[i]];
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                acc[((w0 << 6) + p[i]) * a + b] += c[ci0 + q[i]] * mult;
+        }
+        return ci;
+    }
+    static int64_t nf_scatter_bits_portable(uint64_t* acc, const uint64_t* bits,
+            const uint64_t* c, int64_t ks, int64_t ke, int64_t ci, int64_t a, int64_t b,
+            uint64_t mult, uint32_t* p, uint32_t* q) {
+        return nf_scatter_bits_body(acc, bits, c, ks, ke, ci, a, b, mult, p, q, 0);
+    }
+    #ifdef NF_HAVE_AVX512
+    __attribute__((target("avx512f,popcnt"))) static int64_t nf_scatter_bits_avx512(
+            uint64_t* acc, const uint64_t* bits, const uint64_t* c, int64_t ks, int64_t ke,
+            int64_t ci, int64_t a, int64_t b, uint64_t mult, uint32_t* p, uint32_t* q) {
+        return nf_scatter_bits_body(acc, bits, c, ks, ke, ci, a, b, mult, p, q, 1);
+    }
+    #endif
+    static int64_t nf_scatter_bits(uint64_t* acc, const uint64_t* bits, const uint64_t* c,
+                                   int64_t ks, int64_t ke, int64_t ci, int64_t a, int64_t b,
+                                   uint64_t mult, uint32_t* p, uint32_t* q) {
+        if (ks >= ke) return ci;
+        #ifdef NF_HAVE_AVX512
+        if (nf_avx512_ok < 0) nf_set_avx512(-1);
+        if (nf_avx512_ok)
+            return nf_scatter_bits_avx512(acc, bits, c, ks, ke, ci, a, b, mult, p, q);
+        #endif
+        return nf_scatter_bits_portable(acc, bits, c, ks, ke, ci, a, b, mult, p, q);
+    }
+    /* Write out the non-zero points of a window of 64-bit accumulators (from
+       point w0, a multiple of 64; n of them) as bits (the window's words of
+       obits) and counts (from slot m), and clear them.  One by one while the
+       gcd of the points' differences is not 1 (it is tracked: once 1, it
+       stays 1); then a word of 64 points at a time, its blocks of eight
+       packed with AVX-512 where the CPU has it and the output has room for
+       eight more slots (cap), else point by point without a branch (a
+       count is written at the next free slot, which only a non-zero one
+       takes: the output needs a slot past its last entry).  Returns the
+       new count. */
+    static __attribute__((noinline)) int64_t nf_sweep_bits(
+            uint64_t* __restrict acc, int64_t n, int64_t w0, uint64_t* __restrict obits,
+            uint64_t* __restrict oc, int64_t m, int64_t cap, int64_t* last_io, int64_t* h_io,
+            uint64_t* tot_io) {
+        int64_t last = *last_io, h = *h_io, j = 0;
+        uint64_t tot = *tot_io;
+        uint64_t* ob = obits + (w0 >> 6);
+        memset(ob, 0, (size_t)((n + 63) >> 6) * sizeof(uint64_t));
+        for (; j < n && h != 1; j++) {
+            uint64_t c = acc[j];
+            if (!c) continue;
+            int64_t k = w0 + j;
+            if (last >= 0) h = nf_gcd64(k - last, h);
+            last = k;
+            ob[j >> 6] |= 1ULL << (j & 63);
+            oc[m++] = c;
+            acc[j] = 0;
+            tot += c;
+        }
+        for (; j < n && (j & 63); j++) {        /* up to a word's start */
+            uint64_t c = acc[j];
+            ob[j >> 6] |= (uint64_t)(c != 0) << (j & 63);
+            oc[m] = c;
+            m += c != 0;
+            acc[j] = 0;
+            tot += c;
+        }
+        #ifdef NF_HAVE_AVX512
+        if (nf_avx512_ok < 0) nf_set_avx512(-1);
+        #endif
+        for (; j + 64 <= n; j += 64) {
+            uint64_t word = 0;
+            #ifdef NF_HAVE_AVX512
+            if (nf_avx512_ok && m + 64 <= cap) {
+                m = nf_pack_bits_avx512(acc + j, oc, m, &word, &tot);
+                ob[j >> 6] = word;
+                continue;
+            }
+            #endif
+            for (int q = 0; q < 64; q += 8) {
+                uint64_t any = 0;
+                for (int i = q; i < q + 8; i++) any |= acc[j + i];
+                if (!any) continue;
+                for (int i = q; i < q + 8; i++) {
+                    uint64_t c = acc[j + i];
+                    word |= (uint64_t)(c != 0) << i;
+                    oc[m] = c;
+                    m += c != 0;
+                    acc[j + i] = 0;
+                    tot += c;
+                }
+            }
+            ob[j >> 6] = word;
+        }
+        for (; j < n; j++) {                    /* the span's last, partial word */
+            uint64_t c = acc[j];
+            ob[j >> 6] |= (uint64_t)(c != 0) << (j & 63);
+            oc[m] = c;
+            m += c != 0;
+            acc[j] = 0;
+            tot += c;
+        }
+        /* the last point written: the highest set bit of the window's words */
+        for (int64_t w = ((n + 63) >> 6) - 1; w >= 0; w--)
+            if (ob[w]) { last = w0 + (w << 6) + 63 - __builtin_clzll(ob[w]); break; }
+        *last_io = last, *h_io = h, *tot_io = tot;
+        return m;
+    }
     """
     ctypedef unsigned long long u128 "nf_u128"
     bint u128_mul "nf_u128_mul"(u128 a, u128 b, u128* r) noexcept nogil
@@ -273,6 +482,14 @@ cdef extern from *:
                                  int64_t cap, int64_t* last_io, int64_t* h_io,
                                  uint64_t* tot_io) noexcept nogil
     int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
+    int64_t ctz64 "__builtin_ctzll"(uint64_t x) noexcept nogil
+    int64_t scatter_bits "nf_scatter_bits"(uint64_t* acc, const uint64_t* bits,
+                                           const uint64_t* c, int64_t ks, int64_t ke,
+                                           int64_t ci, int64_t a, int64_t b, uint64_t mult,
+                                           uint32_t* p, uint32_t* q) noexcept nogil
+    int64_t sweep_bits "nf_sweep_bits"(uint64_t* acc, int64_t n, int64_t w0, uint64_t* obits,
+                                       uint64_t* oc, int64_t m, int64_t cap, int64_t* last_io,
+                                       int64_t* h_io, uint64_t* tot_io) noexcept nogil
     int set_popcnt "nf_set_popcnt"(int v) noexcept nogil
     int set_avx512 "nf_set_avx512"(int v) noexcept nogil
     u128 rank_block "nf_rank_block"(const int64_t* off, const uint64_t* lc, int64_t i0,
@@ -402,7 +619,8 @@ cdef inline int64_t scatter128(uint64_t* acc, const int64_t* kp, const uint64_t*
 def lean_values(const int64_t[::1] k, const uint64_t[::1] c, int64_t lo, int64_t g,
                 int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
     """A lean distribution's values ``lo + k * g`` and its 64-bit counts as
-    128-bit ones, in one pass (a :class:`~.dists.Dist` made of a Lean, when first read)."""
+    128-bit ones, in one pass (a :class:`~.dists.Dist` made of a Lean, when
+    first read; :func:`bits_values` for the bitmap form)."""
     cdef Py_ssize_t i, n = k.shape[0]
     if c.shape[0] != n or out_val.shape[0] < n or out_cnt.shape[0] < n:
         raise ValueError("lean_values: shapes disagree")
@@ -411,6 +629,88 @@ def lean_values(const int64_t[::1] k, const uint64_t[::1] c, int64_t lo, int64_t
             out_val[i] = lo + k[i] * g
             out_cnt[i, 0] = c[i]
             out_cnt[i, 1] = 0
+
+
+def bits_values(const uint64_t[::1] bits, const uint64_t[::1] c, int64_t lo, int64_t g,
+                int64_t[::1] out_val, uint64_t[:, ::1] out_cnt):
+    """:func:`lean_values` of the bitmap form: the values ``lo + k * g`` of
+    the set bits ``k``."""
+    cdef Py_ssize_t i = 0, n = c.shape[0], w, W = bits.shape[0]
+    cdef uint64_t word
+    if out_val.shape[0] < n or out_cnt.shape[0] < n or _n_set(bits) != n:
+        raise ValueError("bits_values: shapes disagree")
+    with nogil:
+        for w in range(W):
+            word = bits[w]
+            while word:
+                out_val[i] = lo + ((w << 6) + ctz64(word)) * g
+                out_cnt[i, 0] = c[i]
+                out_cnt[i, 1] = 0
+                word &= word - 1
+                i += 1
+
+
+cdef Py_ssize_t _n_set(const uint64_t[::1] bits) noexcept:
+    cdef Py_ssize_t w, n = 0
+    with nogil:
+        for w in range(bits.shape[0]):
+            n += popcount64(bits[w])
+    return n
+
+
+def bits_points(const uint64_t[::1] bits, int64_t[::1] out_k):
+    """The set bits of ``bits``, ascending, into ``out_k`` (exactly as long)."""
+    cdef Py_ssize_t i = 0, w, W = bits.shape[0]
+    cdef uint64_t word
+    if _n_set(bits) != out_k.shape[0]:
+        raise ValueError("bits_points: out_k must hold exactly the set bits")
+    with nogil:
+        for w in range(W):
+            word = bits[w]
+            while word:
+                out_k[i] = (w << 6) + ctz64(word)
+                word &= word - 1
+                i += 1
+
+
+def points_bits(const int64_t[::1] k, uint64_t[::1] bits):
+    """The bits of the lattice points ``k`` (ascending, distinct, from 0),
+    every word of ``bits`` written."""
+    cdef Py_ssize_t n = k.shape[0], W = bits.shape[0], i
+    cdef int64_t prev = -1
+    cdef bint bad = False
+    if n and (k[0] < 0 or k[n - 1] >= 64 * W):
+        raise ValueError("points_bits: a point lies outside the bits")
+    with nogil:
+        if W:
+            memset(&bits[0], 0, W * sizeof(uint64_t))
+        for i in range(n):
+            if k[i] <= prev:
+                bad = True
+                break
+            prev = k[i]
+            bits[k[i] >> 6] |= (<uint64_t>1) << (k[i] & 63)
+    if bad:
+        raise ValueError("points_bits: points must be ascending and distinct")
+
+
+def bits_rank(const uint64_t[::1] bits, int64_t[::1] before, const uint64_t[::1] counts,
+              uint64_t[::1] cum):
+    """The rest of a rank index whose bits are given (:func:`rank_index`):
+    ``before[w]`` the set bits below word ``w``, and the inclusive running
+    sums of ``counts`` (one per set bit; their total below 2**64) to ``cum``."""
+    cdef Py_ssize_t W = bits.shape[0], n = counts.shape[0], w, i
+    cdef int64_t run = 0
+    cdef uint64_t tot = 0
+    if before.shape[0] != W or cum.shape[0] != n or _n_set(bits) != n:
+        raise ValueError("bits_rank: shapes disagree")
+    with nogil:
+        for w in range(W):
+            before[w] = run
+            run += popcount64(bits[w])
+        for i in range(n):
+            tot += counts[i]
+            cum[i] = tot
 
 
 def _source_addresses(list src_k, list src_cnt, int64_t cs):
@@ -552,6 +852,145 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     out_info[2] = <int64_t>lo64(tot)
     out_info[3] = <int64_t>hi64(tot)
     return -1 if ovf else m
+
+
+def _bit_sources(list src_bits, list src_k, list src_cnt, const int64_t[::1] src_span):
+    """Per source of :func:`accumulate_bits`: the address of its bits (or of
+    its points), of its counts, its length and its form (0 bits, 1 points),
+    checked to agree.  The caller keeps the arrays alive while it reads them."""
+    cdef Py_ssize_t S = len(src_bits), s
+    kp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    cp_a = np.zeros(max(S, 1), dtype=np.uint64)
+    n_a = np.zeros(max(S, 1), dtype=np.int64)
+    kind_a = np.zeros(max(S, 1), dtype=np.int64)
+    cdef uint64_t[::1] baddr = kp_a, caddr = cp_a
+    cdef int64_t[::1] slen = n_a, kind = kind_a
+    cdef const uint64_t[::1] bv
+    cdef const int64_t[::1] kv
+    cdef const uint64_t[::1] cv
+    for s in range(S):
+        cv = src_cnt[s]
+        if src_bits[s] is None:
+            kv = src_k[s]
+            if kv.shape[0] != cv.shape[0] or (kv.shape[0] and not (
+                    0 <= kv[0] and kv[kv.shape[0] - 1] < src_span[s])):
+                raise ValueError("accumulate_bits: a source's points, span and counts disagree")
+            kind[s] = 1
+            if kv.shape[0]:
+                baddr[s] = <uint64_t>&kv[0]
+        else:
+            bv = src_bits[s]
+            if not 0 <= src_span[s] <= 64 * bv.shape[0] or cv.shape[0] > src_span[s]:
+                raise ValueError("accumulate_bits: a source's bits, span and counts disagree")
+            if bv.shape[0]:
+                baddr[s] = <uint64_t>&bv[0]
+        slen[s] = cv.shape[0]
+        if cv.shape[0]:
+            caddr[s] = <uint64_t>&cv[0]
+    return kp_a, cp_a, n_a, kind_a
+
+
+def accumulate_bits(list src_bits, list src_k, list src_cnt, const int64_t[::1] src_span,
+                    const int64_t[::1] part_src, const int64_t[::1] part_a,
+                    const int64_t[::1] part_b, const uint64_t[::1] part_mult, int64_t span,
+                    int64_t window, uint64_t[::1] out_bits, uint64_t[::1] out_cnt,
+                    int64_t[::1] out_info, acc_buffer=None):
+    """:func:`accumulate_windows` in the bitmap form (:class:`~.dists.Lean`):
+    sources and output are a bit per lattice point and the 64-bit counts of
+    the set ones, in order.
+
+    Source ``s`` is ``src_bits[s]`` (uint64 words; its points are below
+    ``src_span[s]``) with ``src_cnt[s]`` (one count per set bit), or where
+    that is None, ``src_k[s]`` (its points, ascending int64) with
+    ``src_cnt[s]`` (one count each): a sparse source (read as
+    :func:`accumulate_windows` reads one).  Part
+    ``p`` sends point ``k`` of source ``part_src[p]`` to point ``k *
+    part_a[p] + part_b[p]`` (``0 <= ... < span``) with its count times
+    ``part_mult[p]``; the caller checked that the sum over parts of source
+    total times multiplicity is below 2**64.  Writes the ``ceil(span / 64)``
+    words of ``out_bits`` and the counts of the set bits to ``out_cnt``
+    (at least ``min(span, entries + 1)`` slots, ``entries`` the sum over
+    parts of their source's length); returns how many.  ``out_info`` (4
+    int64) receives the gcd of the differences between the points written
+    (0 for fewer than two), the last point, and the total count (word 2).
+    ``acc_buffer``: uint64 memory for the window's accumulators (at least
+    ``min(window, span)`` rounded up to 64 words, cleared here), else a new
+    one.  ``window`` must be a multiple of 64.
+    """
+    cdef Py_ssize_t P = part_src.shape[0], S = len(src_bits), p, s, n_entries = 0
+    cdef int64_t w0, w1, a, b, ke, m = 0, last = -1, h = 0
+    cdef uint64_t tot = 0
+    cdef Py_ssize_t n_words = (span + 63) // 64
+    if window <= 0 or window % 64 or span <= 0:
+        raise ValueError("accumulate_bits: window must be a positive multiple of 64, span positive")
+    if len(src_cnt) != S or len(src_k) != S or src_span.shape[0] != S \
+            or out_info.shape[0] < 4 or out_bits.shape[0] < n_words:
+        raise ValueError("accumulate_bits: shapes disagree")
+    kp_a, cp_a, n_a, kind_a = _bit_sources(src_bits, src_k, src_cnt, src_span)
+    cdef uint64_t[::1] baddr = kp_a, caddr = cp_a
+    cdef int64_t[::1] slen = n_a, kind = kind_a
+    for p in range(P):
+        if not 0 <= part_src[p] < S:
+            raise ValueError("accumulate_bits: a part's source is out of range")
+        s = part_src[p]
+        if part_a[p] < 0 or part_b[p] < 0 or (slen[s] and part_a[p] * (src_span[s] - 1)
+                                               + part_b[p] >= span):
+            raise ValueError("accumulate_bits: a part's points fall outside the span")
+        n_entries += slen[s]
+    if out_cnt.shape[0] < min(span, n_entries + 1):
+        raise ValueError("accumulate_bits: out_cnt is shorter than min(span, entries + 1)")
+    cdef Py_ssize_t n_acc = (min(window, span) + 63) // 64 * 64
+    if acc_buffer is None:
+        acc_a = np.zeros(n_acc, dtype=np.uint64)
+    else:
+        acc_a = acc_buffer[:n_acc]
+        if acc_a.shape[0] < n_acc:
+            raise ValueError("accumulate_bits: acc_buffer is shorter than the window")
+        acc_a[:] = 0
+    cdef uint64_t[::1] accv = acc_a
+    cdef uint64_t* acc = &accv[0]
+    ks_a = np.zeros(max(P, 1), dtype=np.int64)
+    ci_a = np.zeros(max(P, 1), dtype=np.int64)
+    cdef int64_t[::1] ks = ks_a, ci = ci_a
+    # a sparse word's points and counts' numbers, decoded (a window's worth, plus 8)
+    cdef uint32_t[::1] dec_p = np.empty(n_acc + 72, dtype=np.uint32)
+    cdef uint32_t[::1] dec_q = np.empty(n_acc + 72, dtype=np.uint32)
+    cdef uint64_t* oc = &out_cnt[0] if out_cnt.shape[0] else NULL
+    with nogil:
+        w0 = 0
+        while w0 < span:
+            w1 = w0 + window if w0 + window < span else span
+            for p in range(P):
+                s = part_src[p]
+                if slen[s] == 0:
+                    continue
+                a = part_a[p]
+                b = part_b[p]
+                if kind[s]:             # points: up to the first beyond the window
+                    ke = window_end(<const int64_t*>baddr[s], ci[p], slen[s], a, b - w0, w1 - w0)
+                    scatter64(acc, <const int64_t*>baddr[s], <const uint64_t*>caddr[s], 1, ci[p],
+                              ke, a, b - w0, part_mult[p])
+                    ci[p] = ke
+                    continue
+                if a == 0:              # one point, at b
+                    ke = src_span[s] if b < w1 else 0
+                else:                   # the points k with k * a + b < w1
+                    ke = (w1 - b + a - 1) // a if w1 > b else 0
+                    if ke > src_span[s]:
+                        ke = src_span[s]
+                if ke > ks[p]:
+                    ci[p] = scatter_bits(acc, <const uint64_t*>baddr[s],
+                                         <const uint64_t*>caddr[s], ks[p], ke, ci[p], a,
+                                         b - w0, part_mult[p], &dec_p[0], &dec_q[0])
+                    ks[p] = ke
+            m = sweep_bits(acc, w1 - w0, w0, &out_bits[0], oc, m, out_cnt.shape[0], &last, &h,
+                           &tot)
+            w0 = w1
+    out_info[0] = h
+    out_info[1] = last
+    out_info[2] = <int64_t>tot
+    out_info[3] = 0
+    return m
 
 
 cdef inline int64_t head_key(const int64_t* val, const int64_t* pos, const int64_t* shift,

@@ -102,9 +102,9 @@ class Dist:
         longer half through its lattice points and 64-bit cumulative counts
         alone (:meth:`rank_index`), so the widest halves never need them."""
         d = cls.__new__(cls)
-        d._values = d._counts = d._cum = d._rank = None
+        d._values = d._counts = d._cum = d._rank = d._k = None
         d._lean = lean
-        d._g, d._k, d._tot = (lean.g if len(lean) > 1 else 0), lean.k, lean.total
+        d._g, d._tot = (lean.g if len(lean) > 1 else 0), lean.total
         return d
 
     def _write_out(self) -> None:
@@ -112,7 +112,10 @@ class Dist:
         if lean is None:            # another thread wrote them out
             return
         v, c = np.empty(len(lean), np.int64), np.empty((len(lean), 2), np.uint64)
-        _dist.lean_values(lean.k, lean.c, lean.lo, lean.g, v, c)
+        if lean.bits is not None:
+            _dist.bits_values(lean.bits, lean.c, lean.lo, lean.g, v, c)
+        else:
+            _dist.lean_values(lean.k, lean.c, lean.lo, lean.g, v, c)
         # in this order: whoever sees the Lean gone finds both written
         self._counts = c
         self._values = v
@@ -142,7 +145,7 @@ class Dist:
     def last(self) -> int:
         """The largest value (of a non-empty distribution)."""
         lean = self._lean
-        return lean.lo + int(lean.k[-1]) * lean.g if lean is not None else int(self._values[-1])
+        return lean.lo + (lean.span - 1) * lean.g if lean is not None else int(self._values[-1])
 
     @classmethod
     def point(cls, value: int = 0, count: int = 1) -> "Dist":
@@ -168,7 +171,7 @@ class Dist:
         buffer's touched pages)."""
         lean = self._lean
         if lean is not None:
-            return lean.k.nbytes + lean.c.nbytes
+            return lean.nbytes
         return self._values.nbytes + self._counts.nbytes
 
     @property
@@ -183,7 +186,10 @@ class Dist:
         self._g, self._tot = _step_and_total(self.values, self.counts)
 
     def lattice_index(self) -> np.ndarray:
-        """``(values - values[0]) // step``: each value's point on its lattice."""
+        """``(values - values[0]) // step``: each value's point on its lattice
+        (of a :class:`Lean`: its set bits)."""
+        if self._k is None and self._lean is not None:
+            self._k = self._lean.points()
         if self._k is None:
             g = self.step
             self._k = (self.values - self.values[0]) // g if g else np.zeros(len(self), np.int64)
@@ -243,6 +249,13 @@ class Dist:
         below each 64-point word) and 64-bit cumulative counts (the total
         must be below 2**64); kept for the last ``h`` asked (pair queries)."""
         rank = self._rank
+        lean = self._lean
+        if (rank is None or rank[0] != h) and lean is not None and lean.bits is not None \
+                and (h == lean.g or len(lean) < 2):
+            before = np.empty(len(lean.bits), dtype=np.int64)    # its bits are the index's
+            cum = np.empty(len(lean), dtype=np.uint64)
+            _dist.bits_rank(lean.bits, before, lean.c, cum)
+            rank = self._rank = (h, lean.bits, before, cum)
         if rank is None or rank[0] != h:
             k = self.points_on(h)
             n_words = int(k[-1]) // 64 + 1
@@ -513,43 +526,96 @@ def _shrunk(a: np.ndarray, m: int) -> np.ndarray:
 
 class Lean:
     """A distribution between the steps of a dynamic program whose counts
-    all fit 64 bits: lattice points ``k`` (ascending, from the first value
-    ``lo``, on step ``g``; 0 for one value) and 64-bit counts ``c``.
+    all fit 64 bits: its values ``lo + k * g`` (``k`` from 0 to ``span - 1``
+    on the lattice of step ``g``, 0 for one value) and their 64-bit counts
+    ``c``, the points ``k`` held in one of two forms:
 
-    16 bytes an entry against a :class:`Dist`'s 32 (values, lattice points,
-    128-bit counts): half the memory each step writes and the next reads.
+    - ``bits`` (``k`` None): bit ``t`` of word ``t >> 6`` set when ``t`` is
+      a point, where a point in :data:`BITS_DENSITY` or more of the lattice
+      is taken: about 8 bytes an entry (a Dist's values, lattice points and
+      128-bit counts take 32), what each step of the program writes and the
+      next reads;
+    - ``k`` (``bits`` None): the points, ascending int64, where fewer are
+      (a bitmap would be mostly empty words).
+
     Steps combine them with :func:`combine_lean`; :meth:`dist` makes the
     :class:`Dist` at the end.
 
     Examples
     --------
     >>> a = Lean.of(Dist(np.array([0, 10]), from_ints([1, 2])))
+    >>> a.bits.tolist(), a.k, a.c.tolist(), a.span
+    ([3], None, [1, 2], 2)
     >>> b = combine_lean([(a, 5, 3), (a, 0, 1)])
     >>> d = b.dist()
     >>> d.values.tolist(), as_ints(d.counts).tolist(), d.total == b.total == 12
     ([0, 5, 10, 15], [1, 3, 2, 6], True)
+    >>> Lean.of(Dist(np.array([0, 3, 1000]), from_ints([1, 1, 1]))).k.tolist()   # sparse
+    [0, 3, 1000]
     """
 
-    __slots__ = ("k", "c", "lo", "g", "total")
+    __slots__ = ("bits", "k", "c", "lo", "g", "total", "span")
 
-    def __init__(self, k: np.ndarray, c: np.ndarray, lo: int, g: int, total: int):
-        self.k, self.c, self.lo, self.g, self.total = k, c, int(lo), int(g), int(total)
+    def __init__(self, bits: Optional[np.ndarray], k: Optional[np.ndarray], c: np.ndarray,
+                 lo: int, g: int, total: int, span: int):
+        self.bits, self.k, self.c, self.lo, self.g = bits, k, c, int(lo), int(g)
+        self.total, self.span = int(total), int(span)
+
+    @classmethod
+    def of_points(cls, k: np.ndarray, c: np.ndarray, lo: int, g: int, total: int) -> "Lean":
+        """From points ``k`` (from 0): as a bitmap where they are dense enough."""
+        span = int(k[-1]) + 1 if len(k) else 0
+        if span > len(k) * BITS_DENSITY:
+            return cls(None, k, c, lo, g, total, span)
+        bits = np.empty((span + 63) // 64, dtype=np.uint64)
+        _dist.points_bits(np.ascontiguousarray(k), bits)
+        return cls(bits, None, c, lo, g, total, span)
+
+    @classmethod
+    def of_bits(cls, bits: np.ndarray, c: np.ndarray, lo: int, g: int, total: int,
+                span: int) -> "Lean":
+        """From a bitmap: as points where they are too sparse for one."""
+        bits = bits[:(span + 63) // 64]
+        if span > len(c) * BITS_DENSITY:
+            k = np.empty(len(c), dtype=np.int64)
+            _dist.bits_points(bits, k)
+            return cls(None, k, c, lo, g, total, span)
+        return cls(bits, None, c, lo, g, total, span)
 
     def __len__(self) -> int:
-        return len(self.k)
+        return len(self.c)
+
+    @property
+    def nbytes(self) -> int:
+        return (self.bits if self.k is None else self.k).nbytes + self.c.nbytes
 
     @classmethod
     def of(cls, d: Dist) -> "Lean":
         """``d`` in the lean form (its total must be below 2**64)."""
         if d.total >= 1 << 64:
             raise OverflowError("a lean distribution's total must be below 2**64")
-        return cls(d.lattice_index(), np.ascontiguousarray(d.counts[:, 0]), d.first, d.step,
-                   d.total)
+        return cls.of_points(d.lattice_index(), np.ascontiguousarray(d.counts[:, 0]), d.first,
+                             d.step, d.total)
+
+    def points(self) -> np.ndarray:
+        """Its lattice points, int64, ascending (of a bitmap: decoded)."""
+        if self.k is not None:
+            return self.k
+        k = np.empty(len(self), dtype=np.int64)
+        _dist.bits_points(self.bits, k)
+        return k
 
     def dist(self) -> Dist:
         """The :class:`Dist` (:meth:`Dist.of_lean`: its values and 128-bit
         counts written out when first read)."""
         return Dist.of_lean(self)
+
+
+#: the share of its lattice a :class:`Lean`'s points take, 1 in this many,
+#: from which they are held as a bitmap (a word per 64 points) rather than
+#: as int64 points: a bitmap's words cost more to scan than its points to
+#: read below it
+BITS_DENSITY = 16
 
 
 class NotLean(ArithmeticError):
@@ -569,28 +635,47 @@ def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profil
         return parts[0][0]          # unchanged: share it (read-only)
     if sum(d.total * m for d, _, m in parts) >= 1 << 64:
         raise NotLean(f"{what}: a step's total reaches 2**64")
-    lat = _Lattice([(d.lo + s, d.lo + int(d.k[-1]) * d.g + s, d.g, len(d)) for d, s, _ in parts],
+    lat = _Lattice([(d.lo + s, d.lo + (d.span - 1) * d.g + s, d.g, len(d)) for d, s, _ in parts],
                    limit, what)
     if lat.sparse:                   # a sparse lattice: merged as distributions
         return Lean.of(_merge([(d.dist(), s, m) for d, s, m in parts], "sum", what))
     srcs, src_of, _ = _sources(parts)
-    lo, g, cap = lat.lo, lat.g, lat.cap
-    n_acc = 2 * min(WINDOW, lat.span)
-    out_k, out_c, acc = (scratch.words(cap, cap, n_acc) if scratch is not None else
-                         (np.empty(cap, np.uint64), np.empty(cap, np.uint64), None))
-    out_k = out_k.view(np.int64)
+    mult = np.array([x for _, _, x in parts], dtype=np.uint64)
+    n_acc = (min(WINDOW, lat.span) + 63) // 64 * 64
     info = np.zeros(4, dtype=np.int64)
-    m = _dist.accumulate_windows(
-        [d.k for d in srcs], [d.c for d in srcs], src_of, lat.a, lat.b,
-        np.array([x for _, _, x in parts], dtype=np.uint64), lat.span, lo, max(g, 1), WINDOW,
-        np.empty(0, dtype=np.int64), out_c, out_k, info, True, 1, acc)
+    # the result's points take under 1 / BITS_DENSITY of its lattice even if
+    # all are distinct: written as points, from its parts' points
+    as_points = lat.span > BITS_DENSITY * lat.n
+    if as_points:
+        out_k, out_c, acc = (scratch.words(lat.cap, lat.cap, 2 * n_acc) if scratch is not None
+                             else (np.empty(lat.cap, np.uint64), np.empty(lat.cap, np.uint64),
+                                   None))
+        out_k = out_k.view(np.int64)
+        m = _dist.accumulate_windows(
+            [d.points() for d in srcs], [d.c for d in srcs], src_of, lat.a, lat.b, mult,
+            lat.span, lat.lo, max(lat.g, 1), WINDOW, np.empty(0, dtype=np.int64), out_c, out_k,
+            info, True, 1, acc)
+    else:
+        out_bits, out_c, acc = (scratch.words((lat.span + 63) // 64, lat.cap, n_acc)
+                                if scratch is not None else
+                                (np.empty((lat.span + 63) // 64, np.uint64),
+                                 np.empty(lat.cap, np.uint64), None))
+        m = _dist.accumulate_bits(
+            [d.bits for d in srcs], [d.k for d in srcs], [d.c for d in srcs],
+            np.array([d.span for d in srcs], np.int64), src_of, lat.a, lat.b, mult, lat.span,
+            WINDOW, out_bits, out_c, info, acc)
     del acc                           # back to the scratch
     _Lattice.check_found(m, limit, what)
-    k, c = out_k[:m], out_c[:m]
-    h = int(info[0])                  # the output's step, in lattice points
-    if h > 1:                         # a coarser lattice than the parts': its own
-        k = k // h
-    return Lean(k, c, lo, h * max(g, 1) if m > 1 else 0, as_int(info[2:].view(np.uint64)))
+    h, total, c = int(info[0]), int(info[2:].view(np.uint64)[0]), out_c[:m]
+    g = h * max(lat.g, 1) if m > 1 else 0
+    if as_points or h > 1:            # h > 1: a coarser lattice than the parts', its own
+        if as_points:
+            k = out_k[:m]
+        else:
+            k = np.empty(m, dtype=np.int64)
+            _dist.bits_points(out_bits[:(int(info[1]) + 64) // 64], k)
+        return Lean.of_points(k // h if h > 1 else k, c, lat.lo, g, total)
+    return Lean.of_bits(out_bits, c, lat.lo, g, total, int(info[1]) + 1)
 
 
 def combine(parts: Sequence, how: str = "sum", limit: int = SPARSE_LIMIT,

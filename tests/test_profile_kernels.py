@@ -4,7 +4,8 @@
   per-point pointers) equal the one-pass-per-point kernel and a brute-force
   double sum, with counts and sums beyond 2**64;
 * accumulation: the 64-bit loop equals the 128-bit one and a brute-force
-  convolution, its step and total too; 128-bit counts stay exact;
+  convolution, its step and total too; 128-bit counts stay exact; the
+  bitmap form (lean steps) equals brute force, sources as bits or points;
 * halves made of independent segments equal the enumeration of small
   spaces (profile, count within a budget through the CLI's shared pass),
   and on OFA-MBv3 at 224 px the halves from both ends, point for point
@@ -395,6 +396,143 @@ def test_lean_sweep_equals_the_two_word_sweep(seed, avx512):
     assert as_int(np.array(info[2:]).astype(np.uint64)) == sum(want.values())
 
 
+def _bits_of(k: np.ndarray, span: int) -> np.ndarray:
+    bits = np.zeros((span + 63) // 64, dtype=np.uint64)
+    for x in k.tolist():
+        bits[x >> 6] |= np.uint64(1 << (x & 63))
+    return bits
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("avx512", [-1, 0], ids=["cpu", "portable"])
+def test_bitmap_accumulation_equals_brute_force(seed, avx512):
+    """accumulate_bits (the bitmap form of the lean steps) writes the bits,
+    counts, step, last point and total of a brute-force sum: sources as
+    bitmaps or as points, sparse to full (words of one point, of eight, of
+    64), parts of stride 0 (one point), 1 and 3, multiplicities 1 or more,
+    windows of 64 and 128 points and beyond the span, outputs of exactly
+    the capacity it asks for; the portable loops equal the AVX-512 ones.  A
+    lattice whose points stay two apart keeps its step 2."""
+    rng = np.random.default_rng(300 + seed)
+    density = [0.01, 0.12, 0.5, 1.0][seed % 4]
+    spread = 2 if seed in (5, 11) else 1            # every point even: the step stays 2
+    srcs = []
+    for i in range(int(rng.integers(1, 4))):
+        n_pts = int(rng.integers(1, 700)) if i or seed % 3 else 1    # a one-point source
+        k = np.flatnonzero(rng.random(n_pts) < density).astype(np.int64) * spread
+        k = k if len(k) else np.array([0], dtype=np.int64)
+        c = rng.integers(1, 1 << 40, size=len(k)).astype(np.uint64)
+        srcs.append((k, c, int(k[-1]) + 1, bool(rng.integers(0, 2))))   # as points or as bits
+    n_parts = int(rng.integers(1, 12))
+    part_src = rng.integers(0, len(srcs), size=n_parts).astype(np.int64)
+    part_a = np.array([0 if srcs[s][2] == 1 else (1 if seed % 2 or spread == 2 else
+                                                  int(rng.choice([1, 3]))) for s in part_src],
+                      dtype=np.int64)
+    part_b = rng.integers(0, 300, size=n_parts).astype(np.int64) * spread
+    part_mult = (np.ones(n_parts) if seed % 4 == 1 else
+                 rng.integers(1, 9, size=n_parts)).astype(np.uint64)
+    want = Counter()
+    for s, a, b, x in zip(part_src, part_a, part_b, part_mult):
+        for k, c in zip(*srcs[s][:2]):
+            want[int(k) * int(a) + int(b)] += int(c) * int(x)
+    want = dict(sorted(want.items()))
+    span = max(want) + 1
+    n_entries = sum(len(srcs[s][0]) for s in part_src)
+    cap = min(span, n_entries + 1)
+    outs = []
+    old = _dist.use_avx512(avx512)
+    try:
+        for window in (64, 128, 1 << 16):
+            bits, cnt = np.empty((span + 63) // 64, np.uint64), np.empty(cap, np.uint64)
+            info = np.zeros(4, np.int64)
+            m = _dist.accumulate_bits(
+                [_bits_of(k, n) if as_bits else None for k, _, n, as_bits in srcs],
+                [k for k, *_ in srcs], [c for _, c, *_ in srcs],
+                np.array([n for _, _, n, _ in srcs], np.int64), part_src, part_a, part_b,
+                part_mult, span, window, bits, cnt, info)
+            outs.append((bits.tolist(), cnt[:m].tolist(), info.tolist()))
+    finally:
+        _dist.use_avx512(old)
+    assert outs[0] == outs[1] == outs[2]
+    bits, counts, info = outs[0]
+    assert bits == _bits_of(np.array(list(want), dtype=np.int64), span).tolist()
+    assert counts == list(want.values())
+    points = list(want)
+    assert info[0] == (int(np.gcd.reduce(np.diff(points))) if len(points) > 1 else 0)
+    if spread == 2:
+        assert info[0] % 2 == 0
+    assert info[1] == points[-1] and info[2] == sum(want.values()) and info[3] == 0
+
+
+def test_bitmap_kernels_refuse_what_they_cannot_read():
+    """The bitmap kernels name what disagrees instead of reading out of bounds."""
+    k, c = np.array([0, 5, 70], np.int64), np.ones(3, np.uint64)
+    bits = _bits_of(k, 71)
+    out_k = np.empty(3, np.int64)
+    _dist.bits_points(bits, out_k)
+    assert out_k.tolist() == k.tolist()
+    with pytest.raises(ValueError, match="exactly the set bits"):
+        _dist.bits_points(bits, np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="outside the bits"):
+        _dist.points_bits(np.array([0, 200], np.int64), np.empty(2, np.uint64))
+    with pytest.raises(ValueError, match="ascending and distinct"):
+        _dist.points_bits(np.array([5, 5], np.int64), np.empty(2, np.uint64))
+    with pytest.raises(ValueError, match="shapes disagree"):
+        _dist.bits_values(bits, np.ones(2, np.uint64), 0, 1, np.empty(3, np.int64),
+                          np.empty((3, 2), np.uint64))
+    with pytest.raises(ValueError, match="shapes disagree"):
+        _dist.bits_rank(bits, np.empty(1, np.int64), c, np.empty(3, np.uint64))
+    args = dict(part_src=np.zeros(1, np.int64), part_a=np.ones(1, np.int64),
+                part_mult=np.ones(1, np.uint64), window=64, out_bits=np.empty(2, np.uint64),
+                out_cnt=np.empty(4, np.uint64), out_info=np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="fall outside the span"):
+        _dist.accumulate_bits([bits], [None], [c], np.array([71]), part_b=np.array([1]),
+                              span=71, **args)
+    with pytest.raises(ValueError, match="bits, span and counts disagree"):
+        _dist.accumulate_bits([bits], [None], [c], np.array([200]), part_b=np.array([0]),
+                              span=71, **args)
+    with pytest.raises(ValueError, match="points, span and counts disagree"):
+        _dist.accumulate_bits([None], [k], [c], np.array([70]), part_b=np.array([0]),
+                              span=71, **args)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        _dist.accumulate_bits([bits], [None], [c], np.array([71]), part_b=np.array([0]),
+                              span=71, **{**args, "window": 100})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lean_forms_hold_the_same_distribution(seed):
+    """A Lean's bitmap and points forms hold the same values, counts, rank
+    index and lattice points; each form is chosen by the share of the
+    lattice its points take (BITS_DENSITY), and combining parts of either
+    form gives the same distribution."""
+    rng = np.random.default_rng(400 + seed)
+    step = [1, 4, 6][seed % 3]
+    spread = [2, 40, 4000][seed % 3]              # dense, at the threshold, sparse
+    k = np.unique(rng.integers(0, spread * 50, size=50)).astype(np.int64)
+    d = Dist(-7 + k * step, from_ints(rng.integers(1, 1 << 30, size=len(k)).tolist()))
+    lean = dists.Lean.of(d)
+    g = d.step
+    pts = d.lattice_index()
+    span = int(pts[-1]) + 1
+    as_bits = dists.Lean(_bits_of(pts, span), None, lean.c, lean.lo, g, lean.total, span)
+    as_k = dists.Lean(None, pts, lean.c, lean.lo, g, lean.total, span)
+    assert (lean.bits is None) == (span > dists.BITS_DENSITY * len(d))
+    for form in (as_bits, as_k):
+        e = form.dist()
+        assert e.values.tolist() == d.values.tolist()
+        assert as_ints(e.counts).tolist() == as_ints(d.counts).tolist()
+        assert form.points().tolist() == pts.tolist() and e.step == g
+        bits, before, cum = form.dist().rank_index(g)
+        assert bits.tolist() == _bits_of(pts, span).tolist()
+        assert before.tolist() == [int(np.sum(pts < 64 * w)) for w in range(len(bits))]
+        assert cum.tolist() == np.cumsum(lean.c).tolist()
+    parts = [(as_bits, 0, 2), (as_k, 3 * g, 1), (as_bits, 5 * g, 3)]
+    want = combine([(d, 0, 2), (d, 3 * g, 1), (d, 5 * g, 3)])
+    got = dists.combine_lean(parts).dist()
+    assert got.values.tolist() == want.values.tolist()
+    assert as_ints(got.counts).tolist() == as_ints(want.counts).tolist()
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_pair_counts_leave_lean_halves_unwritten(seed):
     """A pair query reads the longer half, made of a Lean, through its
@@ -410,7 +548,8 @@ def test_pair_counts_leave_lean_halves_unwritten(seed):
     long_ = _rand_dist(rng, int(rng.integers(60, 400)), step * (2 if finer else 1),
                        int(rng.integers(-50, 50)) * step, 1 << 20)
     lazy = dists.Lean.of(long_).dist()
-    assert lazy._values is None and lazy.nbytes == 16 * len(long_)
+    span = int(long_.lattice_index()[-1]) + 1          # its bits, and a 64-bit count a value
+    assert lazy._values is None and lazy.nbytes == 8 * ((span + 63) // 64) + 8 * len(long_)
     pts = sorted(int(x) for x in rng.integers(long_.values[0] + short.values[0] - 5,
                                               long_.values[-1] + short.values[-1] + 5, 25))
     want = _brute(short, long_, pts)
