@@ -739,6 +739,18 @@ def _source_addresses(list src_k, list src_cnt, int64_t cs):
     return kp_a, cp_a, n_a
 
 
+def _accumulators(acc_buffer, Py_ssize_t n_acc, str who):
+    """``n_acc`` cleared uint64 accumulators: the start of ``acc_buffer``
+    (memory a :class:`~.dists.Scratch` reuses), else new ones."""
+    if acc_buffer is None:
+        return np.zeros(n_acc, dtype=np.uint64)
+    acc_a = acc_buffer[:n_acc]
+    if acc_a.shape[0] < n_acc:
+        raise ValueError(f"{who}: acc_buffer is shorter than the window's {n_acc} accumulators")
+    acc_a[:] = 0
+    return acc_a
+
+
 def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
                        const int64_t[::1] part_a, const int64_t[::1] part_b,
                        const uint64_t[::1] part_mult, int64_t span, int64_t lo, int64_t g,
@@ -800,14 +812,7 @@ def accumulate_windows(list src_k, list src_cnt, const int64_t[::1] part_src,
     cdef const int64_t* kp
     cdef const uint64_t* cp
     pos_a = np.zeros(max(P, 1), dtype=np.int64)
-    cdef Py_ssize_t n_acc = 2 * max(min(window, span), 1)
-    if acc_buffer is None:
-        acc_a = np.zeros(n_acc, dtype=np.uint64)
-    else:
-        acc_a = acc_buffer[:n_acc]
-        if acc_a.shape[0] < n_acc:
-            raise ValueError("accumulate_windows: acc_buffer is shorter than 2 * min(window, span)")
-        acc_a[:] = 0
+    acc_a = _accumulators(acc_buffer, 2 * max(min(window, span), 1), "accumulate_windows")
     cdef int64_t[::1] pos = pos_a
     cdef uint64_t[::1] accv = acc_a
     cdef uint64_t* acc = &accv[0]
@@ -940,13 +945,7 @@ def accumulate_bits(list src_bits, list src_k, list src_cnt, const int64_t[::1] 
     if out_cnt.shape[0] < min(span, n_entries + 1):
         raise ValueError("accumulate_bits: out_cnt is shorter than min(span, entries + 1)")
     cdef Py_ssize_t n_acc = (min(window, span) + 63) // 64 * 64
-    if acc_buffer is None:
-        acc_a = np.zeros(n_acc, dtype=np.uint64)
-    else:
-        acc_a = acc_buffer[:n_acc]
-        if acc_a.shape[0] < n_acc:
-            raise ValueError("accumulate_bits: acc_buffer is shorter than the window")
-        acc_a[:] = 0
+    acc_a = _accumulators(acc_buffer, n_acc, "accumulate_bits")
     cdef uint64_t[::1] accv = acc_a
     cdef uint64_t* acc = &accv[0]
     ks_a = np.zeros(max(P, 1), dtype=np.int64)
