@@ -531,8 +531,8 @@ class Lean:
     ``c``, the points ``k`` held in one of two forms:
 
     - ``bits`` (``k`` None): bit ``t`` of word ``t >> 6`` set when ``t`` is
-      a point, where a point in :data:`BITS_DENSITY` or more of the lattice
-      is taken: about 8 bytes an entry (a Dist's values, lattice points and
+      a point, where one lattice point in :data:`BITS_DENSITY` or more is
+      taken: about 8 bytes an entry (a Dist's values, lattice points and
       128-bit counts take 32), what each step of the program writes and the
       next reads;
     - ``k`` (``bits`` None): the points, ascending int64, where fewer are
@@ -626,8 +626,12 @@ def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profil
                  scratch: Optional[Scratch] = None) -> Optional[Lean]:
     """:func:`combine` (by sum) of lean ``(dist, shift, mult)`` parts, into a
     :class:`Lean`: the windowed accumulation reads and writes one 64-bit word
-    per count and no values.  Raises :class:`NotLean` when the result's total
-    would reach 2**64; a sparse lattice is merged as :class:`Dist` instead."""
+    per count and no values, the points as bits
+    (:func:`~._dist.accumulate_bits`, parts of either form) unless the result
+    is bound to be sparser than :data:`BITS_DENSITY` (then as int64 points,
+    :func:`~._dist.accumulate_windows`).  Raises :class:`NotLean` when the
+    result's total would reach 2**64; a sparse lattice is merged as
+    :class:`Dist` instead."""
     parts = [(d, int(s), int(m)) for d, s, m in parts if d is not None and len(d) and m]
     if not parts:
         return None
