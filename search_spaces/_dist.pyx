@@ -389,7 +389,7 @@ cdef extern from *:
        gcd of the points' differences is not 1 (it is tracked: once 1, it
        stays 1); then a word of 64 points at a time, its blocks of eight
        packed with AVX-512 where the CPU has it and the output has room for
-       eight more slots (cap), else point by point without a branch (a
+       64 more slots (cap), else point by point without a branch (a
        count is written at the next free slot, which only a non-zero one
        takes: the output needs a slot past its last entry).  Returns the
        new count. */
