@@ -24,6 +24,7 @@ def bits_values(bits: U64, c: U64, lo: int, g: int, out_val: I64, out_cnt: U64) 
 def bits_points(bits: U64, out_k: I64) -> None: ...     # the set bits, ascending
 def points_bits(k: I64, bits: U64) -> None: ...         # every word written
 def bits_rank(bits: U64, before: I64, counts: U64, cum: U64) -> None: ...
+def bits_upto(bits: U64, kb: int, out_bits: U64) -> tuple[int, int]: ...   # (set bits <= kb, last)
 def merge_shifted(src_ptr: I64, src_val: I64, src_cnt: U64, part_src: I64, part_shift: I64,
                   part_mult: U64, take_max: bool, out_val: I64, out_cnt: U64) -> int: ...
 def cumsum(c: U64, out: U64) -> bool: ...        # overflow

@@ -483,6 +483,7 @@ cdef extern from *:
                                  uint64_t* tot_io) noexcept nogil
     int64_t popcount64 "nf_popcount64"(uint64_t x) noexcept nogil
     int64_t ctz64 "__builtin_ctzll"(uint64_t x) noexcept nogil
+    int64_t clz64 "__builtin_clzll"(uint64_t x) noexcept nogil
     int64_t scatter_bits "nf_scatter_bits"(uint64_t* acc, const uint64_t* bits,
                                            const uint64_t* c, int64_t ks, int64_t ke,
                                            int64_t ci, int64_t a, int64_t b, uint64_t mult,
@@ -692,6 +693,24 @@ def points_bits(const int64_t[::1] k, uint64_t[::1] bits):
             bits[k[i] >> 6] |= (<uint64_t>1) << (k[i] & 63)
     if bad:
         raise ValueError("points_bits: points must be ascending and distinct")
+
+
+def bits_upto(const uint64_t[::1] bits, int64_t kb, uint64_t[::1] out_bits):
+    """The set bits ``<= kb`` of ``bits`` into ``out_bits`` (``kb // 64 + 1``
+    words, all written); returns ``(how many, the last of them)`` (-1: none)."""
+    cdef Py_ssize_t W = kb // 64 + 1, w
+    cdef int64_t n = 0, last = -1
+    if kb < 0 or out_bits.shape[0] != W or W > bits.shape[0]:
+        raise ValueError("bits_upto: shapes disagree")
+    with nogil:
+        for w in range(W):
+            out_bits[w] = bits[w]
+        out_bits[W - 1] &= ~0ULL >> (63 - (kb & 63))
+        for w in range(W):
+            n += popcount64(out_bits[w])
+            if out_bits[w]:
+                last = (w << 6) + 63 - clz64(out_bits[w])
+    return n, last
 
 
 def bits_rank(const uint64_t[::1] bits, int64_t[::1] before, const uint64_t[::1] counts,

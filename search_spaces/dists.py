@@ -597,6 +597,34 @@ class Lean:
         return cls.of_points(d.lattice_index(), np.ascontiguousarray(d.counts[:, 0]), d.first,
                              d.step, d.total)
 
+    def upto(self, bound: int) -> Optional["Lean"]:
+        """Its values ``<= bound`` with their counts (None: none), on the same
+        step (a common one, not always the largest of the values kept), the
+        counts viewed, not copied.
+
+        >>> a = Lean.of(Dist(np.array([0, 10, 20]), from_ints([1, 2, 3])))
+        >>> b = a.upto(15)
+        >>> b.dist().values.tolist(), b.c.tolist(), b.total, a.upto(-1)
+        ([0, 10], [1, 2], 3, None)
+        """
+        if bound < self.lo:
+            return None
+        kb = (bound - self.lo) // self.g if self.g else 0
+        if kb >= self.span - 1:
+            return self
+        if self.k is not None:
+            n = int(np.searchsorted(self.k, kb, side="right"))
+            bits, k, span = None, self.k[:n], int(self.k[n - 1]) + 1
+        else:
+            bits, k = np.empty(kb // 64 + 1, dtype=np.uint64), None
+            n, last = _dist.bits_upto(self.bits, kb, bits)
+            span = last + 1
+        c = self.c[:n]
+        total = int(c.sum(dtype=np.uint64))     # below 2**64, as its own
+        g = self.g if n > 1 else 0
+        return Lean.of_bits(bits, c, self.lo, g, total, span) if k is None else \
+            Lean(None, k, c, self.lo, g, total, span)
+
     def points(self) -> np.ndarray:
         """Its lattice points, int64, ascending (of a bitmap: decoded)."""
         if self.k is not None:

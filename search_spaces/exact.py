@@ -260,11 +260,12 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         halves = _try_segments(trellis, edges, what, many=whole, scratch=scratch)
         if halves is not None:
             return GroupDist(None, left=[halves[0]], right=[halves[1]], split=-1)
-    fwd, bwd = {0: one}, {K: one}
-    kf, kb = 0, K
-    # only the frontiers stay: the steps behind them write into reused memory
-    # (with ``keep`` every boundary stays, held for sampling: fresh memory)
+    # only the frontiers stay: the steps behind them write into reused memory,
+    # lean (with ``keep`` every boundary stays, held for sampling: fresh memory)
     sc = None if keep else (scratch if scratch is not None else Scratch())
+    start = [Lean.of(one[0])] if sc is not None and how == "sum" else one
+    fwd, bwd = {0: start}, {K: start}
+    kf, kb = 0, K
 
     def size(ds):
         return sum(len(d) for d in ds if d is not None)
@@ -274,12 +275,12 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         for side in order:
             try:
                 if side == "f":
-                    fwd[kf + 1] = _forward(trellis, edges, how, fwd[kf], kf, kf + 1, what, True,
-                                           fcaps, sc)[-1]
+                    fwd[kf + 1] = _frontier_step(trellis, edges, how, fwd[kf], kf, True, what,
+                                                 fcaps, sc)
                     kf += 1
                 else:
-                    bwd[kb - 1] = _backward(trellis, edges, how, bwd[kb], kb, kb - 1, what, True,
-                                            bcaps, sc)[0]
+                    bwd[kb - 1] = _frontier_step(trellis, edges, how, bwd[kb], kb - 1, False,
+                                                 what, bcaps, sc)
                     kb -= 1
                 break
             except TooLarge:
@@ -288,11 +289,50 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
         if not keep:  # only the frontier is needed
             fwd = {kf: fwd[kf]}
             bwd = {kb: bwd[kb]}
-    gd = GroupDist(None, left=fwd[kf], right=bwd[kb], split=kf)
+    gd = GroupDist(None, left=_dists(fwd[kf]), right=_dists(bwd[kb]), split=kf)
     if keep:
         gd.forward = [fwd[k] for k in range(kf + 1)]
         gd.backward = [bwd[k] for k in range(kb, K + 1)]
     return gd
+
+
+def _frontier_step(trellis: Trellis, edges: list, how: str, cur: list, k: int, forward: bool,
+                   what: str, caps, scratch: Optional[Scratch]) -> list:
+    """Step ``k`` of the programs from both ends, from the distributions
+    ``cur`` (forward: of boundary ``k``, else of ``k + 1``): lean
+    (:func:`~.dists.combine_lean`, into ``scratch``) while they are
+    :class:`~.dists.Lean` and every total stays below 2**64, as
+    distributions from the step where one may not."""
+    if all(d is None or isinstance(d, Lean) for d in cur) and how == "sum":
+        step, e = trellis.steps[k], edges[k]
+        into, src, n, cap = ((step.dst, step.src, step.n_out, caps[k + 1] if caps else None)
+                             if forward else
+                             (step.src, step.dst, step.n_in, caps[k] if caps else None))
+        try:
+            out = []
+            for t in range(n):
+                idx = np.flatnonzero((into == t) & (e.mult > 0))
+                d = combine_lean([(cur[src[i]], e.vals[i], e.mult[i]) for i in idx], what=what,
+                                 scratch=scratch)
+                out.append(_truncate_lean(d, cap[t] if cap else None))
+            return out
+        except NotLean:
+            cur = _dists(cur)
+    if forward:
+        return _forward(trellis, edges, how, cur, k, k + 1, what, True, caps, scratch)[-1]
+    return _backward(trellis, edges, how, cur, k + 1, k, what, True, caps, scratch)[0]
+
+
+def _truncate_lean(d: Optional[Lean], cap) -> Optional[Lean]:
+    """:func:`_truncate` of a :class:`~.dists.Lean`."""
+    if d is None or cap is None:
+        return d
+    return None if cap is False else d.upto(cap)
+
+
+def _dists(ds: list) -> list:
+    """Distributions, a :class:`~.dists.Lean` made a :class:`~.dists.Dist`."""
+    return [d.dist() if isinstance(d, Lean) else d for d in ds]
 
 
 # ------------------------------------------------------------ segments

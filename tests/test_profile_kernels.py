@@ -613,3 +613,64 @@ def test_lean_steps_stop_at_64_bits(monkeypatch):
     for a, b in zip(want + (whole,), got + (got_whole,)):
         assert a.values.tolist() == b.values.tolist()
         assert as_ints(a.counts).tolist() == as_ints(b.counts).tolist()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lean_truncation_equals_the_distribution_prefix(seed):
+    """Lean.upto (a budget's truncation of a lean state) keeps exactly the
+    values and counts Dist.prefix keeps, in either form, at any bound."""
+    rng = np.random.default_rng(500 + seed)
+    step, spread = [1, 4, 6][seed % 3], [2, 4000][seed % 2]     # a bitmap, or points
+    k = np.unique(rng.integers(0, spread * 60, size=60)).astype(np.int64)
+    d = Dist(11 + k * step, from_ints(rng.integers(1, 1 << 30, size=len(k)).tolist()))
+    lean = dists.Lean.of(d)
+    assert (lean.bits is None) == bool(seed % 2)
+    at = d.values[rng.integers(0, len(d), size=6)].tolist() + [int(d.values[0])]
+    for bound in [10, *at, *(x - 1 for x in at), *(x + 1 for x in at),
+                  *rng.integers(11, int(d.values[-1]) + 10, size=12).tolist()]:
+        got = lean.upto(int(bound))
+        n = int(np.searchsorted(d.values, bound, side="right"))
+        if not n:
+            assert got is None
+            continue
+        want = d.prefix(n)
+        e = got.dist()
+        assert e.values.tolist() == want.values.tolist()
+        assert as_ints(e.counts).tolist() == as_ints(want.counts).tolist()
+        assert got.total == want.total and e.last == int(want.values[-1])
+        assert e.step in (0, d.step) and (e.step == 0) == (n == 1)
+
+
+def test_budget_counts_from_lean_frontiers_equal_the_distribution_steps(monkeypatch):
+    """A count within a budget built from both ends on lean frontiers (OFA
+    at 160 px, within 150 M MACs) equals the same program on distributions
+    (every lean step refused), and one that turns to distributions midway
+    (a lean step refused as if its total reached 2**64), at every point."""
+    space = get_space("ofa-mbv3")
+    p = space.profile("macs", by="r")
+    g = p.group_values.index(160)
+    trellis, edges = p._trellis, p._edges[g]
+    bound = 150_000_000
+    pts = [bound - 30_000_000, bound - 7_000_000, bound - 1, bound]
+    calls = []
+    combine_lean = dists.combine_lean
+
+    def counted(*a, **k):
+        calls.append(1)
+        return combine_lean(*a, **k)
+    monkeypatch.setattr(exact, "combine_lean", counted)
+    lean = exact.group_dist(trellis, edges, "sum", "t", cap=bound, whole=False)
+    assert calls and lean.split > 0 and lean.total > 0
+    got = lean.cdf(pts)
+    for refuse_after in (0, len(calls) // 2):
+        n_calls = []
+
+        def refuse(*a, _after=refuse_after, **k):
+            n_calls.append(1)
+            if len(n_calls) > _after:
+                raise dists.NotLean("test")
+            return combine_lean(*a, **k)
+        monkeypatch.setattr(exact, "combine_lean", refuse)
+        plain = exact.group_dist(trellis, edges, "sum", "t", cap=bound, whole=False)
+        assert plain.cdf(pts) == got
+    assert got[-1] == p.count(bound, group=160) > 0
