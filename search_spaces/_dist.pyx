@@ -383,6 +383,17 @@ cdef extern from *:
         #endif
         return nf_scatter_bits_portable(acc, bits, c, ks, ke, ci, a, b, mult, p, q);
     }
+    /* One accumulator's count written at the next free slot of oc, which
+       only a non-zero one takes (no branch), and cleared; returns its bit. */
+    static inline __attribute__((always_inline)) uint64_t nf_take_point(
+            uint64_t* __restrict at, uint64_t* __restrict oc, int64_t* m, uint64_t* tot) {
+        uint64_t c = *at;
+        oc[*m] = c;
+        *m += c != 0;
+        *at = 0;
+        *tot += c;
+        return c != 0;
+    }
     /* Write out the non-zero points of a window of 64-bit accumulators (from
        point w0, a multiple of 64; n of them) as bits (the window's words of
        obits) and counts (from slot m), and clear them.  One by one while the
@@ -412,14 +423,8 @@ cdef extern from *:
             acc[j] = 0;
             tot += c;
         }
-        for (; j < n && (j & 63); j++) {        /* up to a word's start */
-            uint64_t c = acc[j];
-            ob[j >> 6] |= (uint64_t)(c != 0) << (j & 63);
-            oc[m] = c;
-            m += c != 0;
-            acc[j] = 0;
-            tot += c;
-        }
+        for (; j < n && (j & 63); j++)          /* up to a word's start */
+            ob[j >> 6] |= nf_take_point(acc + j, oc, &m, &tot) << (j & 63);
         #ifdef NF_HAVE_AVX512
         if (nf_avx512_ok < 0) nf_set_avx512(-1);
         #endif
@@ -436,25 +441,13 @@ cdef extern from *:
                 uint64_t any = 0;
                 for (int i = q; i < q + 8; i++) any |= acc[j + i];
                 if (!any) continue;
-                for (int i = q; i < q + 8; i++) {
-                    uint64_t c = acc[j + i];
-                    word |= (uint64_t)(c != 0) << i;
-                    oc[m] = c;
-                    m += c != 0;
-                    acc[j + i] = 0;
-                    tot += c;
-                }
+                for (int i = q; i < q + 8; i++)
+                    word |= nf_take_point(acc + j + i, oc, &m, &tot) << i;
             }
             ob[j >> 6] = word;
         }
-        for (; j < n; j++) {                    /* the span's last, partial word */
-            uint64_t c = acc[j];
-            ob[j >> 6] |= (uint64_t)(c != 0) << (j & 63);
-            oc[m] = c;
-            m += c != 0;
-            acc[j] = 0;
-            tot += c;
-        }
+        for (; j < n; j++)                      /* the span's last, partial word */
+            ob[j >> 6] |= nf_take_point(acc + j, oc, &m, &tot) << (j & 63);
         /* the last point written: the highest set bit of the window's words */
         for (int64_t w = ((n + 63) >> 6) - 1; w >= 0; w--)
             if (ob[w]) { last = w0 + (w << 6) + 63 - __builtin_clzll(ob[w]); break; }

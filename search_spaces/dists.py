@@ -577,9 +577,7 @@ class Lean:
         """From a bitmap: as points where they are too sparse for one."""
         bits = bits[:(span + 63) // 64]
         if span > len(c) * BITS_DENSITY:
-            k = np.empty(len(c), dtype=np.int64)
-            _dist.bits_points(bits, k)
-            return cls(None, k, c, lo, g, total, span)
+            return cls(None, _bits_points(bits, len(c)), c, lo, g, total, span)
         return cls(bits, None, c, lo, g, total, span)
 
     def __len__(self) -> int:
@@ -627,16 +625,26 @@ class Lean:
 
     def points(self) -> np.ndarray:
         """Its lattice points, int64, ascending (of a bitmap: decoded)."""
-        if self.k is not None:
-            return self.k
-        k = np.empty(len(self), dtype=np.int64)
-        _dist.bits_points(self.bits, k)
-        return k
+        return self.k if self.k is not None else _bits_points(self.bits, len(self))
 
     def dist(self) -> Dist:
         """The :class:`Dist` (:meth:`Dist.of_lean`: its values and 128-bit
         counts written out when first read)."""
         return Dist.of_lean(self)
+
+
+def _bits_points(bits: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` set bits of ``bits``, ascending int64 (new memory)."""
+    k = np.empty(n, dtype=np.int64)
+    _dist.bits_points(bits, k)
+    return k
+
+
+def _words(scratch: Optional[Scratch], *sizes: int) -> list:
+    """uint64 buffers of these lengths: from ``scratch`` when given, else new."""
+    if scratch is not None:
+        return scratch.words(*sizes)
+    return [np.empty(max(int(n), 1), dtype=np.uint64) for n in sizes]
 
 
 #: the share of its lattice a :class:`Lean`'s points take, 1 in this many,
@@ -679,19 +687,14 @@ def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profil
     # all are distinct: written as points, from its parts' points
     as_points = lat.span > BITS_DENSITY * lat.n
     if as_points:
-        out_k, out_c, acc = (scratch.words(lat.cap, lat.cap, 2 * n_acc) if scratch is not None
-                             else (np.empty(lat.cap, np.uint64), np.empty(lat.cap, np.uint64),
-                                   None))
+        out_k, out_c, acc = _words(scratch, lat.cap, lat.cap, 2 * n_acc)
         out_k = out_k.view(np.int64)
         m = _dist.accumulate_windows(
             [d.points() for d in srcs], [d.c for d in srcs], src_of, lat.a, lat.b, mult,
             lat.span, lat.lo, max(lat.g, 1), WINDOW, np.empty(0, dtype=np.int64), out_c, out_k,
             info, True, 1, acc)
     else:
-        out_bits, out_c, acc = (scratch.words((lat.span + 63) // 64, lat.cap, n_acc)
-                                if scratch is not None else
-                                (np.empty((lat.span + 63) // 64, np.uint64),
-                                 np.empty(lat.cap, np.uint64), None))
+        out_bits, out_c, acc = _words(scratch, (lat.span + 63) // 64, lat.cap, n_acc)
         m = _dist.accumulate_bits(
             [d.bits for d in srcs], [d.k for d in srcs], [d.c for d in srcs],
             np.array([d.span for d in srcs], np.int64), src_of, lat.a, lat.b, mult, lat.span,
@@ -701,11 +704,7 @@ def combine_lean(parts: Sequence, limit: int = SPARSE_LIMIT, what: str = "profil
     h, total, c = int(info[0]), int(info[2:].view(np.uint64)[0]), out_c[:m]
     g = h * max(lat.g, 1) if m > 1 else 0
     if as_points or h > 1:            # h > 1: a coarser lattice than the parts', its own
-        if as_points:
-            k = out_k[:m]
-        else:
-            k = np.empty(m, dtype=np.int64)
-            _dist.bits_points(out_bits[:(int(info[1]) + 64) // 64], k)
+        k = out_k[:m] if as_points else _bits_points(out_bits[:(int(info[1]) + 64) // 64], m)
         return Lean.of_points(k // h if h > 1 else k, c, lat.lo, g, total)
     return Lean.of_bits(out_bits, c, lat.lo, g, total, int(info[1]) + 1)
 

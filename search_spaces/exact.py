@@ -67,21 +67,34 @@ def edges_of(trellis: Trellis, g: int, value: Callable, mode: str,
 
 
 # ----------------------------------------------------------------- programs
-def _truncate(d: Optional[Dist], cap) -> Optional[Dist]:
-    """``d`` without the values above ``cap`` (None: no cap; False: nothing can fit)."""
+def _combine(parts: list, how: str, what: str, scratch: Optional[Scratch]):
+    """:func:`~.dists.combine` of the parts, or :func:`~.dists.combine_lean`
+    where they are :class:`~.dists.Lean` (sums only): every step of a
+    program combines through here."""
+    if any(isinstance(d, Lean) for d, _, _ in parts):
+        return combine_lean(parts, what=what, scratch=scratch)
+    return combine(parts, how, what=what, scratch=scratch)
+
+
+def _truncate(d, cap):
+    """``d`` (a Dist or a Lean) without the values above ``cap`` (None: no
+    cap; False: nothing can fit)."""
     if d is None or cap is None:
         return d
     if cap is False:
         return None
+    if isinstance(d, Lean):
+        return d.upto(cap)
     n = int(np.searchsorted(d.values, cap, side="right"))
     return d if n == len(d) else (d.prefix(n) if n else None)
 
 
 def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: int,
              what: str, keep_all: bool, caps=None, scratch: Optional[Scratch] = None) -> list:
-    """Boundaries ``k0 .. k1`` from the distributions at ``k0``; ``caps[k][s]``
-    drops values that cannot end within a budget; ``scratch``: the memory
-    the steps write into (:class:`~.dists.Scratch`)."""
+    """Boundaries ``k0 .. k1`` from the distributions at ``k0`` (lean steps
+    from :class:`~.dists.Lean` ones); ``caps[k][s]`` drops values that
+    cannot end within a budget; ``scratch``: the memory the steps write
+    into (:class:`~.dists.Scratch`)."""
     out = [start]
     cur = start
     for k in range(k0, k1):
@@ -89,8 +102,8 @@ def _forward(trellis: Trellis, edges: list, how: str, start: list, k0: int, k1: 
         nxt = []
         for t in range(step.n_out):
             idx = np.flatnonzero((step.dst == t) & (e.mult > 0))
-            d = combine([(cur[step.src[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what,
-                        scratch=scratch)
+            d = _combine([(cur[step.src[i]], e.vals[i], e.mult[i]) for i in idx], how, what,
+                         scratch)
             nxt.append(_truncate(d, caps[k + 1][t] if caps else None))
         cur = nxt
         out.append(nxt if keep_all or k + 1 == k1 else None)
@@ -107,8 +120,8 @@ def _backward(trellis: Trellis, edges: list, how: str, end: list, k1: int, k0: i
         prv = []
         for s in range(step.n_in):
             idx = np.flatnonzero((step.src == s) & (e.mult > 0))
-            d = combine([(cur[step.dst[i]], e.vals[i], e.mult[i]) for i in idx], how, what=what,
-                        scratch=scratch)
+            d = _combine([(cur[step.dst[i]], e.vals[i], e.mult[i]) for i in idx], how, what,
+                         scratch)
             prv.append(_truncate(d, caps[k][s] if caps else None))
         cur = prv
         out.append(prv if keep_all or k == k0 else None)
@@ -299,35 +312,17 @@ def group_dist(trellis: Trellis, edges: list, how: str = "sum", what: str = "pro
 def _frontier_step(trellis: Trellis, edges: list, how: str, cur: list, k: int, forward: bool,
                    what: str, caps, scratch: Optional[Scratch]) -> list:
     """Step ``k`` of the programs from both ends, from the distributions
-    ``cur`` (forward: of boundary ``k``, else of ``k + 1``): lean
-    (:func:`~.dists.combine_lean`, into ``scratch``) while they are
-    :class:`~.dists.Lean` and every total stays below 2**64, as
+    ``cur`` (forward: of boundary ``k``, else of ``k + 1``): lean while they
+    are :class:`~.dists.Lean` and every total stays below 2**64, as
     distributions from the step where one may not."""
-    if all(d is None or isinstance(d, Lean) for d in cur) and how == "sum":
-        step, e = trellis.steps[k], edges[k]
-        into, src, n, cap = ((step.dst, step.src, step.n_out, caps[k + 1] if caps else None)
-                             if forward else
-                             (step.src, step.dst, step.n_in, caps[k] if caps else None))
-        try:
-            out = []
-            for t in range(n):
-                idx = np.flatnonzero((into == t) & (e.mult > 0))
-                d = combine_lean([(cur[src[i]], e.vals[i], e.mult[i]) for i in idx], what=what,
-                                 scratch=scratch)
-                out.append(_truncate_lean(d, cap[t] if cap else None))
-            return out
-        except NotLean:
-            cur = _dists(cur)
-    if forward:
-        return _forward(trellis, edges, how, cur, k, k + 1, what, True, caps, scratch)[-1]
-    return _backward(trellis, edges, how, cur, k + 1, k, what, True, caps, scratch)[0]
-
-
-def _truncate_lean(d: Optional[Lean], cap) -> Optional[Lean]:
-    """:func:`_truncate` of a :class:`~.dists.Lean`."""
-    if d is None or cap is None:
-        return d
-    return None if cap is False else d.upto(cap)
+    def step(ds: list) -> list:
+        if forward:
+            return _forward(trellis, edges, how, ds, k, k + 1, what, True, caps, scratch)[-1]
+        return _backward(trellis, edges, how, ds, k + 1, k, what, True, caps, scratch)[0]
+    try:
+        return step(cur)
+    except NotLean:
+        return step(_dists(cur))
 
 
 def _dists(ds: list) -> list:
@@ -455,12 +450,10 @@ def _run(steps: list, start, what: str, scratch: Optional[Scratch] = None):
     every step is lean), written into ``scratch``: each step's buffers are
     reused once the step after next has dropped them."""
     cur = [start]
-    lean = isinstance(start, Lean)
     for st in steps:
         parts = [[(cur[st.src[i]], st.vals[i], st.mult[i]) for i in np.flatnonzero(st.dst == t)]
                  for t in range(st.n_out)]
-        cur = [combine_lean(p, what=what, scratch=scratch) if lean else
-               combine(p, "sum", what=what, scratch=scratch) for p in parts]
+        cur = [_combine(p, "sum", what, scratch) for p in parts]
     return cur[0]
 
 
